@@ -1,0 +1,39 @@
+# Everything a fresh Debian machine needs: `make test` runs the test suite, `make bench` the
+# benchmarks against PyTorch/open_clip. Each target installs the Debian packages it needs.
+DEBS   := libopenblas-dev libjpeg-dev libpng-dev libicu-dev pkg-config
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SWIFT  ?= swift
+PYTHON ?= python3
+VENV   := .venv-ref
+
+.PHONY: deps build test bench fixtures venv clean
+
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build -c release
+
+# Numeric code is far too slow in debug builds, so the tests run optimised.
+test: deps
+	$(SWIFT) test -c release
+
+# The PyTorch/open_clip reference environment (several GB), created when missing.
+venv: $(VENV)/.done
+$(VENV)/.done: tools/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r tools/requirements.txt
+	touch $@
+
+bench: build venv
+	$(VENV)/bin/python tools/bench/bench_block.py
+
+fixtures: venv
+	$(VENV)/bin/python tools/make_tensor_fixtures.py
+
+clean:
+	rm -rf .build

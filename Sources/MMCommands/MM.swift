@@ -1,0 +1,21 @@
+import ArgumentParser
+
+/// The `mm` command: train, evaluate and use CLIP-style image–text models on the CPU.
+public struct MM: ParsableCommand {
+    public static let version = "0.1.0"
+
+    public static let configuration = CommandConfiguration(
+        commandName: "mm",
+        abstract: "CLIP-style image–text alignment on the CPU: train, zero-shot classify, retrieve.",
+        discussion: """
+            Models, checkpoints (safetensors), tokenizer and preprocessing are interchangeable \
+            with open_clip. Run `mm help <subcommand>` for details on each command.
+            """,
+        version: version,
+        subcommands: [
+            // Subcommands register here, one line each.
+        ]
+    )
+
+    public init() {}
+}

@@ -1,0 +1,30 @@
+import CBLAS
+
+/// C[M×N] = alpha·op(A)·op(B) + beta·C, row-major with explicit leading dimensions, so that
+/// attention can address one head inside a packed [L, 3W] buffer without copying.
+/// Large products are split by rows of C across `Threads.count` single-threaded BLAS calls.
+@inline(__always)
+func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+           alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+           b: UnsafePointer<Float>, ldb: Int,
+           beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
+           parallel: Bool = true) {
+    guard m > 0, n > 0 else { return }
+    if k == 0 {
+        // BLAS leaves C untouched for k = 0; honour beta ourselves.
+        for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } }
+        return
+    }
+    func call(_ rows: Range<Int>) {
+        let aRow = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(rows.count), Int32(n), Int32(k), alpha, aRow, Int32(lda), b, Int32(ldb),
+                    beta, c + rows.lowerBound * ldc, Int32(ldc))
+    }
+    // Below ~2 MFLOP a second thread costs more than it saves.
+    if parallel && Threads.count > 1 && m >= 2 * 16 && m * n * k >= 1 << 20 {
+        parallelFor(m, grain: 16, call)
+    } else {
+        call(0..<m)
+    }
+}

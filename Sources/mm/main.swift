@@ -1,0 +1,3 @@
+import MMCommands
+
+MM.main()
