@@ -1,0 +1,161 @@
+/// y = x Wᵀ + b, with W [out, in] as in PyTorch.
+public final class Linear: Module {
+    public let weight: Tensor
+    public let bias: Tensor?
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) {
+        weight = .zeros([outFeatures, inFeatures], requiresGrad: true)
+        self.bias = bias ? .zeros([outFeatures], requiresGrad: true) : nil
+    }
+
+    /// PyTorch's default: U(−1/√in, 1/√in) for weight and bias.
+    public func resetParameters(using g: inout SeededGenerator) {
+        let bound = 1 / Float(weight.shape[1]).squareRoot()
+        weight.fillUniform(-bound, bound, using: &g)
+        bias?.fillUniform(-bound, bound, using: &g)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let y = Tensor.matmul(x, weight, transposeB: true)
+        return bias.map { y + $0 } ?? y
+    }
+}
+
+public final class LayerNorm: Module {
+    public let weight: Tensor
+    public let bias: Tensor
+    public let eps: Float
+
+    public init(_ features: Int, eps: Float = 1e-5) {
+        weight = .filled([features], with: 1)
+        weight.requiresGrad = true
+        bias = .zeros([features], requiresGrad: true)
+        self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { x.layerNorm(weight: weight, bias: bias, eps: eps) }
+}
+
+public final class Embedding: Module {
+    public let weight: Tensor
+
+    public init(_ count: Int, _ features: Int) {
+        weight = .zeros([count, features], requiresGrad: true)
+    }
+
+    public func callAsFunction(_ ids: IntTensor) -> Tensor { .embedding(weight, ids: ids) }
+}
+
+/// The MLP's nonlinearity: GELU with erf, or OpenAI CLIP's QuickGELU.
+public enum Activation: String, Sendable, Codable {
+    case gelu, quickGelu = "quick_gelu"
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        switch self {
+        case .gelu: x.gelu()
+        case .quickGelu: x.quickGelu()
+        }
+    }
+}
+
+/// nn.MultiheadAttention as open_clip uses it: one packed input projection, heads of
+/// width / heads, an output projection.
+public final class MultiheadAttention: Module {
+    @Key("in_proj_weight") public var inProjWeight: Tensor
+    @Key("in_proj_bias") public var inProjBias: Tensor
+    @Key("out_proj") public var outProj: Linear
+    public let heads: Int
+
+    public init(width: Int, heads: Int) {
+        precondition(width % heads == 0, "width \(width) is not divisible by \(heads) heads")
+        self.heads = heads
+        inProjWeight = .zeros([3 * width, width], requiresGrad: true)
+        inProjBias = .zeros([3 * width], requiresGrad: true)
+        outProj = Linear(width, width)
+    }
+
+    /// PyTorch's default: Xavier-uniform packed projection, zero biases.
+    public func resetParameters(using g: inout SeededGenerator) {
+        let width = inProjWeight.shape[1]
+        let bound = (6 / Float(4 * width)).squareRoot()
+        inProjWeight.fillUniform(-bound, bound, using: &g)
+        inProjBias.fill(0)
+        outProj.resetParameters(using: &g)
+        outProj.bias?.fill(0)
+    }
+
+    /// x [B, L, W] → [B, L, W].
+    public func callAsFunction(_ x: Tensor, causal: Bool) -> Tensor {
+        let qkv = Tensor.matmul(x, inProjWeight, transposeB: true) + inProjBias
+        return outProj(.attention(qkv: qkv, heads: heads, causal: causal))
+    }
+}
+
+public final class MLP: Module {
+    @Key("c_fc") public var fc: Linear
+    @Key("c_proj") public var proj: Linear
+    public let activation: Activation
+
+    public init(width: Int, hidden: Int, activation: Activation) {
+        self.activation = activation
+        fc = Linear(width, hidden)
+        proj = Linear(hidden, width)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { proj(activation(fc(x))) }
+}
+
+/// open_clip's pre-LN `ResidualAttentionBlock`: x + attn(ln_1(x)), then + mlp(ln_2(x)).
+public final class ResidualAttentionBlock: Module {
+    @Key("ln_1") public var norm1: LayerNorm
+    public let attn: MultiheadAttention
+    @Key("ln_2") public var norm2: LayerNorm
+    public let mlp: MLP
+
+    public init(width: Int, heads: Int, mlpRatio: Float = 4, activation: Activation = .gelu) {
+        attn = MultiheadAttention(width: width, heads: heads)
+        mlp = MLP(width: width, hidden: Int(Float(width) * mlpRatio), activation: activation)
+        norm1 = LayerNorm(width)
+        norm2 = LayerNorm(width)
+    }
+
+    public func callAsFunction(_ x: Tensor, causal: Bool) -> Tensor {
+        let h = x + attn(norm1(x), causal: causal)
+        return h + mlp(norm2(h))
+    }
+}
+
+/// A stack of residual attention blocks (`resblocks.0.…`).
+public final class Transformer: Module {
+    public let resblocks: [ResidualAttentionBlock]
+
+    public init(width: Int, layers: Int, heads: Int, mlpRatio: Float = 4, activation: Activation = .gelu) {
+        resblocks = (0..<layers).map { _ in
+            ResidualAttentionBlock(width: width, heads: heads, mlpRatio: mlpRatio, activation: activation)
+        }
+    }
+
+    public var width: Int { resblocks.first?.norm1.weight.count ?? 0 }
+
+    /// open_clip's transformer initialisation (std width^-½ for attention, scaled by depth for
+    /// the output projections).
+    public func resetParameters(using g: inout SeededGenerator) {
+        let w = Float(width), layers = Float(resblocks.count)
+        let projStd = 1 / w.squareRoot() / (2 * layers).squareRoot()
+        let attnStd = 1 / w.squareRoot()
+        let fcStd = 1 / (2 * w).squareRoot()
+        for block in resblocks {
+            block.attn.resetParameters(using: &g)
+            block.attn.inProjWeight.fillNormal(std: attnStd, using: &g)
+            block.attn.outProj.weight.fillNormal(std: projStd, using: &g)
+            block.mlp.fc.resetParameters(using: &g)
+            block.mlp.fc.weight.fillNormal(std: fcStd, using: &g)
+            block.mlp.proj.resetParameters(using: &g)
+            block.mlp.proj.weight.fillNormal(std: projStd, using: &g)
+        }
+    }
+
+    public func callAsFunction(_ x: Tensor, causal: Bool) -> Tensor {
+        resblocks.reduce(x) { h, block in block(h, causal: causal) }
+    }
+}

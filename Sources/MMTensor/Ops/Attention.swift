@@ -1,0 +1,74 @@
+// Multi-head scaled-dot-product attention over a packed projection, as open_clip's
+// nn.MultiheadAttention computes it after `in_proj`:
+//   qkv [B, L, 3W] → per head h: softmax(Q_h K_hᵀ / √Dh [+ causal mask]) V_h → out [B, L, W].
+// Heads are addressed in place through BLAS leading dimensions: no split, no merge copies.
+
+extension Tensor {
+    public static func attention(qkv: Tensor, heads: Int, causal: Bool) -> Tensor {
+        precondition(qkv.rank == 3 && qkv.shape[2] % (3 * heads) == 0,
+                     "attention expects packed qkv [B, L, 3·W] with W divisible by \(heads) heads, got \(qkv.shape)")
+        let (b, l, w) = (qkv.shape[0], qkv.shape[1], qkv.shape[2] / 3)
+        let dh = w / heads
+        let scale = 1 / Float(dh).squareRoot()
+        let out = Tensor.result([b, l, w])
+        let recording = Tape.recording(qkv)
+        // The attention weights are kept for backward only when recording; else per-thread scratch.
+        let probs = recording != nil ? Tensor.result([b, heads, l, l]) : nil
+        let src = qkv.data, dst = out.data
+
+        parallelFor(b * heads) { r in
+            let scratch = probs == nil ? UnsafeMutablePointer<Float>.allocate(capacity: l * l) : nil
+            defer { scratch?.deallocate() }
+            for item in r {
+                let (batch, head) = (item / heads, item % heads)
+                let q = src + batch * l * 3 * w + head * dh
+                let p = probs.map { $0.data + item * l * l } ?? scratch!
+                sgemm(transA: false, transB: true, m: l, n: l, k: dh, alpha: scale,
+                      a: q, lda: 3 * w, b: q + w, ldb: 3 * w, c: p, ldc: l, parallel: false)
+                for i in 0..<l {
+                    let row = p + i * l
+                    let visible = causal ? i + 1 : l
+                    softmaxRow(row, row, visible)
+                    if visible < l { (row + visible).update(repeating: 0, count: l - visible) }
+                }
+                sgemm(transA: false, transB: false, m: l, n: dh, k: l,
+                      a: p, lda: l, b: q + 2 * w, ldb: 3 * w, c: dst + batch * l * w + head * dh, ldc: w, parallel: false)
+            }
+        }
+
+        if let tape = recording, let probs {
+            tape.append(out) {
+                let dout = out.grad!.data, dqkv = qkv.gradient().data
+                parallelFor(b * heads) { r in
+                    let dp = UnsafeMutablePointer<Float>.allocate(capacity: l * l)
+                    defer { dp.deallocate() }
+                    for item in r {
+                        let (batch, head) = (item / heads, item % heads)
+                        let offset = batch * l * 3 * w + head * dh
+                        let q = src + offset, k = q + w, v = q + 2 * w
+                        let dq = dqkv + offset, dk = dq + w, dv = dq + 2 * w
+                        let p = probs.data + item * l * l
+                        let dO = dout + batch * l * w + head * dh
+                        // dV += Pᵀ dO
+                        sgemm(transA: true, transB: false, m: l, n: dh, k: l, a: p, lda: l, b: dO, ldb: w,
+                              beta: 1, c: dv, ldc: 3 * w, parallel: false)
+                        // dP = dO Vᵀ, then dS = P ∘ (dP − rowsum(dP ∘ P)) · scale, in place
+                        sgemm(transA: false, transB: true, m: l, n: l, k: dh, a: dO, lda: w, b: v, ldb: 3 * w,
+                              c: dp, ldc: l, parallel: false)
+                        for i in 0..<l {
+                            let visible = causal ? i + 1 : l
+                            softmaxBackwardRow(p + i * l, dp + i * l, dp + i * l, visible, scale: scale, accumulate: false)
+                            if visible < l { (dp + i * l + visible).update(repeating: 0, count: l - visible) }
+                        }
+                        // dQ += dS K, dK += dSᵀ Q
+                        sgemm(transA: false, transB: false, m: l, n: dh, k: l, a: dp, lda: l, b: k, ldb: 3 * w,
+                              beta: 1, c: dq, ldc: 3 * w, parallel: false)
+                        sgemm(transA: true, transB: false, m: l, n: dh, k: l, a: dp, lda: l, b: q, ldb: 3 * w,
+                              beta: 1, c: dk, ldc: 3 * w, parallel: false)
+                    }
+                }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,216 @@
+// Elementwise ops: add / sub / mul with broadcasting over leading dimensions, scale, exp,
+// GELU and QuickGELU. Each forward kernel has its backward beside it; backward accumulates.
+
+// MARK: - Kernels
+
+@inline(__always)
+private func mapUnary(_ n: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ f: (Vec) -> Vec) {
+    parallelFor(n, grain: 1 << 15) { r in
+        var i = r.lowerBound
+        while i < r.upperBound {
+            store(f(load(x, i, r.upperBound)), y, i, r.upperBound)
+            i += 8
+        }
+    }
+}
+
+/// out = f(x, y) elementwise, all three of length n, or `g += f(x, y)` when accumulating.
+@inline(__always)
+private func mapBinary(_ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                       accumulate: Bool, _ f: (Vec, Vec) -> Vec) {
+    parallelFor(n, grain: 1 << 15) { r in
+        var i = r.lowerBound
+        while i < r.upperBound {
+            var v = f(load(a, i, r.upperBound), load(b, i, r.upperBound))
+            if accumulate { v += load(out, i, r.upperBound) }
+            store(v, out, i, r.upperBound)
+            i += 8
+        }
+    }
+}
+
+/// y += x.
+func accumulate(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int, scale: Float = 1) {
+    parallelFor(n, grain: 1 << 15) { r in
+        var i = r.lowerBound
+        while i < r.upperBound {
+            store(load(y, i, r.upperBound) + scale * load(x, i, r.upperBound), y, i, r.upperBound)
+            i += 8
+        }
+    }
+}
+
+/// Sums `rows` rows of length `inner` into `out` (accumulating): the backward of broadcasting.
+func accumulateRowSum(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, inner: Int,
+                      times other: UnsafePointer<Float>? = nil, scale: Float = 1) {
+    // Parallel over columns so that no two threads write the same output element.
+    let columnChunks = (inner + 7) / 8
+    parallelFor(columnChunks, grain: max(1, (1 << 14) / max(rows, 1))) { cr in
+        var c = cr.lowerBound * 8
+        while c < min(cr.upperBound * 8, inner) {
+            var s = Vec(repeating: 0)
+            for row in 0..<rows {
+                var v = load(x + row * inner, c, inner)
+                if let other { v *= load(other + row * inner, c, inner) }
+                s += v
+            }
+            store(load(out, c, inner) + scale * s, out, c, inner)
+            c += 8
+        }
+    }
+}
+
+// MARK: - Broadcasting
+
+/// How two operands broadcast: the smaller one's shape must be a suffix of the larger one's
+/// (a bias [N] over [B, L, N], a 0-d scale over anything).
+private struct Broadcast {
+    let big: Tensor, small: Tensor
+    let smallIsLeft: Bool
+    var rows: Int { big.count / max(small.count, 1) }
+    var inner: Int { small.count }
+
+    init(_ a: Tensor, _ b: Tensor, _ op: String) {
+        let aIsSmall = a.rank < b.rank || (a.rank == b.rank && a.count < b.count)
+        (big, small, smallIsLeft) = aIsSmall ? (b, a, true) : (a, b, false)
+        precondition(Array(big.shape.suffix(small.rank)) == small.shape,
+                     "\(op): shapes \(a.shape) and \(b.shape) do not broadcast (the smaller must be a suffix of the larger)")
+    }
+}
+
+public enum BinaryOp { case add, sub, mul }
+
+private func binary(_ a: Tensor, _ b: Tensor, _ op: BinaryOp) -> Tensor {
+    let bc = Broadcast(a, b, "\(op)")
+    let out = Tensor.result(bc.big.shape)
+    let rows = bc.rows, inner = bc.inner
+    let big = bc.big.data, small = bc.small.data, y = out.data
+    let flip = bc.smallIsLeft
+    if inner == bc.big.count {
+        switch op {
+        case .add: mapBinary(inner, a.data, b.data, y, accumulate: false, +)
+        case .sub: mapBinary(inner, a.data, b.data, y, accumulate: false, -)
+        case .mul: mapBinary(inner, a.data, b.data, y, accumulate: false, *)
+        }
+    } else if inner == 1 {
+        let s = small[0]
+        switch op {
+        case .add: mapUnary(rows, big, y) { $0 + s }
+        case .sub: mapUnary(rows, big, y) { flip ? s - $0 : $0 - s }
+        case .mul: mapUnary(rows, big, y) { $0 * s }
+        }
+    } else {
+        parallelFor(rows, grain: max(1, (1 << 14) / inner)) { rr in
+            for row in rr {
+                let x = big + row * inner, o = y + row * inner
+                var i = 0
+                while i < inner {
+                    let u = load(x, i, inner), v = load(small, i, inner)
+                    let r: Vec
+                    switch op {
+                    case .add: r = u + v
+                    case .sub: r = flip ? v - u : u - v
+                    case .mul: r = u * v
+                    }
+                    store(r, o, i, inner)
+                    i += 8
+                }
+            }
+        }
+    }
+
+    if let tape = Tape.recording(a, b) {
+        tape.append(out) {
+            let dy = out.grad!.data
+            let bigSign: Float = (op == .sub && flip) ? -1 : 1
+            let smallSign: Float = (op == .sub && !flip) ? -1 : 1
+            if bc.big.requiresGrad {
+                let g = bc.big.gradient().data
+                switch op {
+                case .add, .sub: accumulate(g, dy, bc.big.count, scale: bigSign)
+                case .mul:
+                    if inner == bc.big.count {
+                        mapBinary(inner, dy, small, g, accumulate: true, *)
+                    } else {
+                        for row in 0..<rows { accumulateProduct(g + row * inner, dy + row * inner, small, inner) }
+                    }
+                }
+            }
+            if bc.small.requiresGrad {
+                let g = bc.small.gradient().data
+                accumulateRowSum(g, dy, rows: rows, inner: inner, times: op == .mul ? big : nil, scale: smallSign)
+            }
+        }
+    }
+    return out
+}
+
+/// g += a * b over n elements, single-threaded (called per row).
+@inline(__always)
+private func accumulateProduct(_ g: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) {
+    var i = 0
+    while i < n {
+        store(load(g, i, n) + load(a, i, n) * load(b, i, n), g, i, n)
+        i += 8
+    }
+}
+
+extension Tensor {
+    public static func + (a: Tensor, b: Tensor) -> Tensor { binary(a, b, .add) }
+    public static func - (a: Tensor, b: Tensor) -> Tensor { binary(a, b, .sub) }
+    public static func * (a: Tensor, b: Tensor) -> Tensor { binary(a, b, .mul) }
+
+    /// s · x for a constant s.
+    public func scaled(by s: Float) -> Tensor {
+        let out = Tensor.result(shape)
+        mapUnary(count, data, out.data) { $0 * s }
+        if let tape = Tape.recording(self) {
+            tape.append(out) { accumulate(self.gradient().data, out.grad!.data, self.count, scale: s) }
+        }
+        return out
+    }
+
+    public static func * (a: Tensor, s: Float) -> Tensor { a.scaled(by: s) }
+
+    /// e^x elementwise.
+    public func exp() -> Tensor {
+        let out = Tensor.result(shape)
+        mapUnary(count, data, out.data) { MMTensor.exp($0) }
+        if let tape = Tape.recording(self) {
+            tape.append(out) { mapBinary(self.count, out.grad!.data, out.data, self.gradient().data, accumulate: true, *) }
+        }
+        return out
+    }
+
+    /// GELU with the exact erf: x · Φ(x).
+    public func gelu() -> Tensor {
+        let out = Tensor.result(shape)
+        mapUnary(count, data, out.data) { x in 0.5 * x * (1 + erf(x * 0.707_106_77)) }
+        if let tape = Tape.recording(self) {
+            tape.append(out) {
+                // d/dx x·Φ(x) = Φ(x) + x·φ(x)
+                mapBinary(self.count, self.data, out.grad!.data, self.gradient().data, accumulate: true) { x, dy in
+                    let cdf = 0.5 * (1 + erf(x * 0.707_106_77))
+                    let pdf = 0.398_942_28 * MMTensor.exp(-0.5 * x * x)
+                    return dy * (cdf + x * pdf)
+                }
+            }
+        }
+        return out
+    }
+
+    /// QuickGELU, OpenAI CLIP's activation: x · σ(1.702 x).
+    public func quickGelu() -> Tensor {
+        let out = Tensor.result(shape)
+        mapUnary(count, data, out.data) { x in x * sigmoid(1.702 * x) }
+        if let tape = Tape.recording(self) {
+            tape.append(out) {
+                mapBinary(self.count, self.data, out.grad!.data, self.gradient().data, accumulate: true) { x, dy in
+                    let s = sigmoid(1.702 * x)
+                    return dy * (s + 1.702 * x * s * (1 - s))
+                }
+            }
+        }
+        return out
+    }
+}

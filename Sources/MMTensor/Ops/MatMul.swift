@@ -1,0 +1,111 @@
+// Matrix products through BLAS. a: [..., M, K] (or [..., K, M] with transposeA),
+// b: [K, N] shared by every leading index of a, or [..., K, N] with a's leading dims
+// (or [..., N, K] with transposeB) → [..., M, N].
+
+extension Tensor {
+    /// op(a) · op(b), batched over leading dimensions.
+    public static func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
+        precondition(a.rank >= 2 && b.rank >= 2, "matmul needs matrices, got \(a.shape) and \(b.shape)")
+        let (m, k) = transposeA ? (a.shape[a.rank - 1], a.shape[a.rank - 2]) : (a.shape[a.rank - 2], a.shape[a.rank - 1])
+        let (kb, n) = transposeB ? (b.shape[b.rank - 1], b.shape[b.rank - 2]) : (b.shape[b.rank - 2], b.shape[b.rank - 1])
+        precondition(k == kb, "matmul inner dimensions differ: \(a.shape)\(transposeA ? "ᵀ" : "") · \(b.shape)\(transposeB ? "ᵀ" : "")")
+        let lead = Array(a.shape.dropLast(2))
+        let sharedB = b.rank == 2
+        precondition(sharedB || Array(b.shape.dropLast(2)) == lead,
+                     "matmul batch dimensions differ: \(a.shape) and \(b.shape)")
+        let batch = lead.reduce(1, *)
+        let out = Tensor.result(lead + [m, n])
+        let lda = a.shape[a.rank - 1], ldb = b.shape[b.rank - 1]
+
+        // With a shared 2-D b and an untransposed a, the batch folds into one tall product.
+        let folds = sharedB && !transposeA
+        if folds {
+            sgemm(transA: false, transB: transposeB, m: batch * m, n: n, k: k,
+                  a: a.data, lda: lda, b: b.data, ldb: ldb, c: out.data, ldc: n)
+        } else {
+            batchedGemm(batch, transA: transposeA, transB: transposeB, m: m, n: n, k: k,
+                        a: a.data, lda: lda, strideA: m * k, b: b.data, ldb: ldb, strideB: sharedB ? 0 : k * n,
+                        beta: 0, c: out.data, ldc: n, strideC: m * n)
+        }
+
+        if let tape = Tape.recording(a, b) {
+            tape.append(out) {
+                let dc = out.grad!.data
+                if a.requiresGrad {
+                    let da = a.gradient().data
+                    if folds {
+                        // dA = dC · op(B)ᵀ
+                        sgemm(transA: false, transB: !transposeB, m: batch * m, n: k, k: n,
+                              a: dc, lda: n, b: b.data, ldb: ldb, beta: 1, c: da, ldc: k)
+                    } else if !transposeA {
+                        batchedGemm(batch, transA: false, transB: !transposeB, m: m, n: k, k: n,
+                                    a: dc, lda: n, strideA: m * n, b: b.data, ldb: ldb, strideB: sharedB ? 0 : k * n,
+                                    beta: 1, c: da, ldc: k, strideC: m * k)
+                    } else {
+                        // A is stored [K, M]: dA = op(B) · dCᵀ
+                        batchedGemm(batch, transA: transposeB, transB: true, m: k, n: m, k: n,
+                                    a: b.data, lda: ldb, strideA: sharedB ? 0 : k * n, b: dc, ldb: n, strideB: m * n,
+                                    beta: 1, c: da, ldc: m, strideC: m * k)
+                    }
+                }
+                if b.requiresGrad {
+                    let db = b.gradient().data
+                    if folds {
+                        if !transposeB {
+                            // dB = Aᵀ · dC over the folded batch
+                            sgemm(transA: true, transB: false, m: k, n: n, k: batch * m,
+                                  a: a.data, lda: lda, b: dc, ldb: n, beta: 1, c: db, ldc: n)
+                        } else {
+                            // B is stored [N, K]: dB = dCᵀ · A
+                            sgemm(transA: true, transB: false, m: n, n: k, k: batch * m,
+                                  a: dc, lda: n, b: a.data, ldb: lda, beta: 1, c: db, ldc: k)
+                        }
+                    } else if !transposeB {
+                        // dB = op(A)ᵀ · dC, summed into one matrix when b is shared
+                        if sharedB {
+                            for i in 0..<batch {
+                                sgemm(transA: !transposeA, transB: false, m: k, n: n, k: m,
+                                      a: a.data + i * m * k, lda: lda, b: dc + i * m * n, ldb: n, beta: 1, c: db, ldc: n)
+                            }
+                        } else {
+                            batchedGemm(batch, transA: !transposeA, transB: false, m: k, n: n, k: m,
+                                        a: a.data, lda: lda, strideA: m * k, b: dc, ldb: n, strideB: m * n,
+                                        beta: 1, c: db, ldc: n, strideC: k * n)
+                        }
+                    } else {
+                        // B is stored [N, K]: dB = dCᵀ · op(A)
+                        if sharedB {
+                            for i in 0..<batch {
+                                sgemm(transA: true, transB: transposeA, m: n, n: k, k: m,
+                                      a: dc + i * m * n, lda: n, b: a.data + i * m * k, ldb: lda, beta: 1, c: db, ldc: k)
+                            }
+                        } else {
+                            batchedGemm(batch, transA: true, transB: transposeA, m: n, n: k, k: m,
+                                        a: dc, lda: n, strideA: m * n, b: a.data, ldb: lda, strideB: m * k,
+                                        beta: 1, c: db, ldc: k, strideC: k * n)
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// `count` independent products at fixed strides, spread across threads (each one BLAS call).
+func batchedGemm(_ count: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                 a: UnsafePointer<Float>, lda: Int, strideA: Int,
+                 b: UnsafePointer<Float>, ldb: Int, strideB: Int,
+                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, strideC: Int) {
+    if count == 1 {
+        sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
+              beta: beta, c: c, ldc: ldc)
+        return
+    }
+    parallelFor(count) { r in
+        for i in r {
+            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a + i * strideA, lda: lda,
+                  b: b + i * strideB, ldb: ldb, beta: beta, c: c + i * strideC, ldc: ldc, parallel: false)
+        }
+    }
+}

@@ -1,0 +1,81 @@
+import MMTensor
+import Testing
+
+/// Finite-difference gradient checks for every differentiable op (see `checkGradients`).
+@Suite struct GradientTests {
+    var rng = TestRNG(seed: 1)
+
+    @Test mutating func matmul() {
+        checkGradients("nn", [rng.tensor([5, 7]), rng.tensor([7, 3])]) { Tensor.matmul($0[0], $0[1]) }
+        checkGradients("nt", [rng.tensor([5, 7]), rng.tensor([3, 7])]) { Tensor.matmul($0[0], $0[1], transposeB: true) }
+        checkGradients("tn", [rng.tensor([7, 5]), rng.tensor([7, 3])]) { Tensor.matmul($0[0], $0[1], transposeA: true) }
+        checkGradients("tt", [rng.tensor([7, 5]), rng.tensor([3, 7])]) { Tensor.matmul($0[0], $0[1], transposeA: true, transposeB: true) }
+        checkGradients("batched", [rng.tensor([2, 3, 4, 5]), rng.tensor([2, 3, 5, 2])]) { Tensor.matmul($0[0], $0[1]) }
+        checkGradients("batched tt", [rng.tensor([2, 5, 4]), rng.tensor([2, 3, 5])]) { Tensor.matmul($0[0], $0[1], transposeA: true, transposeB: true) }
+        checkGradients("linear", [rng.tensor([2, 4, 5]), rng.tensor([3, 5])]) { Tensor.matmul($0[0], $0[1], transposeB: true) }
+        checkGradients("shared b, transposed a", [rng.tensor([2, 5, 4]), rng.tensor([5, 3])]) { Tensor.matmul($0[0], $0[1], transposeA: true) }
+    }
+
+    @Test mutating func broadcastingArithmetic() {
+        checkGradients("add", [rng.tensor([3, 4]), rng.tensor([3, 4])]) { $0[0] + $0[1] }
+        checkGradients("add bias", [rng.tensor([2, 3, 9]), rng.tensor([9])]) { $0[0] + $0[1] }
+        checkGradients("sub", [rng.tensor([2, 3, 4]), rng.tensor([3, 4])]) { $0[0] - $0[1] }
+        checkGradients("sub left", [rng.tensor([4]), rng.tensor([2, 3, 4])]) { $0[0] - $0[1] }
+        checkGradients("mul", [rng.tensor([2, 3, 4]), rng.tensor([4])]) { $0[0] * $0[1] }
+        checkGradients("mul same", [rng.tensor([3, 11]), rng.tensor([3, 11])]) { $0[0] * $0[1] }
+        checkGradients("mul scalar", [rng.tensor([3, 4]), rng.tensor([])]) { $0[0] * $0[1] }
+        checkGradients("scalar sub", [rng.tensor([]), rng.tensor([3, 4])]) { $0[0] - $0[1] }
+    }
+
+    @Test mutating func unary() {
+        checkGradients("scale", [rng.tensor([3, 4])]) { $0[0].scaled(by: 0.37) }
+        checkGradients("exp", [rng.tensor([3, 5], scale: 0.5)]) { $0[0].exp() }
+        checkGradients("gelu", [rng.tensor([4, 9], scale: 2)]) { $0[0].gelu() }
+        checkGradients("quickgelu", [rng.tensor([4, 9], scale: 2)]) { $0[0].quickGelu() }
+        checkGradients("sum", [rng.tensor([3, 4])]) { $0[0].sum() }
+        checkGradients("mean", [rng.tensor([3, 4])]) { $0[0].mean() }
+    }
+
+    @Test mutating func layout() {
+        checkGradients("reshape", [rng.tensor([2, 3, 4])]) { $0[0].reshaped([6, -1]) }
+        checkGradients("permute", [rng.tensor([2, 3, 4])]) { $0[0].permuted([2, 0, 1]) }
+        checkGradients("transpose", [rng.tensor([2, 3, 4])]) { $0[0].transposed() }
+        checkGradients("slice", [rng.tensor([4, 6])]) { $0[0].slice(axis: 1, 1..<4) }
+        checkGradients("concat", [rng.tensor([2, 3]), rng.tensor([2, 5])]) { Tensor.concatenate($0, axis: 1) }
+        checkGradients("concat 0", [rng.tensor([2, 3]), rng.tensor([4, 3])]) { Tensor.concatenate($0, axis: 0) }
+    }
+
+    @Test mutating func rowwise() {
+        checkGradients("layernorm", [rng.tensor([3, 5, 11]), rng.tensor([11]), rng.tensor([11])]) {
+            $0[0].layerNorm(weight: $0[1], bias: $0[2])
+        }
+        checkGradients("softmax", [rng.tensor([3, 7], scale: 2)]) { $0[0].softmax() }
+        checkGradients("log softmax", [rng.tensor([3, 13], scale: 2)]) { $0[0].logSoftmax() }
+        checkGradients("l2 normalise", [rng.tensor([3, 10])]) { $0[0].l2Normalized() }
+    }
+
+    @Test mutating func attention() {
+        for causal in [false, true] {
+            checkGradients("attention causal=\(causal)", [rng.tensor([2, 5, 3 * 8])]) {
+                Tensor.attention(qkv: $0[0], heads: 2, causal: causal)
+            }
+        }
+    }
+
+    @Test mutating func indexed() {
+        let ids = IntTensor(shape: [2, 3], values: [1, 4, 1, 0, 9, 4])
+        checkGradients("embedding", [rng.tensor([10, 4])]) { Tensor.embedding($0[0], ids: ids) }
+        checkGradients("gather rows", [rng.tensor([3, 5, 4])]) { $0[0].gatherRows(IntTensor(shape: [3], values: [4, 0, 2])) }
+        checkGradients("cross entropy", [rng.tensor([5, 7], scale: 2)]) {
+            $0[0].crossEntropy(targets: IntTensor(shape: [5], values: [0, 6, 3, 3, 1]))
+        }
+    }
+
+    @Test mutating func composedGraphReusesInputs() {
+        // x feeds two branches: gradients from both must add up.
+        checkGradients("shared input", [rng.tensor([4, 6]), rng.tensor([6, 6])]) { xs in
+            let h = Tensor.matmul(xs[0], xs[1]).gelu()
+            return (h * xs[0]).l2Normalized() + xs[0]
+        }
+    }
+}
