@@ -153,8 +153,10 @@ def verify(path, expected_path):
         ours = f.read()
     theirs = np_save(loaded, metadata=metadata or None)
     n_ours, n_theirs = (int.from_bytes(b[:8], "little") for b in (ours, theirs))
-    if n_ours != n_theirs or n_ours % 8:
-        fail(f"header length {n_ours} != Python's {n_theirs} (must be a multiple of 8)")
+    if n_ours % 8:
+        fail(f"header length {n_ours} is not a multiple of 8, so the data is not 8-byte aligned")
+    if n_ours != n_theirs:
+        fail(f"header length {n_ours} != {n_theirs}, the length of the Python library's header")
     h_ours, h_theirs = ours[8:8 + n_ours], theirs[8:8 + n_theirs]
     if json.loads(h_ours) != json.loads(h_theirs) or h_ours.rstrip(b" ") != h_ours.rstrip():
         fail(f"header {h_ours[:200]!r}… differs from Python's {h_theirs[:200]!r}…")

@@ -51,11 +51,15 @@ private func loadError(_ url: URL, sourceLocation: SourceLocation = #_sourceLoca
 
 private func bits(_ t: Tensor) -> [UInt32] { t.scalars.map(\.bitPattern) }
 
-/// Bit-exact, except that any NaN matches any NaN (converters differ in the payload they keep).
-private func sameFloats(_ a: [UInt32], _ b: [UInt32]) -> Bool {
-    a.count == b.count && zip(a, b).allSatisfy { x, y in
-        x == y || (Float(bitPattern: x).isNaN && Float(bitPattern: y).isNaN)
-    }
+/// Nil when `got` and `want` (float32 bit patterns) are bit-identical, except that any NaN
+/// matches any NaN (converters differ in the payload they keep); else where they first differ.
+private func floatMismatch(_ got: [UInt32], _ want: [UInt32]) -> String? {
+    let same = { (x: UInt32, y: UInt32) in x == y || (Float(bitPattern: x).isNaN && Float(bitPattern: y).isNaN) }
+    let n = min(got.count, want.count)
+    let i = (0..<n).first { !same(got[$0], want[$0]) } ?? n
+    if i == n && got.count == want.count { return nil }
+    let show = { (v: [UInt32]) in v[i..<min(i + 4, v.count)].map { "\(Float(bitPattern: $0))" }.joined(separator: ", ") }
+    return "\(got.count) vs \(want.count) values; first difference at index \(i): got [\(show(got))], want [\(show(want))]"
 }
 
 private func sample(_ shape: [Int], seed: UInt64) -> Tensor {
@@ -92,7 +96,8 @@ private func expectSame(_ a: Safetensors, _ b: Safetensors, sourceLocation: Sour
     for (key, t) in a.tensors {
         guard let u = b.tensors[key] else { continue }
         #expect(t.shape == u.shape, "\(key) shape", sourceLocation: sourceLocation)
-        #expect(bits(t) == bits(u), "\(key) values: \(t) vs \(u)", sourceLocation: sourceLocation)
+        let mismatch = bits(t) == bits(u) ? nil : floatMismatch(bits(t), bits(u)) ?? "NaN payloads differ"
+        #expect(mismatch == nil, "\(key)", sourceLocation: sourceLocation)
     }
     #expect(a.ids == b.ids, sourceLocation: sourceLocation)
     #expect(a.metadata == b.metadata, sourceLocation: sourceLocation)
@@ -155,7 +160,8 @@ private func expectSame(_ a: Safetensors, _ b: Safetensors, sourceLocation: Sour
     let url = try rawFile(dir, header, data: halves.withUnsafeBytes { Array($0) })
     let t = try #require(try Safetensors(contentsOf: url).tensors["h"])
     #expect(t.shape == [count])
-    #expect(sameFloats(bits(t), halves.map { Float(Float16(bitPattern: $0)).bitPattern }))
+    let mismatch = floatMismatch(bits(t), halves.map { Float(Float16(bitPattern: $0)).bitPattern })
+    #expect(mismatch == nil)
 }
 
 // MARK: - Files written by the Python library
@@ -177,8 +183,8 @@ private func expectSame(_ a: Safetensors, _ b: Safetensors, sourceLocation: Sour
         } else {
             let t = try #require(file.tensors[key], "missing tensor \(key)")
             #expect(t.shape == shape, "\(key)")
-            let want = values.map(\.uint32Value)
-            #expect(sameFloats(bits(t), want), "\(key): got \(bits(t).prefix(12)), want \(want.prefix(12))")
+            let mismatch = floatMismatch(bits(t), values.map(\.uint32Value))
+            #expect(mismatch == nil, "\(key)")
         }
     }
     // The long keys, checked against torch's own float32 conversion stored beside them.
@@ -186,7 +192,8 @@ private func expectSame(_ a: Safetensors, _ b: Safetensors, sourceLocation: Sour
         let t = try #require(file.tensors[key])
         let want = try #require(file.tensors[key + ".expected"])
         #expect(t.shape == want.shape && t.count > 65_536)
-        #expect(sameFloats(bits(t), bits(want)), "\(key) differs from torch's conversion")
+        let mismatch = floatMismatch(bits(t), bits(want))
+        #expect(mismatch == nil, "\(key) vs torch's conversion")
     }
     #expect(Set(file.tensors.keys).union(file.ids.keys).count == expected.count + 4)
 }
