@@ -12,6 +12,8 @@ let package = Package(
         .executable(name: "mm", targets: ["mm"]),
         .library(name: "MMTensor", targets: ["MMTensor"]),
         .library(name: "MMNN", targets: ["MMNN"]),
+        .library(name: "MMImage", targets: ["MMImage"]),
+        .library(name: "MMTokenizer", targets: ["MMTokenizer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -24,16 +26,31 @@ let package = Package(
         .target(name: "MMTensor", dependencies: ["CBLAS"], swiftSettings: optimise),
         .target(name: "MMNN", dependencies: ["MMTensor"], swiftSettings: optimise),
 
+        // Image decoding (libjpeg-turbo, libpng behind setjmp shims) and open_clip's preprocessing
+        .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
+        .target(name: "CPNG", linkerSettings: [.linkedLibrary("png16")]),
+        .target(name: "MMImage", dependencies: ["CJPEG", "CPNG", "MMTensor"], swiftSettings: optimise),
+
+        // CLIP tokenizer: ICU (behind a C shim) for normalisation and case, zlib for the gzipped vocabulary
+        .target(name: "CICU", linkerSettings: [.linkedLibrary("icuuc")]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "MMTokenizer", dependencies: ["CICU", "CZlib"], resources: [.copy("vocab")], swiftSettings: optimise),
+
         // Command line
         .target(name: "MMCommands", dependencies: [
             "MMTensor", "MMNN",
+            "MMImage",
+            "MMTokenizer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mm", dependencies: ["MMCommands"]),
 
-        // Tests
-        .testTarget(name: "MMTensorTests", dependencies: ["MMTensor"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "MMNNTests", dependencies: ["MMNN"], resources: [.copy("Fixtures")]),
+        // Tests, with shared helpers (fixture loading, tolerances, gradient checks)
+        .target(name: "MMTestSupport", dependencies: ["MMTensor"], path: "Tests/Support"),
+        .testTarget(name: "MMTensorTests", dependencies: ["MMTensor", "MMTestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "MMNNTests", dependencies: ["MMNN", "MMTestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "MMImageTests", dependencies: ["MMImage"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "MMTokenizerTests", dependencies: ["MMTokenizer"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

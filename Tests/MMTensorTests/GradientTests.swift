@@ -1,9 +1,10 @@
 import MMTensor
+import MMTestSupport
 import Testing
 
 /// Finite-difference gradient checks for every differentiable op (see `checkGradients`).
 @Suite struct GradientTests {
-    var rng = TestRNG(seed: 1)
+    var rng = SeededGenerator(seed: 1)
 
     @Test mutating func matmul() {
         checkGradients("nn", [rng.tensor([5, 7]), rng.tensor([7, 3])]) { Tensor.matmul($0[0], $0[1]) }

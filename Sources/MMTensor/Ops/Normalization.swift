@@ -41,6 +41,7 @@ extension Tensor {
         }
         if let tape = Tape.recording(self, gamma, beta) {
             tape.append(out) {
+                let st = stats.data  // through the tensor, so that the closure keeps it alive
                 let dy = out.grad!.data
                 if self.requiresGrad {
                     // dx = rstd · (dy·g − mean(dy·g) − x̂ · mean(dy·g·x̂))
@@ -110,6 +111,7 @@ extension Tensor {
         }
         if let tape = Tape.recording(self) {
             tape.append(out) {
+                let nr = norms.data  // through the tensor, so that the closure keeps it alive
                 // dx = (dy − y·(dy·y)) / ‖x‖, or dy/eps where the norm was clamped.
                 let dy = out.grad!.data, dx = self.gradient().data
                 parallelFor(rows, grain: max(1, 4096 / d)) { r in

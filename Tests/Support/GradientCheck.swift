@@ -1,33 +1,6 @@
+import Foundation
 import MMTensor
 import Testing
-
-/// A reproducible generator for test data (SplitMix64).
-struct TestRNG {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 24) }
-    mutating func normal() -> Float {
-        let u = max(uniform(), 1e-7), v = uniform()
-        return (-2 * Float.log(u)).squareRoot() * Float.cos(2 * .pi * v)
-    }
-    mutating func tensor(_ shape: [Int], scale: Float = 1, requiresGrad: Bool = true) -> Tensor {
-        Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in normal() * scale }, requiresGrad: requiresGrad)
-    }
-}
-
-extension Float {
-    static func log(_ x: Float) -> Float { Float(Foundation.log(Double(x))) }
-    static func cos(_ x: Float) -> Float { Float(Foundation.cos(Double(x))) }
-}
-
-import Foundation
 
 /// Checks the tape's gradients of `f` against central finite differences.
 ///
@@ -35,10 +8,10 @@ import Foundation
 /// and accumulated in Double; each input coordinate is perturbed by ±h and
 /// ∂L/∂x ≈ (L(x+h) − L(x−h)) / 2h is formed in Double. Float forward passes limit the agreement
 /// to about 1e-3 relative, so the tolerance is |numeric − analytic| ≤ atol + rtol·|numeric|.
-func checkGradients(_ label: String, _ inputs: [Tensor], h: Float = 1e-2, atol: Double = 2e-3, rtol: Double = 2e-2,
+public func checkGradients(_ label: String, _ inputs: [Tensor], h: Float = 1e-2, atol: Double = 2e-3, rtol: Double = 2e-2,
                     maxCoordinates: Int = 48, sourceLocation: SourceLocation = #_sourceLocation,
                     _ f: ([Tensor]) -> Tensor) {
-    var rng = TestRNG(seed: 99)
+    var rng = SeededGenerator(seed: 99)
     let tape = Tape()
     let y = tape.record { f(inputs) }
     let r = rng.tensor(y.shape, requiresGrad: false)
