@@ -171,7 +171,7 @@ public enum SafetensorsError: Error, CustomStringConvertible, Equatable {
         case let .unsupportedDType(file, key, dtype):
             return "\(file): key \"\(key)\": dtype \"\(dtype)\" is not supported (mm reads F32, F16, BF16, F64, I32, I64)"
         case let .sizeMismatch(file, key, dtype, shape, bytes):
-            let needed = DType(rawValue: dtype).map { String(shape.reduce(1, &*) &* $0.size) } ?? "a different number"
+            let needed = SafetensorsDType(rawValue: dtype).map { String(shape.reduce(1, &*) &* $0.size) } ?? "a different number"
             return "\(file): key \"\(key)\": data_offsets span \(bytes) bytes, but \(dtype) \(shape) needs \(needed)"
         case let .overlap(file, key, other):
             return "\(file): key \"\(key)\": its data overlaps that of \"\(other)\""
@@ -190,10 +190,10 @@ public enum SafetensorsError: Error, CustomStringConvertible, Equatable {
 // MARK: - Header
 
 /// The Python library refuses headers above 100 MB; so do we, before allocating one.
-let safetensorsMaxHeader: UInt64 = 100_000_000
+private let safetensorsMaxHeader: UInt64 = 100_000_000
 
 /// The dtypes we read, with their safetensors names.
-enum DType: String {
+private enum SafetensorsDType: String {
     case f32 = "F32", f16 = "F16", bf16 = "BF16", f64 = "F64", i32 = "I32", i64 = "I64"
 
     var size: Int {
@@ -208,9 +208,9 @@ enum DType: String {
 }
 
 /// One validated header entry. `begin`/`end` are offsets into the data section.
-struct SafetensorsEntry {
+private struct SafetensorsEntry {
     let key: String
-    let dtype: DType
+    let dtype: SafetensorsDType
     let shape: [Int]
     let count: Int
     let begin: UInt64
@@ -219,7 +219,7 @@ struct SafetensorsEntry {
 
 /// Turns header bytes into entries (in header order) and metadata, checking each entry's schema
 /// and that its byte range matches its shape.
-func parseHeader(_ bytes: [UInt8], file: String) throws -> ([SafetensorsEntry], [String: String]) {
+private func parseHeader(_ bytes: [UInt8], file: String) throws -> ([SafetensorsEntry], [String: String]) {
     let root: HeaderJSON.Value
     do {
         root = try HeaderJSON.parse(bytes)
@@ -269,7 +269,7 @@ private func parseEntry(_ key: String, _ value: HeaderJSON.Value, file: String) 
     guard let offsetsField = fields["data_offsets"] else { throw bad("missing \"data_offsets\"") }
 
     guard case .string(let dtypeName) = dtypeField else { throw bad("\"dtype\" is not a string") }
-    guard let dtype = DType(rawValue: dtypeName) else {
+    guard let dtype = SafetensorsDType(rawValue: dtypeName) else {
         throw SafetensorsError.unsupportedDType(file: file, key: key, dtype: dtypeName)
     }
 
@@ -300,7 +300,7 @@ private func parseEntry(_ key: String, _ value: HeaderJSON.Value, file: String) 
 
 /// The data ranges must tile the data section exactly, as the Python library requires: no
 /// overlaps, no unclaimed gaps, nothing after the last tensor, and nothing beyond the file.
-func checkLayout(_ entries: [SafetensorsEntry], dataStart: UInt64, fileSize: UInt64, file: String) throws {
+private func checkLayout(_ entries: [SafetensorsEntry], dataStart: UInt64, fileSize: UInt64, file: String) throws {
     let dataSize = fileSize - dataStart
     let ordered = entries.sorted { ($0.begin, $0.end) < ($1.begin, $1.end) }
     var expected: UInt64 = 0
@@ -346,7 +346,7 @@ private func jsonString(_ s: String) -> String {
 /// matters: object members keep their order and duplicates (so the caller can reject them),
 /// integers stay exact up to UInt64, and nesting is bounded so a hostile header cannot exhaust
 /// the stack.
-struct HeaderJSON {
+private struct HeaderJSON {
     indirect enum Value {
         case object([(String, Value)])
         case array([Value])
@@ -577,7 +577,7 @@ struct HeaderJSON {
 /// A file descriptor with whole-range reads and writes. Reads use `pread` rather than a memory
 /// map: the copy out of the page cache costs the same, and a file truncated under us (say, by a
 /// non-atomic `cp`) yields a short read and an error, where a map would kill us with SIGBUS.
-struct SafetensorsFile {
+private struct SafetensorsFile {
     let fd: Int32
     let path: String
     let size: UInt64
@@ -688,20 +688,19 @@ struct SafetensorsFile {
     static func writeAtomically(_ path: String, _ body: (SafetensorsFile) throws -> Void) throws {
         let url = URL(fileURLWithPath: path)
         let directory = url.deletingLastPathComponent().path
-        let temp = directory + "/." + url.lastPathComponent + ".\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
+        // Hidden, unique, and short enough for NAME_MAX whatever the target's name.
+        let temp = directory + "/." + String(String.UnicodeScalarView(url.lastPathComponent.unicodeScalars.prefix(50)))
+            + ".\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw SafetensorsError.io(file: path, reason: "cannot create temporary file \(temp): \(errnoText())")
         }
-        let out = SafetensorsFile(writing: fd, path: path)
         do {
-            try body(out)
+            defer { Foundation.close(fd) }
+            try body(SafetensorsFile(writing: fd, path: path))
+            // fsync reports any deferred write error, so close's own result adds nothing.
             guard fsync(fd) == 0 else { throw SafetensorsError.io(file: path, reason: "fsync failed: \(errnoText())") }
-            guard Foundation.close(fd) == 0 else {
-                throw SafetensorsError.io(file: path, reason: "close failed: \(errnoText())")
-            }
         } catch {
-            Foundation.close(fd)
             unlink(temp)
             throw error
         }
@@ -746,25 +745,25 @@ private final class FirstFailure: @unchecked Sendable {
 
 // MARK: - Conversion kernels (tight loops the compiler vectorises; F16 uses the F16C instructions)
 
-func widenF16(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+private func widenF16(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
     let s = src.assumingMemoryBound(to: Float16.self)
     for i in 0..<n { dst[i] = Float(s[i]) }
 }
 
 /// bfloat16 is the top half of a float32.
-func widenBF16(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+private func widenBF16(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
     let s = src.assumingMemoryBound(to: UInt16.self)
     let d = UnsafeMutableRawPointer(dst).assumingMemoryBound(to: UInt32.self)
     for i in 0..<n { d[i] = UInt32(s[i]) << 16 }
 }
 
-func narrowF64(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+private func narrowF64(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
     let s = src.assumingMemoryBound(to: Double.self)
     for i in 0..<n { dst[i] = Float(s[i]) }
 }
 
 /// Copies I64 ids into Int32; returns the index of the first value that does not fit.
-func narrowI64(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Int32>, _ n: Int) -> Int? {
+private func narrowI64(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Int32>, _ n: Int) -> Int? {
     let s = src.assumingMemoryBound(to: Int64.self)
     var ok = true
     for i in 0..<n {

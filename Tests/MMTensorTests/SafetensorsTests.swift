@@ -400,6 +400,12 @@ func pythonSafetensorsReadsWhatWeWrite() throws {
     #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == ["blocked", "ckpt.safetensors"])
     #expect(try FileManager.default.contentsOfDirectory(atPath: blocked.path) == ["inside"])
 
+    // A name at the file-system limit still leaves room for the temporary file's.
+    let long = dir.appendingPathComponent(String(repeating: "é", count: 120) + ".safetensors")
+    try first.write(to: long)
+    expectSame(first, try Safetensors(contentsOf: long))
+    try FileManager.default.removeItem(at: long)
+
     // A directory that does not exist.
     let nowhere = dir.appendingPathComponent("missing/ckpt.safetensors")
     let error = #expect(throws: SafetensorsError.self) { try first.write(to: nowhere) }
