@@ -15,10 +15,7 @@ public final class Linear: Module {
         bias?.fillUniform(-bound, bound, using: &g)
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        let y = Tensor.matmul(x, weight, transposeB: true)
-        return bias.map { y + $0 } ?? y
-    }
+    public func callAsFunction(_ x: Tensor) -> Tensor { .linear(x, weight: weight, bias: bias) }
 }
 
 public final class LayerNorm: Module {
@@ -86,7 +83,7 @@ public final class MultiheadAttention: Module {
 
     /// x [B, L, W] → [B, L, W].
     public func callAsFunction(_ x: Tensor, causal: Bool) -> Tensor {
-        let qkv = Tensor.matmul(x, inProjWeight, transposeB: true) + inProjBias
+        let qkv = Tensor.linear(x, weight: inProjWeight, bias: inProjBias)
         return outProj(.attention(qkv: qkv, heads: heads, causal: causal))
     }
 }

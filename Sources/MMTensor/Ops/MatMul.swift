@@ -109,3 +109,37 @@ func batchedGemm(_ count: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: In
         }
     }
 }
+
+extension Tensor {
+    /// x Wᵀ + b for x [..., in], W [out, in], b [out]: the bias is written first and the
+    /// product accumulated onto it, saving a pass over the output.
+    public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        guard let bias else { return matmul(x, weight, transposeB: true) }
+        precondition(weight.rank == 2 && x.lastDim == weight.shape[1] && bias.shape == [weight.shape[0]],
+                     "linear: input \(x.shape), weight \(weight.shape), bias \(bias.shape) do not fit")
+        let (n, k) = (weight.shape[0], weight.shape[1])
+        let m = x.rows
+        let out = Tensor.result(Array(x.shape.dropLast()) + [n])
+        let y = out.data, b = bias.data
+        parallelFor(m, grain: max(1, 4096 / n)) { r in
+            for row in r { (y + row * n).update(from: b, count: n) }
+        }
+        sgemm(transA: false, transB: true, m: m, n: n, k: k, a: x.data, lda: k, b: weight.data, ldb: k,
+              beta: 1, c: y, ldc: n)
+        if let tape = Tape.recording(x, weight, bias) {
+            tape.append(out) {
+                let dy = out.grad!.data
+                if x.requiresGrad {
+                    sgemm(transA: false, transB: false, m: m, n: k, k: n, a: dy, lda: n, b: weight.data, ldb: k,
+                          beta: 1, c: x.gradient().data, ldc: k)
+                }
+                if weight.requiresGrad {
+                    sgemm(transA: true, transB: false, m: n, n: k, k: m, a: dy, lda: n, b: x.data, ldb: k,
+                          beta: 1, c: weight.gradient().data, ldc: k)
+                }
+                if bias.requiresGrad { accumulateRowSum(bias.gradient().data, dy, rows: m, inner: n) }
+            }
+        }
+        return out
+    }
+}
