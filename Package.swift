@@ -44,6 +44,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mm", dependencies: ["MMCommands"]),
+        .executableTarget(name: "mm-bench", dependencies: ["MMNN"], path: "Sources/MMBench", swiftSettings: optimise),
 
         // Tests, with shared helpers (fixture loading, tolerances, gradient checks)
         .target(name: "MMTestSupport", dependencies: ["MMTensor"], path: "Tests/Support"),
