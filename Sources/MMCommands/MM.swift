@@ -14,6 +14,7 @@ public struct MM: ParsableCommand {
         version: version,
         subcommands: [
             // Subcommands register here, one line each.
+            PreprocessCommand.self,
         ]
     )
 

@@ -1,0 +1,203 @@
+import Foundation
+import MMTensor
+
+/// Turns image files into normalised `[3, size, size]` float planes. Owns its decoder and every
+/// scratch buffer, reused from image to image: make one per thread (`ImageBatchLoader` does).
+public final class ImagePipeline {
+    public let transform: ImageTransform
+    private let decoder = Decoder()
+    private let columnTaps = Taps(), rowTaps = Taps()
+    private let rows = ByteBuffer()
+    private let window = ByteBuffer()
+    /// (v/255 − mean)/std for every byte value and channel, computed in Float exactly as
+    /// torchvision's ToTensor + Normalize do, so the lookup is bit-identical.
+    private let lookup: [Float]
+
+    public init(transform: ImageTransform) {
+        self.transform = transform
+        let n = transform.normalization
+        var table = [Float](repeating: 0, count: 3 * 256)
+        for c in 0..<3 {
+            for v in 0..<256 { table[c * 256 + v] = (Float(v) / 255 - n.mean[c]) / n.std[c] }
+        }
+        lookup = table
+    }
+
+    /// Decodes and transforms `path` into `out` (3·size·size floats, channel planes R, G, B).
+    /// `seed` drives the training augmentation and is ignored for evaluation.
+    public func process(path: String, into out: UnsafeMutablePointer<Float>, seed: UInt64 = 0) throws {
+        var image = try decode(path)
+        var rng = SplitMix64(seed: seed)
+        let size = transform.size
+        let plan = transform.augmentation.map {
+            ResizePlan.train(width: image.width, height: image.height, size: size, augmentation: $0, using: &rng)
+        } ?? ResizePlan.eval(width: image.width, height: image.height, size: size)
+        render(&image, plan, into: out, rng: &rng)
+    }
+
+    /// Resizes the `crop` box of `path` (in full-size pixel coordinates) to size×size, as
+    /// torchvision's `resized_crop` — the deterministic half of RandomResizedCrop.
+    public func process(path: String, crop: CropBox, into out: UnsafeMutablePointer<Float>) throws {
+        var image = try decode(path)
+        // A fast (DCT-scaled) decode is smaller than the file: scale the box with it.
+        let sx = Double(image.width) / Double(image.sourceWidth), sy = Double(image.height) / Double(image.sourceHeight)
+        let left = min(Int(Double(crop.left) * sx), image.width - 1), top = min(Int(Double(crop.top) * sy), image.height - 1)
+        let width = max(1, min(Int((Double(crop.width) * sx).rounded()), image.width - left))
+        let height = max(1, min(Int((Double(crop.height) * sy).rounded()), image.height - top))
+        precondition(crop.left >= 0 && crop.top >= 0 && crop.width > 0 && crop.height > 0
+                     && crop.left + crop.width <= image.sourceWidth && crop.top + crop.height <= image.sourceHeight,
+                     "crop \(crop) outside the \(image.sourceWidth)×\(image.sourceHeight) image \(path)")
+        let size = transform.size
+        let plan = ResizePlan(x: left, y: top, width: width, height: height, outWidth: size, outHeight: size,
+                              columns: 0..<size, rows: 0..<size)
+        var rng = SplitMix64(seed: 0)
+        render(&image, plan, into: out, rng: &rng)
+    }
+
+    private func decode(_ path: String) throws -> DecodedImage {
+        try decoder.decode(path: path, minShortSide: transform.decode == .fast ? 2 * transform.size : nil)
+    }
+
+    private func render(_ image: inout DecodedImage, _ plan: ResizePlan, into out: UnsafeMutablePointer<Float>,
+                        rng: inout SplitMix64) {
+        let size = transform.size
+        if image.layout == .rgba { premultiply(&image, plan) }
+        let stride = (size * 4 + 15) & ~15
+        window.reserve(stride * size)
+        if image.layout == .indexed {
+            nearest(image, plan, stride)
+        } else {
+            bicubic(image, plan, stride)
+        }
+
+        if let augmentation = transform.augmentation,
+           augmentation.colorJitter != nil || augmentation.grayscaleProbability > 0 {
+            toPlanes(image.layout, stride, out, table: Self.unitLookup)
+            ColorOps.augment(out, count: size * size, augmentation, using: &rng)
+            ColorOps.normalise(out, count: size * size, transform.normalization)
+        } else {
+            lookup.withUnsafeBufferPointer { toPlanes(image.layout, stride, out, table: $0.baseAddress!) }
+        }
+    }
+
+    /// Decodes and transforms `path` into a new `[3, size, size]` tensor.
+    public func process(path: String, seed: UInt64 = 0) throws -> Tensor {
+        let t = Tensor.zeros([3, transform.size, transform.size])
+        try process(path: path, into: t.data, seed: seed)
+        return t
+    }
+
+    /// PIL's RGBA → RGBa before resizing: each colour times alpha/255, rounded as MULDIV255.
+    private func premultiply(_ image: inout DecodedImage, _ plan: ResizePlan) {
+        for y in plan.y..<plan.y + plan.height {
+            let row = image.pixels + (y * image.width + plan.x) * 4
+            for x in 0..<plan.width {
+                let p = row + 4 * x
+                let a = UInt32(p[3])
+                for c in 0..<3 {
+                    let t = UInt32(p[c]) * a + 128
+                    p[c] = UInt8(truncatingIfNeeded: ((t >> 8) + t) >> 8)
+                }
+            }
+        }
+    }
+
+    /// Pillow's bicubic resize of the plan's source rectangle, computing only the kept window.
+    private func bicubic(_ image: DecodedImage, _ plan: ResizePlan, _ stride: Int) {
+        let size = transform.size
+        let imageStride = image.width * 4
+        let source = image.pixels + plan.y * imageStride + plan.x * 4
+        // Pillow skips a pass when that axis keeps its size; the identity taps would agree anyway.
+        let resizeColumns = plan.outWidth != plan.width
+        let resizeRows = plan.outHeight != plan.height
+        if resizeRows { rowTaps.bicubic(inSize: plan.height, outSize: plan.outHeight, window: plan.rows) }
+        let needed = resizeRows ? rowTaps.span : plan.rows
+
+        // Horizontal pass over the source rows the kept output rows depend on.
+        var src = UnsafePointer(source + needed.lowerBound * imageStride + plan.columns.lowerBound * 4)
+        var srcStride = imageStride
+        if resizeColumns {
+            columnTaps.bicubic(inSize: plan.width, outSize: plan.outWidth, window: plan.columns)
+            rows.reserve(stride * needed.count)
+            Resample.horizontal(src: source + needed.lowerBound * imageStride, srcStride: imageStride, srcColumn: 0,
+                                rows: needed.count, taps: columnTaps, dst: rows.base, dstStride: stride)
+            src = UnsafePointer(rows.base)
+            srcStride = stride
+        }
+
+        // Vertical pass into the window.
+        if resizeRows {
+            rowTaps.shift(by: -needed.lowerBound)
+            Resample.vertical(src: src, srcStride: srcStride, rowBytes: stride, taps: rowTaps,
+                              dst: window.base, dstStride: stride)
+        } else {
+            for y in 0..<size { (window.base + y * stride).update(from: src + y * srcStride, count: size * 4) }
+        }
+    }
+
+    /// Pillow's nearest-neighbour resize (used for palette and 1-bit images).
+    private func nearest(_ image: DecodedImage, _ plan: ResizePlan, _ stride: Int) {
+        let xs = Resample.nearestIndices(inSize: plan.width, outSize: plan.outWidth, window: plan.columns)
+        let ys = Resample.nearestIndices(inSize: plan.height, outSize: plan.outHeight, window: plan.rows)
+        let pixels = UnsafeRawPointer(image.pixels)
+        let out = UnsafeMutableRawPointer(window.base)
+        for (r, y) in ys.enumerated() {
+            let row = pixels + ((plan.y + y) * image.width + plan.x) * 4
+            for (c, x) in xs.enumerated() {
+                out.storeBytes(of: row.loadUnaligned(fromByteOffset: 4 * x, as: UInt32.self),
+                               toByteOffset: r * stride + 4 * c, as: UInt32.self)
+            }
+        }
+    }
+
+    /// The window's pixels → RGB the way PIL's `convert("RGB")` does for the layout → planes.
+    private func toPlanes(_ layout: PixelLayout, _ stride: Int, _ out: UnsafeMutablePointer<Float>,
+                          table: UnsafePointer<Float>) {
+        let size = transform.size
+        let plane = size * size
+        let red = table, green = table + 256, blue = table + 512
+        for y in 0..<size {
+            let row = window.base + y * stride
+            let o = out + y * size
+            switch layout {
+            case .rgb, .indexed:
+                for x in 0..<size {
+                    let p = row + 4 * x
+                    o[x] = red[Int(p[0])]
+                    o[plane + x] = green[Int(p[1])]
+                    o[2 * plane + x] = blue[Int(p[2])]
+                }
+            case .cmyk:
+                for x in 0..<size {
+                    let p = row + 4 * x
+                    let nk = 255 - Int(p[3])
+                    func channel(_ v: UInt8) -> Int {
+                        let t = Int(v) * nk + 128
+                        return min(max(nk - (((t >> 8) + t) >> 8), 0), 255)
+                    }
+                    o[x] = red[channel(p[0])]
+                    o[plane + x] = green[channel(p[1])]
+                    o[2 * plane + x] = blue[channel(p[2])]
+                }
+            case .rgba:
+                for x in 0..<size {
+                    let p = row + 4 * x
+                    let a = Int(p[3])
+                    // PIL's RGBa → RGBA undoes the premultiplication (integer division), then
+                    // RGBA → RGB drops alpha.
+                    func channel(_ v: UInt8) -> Int { a == 255 || a == 0 ? Int(v) : min(255 * Int(v) / a, 255) }
+                    o[x] = red[channel(p[0])]
+                    o[plane + x] = green[channel(p[1])]
+                    o[2 * plane + x] = blue[channel(p[2])]
+                }
+            }
+        }
+    }
+
+    private static let unitLookupStorage: UnsafeMutablePointer<Float> = {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: 768)
+        for c in 0..<3 { for v in 0..<256 { p[c * 256 + v] = Float(v) / 255 } }
+        return p
+    }()
+    private static var unitLookup: UnsafePointer<Float> { UnsafePointer(unitLookupStorage) }
+}

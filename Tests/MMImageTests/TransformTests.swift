@@ -1,0 +1,82 @@
+import Foundation
+import MMImage
+import MMTensor
+import Testing
+
+@Suite struct TransformTests {
+    static let photo = Fixtures.path("images/china.jpg")
+
+    /// Training crops follow torchvision's rules: area within `scale`, inside the image.
+    @Test func randomCropStaysInRange() {
+        let augmentation = Augmentation(scale: 0.08...1.0)
+        var rng = SplitMix64(seed: 1)
+        for _ in 0..<2000 {
+            let (w, h) = (Int.random(in: 1...900, using: &rng), Int.random(in: 1...900, using: &rng))
+            let box = augmentation.randomCrop(width: w, height: h, using: &rng)
+            #expect(box.left >= 0 && box.top >= 0 && box.width >= 1 && box.height >= 1)
+            #expect(box.left + box.width <= w && box.top + box.height <= h)
+        }
+        // open_clip's default 0.9…1.0 on a square image: the crop keeps at least ~90 % of the area.
+        let square = Augmentation()
+        for _ in 0..<500 {
+            let box = square.randomCrop(width: 500, height: 500, using: &rng)
+            let area = Double(box.width * box.height) / 250_000
+            #expect(area >= 0.89 && area <= 1.0)
+        }
+    }
+
+    /// Same seed, same tensor; other seed, other crop; and the thread count does not matter.
+    @Test func trainingIsSeededAndThreadIndependent() throws {
+        let jitter = ColorJitter(brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1, probability: 1)
+        let transform = ImageTransform.train(size: 48, augmentation: Augmentation(scale: 0.3...1.0, colorJitter: jitter,
+                                                                                grayscaleProbability: 0.2))
+        let paths = Array(repeating: Self.photo, count: 8) + [Fixtures.path("images/png_rgba8.png")]
+        let one = ImageBatchLoader(transform: transform, threads: 1).load(paths, seed: 42).pixels.scalars
+        let two = ImageBatchLoader(transform: transform, threads: 2).load(paths, seed: 42).pixels.scalars
+        let other = ImageBatchLoader(transform: transform, threads: 2).load(paths, seed: 43).pixels.scalars
+        #expect(one == two)
+        #expect(one != other)
+        let sample = 3 * 48 * 48
+        #expect(one[0..<sample] != one[sample..<2 * sample], "each sample draws its own crop")
+        #expect(one.allSatisfy { $0.isFinite })
+    }
+
+    /// The batch buffer is one contiguous [B, 3, N, N] tensor, reused across same-sized batches.
+    @Test func batchBufferIsReused() {
+        let loader = ImageBatchLoader(transform: .eval(size: 24), threads: 2)
+        let a = loader.load([Self.photo, Self.photo])
+        let pointer = a.pixels.data
+        #expect(a.pixels.shape == [2, 3, 24, 24])
+        let b = loader.load([Fixtures.path("images/png_gray8.png"), Self.photo])
+        #expect(b.pixels.data == pointer)
+        let c = loader.load([Self.photo])
+        #expect(c.pixels.shape == [1, 3, 24, 24])
+    }
+
+    /// The fast path (DCT-domain downscaling) stays close to the exact one; the figures go to README.
+    @Test(arguments: [64, 96, 112])
+    func fastPathIsCloseToExact(size: Int) throws {
+        let exact = try ImagePipeline(transform: .eval(size: size, normalization: .unit)).process(path: Self.photo)
+        let fast = try ImagePipeline(transform: .eval(size: size, normalization: .unit, decode: .fast)).process(path: Self.photo)
+        var total: Float = 0, worst: Float = 0
+        for (a, b) in zip(exact.scalars, fast.scalars) {
+            let d = abs(a - b) * 255
+            total += d
+            worst = max(worst, d)
+        }
+        let mean = total / Float(exact.count)
+        print(String(format: "fast vs exact, china.jpg 640×427 → %d: mean %.3f, max %.1f grey levels", size, mean, worst))
+        #expect(mean < 5, "fast path drifted: mean \(mean)")
+    }
+
+    /// Full-size decode keeps the file's size; DCT scaling gives ceil(size·n/8).
+    @Test func dctScalingPicksSmallestScaleAtLeastTarget() throws {
+        let decoder = ImageDecoder()
+        let full = try decoder.decode(path: Self.photo)
+        #expect(full.width == 640 && full.height == 427)
+        let scaled = try decoder.decode(path: Self.photo, minShortSide: 128)
+        #expect(scaled.width == 240 && scaled.height == 161)  // 3/8: ceil(427·3/8) = 161 ≥ 128 > ceil(427·2/8)
+        let png = try decoder.decode(path: Fixtures.path("images/png_rgb8.png"), minShortSide: 8)
+        #expect(png.width == 120 && png.height == 80)
+    }
+}
