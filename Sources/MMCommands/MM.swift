@@ -15,6 +15,8 @@ public struct MM: ParsableCommand {
         subcommands: [
             // Subcommands register here, one line each.
             PreprocessCommand.self,
+            TokenizeCommand.self,
+            VocabCommand.self,
         ]
     )
 

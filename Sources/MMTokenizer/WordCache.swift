@@ -1,0 +1,138 @@
+import Foundation
+
+/// The BPE result of each word seen so far, keyed by the word's bytes: one open-addressing table
+/// over two arenas (key bytes and ids), so a lookup hashes the bytes in place and allocates nothing.
+/// Not thread-safe: each worker owns one. Clears itself when full, bounding memory on endless input.
+final class WordCache {
+    private struct Entry {
+        var hash: UInt64 = 0  // 0 marks an empty slot
+        var keyOffset: Int32 = 0
+        var keyLength: Int32 = 0
+        var idOffset: Int32 = 0
+        var idCount: Int32 = 0
+    }
+
+    private var slots: UnsafeMutablePointer<Entry>
+    private var mask: Int
+    private var count = 0
+    private var keys: UnsafeMutablePointer<UInt8>
+    private var keyCapacity: Int
+    private var keyUsed = 0
+    private var ids: UnsafeMutablePointer<Int32>
+    private var idCapacity: Int
+    private var idUsed = 0
+
+    /// Entries kept before the cache starts over.
+    static let maxEntries = 1 << 18
+
+    init() {
+        mask = (1 << 12) - 1
+        slots = .allocate(capacity: mask + 1)
+        slots.initialize(repeating: Entry(), count: mask + 1)
+        keyCapacity = 1 << 15
+        keys = .allocate(capacity: keyCapacity)
+        idCapacity = 1 << 13
+        ids = .allocate(capacity: idCapacity)
+    }
+
+    deinit {
+        slots.deallocate()
+        keys.deallocate()
+        ids.deallocate()
+    }
+
+    @inline(__always)
+    static func hash(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt64 {
+        var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(n)
+        var i = 0
+        let raw = UnsafeRawPointer(p)
+        while i + 8 <= n {
+            h = (h ^ raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0xFF51_AFD7_ED55_8CCD
+            h ^= h >> 32
+            i += 8
+        }
+        var tail: UInt64 = 0
+        var shift: UInt64 = 0
+        while i < n {
+            tail |= UInt64(p[i]) << shift
+            shift += 8
+            i += 1
+        }
+        h = (h ^ tail) &* 0xC4CE_B9FE_1A85_EC53
+        h ^= h >> 29
+        return h | 1
+    }
+
+    /// The cached ids of a word, if any.
+    @inline(__always)
+    func lookup(_ p: UnsafePointer<UInt8>, _ n: Int, hash h: UInt64) -> UnsafeBufferPointer<Int32>? {
+        var i = Int(truncatingIfNeeded: h >> 7) & mask
+        while true {
+            let e = slots[i]
+            if e.hash == 0 { return nil }
+            if e.hash == h && Int(e.keyLength) == n && memcmp(keys + Int(e.keyOffset), p, n) == 0 {
+                return UnsafeBufferPointer(start: ids + Int(e.idOffset), count: Int(e.idCount))
+            }
+            i = (i + 1) & mask
+        }
+    }
+
+    func insert(_ p: UnsafePointer<UInt8>, _ n: Int, hash h: UInt64, ids wordIDs: UnsafeBufferPointer<Int32>) {
+        if count >= WordCache.maxEntries || keyUsed + n > Int(Int32.max) || idUsed + wordIDs.count > Int(Int32.max) {
+            clear()
+        }
+        if (count + 1) * 2 > mask + 1 { grow() }
+        reserveKeys(n)
+        reserveIDs(wordIDs.count)
+        (keys + keyUsed).update(from: p, count: n)
+        (ids + idUsed).update(from: wordIDs.baseAddress!, count: wordIDs.count)
+        var i = Int(truncatingIfNeeded: h >> 7) & mask
+        while slots[i].hash != 0 { i = (i + 1) & mask }
+        slots[i] = Entry(hash: h, keyOffset: Int32(keyUsed), keyLength: Int32(n), idOffset: Int32(idUsed), idCount: Int32(wordIDs.count))
+        keyUsed += n
+        idUsed += wordIDs.count
+        count += 1
+    }
+
+    func clear() {
+        slots.update(repeating: Entry(), count: mask + 1)
+        count = 0
+        keyUsed = 0
+        idUsed = 0
+    }
+
+    private func grow() {
+        let old = slots, oldSize = mask + 1
+        mask = oldSize * 2 - 1
+        slots = .allocate(capacity: mask + 1)
+        slots.initialize(repeating: Entry(), count: mask + 1)
+        for k in 0..<oldSize where old[k].hash != 0 {
+            var i = Int(truncatingIfNeeded: old[k].hash >> 7) & mask
+            while slots[i].hash != 0 { i = (i + 1) & mask }
+            slots[i] = old[k]
+        }
+        old.deallocate()
+    }
+
+    private func reserveKeys(_ n: Int) {
+        guard keyUsed + n > keyCapacity else { return }
+        var capacity = keyCapacity * 2
+        while keyUsed + n > capacity { capacity *= 2 }
+        let fresh = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
+        fresh.update(from: keys, count: keyUsed)
+        keys.deallocate()
+        keys = fresh
+        keyCapacity = capacity
+    }
+
+    private func reserveIDs(_ n: Int) {
+        guard idUsed + n > idCapacity else { return }
+        var capacity = idCapacity * 2
+        while idUsed + n > capacity { capacity *= 2 }
+        let fresh = UnsafeMutablePointer<Int32>.allocate(capacity: capacity)
+        fresh.update(from: ids, count: idUsed)
+        ids.deallocate()
+        ids = fresh
+        idCapacity = capacity
+    }
+}
