@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "mm", targets: ["mm"]),
         .library(name: "MMTensor", targets: ["MMTensor"]),
         .library(name: "MMNN", targets: ["MMNN"]),
+        .library(name: "MMCLIP", targets: ["MMCLIP"]),
         .library(name: "MMImage", targets: ["MMImage"]),
         .library(name: "MMTokenizer", targets: ["MMTokenizer"]),
     ],
@@ -25,6 +26,11 @@ let package = Package(
         // Tensor core and neural-network layers
         .target(name: "MMTensor", dependencies: ["CBLAS"], swiftSettings: optimise),
         .target(name: "MMNN", dependencies: ["MMTensor"], swiftSettings: optimise),
+
+        // The two towers and the CLIP model
+        .target(name: "MMVision", dependencies: ["MMNN"], swiftSettings: optimise),
+        .target(name: "MMText", dependencies: ["MMNN"], swiftSettings: optimise),
+        .target(name: "MMCLIP", dependencies: ["MMVision", "MMText"], resources: [.copy("configs")], swiftSettings: optimise),
 
         // Image decoding (libjpeg-turbo, libpng behind setjmp shims) and open_clip's preprocessing
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),

@@ -3,7 +3,8 @@
 /// A layer or model. Its parameters are found by walking its stored properties, so their key
 /// paths fall out of its structure: a `Tensor` property is a parameter, a `Module` property a
 /// child, an array of modules children `0`, `1`, …; `@Key("ln_1")` gives a property the
-/// checkpoint name open_clip uses when the Swift name differs.
+/// checkpoint name open_clip uses when the Swift name differs, and `@Key("")` puts a child's
+/// parameters at its parent's level.
 public protocol Module: AnyObject {}
 
 /// Stores a parameter or submodule under an explicit checkpoint name.
@@ -111,7 +112,11 @@ private func collect(_ value: Any, prefix: String, into out: inout [(String, Ten
         for child in m.children {
             guard let label = child.label else { continue }
             if let keyed = child.value as? KeyedProperty {
-                visit(keyed.keyedValue, key: prefix + keyed.keyName, into: &out)
+                if keyed.keyName.isEmpty, let inlined = keyed.keyedValue as? Module {
+                    collect(inlined, prefix: prefix, into: &out)  // `@Key("")`: children at this level
+                } else {
+                    visit(keyed.keyedValue, key: prefix + keyed.keyName, into: &out)
+                }
             } else {
                 visit(child.value, key: prefix + label, into: &out)
             }

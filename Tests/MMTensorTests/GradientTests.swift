@@ -75,6 +75,17 @@ import Testing
         }
     }
 
+    @Test mutating func patches() {
+        let images = rng.tensor([2, 3, 4, 6])
+        let p = images.patches(size: 2)
+        #expect(p.shape == [2, 6, 12])
+        // Patch (row 1, column 2) of image 1, channel 2, its second pixel row: pixels (3, 4), (3, 5).
+        let patch = 1 * 6 + 1 * 3 + 2, offset = (2 * 2 + 1) * 2
+        #expect(p.data[patch * 12 + offset] == images.data[((1 * 3 + 2) * 4 + 3) * 6 + 4])
+        #expect(p.data[patch * 12 + offset + 1] == images.data[((1 * 3 + 2) * 4 + 3) * 6 + 5])
+        checkGradients("patches", [rng.tensor([2, 3, 4, 6])]) { $0[0].patches(size: 2) }
+    }
+
     @Test mutating func composedGraphReusesInputs() {
         // x feeds two branches: gradients from both must add up.
         checkGradients("shared input", [rng.tensor([4, 6]), rng.tensor([6, 6])]) { xs in

@@ -1,15 +1,12 @@
 import Foundation
 import MMTensor
+import MMTestSupport
 import Testing
 
 // Safetensors reading and writing: round trips, files written by the Python library
 // (fixtures from tools/check_safetensors.py make-fixtures), files mm writes checked by the Python
 // library (tools/check_safetensors.py verify), and every kind of broken file.
 
-private let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .deletingLastPathComponent().deletingLastPathComponent()
-private let referencePython = repoRoot.appendingPathComponent(".venv-ref/bin/python")
-private let hasReferencePython = FileManager.default.isExecutableFile(atPath: referencePython.path)
 
 private func fixture(_ name: String) throws -> URL {
     let dir = try #require(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
@@ -205,7 +202,7 @@ private func expectSame(_ a: Safetensors, _ b: Safetensors, sourceLocation: Sour
 
 // MARK: - Files read by the Python library
 
-@Test(.enabled(if: hasReferencePython, "skipped: needs the reference venv .venv-ref (run `make venv`)"))
+@Test(.enabled(if: ReferenceVenv.available, Comment(rawValue: ReferenceVenv.missingReason)))
 func pythonSafetensorsReadsWhatWeWrite() throws {
     let dir = try scratchDirectory()
     defer { try? FileManager.default.removeItem(at: dir) }
@@ -219,17 +216,9 @@ func pythonSafetensorsReadsWhatWeWrite() throws {
     let expected = dir.appendingPathComponent("expected.json")
     try JSONSerialization.data(withJSONObject: ["metadata": file.metadata, "tensors": listing]).write(to: expected)
 
-    let process = Process()
-    process.executableURL = referencePython
-    process.arguments = [repoRoot.appendingPathComponent("tools/check_safetensors.py").path, "verify", url.path, expected.path]
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = output
-    try process.run()
-    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    print(text, terminator: "")
-    #expect(process.terminationStatus == 0, "\(text)")
+    let result = try ReferenceVenv.run(["tools/check_safetensors.py", "verify", url.path, expected.path])
+    print(result.output, terminator: "")
+    #expect(result.status == 0, "\(result.output)")
 }
 
 // MARK: - Broken files

@@ -1,0 +1,44 @@
+import Foundation
+@_exported import MMNN
+@_exported import MMText
+@_exported import MMVision
+
+/// open_clip's `CLIP`: the vision tower under `visual.`, the text tower's parameters at the top
+/// level (`token_embedding`, `transformer`, `ln_final`, `text_projection`), and `logit_scale`.
+public final class CLIPModel: Module {
+    public let config: CLIPConfig
+    public let visual: VisionTransformer
+    @Key("") public var text: TextTransformer
+    @Key("logit_scale") public var logitScale: Tensor
+    /// Learned bias of the sigmoid loss; only in SigLIP-style models.
+    @Key("logit_bias") public var logitBias: Tensor?
+
+    /// A model with open_clip's initialisation from `seed`.
+    public init(_ config: CLIPConfig, seed: UInt64 = 0) {
+        self.config = config
+        visual = VisionTransformer(config.vision)
+        text = TextTransformer(config.text)
+        logitScale = .scalar(config.initLogitScale, requiresGrad: true)
+        logitBias = config.initLogitBias.map { .scalar($0, requiresGrad: true) }
+        var g = SeededGenerator(seed: seed)
+        visual.resetParameters(using: &g)
+        text.resetParameters(using: &g)
+    }
+
+    /// images [B, 3, S, S] (preprocessed) → embeddings [B, embed_dim], unit length if `normalize`.
+    public func encodeImage(_ images: Tensor, normalize: Bool = true) -> Tensor {
+        let f = visual(images)
+        return normalize ? f.l2Normalized() : f
+    }
+
+    /// token ids [B, L] → embeddings [B, embed_dim], unit length if `normalize`.
+    public func encodeText(_ ids: IntTensor, normalize: Bool = true) -> Tensor {
+        let f = text(ids)
+        return normalize ? f.l2Normalized() : f
+    }
+
+    /// Keeps the temperature in open_clip's range after an optimizer step: ln s ∈ [0, ln 100].
+    public func clampLogitScale() {
+        logitScale.data[0] = min(max(logitScale.data[0], 0), Float(Foundation.log(100.0)))
+    }
+}

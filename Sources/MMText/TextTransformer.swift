@@ -1,0 +1,75 @@
+import MMNN
+
+/// open_clip's text tower: `token_embedding + positional_embedding` → causal pre-LN blocks →
+/// `ln_final` → the features at the end-of-text token (the highest id in each row, as open_clip
+/// pools) → `@ text_projection`.
+public final class TextTransformer: Module {
+    public struct Configuration: Sendable, Equatable {
+        public var contextLength: Int
+        public var vocabSize: Int
+        public var width: Int
+        public var layers: Int
+        public var heads: Int
+        public var mlpRatio: Float
+        public var outputDim: Int
+        public var activation: Activation
+
+        public init(contextLength: Int = 77, vocabSize: Int = 49408, width: Int, layers: Int, heads: Int,
+                    mlpRatio: Float = 4, outputDim: Int, activation: Activation = .gelu) {
+            self.contextLength = contextLength
+            self.vocabSize = vocabSize
+            self.width = width
+            self.layers = layers
+            self.heads = heads
+            self.mlpRatio = mlpRatio
+            self.outputDim = outputDim
+            self.activation = activation
+        }
+    }
+
+    public let configuration: Configuration
+    @Key("token_embedding") public var tokenEmbedding: Embedding
+    @Key("positional_embedding") public var positionalEmbedding: Tensor
+    public let transformer: Transformer
+    @Key("ln_final") public var finalNorm: LayerNorm
+    @Key("text_projection") public var projection: Tensor
+
+    public init(_ c: Configuration) {
+        configuration = c
+        transformer = Transformer(width: c.width, layers: c.layers, heads: c.heads, mlpRatio: c.mlpRatio, activation: c.activation)
+        tokenEmbedding = Embedding(c.vocabSize, c.width)
+        positionalEmbedding = .zeros([c.contextLength, c.width], requiresGrad: true)
+        finalNorm = LayerNorm(c.width)
+        projection = .zeros([c.width, c.outputDim], requiresGrad: true)
+    }
+
+    /// open_clip's initialisation of the text tower.
+    public func resetParameters(using g: inout SeededGenerator) {
+        let c = configuration
+        tokenEmbedding.weight.fillNormal(std: 0.02, using: &g)
+        positionalEmbedding.fillNormal(std: 0.01, using: &g)
+        transformer.resetParameters(using: &g)
+        projection.fillNormal(std: 1 / Float(c.width).squareRoot(), using: &g)
+    }
+
+    /// ids [B, L] with L ≤ context length → features [B, outputDim].
+    public func callAsFunction(_ ids: IntTensor) -> Tensor {
+        let c = configuration
+        precondition(ids.shape.count == 2 && ids.shape[1] <= c.contextLength,
+                     "text tower expects ids [B, L ≤ \(c.contextLength)], got \(ids.shape)")
+        let (b, l) = (ids.shape[0], ids.shape[1])
+        let positions = l == c.contextLength ? positionalEmbedding : positionalEmbedding.slice(axis: 0, 0..<l)
+        var x = tokenEmbedding(ids) + positions
+        x = finalNorm(transformer(x, causal: true))
+        return .matmul(x.gatherRows(Self.endOfText(ids)), projection)
+    }
+
+    /// The position of each row's highest id (its first occurrence, as torch's argmax).
+    static func endOfText(_ ids: IntTensor) -> IntTensor {
+        let (b, l) = (ids.shape[0], ids.shape[1])
+        return IntTensor(shape: [b], values: (0..<b).map { row in
+            let tokens = ids.values[(row * l)..<((row + 1) * l)]
+            return Int32(tokens.indices.max { tokens[$0] < tokens[$1] }! - row * l)
+        })
+    }
+}

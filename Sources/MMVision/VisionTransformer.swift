@@ -1,0 +1,98 @@
+import MMNN
+
+/// open_clip's `VisionTransformer`: patches → `conv1` (one GEMM) → prepend `class_embedding` →
+/// `+ positional_embedding` → `ln_pre` → pre-LN blocks → `ln_post` on the class token → `@ proj`.
+public final class VisionTransformer: Module {
+    public struct Configuration: Sendable, Equatable {
+        public var imageSize: Int
+        public var patchSize: Int
+        public var width: Int
+        public var layers: Int
+        public var heads: Int
+        public var mlpRatio: Float
+        public var outputDim: Int
+        public var activation: Activation
+
+        public init(imageSize: Int, patchSize: Int, width: Int, layers: Int, heads: Int, mlpRatio: Float = 4,
+                    outputDim: Int, activation: Activation = .gelu) {
+            self.imageSize = imageSize
+            self.patchSize = patchSize
+            self.width = width
+            self.layers = layers
+            self.heads = heads
+            self.mlpRatio = mlpRatio
+            self.outputDim = outputDim
+            self.activation = activation
+        }
+
+        public var gridSize: Int { imageSize / patchSize }
+    }
+
+    public let configuration: Configuration
+    /// The patch embedding, a convolution with kernel = stride = patch (open_clip's `conv1`).
+    public let conv1: PatchEmbedding
+    @Key("class_embedding") public var classEmbedding: Tensor
+    @Key("positional_embedding") public var positionalEmbedding: Tensor
+    @Key("ln_pre") public var preNorm: LayerNorm
+    public let transformer: Transformer
+    @Key("ln_post") public var postNorm: LayerNorm
+    public let proj: Tensor
+
+    public init(_ c: Configuration) {
+        precondition(c.imageSize % c.patchSize == 0, "image size \(c.imageSize) is not a multiple of patch size \(c.patchSize)")
+        configuration = c
+        conv1 = PatchEmbedding(channels: 3, width: c.width, patchSize: c.patchSize)
+        transformer = Transformer(width: c.width, layers: c.layers, heads: c.heads, mlpRatio: c.mlpRatio, activation: c.activation)
+        proj = .zeros([c.width, c.outputDim], requiresGrad: true)
+        classEmbedding = .zeros([c.width], requiresGrad: true)
+        positionalEmbedding = .zeros([c.gridSize * c.gridSize + 1, c.width], requiresGrad: true)
+        preNorm = LayerNorm(c.width)
+        postNorm = LayerNorm(c.width)
+    }
+
+    /// open_clip's initialisation: embeddings and projection N(0, 1/width), conv1 as PyTorch's
+    /// Conv2d default, blocks as PyTorch's defaults (open_clip defines no ViT block init).
+    public func resetParameters(using g: inout SeededGenerator) {
+        let c = configuration, scale = 1 / Float(c.width).squareRoot()
+        classEmbedding.fillNormal(std: scale, using: &g)
+        positionalEmbedding.fillNormal(std: scale, using: &g)
+        proj.fillNormal(std: scale, using: &g)
+        let bound = 1 / Float(3 * c.patchSize * c.patchSize).squareRoot()
+        conv1.weight.fillUniform(-bound, bound, using: &g)
+        for block in transformer.resblocks {
+            block.attn.resetParameters(using: &g)
+            block.mlp.fc.resetParameters(using: &g)
+            block.mlp.proj.resetParameters(using: &g)
+        }
+    }
+
+    /// images [B, 3, S, S], normalised → features [B, outputDim].
+    public func callAsFunction(_ images: Tensor) -> Tensor {
+        let c = configuration
+        precondition(images.shape.count == 4 && Array(images.shape.dropFirst()) == [3, c.imageSize, c.imageSize],
+                     "vision tower expects images [B, 3, \(c.imageSize), \(c.imageSize)], got \(images.shape)")
+        let b = images.shape[0]
+        let tokens = conv1(images)
+        let cls = Tensor.zeros([b, 1, c.width]) + classEmbedding
+        var x = Tensor.concatenate([cls, tokens], axis: 1) + positionalEmbedding
+        x = transformer(preNorm(x), causal: false)
+        let pooled = postNorm(x.slice(axis: 1, 0..<1).reshaped([b, c.width]))
+        return .matmul(pooled, proj)
+    }
+}
+
+/// Conv2d(channels → width, kernel = stride = patch, no bias), computed as one GEMM over the
+/// unfolded patches: [B, C, H, W] → [B, patches, width].
+public final class PatchEmbedding: Module {
+    public let weight: Tensor
+    public let patchSize: Int
+
+    public init(channels: Int, width: Int, patchSize: Int) {
+        weight = .zeros([width, channels, patchSize, patchSize], requiresGrad: true)
+        self.patchSize = patchSize
+    }
+
+    public func callAsFunction(_ images: Tensor) -> Tensor {
+        .matmul(images.patches(size: patchSize), weight.reshaped([weight.shape[0], -1]), transposeB: true)
+    }
+}
