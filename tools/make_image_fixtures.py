@@ -199,6 +199,8 @@ def main():
         path = save_pil(im, f"{name}.jpg", **options)
         add_case(path, 64, "jpeg", decode=True)
     add_case(save_pil(china_mid, "jpeg_mid_420.jpg", quality=90), 64, "jpeg", "downscale ×3.3")
+    add_case(save_pil(photo("flower.jpg", (213, 320)), "jpeg_mid_portrait_422.jpg", quality=90, subsampling=1),
+             64, "jpeg", "portrait: the center crop drops rows")
     add_case(OUT / "images/jpeg_444.jpg", 96, "jpeg", "upscale ×1.2")
 
     # The unmodified photo, default (OpenAI) normalisation, 224.

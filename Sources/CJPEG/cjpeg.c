@@ -115,18 +115,32 @@ int mm_jpeg_start(mm_jpeg *jpeg, int scale_num, int *out_width, int *out_height)
     return 0;
 }
 
-int mm_jpeg_read(mm_jpeg *jpeg, unsigned char *pixels, size_t stride) {
+int mm_jpeg_begin(mm_jpeg *jpeg, int x0, int width, int *out_x0, int *out_width) {
     GUARD(jpeg)
     jpeg_start_decompress(&jpeg->cinfo);
-    while (jpeg->cinfo.output_scanline < jpeg->cinfo.output_height) {
+    JDIMENSION x = (JDIMENSION)x0, w = (JDIMENSION)width;
+    // Columns outside the crop skip the IDCT, upsampling and colour conversion.
+    if (x > 0 || w < jpeg->cinfo.output_width) jpeg_crop_scanline(&jpeg->cinfo, &x, &w);
+    *out_x0 = (int)x;
+    *out_width = (int)w;
+    return 0;
+}
+
+int mm_jpeg_read_rows(mm_jpeg *jpeg, unsigned char *pixels, size_t stride, int y0, int height) {
+    GUARD(jpeg)
+    // Rows above the region are entropy-decoded only; rows below are never touched.
+    if (y0 > 0) jpeg_skip_scanlines(&jpeg->cinfo, (JDIMENSION)y0);
+    JDIMENSION end = (JDIMENSION)(y0 + height);
+    if (end > jpeg->cinfo.output_height) end = jpeg->cinfo.output_height;
+    while (jpeg->cinfo.output_scanline < end) {
         JSAMPROW rows[4];
         int n = 0;
-        for (; n < 4 && jpeg->cinfo.output_scanline + n < jpeg->cinfo.output_height; n++)
-            rows[n] = pixels + (size_t)(jpeg->cinfo.output_scanline + n) * stride;
+        for (; n < 4 && jpeg->cinfo.output_scanline + n < end; n++)
+            rows[n] = pixels + (size_t)(jpeg->cinfo.output_scanline + n - (JDIMENSION)y0) * stride;
         jpeg_read_scanlines(&jpeg->cinfo, rows, (JDIMENSION)n);
     }
-    // The trailing markers are of no interest, and a missing EOI is not worth rejecting an image
-    // whose pixels all arrived, so the image is released without reading to the end.
+    // Trailing rows and markers are of no interest, and a missing EOI is not worth rejecting an
+    // image whose pixels all arrived, so the image is released without reading to the end.
     jpeg_abort_decompress(&jpeg->cinfo);
     return 0;
 }

@@ -17,17 +17,25 @@ enum PixelLayout {
     case indexed
 }
 
-/// A decoded image in a decoder's buffer, valid until the decoder's next call.
+/// A decoded image in a decoder's buffer, valid until the decoder's next call. The buffer may
+/// hold only part of the image: the region that was asked for, widened to whole JPEG blocks.
 struct DecodedImage {
+    /// The size of the whole (possibly DCT-scaled) image.
     var width: Int
     var height: Int
     var layout: PixelLayout
-    /// `width * 4` bytes per row.
+    /// Pixel (originX, originY) of the image; rows `stride` bytes apart, 4 bytes per pixel.
     var pixels: UnsafeMutablePointer<UInt8>
+    var originX = 0, originY = 0
+    var stride: Int
     var format: ImageFormat
     /// The size stored in the file (larger than width×height after DCT scaling).
     var sourceWidth: Int
     var sourceHeight: Int
+
+    /// Where pixel (x, y) of the image is in the buffer (it must lie in the decoded region).
+    @inline(__always)
+    func address(x: Int, y: Int) -> UnsafeMutablePointer<UInt8> { pixels + (y - originY) * stride + (x - originX) * 4 }
 }
 
 /// Reads files and decodes JPEG/PNG into a reused buffer. Not thread-safe: one per thread.
@@ -36,6 +44,8 @@ final class Decoder {
     private let file = ByteBuffer(capacity: 1 << 20)
     private let pixels = ByteBuffer(capacity: 1 << 20)
     private var fileCount = 0
+    /// The size stored in the file last decoded (before any DCT scaling).
+    private(set) var lastSourceSize = (width: 0, height: 0)
 
     init() {
         guard let j = mm_jpeg_create() else { fatalError("out of memory creating a JPEG decompressor") }
@@ -44,15 +54,20 @@ final class Decoder {
 
     deinit { mm_jpeg_destroy(jpeg) }
 
+    /// The part of a width×height image a caller needs (columns, rows); nil for all of it.
+    typealias Region = (_ width: Int, _ height: Int) -> (columns: Range<Int>, rows: Range<Int>)?
+
     /// Decodes `path`. With `minShortSide`, a JPEG is decoded with libjpeg's DCT-domain scaling
-    /// at the smallest scale n/8 whose shorter side is still at least `minShortSide`.
-    func decode(path: String, minShortSide: Int? = nil) throws -> DecodedImage {
+    /// at the smallest scale n/8 whose shorter side is still at least `minShortSide`. `region`
+    /// is told the image size before the pixels are decoded; a JPEG then decodes only what it
+    /// returns (libjpeg skips the IDCT and colour conversion elsewhere).
+    func decode(path: String, minShortSide: Int? = nil, region: Region? = nil) throws -> DecodedImage {
         try read(path)
         let bytes = UnsafeRawBufferPointer(start: file.base, count: fileCount)
         if fileCount == 0 { throw ImageError(path: path, reason: .empty) }
         switch ImageFormat.detect(bytes) {
-        case .jpeg: return try decodeJPEG(path, minShortSide: minShortSide)
-        case .png: return try decodePNG(path)
+        case .jpeg: return try decodeJPEG(path, minShortSide: minShortSide, region: region)
+        case .png: return try decodePNG(path, region: region)
         case .unsupported(let name): throw ImageError(path: path, reason: .unsupported(format: name))
         case .unknown: throw ImageError(path: path, reason: .unrecognised(ImageFormat.describeUnknown(bytes)))
         }
@@ -95,11 +110,12 @@ final class Decoder {
         return ImageError(path: path, reason: .corrupt(format: "JPEG", detail: message))
     }
 
-    private func decodeJPEG(_ path: String, minShortSide: Int?) throws -> DecodedImage {
+    private func decodeJPEG(_ path: String, minShortSide: Int?, region: Region?) throws -> DecodedImage {
         var w: Int32 = 0, h: Int32 = 0
         var color = MM_JPEG_COLOR
         guard mm_jpeg_read_header(jpeg, file.base, fileCount, &w, &h, &color) == 0 else { throw jpegFailure(path) }
         do { try checkSize(path, Int(w), Int(h)) } catch { mm_jpeg_abort(jpeg); throw error }
+        lastSourceSize = (Int(w), Int(h))
 
         // libjpeg-turbo's output size at scale n/8 is ceil(size·n/8).
         var scale = 8
@@ -110,20 +126,33 @@ final class Decoder {
         var ow: Int32 = 0, oh: Int32 = 0
         guard mm_jpeg_start(jpeg, Int32(scale), &ow, &oh) == 0 else { throw jpegFailure(path) }
         let width = Int(ow), height = Int(oh)
-        pixels.reserve(width * height * 4)
-        guard mm_jpeg_read(jpeg, pixels.base, width * 4) == 0 else { throw jpegFailure(path) }
+        var columns = 0..<width, rows = 0..<height
+        if let needed = region?(width, height) {
+            columns = needed.columns.clamped(to: columns)
+            rows = needed.rows.clamped(to: rows)
+        }
+        var x0: Int32 = 0, delivered: Int32 = 0
+        guard mm_jpeg_begin(jpeg, Int32(columns.lowerBound), Int32(columns.count), &x0, &delivered) == 0 else {
+            throw jpegFailure(path)
+        }
+        let stride = Int(delivered) * 4
+        pixels.reserve(stride * rows.count)
+        guard mm_jpeg_read_rows(jpeg, pixels.base, stride, Int32(rows.lowerBound), Int32(rows.count)) == 0 else {
+            throw jpegFailure(path)
+        }
 
         var layout = PixelLayout.rgb
         if color == MM_JPEG_CMYK {
             // PIL always assumes Adobe's inverted CMYK ("CMYK;I") and holds 255 − stored value.
-            invert(pixels.base, count: width * height * 4)
+            invert(pixels.base, count: stride * rows.count)
             layout = .cmyk
         }
-        return DecodedImage(width: width, height: height, layout: layout, pixels: pixels.base, format: .jpeg,
+        return DecodedImage(width: width, height: height, layout: layout, pixels: pixels.base,
+                            originX: Int(x0), originY: rows.lowerBound, stride: stride, format: .jpeg,
                             sourceWidth: Int(w), sourceHeight: Int(h))
     }
 
-    private func decodePNG(_ path: String) throws -> DecodedImage {
+    private func decodePNG(_ path: String, region: Region?) throws -> DecodedImage {
         guard let png = mm_png_open(file.base, fileCount) else {
             throw ImageError(path: path, reason: .corrupt(format: "PNG", detail: "out of memory"))
         }
@@ -141,10 +170,12 @@ final class Decoder {
         mm_png_info(png, &w, &h, &kind, &depth, &gray)
         let width = Int(w), height = Int(h)
         try checkSize(path, width, height)
+        lastSourceSize = (width, height)
+        _ = region?(width, height)  // PNG has no cheap partial decode: always all of it
         pixels.reserve(width * height * 4)
         guard mm_png_read(png, pixels.base, width * 4) == 0 else { throw failure() }
         let layout: PixelLayout = kind == MM_PNG_ALPHA ? .rgba : kind == MM_PNG_INDEXED ? .indexed : .rgb
-        return DecodedImage(width: width, height: height, layout: layout, pixels: pixels.base, format: .png,
+        return DecodedImage(width: width, height: height, layout: layout, pixels: pixels.base, stride: width * 4, format: .png,
                             sourceWidth: width, sourceHeight: height)
     }
 }

@@ -26,36 +26,63 @@ public final class ImagePipeline {
     /// Decodes and transforms `path` into `out` (3·size·size floats, channel planes R, G, B).
     /// `seed` drives the training augmentation and is ignored for evaluation.
     public func process(path: String, into out: UnsafeMutablePointer<Float>, seed: UInt64 = 0) throws {
-        var image = try decode(path)
         var rng = SplitMix64(seed: seed)
+        var plan: ResizePlan?
         let size = transform.size
-        let plan = transform.augmentation.map {
-            ResizePlan.train(width: image.width, height: image.height, size: size, augmentation: $0, using: &rng)
-        } ?? ResizePlan.eval(width: image.width, height: image.height, size: size)
-        render(&image, plan, into: out, rng: &rng)
+        var image = try decoder.decode(path: path, minShortSide: minShortSide) { width, height in
+            let p = self.transform.augmentation.map {
+                ResizePlan.train(width: width, height: height, size: size, augmentation: $0, using: &rng)
+            } ?? ResizePlan.eval(width: width, height: height, size: size)
+            plan = p
+            return self.prepare(p)
+        }
+        render(&image, plan!, into: out, rng: &rng)
     }
 
     /// Resizes the `crop` box of `path` (in full-size pixel coordinates) to size×size, as
     /// torchvision's `resized_crop` — the deterministic half of RandomResizedCrop.
     public func process(path: String, crop: CropBox, into out: UnsafeMutablePointer<Float>) throws {
-        var image = try decode(path)
-        // A fast (DCT-scaled) decode is smaller than the file: scale the box with it.
-        let sx = Double(image.width) / Double(image.sourceWidth), sy = Double(image.height) / Double(image.sourceHeight)
-        let left = min(Int(Double(crop.left) * sx), image.width - 1), top = min(Int(Double(crop.top) * sy), image.height - 1)
-        let width = max(1, min(Int((Double(crop.width) * sx).rounded()), image.width - left))
-        let height = max(1, min(Int((Double(crop.height) * sy).rounded()), image.height - top))
+        var plan: ResizePlan?
+        let size = transform.size
+        var image = try decoder.decode(path: path, minShortSide: minShortSide) { width, height in
+            // A fast (DCT-scaled) decode is smaller than the file: the box shrinks with it.
+            let full = self.decoderSourceSize
+            let sx = Double(width) / Double(full.width), sy = Double(height) / Double(full.height)
+            let left = min(Int(Double(crop.left) * sx), width - 1), top = min(Int(Double(crop.top) * sy), height - 1)
+            let w = max(1, min(Int((Double(crop.width) * sx).rounded()), width - left))
+            let h = max(1, min(Int((Double(crop.height) * sy).rounded()), height - top))
+            let p = ResizePlan(x: left, y: top, width: w, height: h, outWidth: size, outHeight: size,
+                               columns: 0..<size, rows: 0..<size)
+            plan = p
+            return self.prepare(p)
+        }
         precondition(crop.left >= 0 && crop.top >= 0 && crop.width > 0 && crop.height > 0
                      && crop.left + crop.width <= image.sourceWidth && crop.top + crop.height <= image.sourceHeight,
                      "crop \(crop) outside the \(image.sourceWidth)×\(image.sourceHeight) image \(path)")
-        let size = transform.size
-        let plan = ResizePlan(x: left, y: top, width: width, height: height, outWidth: size, outHeight: size,
-                              columns: 0..<size, rows: 0..<size)
         var rng = SplitMix64(seed: 0)
-        render(&image, plan, into: out, rng: &rng)
+        render(&image, plan!, into: out, rng: &rng)
     }
 
-    private func decode(_ path: String) throws -> DecodedImage {
-        try decoder.decode(path: path, minShortSide: transform.decode == .fast ? 2 * transform.size : nil)
+    private var minShortSide: Int? { transform.decode == .fast ? 2 * transform.size : nil }
+
+    /// The file's own size, known once the decoder has read the header.
+    private var decoderSourceSize: (width: Int, height: Int) { decoder.lastSourceSize }
+
+    /// Computes the filter taps for `plan` and returns the source pixels they read, with a
+    /// margin so that block edges of a partial JPEG decode never reach a used pixel.
+    private func prepare(_ plan: ResizePlan) -> (columns: Range<Int>, rows: Range<Int>) {
+        var columns = plan.columns, rows = plan.rows
+        if plan.outWidth != plan.width {
+            columnTaps.bicubic(inSize: plan.width, outSize: plan.outWidth, window: plan.columns)
+            columns = columnTaps.span
+        }
+        if plan.outHeight != plan.height {
+            rowTaps.bicubic(inSize: plan.height, outSize: plan.outHeight, window: plan.rows)
+            rows = rowTaps.span
+        }
+        let margin = 16
+        return ((plan.x + columns.lowerBound - margin)..<(plan.x + columns.upperBound + margin),
+                (plan.y + rows.lowerBound - margin)..<(plan.y + rows.upperBound + margin))
     }
 
     private func render(_ image: inout DecodedImage, _ plan: ResizePlan, into out: UnsafeMutablePointer<Float>,
@@ -90,7 +117,7 @@ public final class ImagePipeline {
     /// PIL's RGBA → RGBa before resizing: each colour times alpha/255, rounded as MULDIV255.
     private func premultiply(_ image: inout DecodedImage, _ plan: ResizePlan) {
         for y in plan.y..<plan.y + plan.height {
-            let row = image.pixels + (y * image.width + plan.x) * 4
+            let row = image.address(x: plan.x, y: y)
             for x in 0..<plan.width {
                 let p = row + 4 * x
                 let a = UInt32(p[3])
@@ -102,25 +129,22 @@ public final class ImagePipeline {
         }
     }
 
-    /// Pillow's bicubic resize of the plan's source rectangle, computing only the kept window.
+    /// Pillow's bicubic resize of the plan's source rectangle, computing only the kept window,
+    /// with the taps `prepare` computed.
     private func bicubic(_ image: DecodedImage, _ plan: ResizePlan, _ stride: Int) {
         let size = transform.size
-        let imageStride = image.width * 4
-        let source = image.pixels + plan.y * imageStride + plan.x * 4
         // Pillow skips a pass when that axis keeps its size; the identity taps would agree anyway.
         let resizeColumns = plan.outWidth != plan.width
         let resizeRows = plan.outHeight != plan.height
-        if resizeRows { rowTaps.bicubic(inSize: plan.height, outSize: plan.outHeight, window: plan.rows) }
         let needed = resizeRows ? rowTaps.span : plan.rows
 
         // Horizontal pass over the source rows the kept output rows depend on.
-        var src = UnsafePointer(source + needed.lowerBound * imageStride + plan.columns.lowerBound * 4)
-        var srcStride = imageStride
+        var src = UnsafePointer(image.address(x: plan.x + plan.columns.lowerBound, y: plan.y + needed.lowerBound))
+        var srcStride = image.stride
         if resizeColumns {
-            columnTaps.bicubic(inSize: plan.width, outSize: plan.outWidth, window: plan.columns)
             rows.reserve(stride * needed.count)
-            Resample.horizontal(src: source + needed.lowerBound * imageStride, srcStride: imageStride, srcColumn: 0,
-                                rows: needed.count, taps: columnTaps, dst: rows.base, dstStride: stride)
+            Resample.horizontal(src: image.address(x: plan.x, y: plan.y + needed.lowerBound), srcStride: image.stride,
+                                srcColumn: 0, rows: needed.count, taps: columnTaps, dst: rows.base, dstStride: stride)
             src = UnsafePointer(rows.base)
             srcStride = stride
         }
@@ -139,10 +163,9 @@ public final class ImagePipeline {
     private func nearest(_ image: DecodedImage, _ plan: ResizePlan, _ stride: Int) {
         let xs = Resample.nearestIndices(inSize: plan.width, outSize: plan.outWidth, window: plan.columns)
         let ys = Resample.nearestIndices(inSize: plan.height, outSize: plan.outHeight, window: plan.rows)
-        let pixels = UnsafeRawPointer(image.pixels)
         let out = UnsafeMutableRawPointer(window.base)
         for (r, y) in ys.enumerated() {
-            let row = pixels + ((plan.y + y) * image.width + plan.x) * 4
+            let row = UnsafeRawPointer(image.address(x: plan.x, y: plan.y + y))
             for (c, x) in xs.enumerated() {
                 out.storeBytes(of: row.loadUnaligned(fromByteOffset: 4 * x, as: UInt32.self),
                                toByteOffset: r * stride + 4 * c, as: UInt32.self)

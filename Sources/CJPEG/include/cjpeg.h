@@ -25,8 +25,13 @@ int mm_jpeg_read_header(mm_jpeg *jpeg, const unsigned char *data, size_t size,
 /// Chooses DCT-domain scaling `scale_num`/8 (1...8) and reports the output size it gives.
 int mm_jpeg_start(mm_jpeg *jpeg, int scale_num, int *out_width, int *out_height);
 
-/// Decodes every row, 4 bytes per pixel, rows `stride` bytes apart, then releases the image.
-int mm_jpeg_read(mm_jpeg *jpeg, unsigned char *pixels, size_t stride);
+/// Starts decoding only columns `x0 ..< x0 + width` of the (scaled) output. libjpeg widens the
+/// range to whole iMCUs and reports the columns it will really deliver in `out_x0`/`out_width`.
+int mm_jpeg_begin(mm_jpeg *jpeg, int x0, int width, int *out_x0, int *out_width);
+
+/// Skips to row `y0` and decodes rows `y0 ..< y0 + height` (4 bytes per pixel of the columns
+/// chosen by `mm_jpeg_begin`, rows `stride` bytes apart), then releases the image.
+int mm_jpeg_read_rows(mm_jpeg *jpeg, unsigned char *pixels, size_t stride, int y0, int height);
 
 /// Abandons the current image (after an error on the Swift side, or to skip the pixels).
 void mm_jpeg_abort(mm_jpeg *jpeg);
