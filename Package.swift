@@ -42,15 +42,19 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "MMTokenizer", dependencies: ["CICU", "CZlib"], resources: [.copy("vocab")], swiftSettings: optimise),
 
+        // Manifests, seeded epoch order, the prefetching image–caption loader
+        .target(name: "MMData", dependencies: ["MMImage", "MMTokenizer"], swiftSettings: optimise),
+
         // Command line
         .target(name: "MMCommands", dependencies: [
             "MMTensor", "MMNN",
             "MMImage",
             "MMTokenizer",
+            "MMData",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mm", dependencies: ["MMCommands"]),
-        .executableTarget(name: "mm-bench", dependencies: ["MMNN"], path: "Sources/MMBench", swiftSettings: optimise),
+        .executableTarget(name: "mm-bench", dependencies: ["MMCLIP"], path: "Sources/MMBench", swiftSettings: optimise),
 
         // Tests, with shared helpers (fixture loading, tolerances, gradient checks)
         .target(name: "MMTestSupport", dependencies: ["MMTensor"], path: "Tests/Support"),
@@ -58,6 +62,7 @@ let package = Package(
         .testTarget(name: "MMNNTests", dependencies: ["MMNN", "MMTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMImageTests", dependencies: ["MMImage"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMTokenizerTests", dependencies: ["MMTokenizer"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "MMDataTests", dependencies: ["MMData", "MMImage", "MMTokenizer", "MMTensor"]),
     ],
     swiftLanguageModes: [.v5]
 )

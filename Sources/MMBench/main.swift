@@ -1,7 +1,7 @@
 // mm-bench: timings of mm's kernels for tools/bench/*.py, printed as one JSON object.
-// Usage: mm-bench sgemm N | block WIDTH HEADS LENGTH BATCH causal|full
+// Usage: mm-bench sgemm N | block WIDTH HEADS LENGTH BATCH causal|full | encode-image|encode-text MODEL BATCH
 import Foundation
-import MMNN
+import MMCLIP
 
 func median(_ runs: Int = 5, _ body: () -> Void) -> Double {
     body()  // warm-up: buffers, pool, page faults
@@ -49,8 +49,35 @@ case "block":
     emit(["op": "block", "width": w, "heads": h, "length": l, "batch": bs, "causal": causal, "threads": Threads.count,
           "forward_s": forward, "forward_backward_s": both,
           "forward_gflops": flops / forward / 1e9, "forward_backward_gflops": 3 * flops / both / 1e9])
+case "encode-image", "encode-text":
+    // Inference of one tower of a randomly initialised model, no tape; peak RSS of the process.
+    let v = Array(args.dropFirst())
+    let model = CLIPModel(try! CLIPConfig(named: v[0]))
+    let batch = Int(v[1])!
+    let c = model.config
+    let seconds: Double
+    if args.first == "encode-image" {
+        let images = g.tensorNormal([batch, 3, c.vision.imageSize, c.vision.imageSize])
+        seconds = median(3) { _ = model.encodeImage(images) }
+    } else {
+        // Captions of varied length: SOT, words, EOT (the highest id), padding.
+        let l = c.text.contextLength
+        var ids = [Int32](repeating: 0, count: batch * l)
+        for row in 0..<batch {
+            let n = 5 + row % 15
+            ids[row * l] = 49406
+            for j in 1...n { ids[row * l + j] = Int32(1000 + (row * 31 + j * 7) % 40000) }
+            ids[row * l + n + 1] = 49407
+        }
+        let text = IntTensor(shape: [batch, l], values: ids)
+        seconds = median(3) { _ = model.encodeText(text) }
+    }
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    emit(["op": args.first!, "model": v[0], "batch": batch, "threads": Threads.count, "seconds": seconds,
+          "items_per_s": Double(batch) / seconds, "peak_rss_mb": Double(usage.ru_maxrss) / 1024])
 default:
-    FileHandle.standardError.write("usage: mm-bench sgemm N | block WIDTH HEADS LENGTH BATCH causal|full\n".data(using: .utf8)!)
+    FileHandle.standardError.write("usage: mm-bench sgemm N | block WIDTH HEADS LENGTH BATCH causal|full | encode-image|encode-text MODEL BATCH\n".data(using: .utf8)!)
     exit(2)
 }
 
