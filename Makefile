@@ -37,3 +37,15 @@ fixtures: venv
 
 clean:
 	rm -rf .build
+
+# CLIP model fixtures (tools/make_model_fixtures.py). The small config is committed under
+# Tests/MMCLIPTests/Fixtures; the perturbed real ViT-B-32 (≈600 MB) is generated here on demand,
+# and its parity test skips with a reason while it is absent.
+VITB32 := .build/fixtures/vitb32
+.PHONY: fixtures-clip fixtures-vitb32
+fixtures-clip: venv
+	$(VENV)/bin/python tools/make_model_fixtures.py
+
+fixtures-vitb32: $(VITB32)/vitb32_io.safetensors
+$(VITB32)/vitb32_io.safetensors: tools/make_model_fixtures.py $(VENV)/.done
+	$(VENV)/bin/python tools/make_model_fixtures.py --vitb32 $(VITB32)
