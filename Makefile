@@ -18,8 +18,10 @@ deps:
 build: deps
 	$(SWIFT) build -c release
 
-# Numeric code is far too slow in debug builds, so the tests run optimised.
+# Numeric code is far too slow in debug builds, so the tests run optimised. With the reference
+# venv present, the ViT-B-32 parity fixture is generated first (else that test is skipped).
 test: deps
+	@if [ -x $(VENV)/bin/python ]; then $(MAKE) --no-print-directory fixtures-vitb32; fi
 	$(SWIFT) test -c release
 
 # The PyTorch/open_clip reference environment (several GB), created when missing.
