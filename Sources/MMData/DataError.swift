@@ -1,0 +1,46 @@
+/// Bad input to the data pipeline. Each description is one line that names the file (and line)
+/// and says what to do.
+public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// The manifest could not be opened or read.
+    case unreadable(path: String, reason: String)
+    /// A malformed manifest line (1-based; a quoted CSV record is named by its first line).
+    case badLine(path: String, line: Int, reason: String)
+    /// The header (the first line) does not name a column that was asked for.
+    case missingColumn(path: String, key: String, role: String, columns: [String])
+    /// No lines with samples at all.
+    case empty(path: String)
+    /// Every sample line was bad and skipped.
+    case noUsableSamples(path: String, skipped: Int)
+    /// A training loader was given a manifest read without a caption column.
+    case noCaptions(path: String)
+    /// A global batch (batch size × world size) larger than the data: no full batch per epoch.
+    case batchLargerThanData(batchSize: Int, samples: Int)
+    /// A resume position outside the epoch.
+    case badPosition(String)
+    /// Too many images in a row failed to load, or too few load at all to fill a batch.
+    case tooManyBadImages(count: Int, reason: String, last: String)
+
+    public var description: String {
+        switch self {
+        case let .unreadable(path, reason):
+            return "\(path): cannot read manifest (\(reason))"
+        case let .badLine(path, line, reason):
+            return "\(path):\(line): \(reason); fix the line or pass --skip-bad to skip and count bad lines"
+        case let .missingColumn(path, key, role, columns):
+            let list = columns.map { "'\($0)'" }.joined(separator: ", ")
+            return "\(path):1: the header has no \(role) column '\(key)' (its columns: \(list)); pass --\(role)-key naming one of them, or add a header line"
+        case let .empty(path):
+            return "\(path): the manifest has no samples (it needs lines of image path and caption)"
+        case let .noUsableSamples(path, skipped):
+            return "\(path): all \(skipped) sample lines are bad, nothing to load"
+        case let .noCaptions(path):
+            return "\(path): read without a caption column, but training needs captions; pass --caption-key"
+        case let .batchLargerThanData(batchSize, samples):
+            return "batch size \(batchSize) is larger than the \(samples) samples: no full batch per epoch; use a batch of at most \(samples)"
+        case let .badPosition(what):
+            return "cannot resume the data loader: \(what)"
+        case let .tooManyBadImages(count, reason, last):
+            return "\(count) images failed to load \(reason) (last: \(last)); check the image paths in the manifest"
+        }
+    }
+}

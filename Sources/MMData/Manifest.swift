@@ -1,0 +1,440 @@
+import Foundation
+
+/// A list of image–caption samples in open_clip's CSV/TSV format.
+///
+/// Rules:
+/// - **Separator**: `options.separator` when given, else from the extension: `.csv` → comma,
+///   anything else (`.tsv`, `.txt`…) → tab (open_clip's default `--csv-separator`).
+/// - **Quoting**: with a non-tab separator, fields follow CSV quoting (RFC 4180, Python's `csv`):
+///   a field that starts with `"` runs to the next lone `"`, `""` inside it stands for `"`, and
+///   separators and line breaks inside it are data. Tab-separated fields are taken verbatim
+///   (quotes included): a TSV field cannot contain a tab or a line break. `options.quoting`
+///   overrides either default.
+/// - **Header**: the first non-blank line is a header when one of its fields is exactly
+///   `imageKey`. Otherwise, with the default keys, the file is header-less and every line is
+///   `path<sep>caption`; with a key set explicitly (or a first line naming the caption column but
+///   not the image column) it is an error naming the missing column.
+/// - **Lines**: every sample line has exactly as many fields as the header (2 without one). Blank
+///   lines are ignored; a final line break is optional; CRLF line ends and a UTF-8 byte-order mark
+///   are accepted. Empty captions are allowed; empty image paths and labels are not.
+/// - **Paths** are relative to the manifest's directory; absolute paths are kept.
+/// - **Bad lines** (wrong field count, empty path, invalid UTF-8, bad quoting) throw
+///   `DataError.badLine` naming file:line, or with `skipBad` are skipped and listed in `badLines`.
+public struct Manifest: Sendable {
+    public struct Options: Sendable, Equatable {
+        public var imageKey: String
+        /// nil: read no captions (e.g. an evaluation list of `filepath<TAB>label`).
+        public var captionKey: String?
+        /// A column of class names for evaluation manifests (`label` in `test_labels.tsv`).
+        public var labelKey: String?
+        /// nil: from the file extension.
+        public var separator: Character?
+        /// nil: CSV quoting for every separator except tab.
+        public var quoting: Bool?
+        /// Skip and count malformed lines instead of throwing at the first.
+        public var skipBad: Bool
+
+        public static let defaultImageKey = "filepath"
+        public static let defaultCaptionKey = "title"
+
+        public init(imageKey: String = Options.defaultImageKey, captionKey: String? = Options.defaultCaptionKey,
+                    labelKey: String? = nil, separator: Character? = nil, quoting: Bool? = nil, skipBad: Bool = false) {
+            self.imageKey = imageKey
+            self.captionKey = captionKey
+            self.labelKey = labelKey
+            self.separator = separator
+            self.quoting = quoting
+            self.skipBad = skipBad
+        }
+
+        var usesDefaultKeys: Bool {
+            imageKey == Self.defaultImageKey && captionKey == Self.defaultCaptionKey && labelKey == nil
+        }
+    }
+
+    /// A skipped line and why, for the log.
+    public struct BadLine: Sendable, Equatable, CustomStringConvertible {
+        public let line: Int
+        public let reason: String
+
+        public init(line: Int, reason: String) {
+            self.line = line
+            self.reason = reason
+        }
+
+        public var description: String { "line \(line): \(reason)" }
+    }
+
+    /// The manifest file as given (errors and `badLines` refer to it).
+    public let path: String
+    public let separator: Character
+    public let quoting: Bool
+    /// The header's column names; empty for a header-less file.
+    public let columns: [String]
+    /// Image paths, resolved against the manifest's directory.
+    public let images: [String]
+    /// One caption per sample; nil when read without a caption column.
+    public let captions: [String]?
+    /// One label per sample when a `labelKey` was given.
+    public let labels: [String]?
+    /// The 1-based line each sample came from.
+    public let lines: [Int]
+    /// Lines skipped with `skipBad`, in file order.
+    public let badLines: [BadLine]
+
+    public var count: Int { images.count }
+    public var hasHeader: Bool { !columns.isEmpty }
+
+    /// Reads and parses the manifest at `path`.
+    public init(path: String, options: Options = Options()) throws {
+        try self.init(parsing: try readFile(path), path: path, options: options)
+    }
+
+    /// Parses manifest bytes; `path` names the file in errors and anchors relative image paths.
+    public init(parsing bytes: [UInt8], path: String, options: Options = Options()) throws {
+        let separator = options.separator ?? (path.lowercased().hasSuffix(".csv") ? "," : "\t")
+        guard let sep = separator.asciiValue, separator != "\"", separator != "\n", separator != "\r" else {
+            throw DataError.badLine(path: path, line: 0, reason: "separator \(separator.debugDescription) must be one ASCII character other than a quote or line break")
+        }
+        let quoting = options.quoting ?? (sep != UInt8(ascii: "\t"))
+        let parsed = try bytes.withUnsafeBufferPointer { buffer in
+            var parser = ManifestParser(path: path, bytes: buffer, separator: sep, quoting: quoting, options: options)
+            return try parser.run()
+        }
+        self.path = path
+        self.separator = separator
+        self.quoting = quoting
+        columns = parsed.columns
+        images = parsed.images
+        captions = options.captionKey == nil ? nil : parsed.captions
+        labels = options.labelKey == nil ? nil : parsed.labels
+        lines = parsed.lines
+        badLines = parsed.badLines
+    }
+}
+
+/// One field of the current record: a byte range, and whether it holds `""` pairs to collapse.
+private struct Field {
+    var start: Int
+    var end: Int
+    var escaped: Bool
+}
+
+private struct ManifestParser {
+    let path: String
+    let base: UnsafePointer<UInt8>
+    let n: Int
+    let separator: UInt8
+    let quoting: Bool
+    let options: Options
+    typealias Options = Manifest.Options
+
+    /// The manifest's directory with a trailing slash ("" when the path has none).
+    let directory: [UInt8]
+
+    var position = 0
+    var line = 1
+    var fields: [Field] = []
+    var scratch: [UInt8] = []
+
+    var columns: [String] = []
+    var images: [String] = []
+    var captions: [String] = []
+    var labels: [String] = []
+    var lines: [Int] = []
+    var badLines: [Manifest.BadLine] = []
+
+    init(path: String, bytes: UnsafeBufferPointer<UInt8>, separator: UInt8, quoting: Bool, options: Options) {
+        self.path = path
+        base = bytes.baseAddress ?? UnsafePointer(bitPattern: 1)!
+        n = bytes.count
+        self.separator = separator
+        self.quoting = quoting
+        self.options = options
+        let utf8 = Array(path.utf8)
+        if let slash = utf8.lastIndex(of: UInt8(ascii: "/")) {
+            directory = Array(utf8[...slash])
+        } else {
+            directory = []
+        }
+        // A UTF-8 byte-order mark (Excel writes one) is not part of the first field.
+        if n >= 3 && base[0] == 0xEF && base[1] == 0xBB && base[2] == 0xBF { position = 3 }
+    }
+
+    struct Result {
+        var columns: [String], images: [String], captions: [String], labels: [String], lines: [Int]
+        var badLines: [Manifest.BadLine]
+    }
+
+    mutating func run() throws -> Result {
+        // The first record decides between a header and a header-less file.
+        var first: Int?
+        var firstError: String?
+        while position < n {
+            let start = line
+            if let problem = nextRecord() { firstError = problem; first = start; break }
+            if !fields.isEmpty { first = start; break }
+        }
+        guard let firstLine = first else { throw DataError.empty(path: path) }
+
+        var imageColumn = 0, captionColumn = 1, labelColumn = -1, width = 2
+        var fieldNames = "(image path, caption)"
+        let header = firstError == nil ? fields.map { text($0) } : []
+        if let imageIndex = header.firstIndex(of: options.imageKey) {
+            columns = header
+            width = header.count
+            imageColumn = imageIndex
+            try checkUnique(options.imageKey)
+            captionColumn = try column(options.captionKey, role: "caption")
+            labelColumn = try column(options.labelKey, role: "label")
+            fieldNames = "(" + header.joined(separator: ", ") + ")"
+        } else if let problem = firstError, !options.usesDefaultKeys {
+            throw DataError.badLine(path: path, line: firstLine, reason: problem)
+        } else if !options.usesDefaultKeys || header.contains(Options.defaultCaptionKey) {
+            throw DataError.missingColumn(path: path, key: options.imageKey, role: "image", columns: header)
+        } else {
+            // Header-less: the first record is a sample.
+            if let problem = firstError { try reject(firstLine, problem) } else {
+                try take(line: firstLine, width: width, fieldNames, imageColumn, captionColumn, labelColumn)
+            }
+        }
+
+        while position < n {
+            let start = line
+            if let problem = nextRecord() { try reject(start, problem); continue }
+            if fields.isEmpty { continue }
+            try take(line: start, width: width, fieldNames, imageColumn, captionColumn, labelColumn)
+        }
+
+        if images.isEmpty {
+            if !badLines.isEmpty { throw DataError.noUsableSamples(path: path, skipped: badLines.count) }
+            throw DataError.empty(path: path)
+        }
+        return Result(columns: columns, images: images, captions: captions, labels: labels, lines: lines, badLines: badLines)
+    }
+
+    /// The index of `key` in the header (-1 for no key).
+    private func column(_ key: String?, role: String) throws -> Int {
+        guard let key else { return -1 }
+        guard let index = columns.firstIndex(of: key) else {
+            throw DataError.missingColumn(path: path, key: key, role: role, columns: columns)
+        }
+        try checkUnique(key)
+        return index
+    }
+
+    private func checkUnique(_ key: String) throws {
+        if columns.filter({ $0 == key }).count > 1 {
+            throw DataError.badLine(path: path, line: 1, reason: "column '\(key)' appears more than once in the header")
+        }
+    }
+
+    private mutating func reject(_ line: Int, _ reason: String) throws {
+        if !options.skipBad { throw DataError.badLine(path: path, line: line, reason: reason) }
+        badLines.append(Manifest.BadLine(line: line, reason: reason))
+    }
+
+    /// Turns the current record into a sample, or rejects it.
+    private mutating func take(line: Int, width: Int, _ fieldNames: String,
+                               _ imageColumn: Int, _ captionColumn: Int, _ labelColumn: Int) throws {
+        guard fields.count == width else {
+            let sep = separator == UInt8(ascii: "\t") ? "tab" : "'\(Character(Unicode.Scalar(separator)))'"
+            return try reject(line, "expected \(width) fields \(fieldNames) separated by \(sep), found \(fields.count)")
+        }
+        let imageField = fields[imageColumn]
+        if imageField.start == imageField.end { return try reject(line, "empty image path") }
+        let isAbsolute = base[imageField.start] == UInt8(ascii: "/")
+        guard let image = string(imageField, prefix: isAbsolute ? [] : directory) else {
+            return try reject(line, "image path is not valid UTF-8 (\(invalidByte(imageField)))")
+        }
+        var caption = ""
+        if captionColumn >= 0 {
+            guard let c = string(fields[captionColumn]) else {
+                return try reject(line, "caption is not valid UTF-8 (\(invalidByte(fields[captionColumn])))")
+            }
+            caption = c
+        }
+        var label = ""
+        if labelColumn >= 0 {
+            let field = fields[labelColumn]
+            if field.start == field.end { return try reject(line, "empty label") }
+            guard let l = string(field) else { return try reject(line, "label is not valid UTF-8 (\(invalidByte(field)))") }
+            label = l
+        }
+        images.append(image)
+        if captionColumn >= 0 { captions.append(caption) }
+        if labelColumn >= 0 { labels.append(label) }
+        lines.append(line)
+    }
+
+    // MARK: records
+
+    /// Reads the record at `position` into `fields` (empty for a blank line) and moves past it.
+    /// Returns a reason when the record is malformed (its remaining bytes are skipped).
+    private mutating func nextRecord() -> String? {
+        fields.removeAll(keepingCapacity: true)
+        return quoting ? nextQuotedRecord() : nextPlainRecord()
+    }
+
+    /// Tab-style: fields are the bytes between separators, up to the line break.
+    private mutating func nextPlainRecord() -> String? {
+        let start = position
+        let newline = find(0x0A, from: start) ?? n
+        var stop = newline
+        if stop > start && base[stop - 1] == 0x0D { stop -= 1 }
+        position = newline + 1
+        line += 1
+        if stop == start { return nil }
+        var fieldStart = start
+        while let s = find(separator, from: fieldStart, to: stop) {
+            fields.append(Field(start: fieldStart, end: s, escaped: false))
+            fieldStart = s + 1
+        }
+        fields.append(Field(start: fieldStart, end: stop, escaped: false))
+        return nil
+    }
+
+    /// CSV-style: quoted fields may hold separators, line breaks and doubled quotes.
+    private mutating func nextQuotedRecord() -> String? {
+        let quote = UInt8(ascii: "\"")
+        var i = position
+        // A blank line (LF or CRLF) is no record.
+        if base[i] == 0x0A || (base[i] == 0x0D && (i + 1 == n || base[i + 1] == 0x0A)) {
+            position = min(n, i + (base[i] == 0x0D ? 2 : 1))
+            line += 1
+            return nil
+        }
+        let firstLine = line
+        while true {
+            if i < n && base[i] == quote {
+                i += 1
+                let start = i
+                var escaped = false
+                var end = -1
+                while i < n {
+                    guard let q = find(quote, from: i) else { break }
+                    line += count(newlinesIn: i..<q)
+                    if q + 1 < n && base[q + 1] == quote {
+                        escaped = true
+                        i = q + 2
+                        continue
+                    }
+                    end = q
+                    i = q + 1
+                    break
+                }
+                if end < 0 {
+                    line += count(newlinesIn: i..<n)
+                    position = n
+                    return "quoted field opened on line \(firstLine) is never closed"
+                }
+                fields.append(Field(start: start, end: end, escaped: escaped))
+                let atEnd = i == n || base[i] == separator || base[i] == 0x0A
+                    || (base[i] == 0x0D && (i + 1 == n || base[i + 1] == 0x0A))
+                if !atEnd {
+                    skipLine(from: i)
+                    return "unexpected character after a closing quote (a quote inside a quoted field is written \"\")"
+                }
+            } else {
+                let start = i
+                while i < n && base[i] != separator && base[i] != 0x0A { i += 1 }
+                var end = i
+                if end > start && (i == n || base[i] == 0x0A) && base[end - 1] == 0x0D { end -= 1 }
+                fields.append(Field(start: start, end: end, escaped: false))
+            }
+            if i < n && base[i] == separator { i += 1; continue }
+            if i < n && base[i] == 0x0D { i += 1 }
+            position = i + 1
+            line += 1
+            return nil
+        }
+    }
+
+    private mutating func skipLine(from i: Int) {
+        position = (find(0x0A, from: i) ?? n) + 1
+        line += 1
+    }
+
+    /// The offset of the first `byte` in `start..<end` (memchr: vectorised in libc).
+    private func find(_ byte: UInt8, from start: Int, to end: Int? = nil) -> Int? {
+        let stop = end ?? n
+        guard start < stop, let hit = memchr(base + start, Int32(byte), stop - start) else { return nil }
+        return UnsafePointer(hit.assumingMemoryBound(to: UInt8.self)) - base
+    }
+
+    private func count(newlinesIn range: Range<Int>) -> Int {
+        var c = 0
+        for i in range where base[i] == 0x0A { c += 1 }
+        return c
+    }
+
+    // MARK: text
+
+    /// The field as a String (quotes collapsed), after `prefix`; nil when not valid UTF-8.
+    private mutating func string(_ field: Field, prefix: [UInt8] = []) -> String? {
+        if prefix.isEmpty && !field.escaped {
+            return String(validating: UnsafeBufferPointer(start: base + field.start, count: field.end - field.start), as: UTF8.self)
+        }
+        scratch.removeAll(keepingCapacity: true)
+        scratch.append(contentsOf: prefix)
+        appendUnescaped(field, to: &scratch)
+        return String(validating: scratch, as: UTF8.self)
+    }
+
+    private func appendUnescaped(_ field: Field, to out: inout [UInt8]) {
+        var i = field.start
+        while i < field.end {
+            out.append(base[i])
+            i += field.escaped && base[i] == UInt8(ascii: "\"") ? 2 : 1
+        }
+    }
+
+    /// Header names: invalid UTF-8 cannot match a key anyway, so it is replaced.
+    private func text(_ field: Field) -> String {
+        var bytes: [UInt8] = []
+        appendUnescaped(field, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// "byte 0xFF at byte 14 of the field" for the first invalid UTF-8 sequence.
+    private func invalidByte(_ field: Field) -> String {
+        var bytes: [UInt8] = []
+        appendUnescaped(field, to: &bytes)
+        var iterator = bytes.makeIterator()
+        var parser = Unicode.UTF8.ForwardParser()
+        var offset = 0
+        while true {
+            switch parser.parseScalar(from: &iterator) {
+            case .valid(let scalar): offset += scalar.count
+            case .error:
+                let hex = String(bytes[offset], radix: 16, uppercase: true)
+                return "byte 0x\(hex.count == 1 ? "0" + hex : hex) at byte \(offset + 1) of the field"
+            case .emptyInput: return "invalid byte"
+            }
+        }
+    }
+}
+
+/// The whole file, or an error with the system's reason.
+private func readFile(_ path: String) throws -> [UInt8] {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { throw DataError.unreadable(path: path, reason: String(cString: strerror(errno))) }
+    defer { close(fd) }
+    var info = stat()
+    guard fstat(fd, &info) == 0 else { throw DataError.unreadable(path: path, reason: String(cString: strerror(errno))) }
+    if (info.st_mode & S_IFMT) == S_IFDIR { throw DataError.unreadable(path: path, reason: "is a directory") }
+    var bytes = [UInt8](repeating: 0, count: max(Int(info.st_size), 0) + 1)
+    var count = 0
+    while true {
+        if count == bytes.count { bytes.append(contentsOf: repeatElement(0, count: bytes.count)) }
+        let got = bytes.withUnsafeMutableBufferPointer { read(fd, $0.baseAddress! + count, $0.count - count) }
+        if got < 0 {
+            if errno == EINTR { continue }
+            throw DataError.unreadable(path: path, reason: String(cString: strerror(errno)))
+        }
+        if got == 0 { break }
+        count += got
+    }
+    bytes.removeLast(bytes.count - count)
+    return bytes
+}
