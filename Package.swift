@@ -31,6 +31,8 @@ let package = Package(
         .target(name: "MMVision", dependencies: ["MMNN"], swiftSettings: optimise),
         .target(name: "MMText", dependencies: ["MMNN"], swiftSettings: optimise),
         .target(name: "MMCLIP", dependencies: ["MMVision", "MMText"], resources: [.copy("configs")], swiftSettings: optimise),
+        .target(name: "MMEval", dependencies: ["MMCLIP"], swiftSettings: optimise),
+        .target(name: "MMTrain", dependencies: ["MMCLIP", "MMEval"], swiftSettings: optimise),
 
         // Image decoding (libjpeg-turbo, libpng behind setjmp shims) and open_clip's preprocessing
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
@@ -60,6 +62,7 @@ let package = Package(
         .target(name: "MMTestSupport", dependencies: ["MMTensor"], path: "Tests/Support"),
         .testTarget(name: "MMTensorTests", dependencies: ["MMTensor", "MMTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMNNTests", dependencies: ["MMNN", "MMTestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "MMTrainTests", dependencies: ["MMTrain", "MMTestSupport"]),
         .testTarget(name: "MMImageTests", dependencies: ["MMImage"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMTokenizerTests", dependencies: ["MMTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMDataTests", dependencies: ["MMData", "MMImage", "MMTokenizer", "MMTensor"]),

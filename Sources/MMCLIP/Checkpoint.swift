@@ -55,7 +55,8 @@ extension CLIPModel {
     /// `config.json` beside them), atomically, with config, activation, preprocessing and
     /// tokenizer in `__metadata__`.
     public func save(to url: URL, preprocessing: Preprocessing? = nil, tokenizer: String = "clip-bpe",
-                     layout: CheckpointLayout = .openCLIP, extraMetadata: [String: String] = [:]) throws {
+                     layout: CheckpointLayout = .openCLIP, extraMetadata: [String: String] = [:],
+                     extraTensors: [String: Tensor] = [:]) throws {
         let prep = preprocessing ?? Preprocessing(imageSize: config.vision.imageSize)
         var metadata = extraMetadata
         metadata["format"] = "pt"
@@ -69,17 +70,19 @@ extension CLIPModel {
             let hfConfig = HuggingFaceLayout.configJSON(for: config)
             try hfConfig.write(to: url.deletingLastPathComponent().appendingPathComponent("config.json"), options: .atomic)
         }
+        tensors.merge(extraTensors) { own, _ in own }
         try Safetensors(tensors: tensors, metadata: metadata).write(to: url)
     }
 
     /// Loads a safetensors checkpoint in open_clip's layout (also nested under `state_dict.` or
-    /// `module.`) or Hugging Face's `CLIPModel` layout, strictly. The config comes from `config`
+    /// `module.`) or Hugging Face's `CLIPModel` layout, strictly; a training run's `optimizer.*`
+    /// state is not part of the model and is passed over. The config comes from `config`
     /// if given, else from the file's metadata, else (Hugging Face) from `config.json` beside it;
     /// a config that contradicts the file's recorded activation is an error.
     public static func load(from url: URL, config: CLIPConfig? = nil) throws -> LoadedModel {
         let file = url.path
         let contents = try Safetensors(contentsOf: url)
-        var state = contents.tensors
+        var state = contents.tensors.filter { !$0.key.hasPrefix("optimizer.") }
         for prefix in ["state_dict.", "module."] where !state.isEmpty && state.keys.allSatisfy({ $0.hasPrefix(prefix) }) {
             state = Dictionary(uniqueKeysWithValues: state.map { (String($0.key.dropFirst(prefix.count)), $0.value) })
         }

@@ -33,6 +33,7 @@ import Testing
 
     @Test mutating func unary() {
         checkGradients("scale", [rng.tensor([3, 4])]) { $0[0].scaled(by: 0.37) }
+        checkGradients("log sigmoid", [rng.tensor([3, 5], scale: 3)]) { $0[0].logSigmoid() }
         checkGradients("exp", [rng.tensor([3, 5], scale: 0.5)]) { $0[0].exp() }
         checkGradients("gelu", [rng.tensor([4, 9], scale: 2)]) { $0[0].gelu() }
         checkGradients("quickgelu", [rng.tensor([4, 9], scale: 2)]) { $0[0].quickGelu() }

@@ -1,3 +1,5 @@
+import Foundation
+
 // Elementwise ops: add / sub / mul with broadcasting over leading dimensions, scale, exp,
 // GELU and QuickGELU. Each forward kernel has its backward beside it; backward accumulates.
 
@@ -178,6 +180,22 @@ extension Tensor {
         mapUnary(count, data, out.data) { MMTensor.exp($0) }
         if let tape = Tape.recording(self) {
             tape.append(out) { mapBinary(self.count, out.grad!.data, out.data, self.gradient().data, accumulate: true, *) }
+        }
+        return out
+    }
+
+    /// log σ(x), computed stably as min(x, 0) − log(1 + e^(−|x|)).
+    public func logSigmoid() -> Tensor {
+        let out = Tensor.result(shape)
+        let x = data, y = out.data
+        parallelFor(count, grain: 1 << 14) { r in
+            for i in r { let v = x[i]; y[i] = min(v, 0) - Float(Foundation.log1p(Foundation.exp(Double(-abs(v))))) }
+        }
+        if let tape = Tape.recording(self) {
+            // d/dx log σ(x) = σ(−x)
+            tape.append(out) {
+                mapBinary(self.count, self.data, out.grad!.data, self.gradient().data, accumulate: true) { x, dy in dy * sigmoid(-x) }
+            }
         }
         return out
     }

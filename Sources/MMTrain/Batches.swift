@@ -1,0 +1,34 @@
+import MMCLIP
+
+/// One batch of preprocessed image–caption pairs.
+public struct TrainingBatch {
+    public var images: Tensor      // [B, 3, S, S]
+    public var ids: IntTensor      // [B, context]
+    public init(images: Tensor, ids: IntTensor) {
+        self.images = images
+        self.ids = ids
+    }
+    public var count: Int { ids.shape[0] }
+}
+
+/// A sample the data pipeline could not use, for the run's log.
+public struct SkippedSample: Codable, Sendable, Equatable {
+    public var path: String
+    public var reason: String
+    public init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
+}
+
+/// Where batches come from: a deterministic sequence per epoch, resumable at any batch.
+public protocol BatchSource: AnyObject {
+    /// Full batches in one epoch.
+    var batchesPerEpoch: Int { get }
+    /// Positions the source at `batch` of `epoch` (0-based).
+    func start(epoch: Int, batch: Int) throws
+    /// The next batch of the current epoch, or nil when it is exhausted.
+    func next() throws -> TrainingBatch?
+    /// Samples skipped since the last call.
+    func drainSkipped() -> [SkippedSample]
+}

@@ -1,0 +1,38 @@
+import Foundation
+import MMCLIP
+import MMNN
+
+/// Everything that determines a training run; saved in the run folder so `--resume` can
+/// continue it exactly.
+public struct TrainingOptions: Codable, Sendable, Equatable {
+    public enum Loss: String, Codable, Sendable, CaseIterable { case clip, siglip }
+
+    public var epochs: Int = 10
+    /// Optimizer steps to stop after, if fewer than the epochs give.
+    public var maxSteps: Int?
+    public var batchSize: Int = 128
+    /// Micro-batches per optimizer step (open_clip's --accum-freq): the loss sees accumFreq·batchSize pairs.
+    public var accumFreq: Int = 1
+    public var learningRate: Float = 5e-4
+    public var weightDecay: Float = 0.2
+    public var warmup: Int = 100
+    public var schedule: String = "cosine"
+    public var gradClip: Float?
+    public var loss: Loss = .clip
+    public var lockImage: Bool = false
+    public var seed: UInt64 = 0
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.98
+    public var eps: Float = 1e-6
+
+    public init() {}
+}
+
+/// Progress of a run, stored in every checkpoint.
+public struct TrainingPosition: Codable, Sendable, Equatable {
+    public var step = 0
+    public var epoch = 0
+    /// Micro-batches of `epoch` already consumed.
+    public var batch = 0
+    public init() {}
+}

@@ -1,0 +1,258 @@
+import Foundation
+import MMCLIP
+import MMEval
+
+/// The contrastive training loop: batches → both towers → loss → AdamW, with open_clip's
+/// gradient accumulation, LiT-style image locking, validation, logging and resumable,
+/// atomically written checkpoints.
+public final class Trainer {
+    public let model: CLIPModel
+    public let options: TrainingOptions
+    public let run: RunFolder
+    public private(set) var position = TrainingPosition()
+    let optimizer: AdamW
+    /// Written into checkpoints so that they carry their preprocessing and tokenizer.
+    let preprocessing: Preprocessing
+    let tokenizer: String
+    private var trainLosses: [(step: Int, loss: Double)] = []
+    private var validationLosses: [(step: Int, loss: Double)] = []
+
+    public init(model: CLIPModel, options: TrainingOptions, run: RunFolder, preprocessing: Preprocessing, tokenizer: String) {
+        precondition(options.loss == .clip || model.logitBias != nil, "the sigmoid loss needs a model with logit_bias")
+        self.model = model
+        self.options = options
+        self.run = run
+        self.preprocessing = preprocessing
+        self.tokenizer = tokenizer
+        if options.lockImage { model.visual.setRequiresGrad(false) }
+        optimizer = AdamW(model, weightDecay: options.weightDecay, beta1: options.beta1, beta2: options.beta2, eps: options.eps)
+    }
+
+    // MARK: - One optimizer step
+
+    /// The loss of paired features under the configured objective.
+    /// `detachTemperature` cuts logit_scale (and bias) out of the gradient.
+    func loss(_ image: Tensor, _ text: Tensor, detachTemperature: Bool = false) -> Tensor {
+        let scale = detachTemperature ? model.logitScale.detached() : model.logitScale
+        switch options.loss {
+        case .clip:
+            return ContrastiveLoss.infoNCE(image: image, text: text, logitScale: scale)
+        case .siglip:
+            let bias = detachTemperature ? model.logitBias!.detached() : model.logitBias!
+            return ContrastiveLoss.sigmoid(image: image, text: text, logitScale: scale, logitBias: bias)
+        }
+    }
+
+    /// Accumulates into the parameters' `grad` the gradient of the loss over all `micro`
+    /// batches together, and returns that loss. With one micro-batch this is plain backprop;
+    /// with k it is open_clip's accumulation: features of all k are computed without a tape,
+    /// then each micro-batch is recomputed with one and its rows replaced in the full
+    /// k·N × k·N problem, so the gradient is the big batch's at one micro-batch's memory.
+    func accumulateGradients(_ micro: [TrainingBatch]) -> Float {
+        let encodeImage: (TrainingBatch) -> Tensor = { [model, options] b in
+            options.lockImage ? withoutGradients { model.encodeImage(b.images) } : model.encodeImage(b.images)
+        }
+        if micro.count == 1 {
+            let tape = Tape()
+            let l = tape.record { loss(encodeImage(micro[0]), model.encodeText(micro[0].ids)) }
+            tape.backward(l)
+            return l.item()
+        }
+        let cached = withoutGradients { micro.map { (model.encodeImage($0.images), model.encodeText($0.ids)) } }
+        var value: Float = 0
+        for (j, batch) in micro.enumerated() {
+            let tape = Tape()
+            let l = tape.record { () -> Tensor in
+                var images = cached.map(\.0), texts = cached.map(\.1)
+                images[j] = encodeImage(batch)
+                texts[j] = model.encodeText(batch.ids)
+                // logit_scale (and bias) enter the big-batch loss once: only the first pass carries
+                // their gradient. (open_clip lets every pass add it: k times the true value.)
+                return loss(.concatenate(images, axis: 0), .concatenate(texts, axis: 0), detachTemperature: j > 0)
+            }
+            tape.backward(l)
+            value = l.item()
+        }
+        return value
+    }
+
+    /// One optimizer step over `micro` batches; returns the loss before the update.
+    @discardableResult
+    public func step(_ micro: [TrainingBatch]) -> Float {
+        optimizer.zeroGradients()
+        let value = accumulateGradients(micro)
+        if let clip = options.gradClip { clipGradientNorm(optimizer.groups.flatMap(\.parameters), maxNorm: clip) }
+        optimizer.update(lr: learningRate(at: position.step))
+        model.clampLogitScale()
+        position.step += 1
+        return value
+    }
+
+    func learningRate(at step: Int) -> Float {
+        LearningRateSchedule(base: options.learningRate, warmup: options.warmup, total: totalSteps,
+                             shape: options.schedule == "constant" ? .constant : .cosine).rate(at: step)
+    }
+
+    /// Optimizer steps the whole run takes (sets the cosine schedule's length).
+    public private(set) var totalSteps = 1
+
+    // MARK: - The loop
+
+    /// Trains from the current position to the end, validating and checkpointing each epoch.
+    /// Returns normally at the end or after writing a checkpoint on SIGINT/SIGTERM
+    /// (`interrupted` is then true).
+    public func train(source: BatchSource, validation: BatchSource?, evaluate: ((CLIPModel) -> [String: Any])? = nil) throws -> (interrupted: Bool, skipped: Int) {
+        let stepsPerEpoch = source.batchesPerEpoch / options.accumFreq
+        guard stepsPerEpoch > 0 else {
+            throw TrainingError("the training set has \(source.batchesPerEpoch) full batches of \(options.batchSize), fewer than one optimizer step (accum-freq \(options.accumFreq)); lower --batch-size")
+        }
+        totalSteps = min(options.epochs * stepsPerEpoch, options.maxSteps ?? .max)
+        Interruption.install()
+        var skipped = 0
+        while position.epoch < options.epochs && position.step < totalSteps {
+            let epoch = position.epoch
+            try source.start(epoch: epoch, batch: position.batch)
+            let progress = Progress(label: "epoch \(epoch + 1)/\(options.epochs)", total: stepsPerEpoch)
+            var window: (samples: Int, start: Date) = (0, Date())
+            while position.batch / options.accumFreq < stepsPerEpoch && position.step < totalSteps {
+                var micro: [TrainingBatch] = []
+                while micro.count < options.accumFreq, let b = try source.next() { micro.append(b) }
+                guard micro.count == options.accumFreq else { break }
+                let lr = learningRate(at: position.step)
+                let value = step(micro)
+                position.batch += micro.count
+                guard value.isFinite else {
+                    try saveLatest()
+                    throw TrainingError("loss became \(value) at step \(position.step); checkpoint written to \(run.latest.path). Try a lower --lr or --grad-clip 1")
+                }
+                window.samples += micro.reduce(0) { $0 + $1.count }
+                let rate = Double(window.samples) / max(Date().timeIntervalSince(window.start), 1e-9)
+                trainLosses.append((position.step, Double(value)))
+                for s in source.drainSkipped() {
+                    skipped += 1
+                    run.append(["event": "skipped", "path": s.path, "reason": s.reason, "step": position.step])
+                }
+                run.append(["step": position.step, "epoch": epoch, "loss": Double(value), "lr": Double(lr),
+                            "logit_scale": Double(Foundation.exp(model.logitScale.item())), "samples_per_s": rate])
+                progress.update(position.batch / options.accumFreq, [
+                    ("loss", String(format: "%.4f", value)), ("lr", String(format: "%.2e", lr)),
+                    ("samples/s", String(format: "%.1f", rate)), ("skipped", "\(skipped)"),
+                ])
+                if Interruption.requested {
+                    progress.finish()
+                    try saveLatest()
+                    progress.message("interrupted: checkpoint written to \(run.latest.path); continue with --resume \(run.url.path)")
+                    return (true, skipped)
+                }
+            }
+            progress.finish()
+            position.epoch += 1
+            position.batch = 0
+            var record: [String: Any] = ["event": "epoch", "epoch": epoch + 1, "step": position.step]
+            if let validation {
+                let v = try validate(validation)
+                validationLosses.append((position.step, v.loss))
+                record["val_loss"] = v.loss
+                record["image_to_text_R@1"] = v.metrics.imageToText.recall[1]
+                record["image_to_text_R@5"] = v.metrics.imageToText.recall[5]
+                record["image_to_text_R@10"] = v.metrics.imageToText.recall[10]
+                record["text_to_image_R@1"] = v.metrics.textToImage.recall[1]
+                record["text_to_image_R@5"] = v.metrics.textToImage.recall[5]
+                record["text_to_image_R@10"] = v.metrics.textToImage.recall[10]
+            }
+            if let evaluate { record.merge(withoutGradients { evaluate(model) }) { a, _ in a } }
+            run.append(record)
+            Progress(label: "", total: 0).message(record.filter { $0.key != "event" }.sorted { $0.key < $1.key }
+                .map { "\($0.key) \(Self.format($0.value))" }.joined(separator: "  "))
+            try model.save(to: run.epochCheckpoint(position.epoch), preprocessing: preprocessing, tokenizer: tokenizer)
+            try saveLatest()
+            try Data(LossCurve.svg(train: trainLosses, validation: validationLosses).utf8).write(to: run.lossCurveURL, options: .atomic)
+        }
+        return (false, skipped)
+    }
+
+    static func format(_ v: Any) -> String {
+        if let d = v as? Double { return String(format: "%.4g", d) }
+        return "\(v)"
+    }
+
+    /// Full-set InfoNCE loss and retrieval recall on held-out pairs (eval transform, no tape).
+    func validate(_ source: BatchSource) throws -> (loss: Double, metrics: RetrievalMetrics) {
+        try source.start(epoch: 0, batch: 0)
+        var images: [Tensor] = [], texts: [Tensor] = []
+        try withoutGradients {
+            while let b = try source.next() {
+                images.append(model.encodeImage(b.images))
+                texts.append(model.encodeText(b.ids))
+            }
+        }
+        guard !images.isEmpty else { throw TrainingError("the validation set produced no batches") }
+        let i = Tensor.concatenate(images, axis: 0), t = Tensor.concatenate(texts, axis: 0)
+        let l = withoutGradients { ContrastiveLoss.infoNCE(image: i, text: t, logitScale: model.logitScale) }
+        return (Double(l.item()), RetrievalMetrics(images: i, texts: t, imageOfText: Array(0..<t.shape[0])))
+    }
+
+    // MARK: - Checkpoints
+
+    /// Weights, optimizer moments and position, atomically, for --resume.
+    func saveLatest() throws {
+        var extra: [String: String] = [:]
+        extra[Self.positionKey] = String(decoding: try JSONEncoder().encode(position), as: UTF8.self)
+        extra[Self.optimizerStepKey] = "\(optimizer.step)"
+        try model.save(to: run.latest, preprocessing: preprocessing, tokenizer: tokenizer, extraMetadata: extra,
+                       extraTensors: optimizerState())
+    }
+
+    static let positionKey = "train_position"
+    static let optimizerStepKey = "optimizer_step"
+
+    /// Adam moments keyed `optimizer.m.<param>` / `optimizer.v.<param>`.
+    func optimizerState() -> [String: Tensor] {
+        let keys = Dictionary(uniqueKeysWithValues: model.namedParameters().map { (ObjectIdentifier($0.tensor), $0.key) })
+        var out: [String: Tensor] = [:]
+        for (p, moments) in zip(optimizer.groups.flatMap(\.parameters), optimizer.moments) {
+            let key = keys[ObjectIdentifier(p)]!
+            out["optimizer.m.\(key)"] = moments.m
+            out["optimizer.v.\(key)"] = moments.v
+        }
+        return out
+    }
+
+    /// Restores weights, optimizer and position from a run's latest checkpoint.
+    public func resume() throws {
+        let file = try Safetensors(contentsOf: run.latest)
+        guard let positionJSON = file.metadata[Self.positionKey],
+              let position = try? JSONDecoder().decode(TrainingPosition.self, from: Data(positionJSON.utf8)),
+              let optimizerStep = file.metadata[Self.optimizerStepKey].flatMap(Int.init) else {
+            throw TrainingError("\(run.latest.path) has no training position; it is not a resumable checkpoint")
+        }
+        try model.load(file.tensors.filter { !$0.key.hasPrefix("optimizer.") })
+        let keys = Dictionary(uniqueKeysWithValues: model.namedParameters().map { (ObjectIdentifier($0.tensor), $0.key) })
+        var moments: [(m: Tensor, v: Tensor)] = []
+        for p in optimizer.groups.flatMap(\.parameters) {
+            let key = keys[ObjectIdentifier(p)]!
+            guard let m = file.tensors["optimizer.m.\(key)"], let v = file.tensors["optimizer.v.\(key)"] else {
+                throw TrainingError("\(run.latest.path) lacks optimizer state for \(key)")
+            }
+            moments.append((m, v))
+        }
+        optimizer.restore(step: optimizerStep, moments: moments)
+        self.position = position
+    }
+}
+
+extension Trainer {
+    /// Creates the run folder and writes the options and model config into it.
+    public func prepareRunFolder() throws {
+        try run.create(options: options, config: model.config)
+    }
+
+    /// The gradient accumulation of one step without the update (for tests).
+    public func gradientsForTesting(_ micro: [TrainingBatch]) -> Float {
+        optimizer.zeroGradients()
+        return accumulateGradients(micro)
+    }
+
+    /// The validation loss (for tests).
+    public func validateForTesting(_ source: BatchSource) throws -> Double { try validate(source).loss }
+}
