@@ -18,7 +18,7 @@ public final class ImageDecoder {
     }
 
     /// Decodes `path` at full size; with `minShortSide`, a JPEG is decoded at the smallest
-    /// DCT scale n/8 whose shorter side is still at least that long.
+    /// DCT scale (1/8, 1/4, 1/2) whose shorter side is still at least that long.
     public func decode(path: String, minShortSide: Int? = nil) throws -> RGBImage {
         let image = try decoder.decode(path: path, minShortSide: minShortSide)
         let n = image.width * image.height

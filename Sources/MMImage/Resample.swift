@@ -16,6 +16,9 @@ final class Taps {
     /// horizontal kernel can take taps two at a time.
     private(set) var weights: [Int32] = []
     private(set) var stride = 0
+    /// The weights again, a pair of taps per 8-lane vector (w0 ×4, w1 ×4) for the horizontal
+    /// kernel, which multiplies two 4-byte pixels at once.
+    private(set) var pairs: [SIMD8<Int32>] = []
     private var scratch: [Double] = []
 
     static let precisionBits: Int32 = 22
@@ -62,6 +65,12 @@ final class Taps {
             first.append(Int32(xmin))
             count.append(Int32(n))
         }
+        pairs.removeAll(keepingCapacity: true)
+        pairs.reserveCapacity(weights.count / 2)
+        for i in Swift.stride(from: 0, to: weights.count, by: 2) {
+            let w0 = weights[i], w1 = weights[i + 1]
+            pairs.append(SIMD8(w0, w0, w0, w0, w1, w1, w1, w1))
+        }
     }
 
     /// The union of source indices the taps touch.
@@ -92,26 +101,35 @@ enum Resample {
     static func horizontal(src: UnsafePointer<UInt8>, srcStride: Int, srcColumn: Int, rows: Int,
                            taps: Taps, dst: UnsafeMutablePointer<UInt8>, dstStride: Int) {
         let outCount = taps.first.count
-        let pairs = taps.stride / 2
-        taps.withBuffers { first, count, weights in
+        let pairsPerPixel = taps.stride / 2
+        let half = SIMD4<Int32>(repeating: 1 << (Taps.precisionBits - 1))
+        taps.first.withUnsafeBufferPointer { first in
+        taps.count.withUnsafeBufferPointer { count in
+        taps.pairs.withUnsafeBufferPointer { pairs in
             for r in 0..<rows {
-                let line = src + r * srcStride + srcColumn * 4
+                let line = UnsafeRawPointer(src + r * srcStride + srcColumn * 4)
                 let out = dst + r * dstStride
                 for xx in 0..<outCount {
-                    var p = UnsafeRawPointer(line + Int(first[xx]) * 4)
-                    let k = weights + xx * taps.stride
+                    let p = line + Int(first[xx]) * 4
+                    let k = pairs.baseAddress! + xx * pairsPerPixel
                     let used = (Int(count[xx]) + 1) / 2
-                    var acc = SIMD8<Int32>(repeating: 0)
-                    for t in 0..<min(used, pairs) {
-                        let px = SIMD8<Int32>(truncatingIfNeeded: p.loadUnaligned(as: SIMD8<UInt8>.self))
-                        let w0 = k[2 * t], w1 = k[2 * t + 1]
-                        acc &+= px &* SIMD8(w0, w0, w0, w0, w1, w1, w1, w1)
-                        p += 8
+                    // Two accumulators: the multiplies of consecutive pairs overlap.
+                    var a = SIMD8<Int32>(repeating: 0), b = SIMD8<Int32>(repeating: 0)
+                    var t = 0
+                    while t + 1 < used {
+                        a &+= SIMD8<Int32>(truncatingIfNeeded: p.loadUnaligned(fromByteOffset: 8 * t, as: SIMD8<UInt8>.self)) &* k[t]
+                        b &+= SIMD8<Int32>(truncatingIfNeeded: p.loadUnaligned(fromByteOffset: 8 * t + 8, as: SIMD8<UInt8>.self)) &* k[t + 1]
+                        t += 2
                     }
-                    let sum = acc.lowHalf &+ acc.highHalf &+ SIMD4(repeating: 1 << (Taps.precisionBits - 1))
-                    store(clip(sum), to: out + xx * 4)
+                    if t < used {
+                        a &+= SIMD8<Int32>(truncatingIfNeeded: p.loadUnaligned(fromByteOffset: 8 * t, as: SIMD8<UInt8>.self)) &* k[t]
+                    }
+                    a &+= b
+                    store(clip(a.lowHalf &+ a.highHalf &+ half), to: out + xx * 4)
                 }
             }
+        }
+        }
         }
     }
 

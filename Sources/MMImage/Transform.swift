@@ -22,8 +22,8 @@ public struct Normalization: Sendable, Equatable {
 public enum DecodeMode: Sendable, Equatable {
     /// Full-size decode, then the resize: matches PIL/open_clip (the default for evaluation).
     case exact
-    /// libjpeg DCT-domain downscaling to the smallest n/8 scale whose shorter side is still
-    /// at least twice the output size, then the same resize. Much faster on large photos; the
+    /// libjpeg DCT-domain downscaling to the smallest of 1/8, 1/4, 1/2 whose shorter side is
+    /// still at least twice the output size, then the same resize. Much faster on large photos; the
     /// result differs slightly from `exact` (see README). PNGs are always decoded in full.
     case fast
 }

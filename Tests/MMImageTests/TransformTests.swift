@@ -69,13 +69,15 @@ import Testing
         #expect(mean < 5, "fast path drifted: mean \(mean)")
     }
 
-    /// Full-size decode keeps the file's size; DCT scaling gives ceil(size·n/8).
+    /// Full-size decode keeps the file's size; DCT scaling gives ceil(size·n/8) for n = 1, 2, 4.
     @Test func dctScalingPicksSmallestScaleAtLeastTarget() throws {
         let decoder = ImageDecoder()
         let full = try decoder.decode(path: Self.photo)
         #expect(full.width == 640 && full.height == 427)
         let scaled = try decoder.decode(path: Self.photo, minShortSide: 128)
-        #expect(scaled.width == 240 && scaled.height == 161)  // 3/8: ceil(427·3/8) = 161 ≥ 128 > ceil(427·2/8)
+        #expect(scaled.width == 320 && scaled.height == 214)  // 1/2: ceil(427/2) = 214 ≥ 128 > ceil(427/4)
+        let eighth = try decoder.decode(path: Self.photo, minShortSide: 50)
+        #expect(eighth.width == 80 && eighth.height == 54)  // 1/8: ceil(427/8) = 54 ≥ 50
         let png = try decoder.decode(path: Fixtures.path("images/png_rgb8.png"), minShortSide: 8)
         #expect(png.width == 120 && png.height == 80)
     }
