@@ -51,3 +51,15 @@ fixtures-clip: venv
 fixtures-vitb32: $(VITB32)/vitb32_io.safetensors
 $(VITB32)/vitb32_io.safetensors: tools/make_model_fixtures.py $(VENV)/.done
 	$(VENV)/bin/python tools/make_model_fixtures.py --vitb32 $(VITB32)
+
+# Image preprocessing (MMImage): golden fixtures from PIL + open_clip, throughput against PIL +
+# open_clip in one run, and the 10,000-image resident-memory soak.
+.PHONY: fixtures-image bench-image soak-image
+fixtures-image: venv
+	$(VENV)/bin/python tools/make_image_fixtures.py
+
+bench-image: build venv
+	$(VENV)/bin/python tools/bench/bench_image.py
+
+soak-image: build venv
+	$(VENV)/bin/python tools/bench/soak_image.py
