@@ -1,5 +1,5 @@
 // mm-bench: timings of mm's kernels for tools/bench/*.py, printed as one JSON object.
-// Usage: mm-bench sgemm N | block WIDTH HEADS LENGTH BATCH causal|full | encode-image|encode-text MODEL BATCH
+// Usage: mm-bench sgemm N | block WIDTH HEADS LENGTH BATCH causal|full | encode-image|encode-text|train-step MODEL BATCH
 import Foundation
 import MMCLIP
 
@@ -76,8 +76,31 @@ case "encode-image", "encode-text":
     getrusage(RUSAGE_SELF.rawValue, &usage)
     emit(["op": args.first!, "model": v[0], "batch": batch, "threads": Threads.count, "seconds": seconds,
           "items_per_s": Double(batch) / seconds, "peak_rss_mb": Double(usage.ru_maxrss) / 1024])
+case "train-step":
+    // One AdamW step of the symmetric InfoNCE loss on random inputs (as reference/bench_train.py).
+    let v = Array(args.dropFirst())
+    let model = CLIPModel(try! CLIPConfig(named: v[0]))
+    let batch = Int(v[1])!
+    let c = model.config
+    let images = g.tensorNormal([batch, 3, c.vision.imageSize, c.vision.imageSize])
+    let ids = IntTensor(shape: [batch, c.text.contextLength],
+                        values: (0..<(batch * c.text.contextLength)).map { _ in Int32(1 + g.next() % 48_999) })
+    let opt = AdamW(model, weightDecay: 0.1)
+    let step = {
+        opt.zeroGradients()
+        let tape = Tape()
+        let loss = tape.record { ContrastiveLoss.infoNCE(image: model.encodeImage(images), text: model.encodeText(ids), logitScale: model.logitScale) }
+        tape.backward(loss)
+        opt.update(lr: 1e-4)
+    }
+    step()
+    let seconds = median(5, step)
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    emit(["op": "train-step", "model": v[0], "batch": batch, "threads": Threads.count, "step_s": seconds,
+          "samples_per_s": Double(batch) / seconds, "params": model.parameterCount, "peak_rss_mb": Double(usage.ru_maxrss) / 1024])
 default:
-    FileHandle.standardError.write("usage: mm-bench sgemm N | block WIDTH HEADS LENGTH BATCH causal|full | encode-image|encode-text MODEL BATCH\n".data(using: .utf8)!)
+    FileHandle.standardError.write("usage: mm-bench sgemm N | block WIDTH HEADS LENGTH BATCH causal|full | encode-image|encode-text|train-step MODEL BATCH\n".data(using: .utf8)!)
     exit(2)
 }
 

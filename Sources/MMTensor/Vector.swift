@@ -20,14 +20,20 @@ func store(_ v: Vec, _ p: UnsafeMutablePointer<Float>, _ i: Int, _ n: Int) {
 func horizontalSum(_ v: Vec) -> Float { v.sum() }
 
 /// e^x, relative error ≈ 2e-7 on the float range; saturates to 0 / +inf outside it.
+/// Only lane-wise arithmetic and bit casts, so that it compiles to straight AVX code (the generic
+/// SIMD conversions and rounding of the standard library do not).
 @inline(__always)
 func exp(_ x: Vec) -> Vec {
-    let x = x.clamped(lowerBound: Vec(repeating: -87.3), upperBound: Vec(repeating: 88.7))
-    let n = (x * 1.442_695_04).rounded(.toNearestOrEven)
+    var x = x.replacing(with: -87.3, where: x .< -87.3)
+    x = x.replacing(with: 88.7, where: x .> 88.7)
+    // n = round(x / ln 2) by adding 1.5·2²³, which leaves n in the low mantissa bits.
+    let magic = Vec(repeating: 0x1.8p23)
+    let shifted = x * 1.442_695_04 + magic
+    let n = shifted - magic
     // Cody–Waite reduction: r = x − n·ln2 in two parts for accuracy.
     var r = x - n * 0.693_145_75
     r = r - n * 1.428_606_8e-6
-    // Degree-6 minimax-style Taylor polynomial of e^r on |r| ≤ ln2/2.
+    // Taylor polynomial of e^r to degree 6 on |r| ≤ ln2/2.
     var p = Vec(repeating: 1.0 / 720)
     p = p * r + 1.0 / 120
     p = p * r + 1.0 / 24
@@ -35,7 +41,8 @@ func exp(_ x: Vec) -> Vec {
     p = p * r + 0.5
     p = p * r + 1
     p = p * r + 1
-    let bits = (SIMD8<Int32>(n, rounding: .towardZero) &+ 127) &<< 23
+    // 2ⁿ: n sits in the low bits of `shifted` (offset by the magic's mantissa); move it to the exponent.
+    let bits = (unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
     return p * unsafeBitCast(bits, to: Vec.self)
 }
 

@@ -203,7 +203,7 @@ func maskTail(_ v: Vec, valid: Int) -> Vec {
 func rowMax(_ x: UnsafePointer<Float>, _ d: Int) -> Float {
     var m = Vec(repeating: -.infinity)
     var i = 0
-    while i + 8 <= d { m = pointwiseMax(m, load(x, i, d)); i += 8 }
+    while i + 8 <= d { let v = load(x, i, d); m = m.replacing(with: v, where: v .> m); i += 8 }
     var best = m.max()
     while i < d { best = max(best, x[i]); i += 1 }
     return best
