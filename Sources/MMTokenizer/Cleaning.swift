@@ -22,6 +22,9 @@ enum Cleaner {
     // MARK: ftfy.fix_text
 
     static func fixText(_ text: [UInt16]) -> [UInt16] {
+        // Most text has nothing for ftfy to fix but normalisation; then per-line work is moot
+        // (NFC never composes across a line feed).
+        if !text.contains(where: mayNeedFixing) { return nfc(text) }
         var out: [UInt16] = []
         out.reserveCapacity(text.count)
         var unescape = true
@@ -51,7 +54,7 @@ enum Cleaner {
             text = mapCharacters(text)
             text = fixLineBreaks(text)
             text = removeTerminalEscapes(text)
-            text = text.filter { !isRemovedControl($0) }
+            if text.contains(where: isRemovedControl) { text = text.filter { !isRemovedControl($0) } }
             text = nfc(text)
             if text == before { return text }
         }
@@ -77,6 +80,12 @@ enum Cleaner {
             }
         }
         return out
+    }
+
+    /// Whether a unit could be touched by one of ftfy's fixes other than NFC.
+    @inline(__always)
+    static func mayNeedFixing(_ u: UInt16) -> Bool {
+        u == 0x26 || u == 0x0D || u == 0x2028 || u == 0x2029 || u == 0x1B || mayMap(u) || isRemovedControl(u)
     }
 
     @inline(__always)

@@ -73,12 +73,16 @@ public final class Tokenizer: @unchecked Sendable {
             }
             return
         }
-        // More chunks than threads, so a thread that drew short captions takes another chunk.
-        let chunks = workers * 8
-        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        // Each thread keeps one encoder (its word cache stays in that core's cache) and takes
+        // chunks until none are left, so a thread that drew short captions takes more.
+        let chunks = workers * 16
+        let next = ChunkCounter()
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
             withEncoder { encoder in
-                for i in (n * c / chunks)..<(n * (c + 1) / chunks) {
-                    fillRow(encoder, texts[i], contextLength, out + i * contextLength)
+                while let c = next.take(below: chunks) {
+                    for i in (n * c / chunks)..<(n * (c + 1) / chunks) {
+                        fillRow(encoder, texts[i], contextLength, out + i * contextLength)
+                    }
                 }
             }
         }
@@ -157,6 +161,20 @@ public final class Tokenizer: @unchecked Sendable {
             lock.unlock()
         }
         return body(encoder)
+    }
+}
+
+/// Hands out chunk numbers 0, 1, 2, … to whichever thread asks first.
+final class ChunkCounter: @unchecked Sendable {
+    private var value = 0
+    private let lock = NSLock()
+
+    func take(below limit: Int) -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard value < limit else { return nil }
+        value += 1
+        return value - 1
     }
 }
 

@@ -52,7 +52,7 @@ public final class Vocabulary: @unchecked Sendable {
             byteIDs[b] = try id(symbol, 0, "byte symbol")
             byteIDs[256 + b] = try id(symbol + "</w>", 0, "byte symbol")
         }
-        var merges = PairTable(capacity: mergePairs.count)
+        let merges = PairTable(capacity: mergePairs.count)
         for (rank, (a, b, line)) in mergePairs.enumerated() {
             let left = try id(a, line, "merge symbol"), right = try id(b, line, "merge symbol")
             let merged = try id(a + b, line, "merged token")
@@ -75,7 +75,8 @@ public final class Vocabulary: @unchecked Sendable {
     /// a header, the next `maxMerges` lines are merges "a b" in rank order (an empty line takes a
     /// vocabulary slot without merging anything, as in open_clip).
     public convenience init(mergesFile path: String, maxMerges: Int = Vocabulary.clipMergeLimit) throws {
-        let lines = try readText(path).split(separator: "\n", omittingEmptySubsequences: false)
+        // Only the header and the first `maxMerges` lines matter (the CLIP file has 262,145).
+        let lines = try readText(path).split(separator: "\n", maxSplits: maxMerges + 1, omittingEmptySubsequences: false)
         guard lines.count > 1 else {
             throw TokenizerError.malformedVocabulary(path: path, line: 1, reason: "no merges after the header line")
         }
@@ -87,12 +88,12 @@ public final class Vocabulary: @unchecked Sendable {
         var tokens = ByteAlphabet.baseTokens
         var pairs: [(String, String, line: Int)] = []
         for (k, line) in lines.enumerated() {
-            let fields = line.split(whereSeparator: { $0.unicodeScalars.allSatisfy { SplitClass.isSpace($0.value) } })
+            let fields = Vocabulary.fields(line)
             switch fields.count {
             case 0: tokens.append("")
             case 2:
-                pairs.append((String(fields[0]), String(fields[1]), line: k + firstLine))
-                tokens.append(String(fields[0]) + String(fields[1]))
+                pairs.append((fields[0], fields[1], line: k + firstLine))
+                tokens.append(fields[0] + fields[1])
             default:
                 throw TokenizerError.malformedVocabulary(path: source, line: k + firstLine, reason: "expected two symbols separated by a space, found \(fields.count)")
             }
@@ -103,6 +104,11 @@ public final class Vocabulary: @unchecked Sendable {
         for (i, t) in tokens.enumerated() { encoder[t] = Int32(i) }  // later duplicates win, as in open_clip
         try self.init(tokens: tokens, encoder: encoder, mergePairs: pairs, startOfText: "<start_of_text>",
                       endOfText: "<end_of_text>", source: source)
+    }
+
+    /// A merges line split at whitespace, as Python's `str.split()` does.
+    static func fields(_ line: Substring) -> [String] {
+        line.unicodeScalars.split(whereSeparator: { SplitClass.isSpace($0.value) }).map { String($0) }
     }
 
     /// Reads a Hugging Face `vocab.json` (token → id) and `merges.txt` (an optional `#version`
@@ -140,12 +146,12 @@ public final class Vocabulary: @unchecked Sendable {
         let lines = try readText(mergesPath).split(separator: "\n", omittingEmptySubsequences: false)
         for (k, line) in lines.enumerated() {
             if k == 0 && line.hasPrefix("#") { continue }
-            let fields = line.split(whereSeparator: { $0.unicodeScalars.allSatisfy { SplitClass.isSpace($0.value) } })
+            let fields = Vocabulary.fields(line)
             if fields.isEmpty { continue }
             guard fields.count == 2 else {
                 throw TokenizerError.malformedVocabulary(path: mergesPath, line: k + 1, reason: "expected two symbols separated by a space, found \(fields.count)")
             }
-            pairs.append((String(fields[0]), String(fields[1]), line: k + 1))
+            pairs.append((fields[0], fields[1], line: k + 1))
         }
         let start = encoder["<|startoftext|>"] != nil ? "<|startoftext|>" : "<start_of_text>"
         let end = encoder["<|endoftext|>"] != nil ? "<|endoftext|>" : "<end_of_text>"
@@ -298,50 +304,61 @@ enum ByteAlphabet {
     }
 }
 
-/// Merges keyed by (left id, right id), open addressing with linear probing.
-struct PairTable {
-    private var keys: [UInt64]
-    private var values: [UInt64]  // rank << 32 | merged id
+/// Merges keyed by (left id, right id), open addressing with linear probing. Immutable once
+/// built, so worker threads read it without locks.
+final class PairTable: @unchecked Sendable {
+    private let keys: UnsafeMutablePointer<UInt64>
+    private let values: UnsafeMutablePointer<UInt64>  // rank << 32 | merged id
     private let mask: Int
     static let empty = UInt64.max
 
     init(capacity: Int) {
         var size = 16
         while size < capacity * 2 { size <<= 1 }
-        keys = [UInt64](repeating: PairTable.empty, count: size)
-        values = [UInt64](repeating: 0, count: size)
+        keys = .allocate(capacity: size)
+        keys.initialize(repeating: PairTable.empty, count: size)
+        values = .allocate(capacity: size)
+        values.initialize(repeating: 0, count: size)
         mask = size - 1
     }
 
+    deinit {
+        keys.deallocate()
+        values.deallocate()
+    }
+
     @inline(__always)
-    private static func slot(_ key: UInt64, _ mask: Int) -> Int {
+    private func slot(_ key: UInt64) -> Int {
         Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 32) & mask
     }
 
+    @inline(__always)
+    private static func key(_ left: Int32, _ right: Int32) -> UInt64 {
+        UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
+    }
+
     /// Later inserts of the same pair replace earlier ones, as a Python dict does.
-    mutating func insert(left: Int32, right: Int32, rank: Int32, merged: Int32) {
-        let key = UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
-        var i = PairTable.slot(key, mask)
-        while keys[i] != PairTable.empty && keys[i] != key { i = (i + 1) & mask }
-        keys[i] = key
+    func insert(left: Int32, right: Int32, rank: Int32, merged: Int32) {
+        let k = PairTable.key(left, right)
+        var i = slot(k)
+        while keys[i] != PairTable.empty && keys[i] != k { i = (i + 1) & mask }
+        keys[i] = k
         values[i] = UInt64(UInt32(bitPattern: rank)) << 32 | UInt64(UInt32(bitPattern: merged))
     }
 
     /// (rank, merged id) of a pair, or rank Int32.max when the pair never merges.
     @inline(__always)
     func lookup(_ left: Int32, _ right: Int32) -> (rank: Int32, merged: Int32) {
-        let key = UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
-        return keys.withUnsafeBufferPointer { k in
-            var i = PairTable.slot(key, mask)
-            while true {
-                let stored = k[i]
-                if stored == key {
-                    let v = values[i]
-                    return (Int32(truncatingIfNeeded: v >> 32), Int32(truncatingIfNeeded: v))
-                }
-                if stored == PairTable.empty { return (Int32.max, -1) }
-                i = (i + 1) & mask
+        let k = PairTable.key(left, right)
+        var i = slot(k)
+        while true {
+            let stored = keys[i]
+            if stored == k {
+                let v = values[i]
+                return (Int32(truncatingIfNeeded: v >> 32), Int32(truncatingIfNeeded: v))
             }
+            if stored == PairTable.empty { return (Int32.max, -1) }
+            i = (i + 1) & mask
         }
     }
 }

@@ -1,15 +1,14 @@
-import Foundation
-
 /// The BPE result of each word seen so far, keyed by the word's bytes: one open-addressing table
 /// over two arenas (key bytes and ids), so a lookup hashes the bytes in place and allocates nothing.
 /// Not thread-safe: each worker owns one. Clears itself when full, bounding memory on endless input.
 final class WordCache {
+    /// 16 bytes, so more of the table stays in cache: lookups are mostly memory latency.
     private struct Entry {
-        var hash: UInt64 = 0  // 0 marks an empty slot
-        var keyOffset: Int32 = 0
-        var keyLength: Int32 = 0
-        var idOffset: Int32 = 0
-        var idCount: Int32 = 0
+        var hash: UInt32 = 0  // 0 marks an empty slot
+        var keyOffset: UInt32 = 0
+        var idOffset: UInt32 = 0
+        var keyLength: UInt16 = 0
+        var idCount: UInt16 = 0
     }
 
     private var slots: UnsafeMutablePointer<Entry>
@@ -42,7 +41,7 @@ final class WordCache {
     }
 
     @inline(__always)
-    static func hash(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt64 {
+    static func hash(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt32 {
         var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(n)
         var i = 0
         let raw = UnsafeRawPointer(p)
@@ -60,25 +59,43 @@ final class WordCache {
         }
         h = (h ^ tail) &* 0xC4CE_B9FE_1A85_EC53
         h ^= h >> 29
-        return h | 1
+        return UInt32(truncatingIfNeeded: h >> 32) | 1
     }
 
     /// The cached ids of a word, if any.
     @inline(__always)
-    func lookup(_ p: UnsafePointer<UInt8>, _ n: Int, hash h: UInt64) -> UnsafeBufferPointer<Int32>? {
-        var i = Int(truncatingIfNeeded: h >> 7) & mask
+    func lookup(_ p: UnsafePointer<UInt8>, _ n: Int, hash h: UInt32) -> UnsafeBufferPointer<Int32>? {
+        var i = Int(h) & mask
         while true {
             let e = slots[i]
             if e.hash == 0 { return nil }
-            if e.hash == h && Int(e.keyLength) == n && memcmp(keys + Int(e.keyOffset), p, n) == 0 {
+            if e.hash == h && Int(e.keyLength) == n && WordCache.equal(keys + Int(e.keyOffset), p, n) {
                 return UnsafeBufferPointer(start: ids + Int(e.idOffset), count: Int(e.idCount))
             }
             i = (i + 1) & mask
         }
     }
 
-    func insert(_ p: UnsafePointer<UInt8>, _ n: Int, hash h: UInt64, ids wordIDs: UnsafeBufferPointer<Int32>) {
-        if count >= WordCache.maxEntries || keyUsed + n > Int(Int32.max) || idUsed + wordIDs.count > Int(Int32.max) {
+    /// Byte equality, eight at a time: words are short, so a libc call costs more than the compare.
+    @inline(__always)
+    static func equal(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+        let x = UnsafeRawPointer(a), y = UnsafeRawPointer(b)
+        var i = 0
+        while i + 8 <= n {
+            if x.loadUnaligned(fromByteOffset: i, as: UInt64.self) != y.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+            i += 8
+        }
+        while i < n {
+            if a[i] != b[i] { return false }
+            i += 1
+        }
+        return true
+    }
+
+    func insert(_ p: UnsafePointer<UInt8>, _ n: Int, hash h: UInt32, ids wordIDs: UnsafeBufferPointer<Int32>) {
+        // Words too long for the compact entry are not cached (they are rare, and BPE'd anew).
+        guard n <= Int(UInt16.max) && wordIDs.count <= Int(UInt16.max) else { return }
+        if count >= WordCache.maxEntries || keyUsed + n > Int(UInt32.max) || idUsed + wordIDs.count > Int(UInt32.max) {
             clear()
         }
         if (count + 1) * 2 > mask + 1 { grow() }
@@ -86,9 +103,9 @@ final class WordCache {
         reserveIDs(wordIDs.count)
         (keys + keyUsed).update(from: p, count: n)
         (ids + idUsed).update(from: wordIDs.baseAddress!, count: wordIDs.count)
-        var i = Int(truncatingIfNeeded: h >> 7) & mask
+        var i = Int(h) & mask
         while slots[i].hash != 0 { i = (i + 1) & mask }
-        slots[i] = Entry(hash: h, keyOffset: Int32(keyUsed), keyLength: Int32(n), idOffset: Int32(idUsed), idCount: Int32(wordIDs.count))
+        slots[i] = Entry(hash: h, keyOffset: UInt32(keyUsed), idOffset: UInt32(idUsed), keyLength: UInt16(n), idCount: UInt16(wordIDs.count))
         keyUsed += n
         idUsed += wordIDs.count
         count += 1
@@ -107,7 +124,7 @@ final class WordCache {
         slots = .allocate(capacity: mask + 1)
         slots.initialize(repeating: Entry(), count: mask + 1)
         for k in 0..<oldSize where old[k].hash != 0 {
-            var i = Int(truncatingIfNeeded: old[k].hash >> 7) & mask
+            var i = Int(old[k].hash) & mask
             while slots[i].hash != 0 { i = (i + 1) & mask }
             slots[i] = old[k]
         }
