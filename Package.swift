@@ -31,8 +31,8 @@ let package = Package(
         .target(name: "MMVision", dependencies: ["MMNN"], swiftSettings: optimise),
         .target(name: "MMText", dependencies: ["MMNN"], swiftSettings: optimise),
         .target(name: "MMCLIP", dependencies: ["MMVision", "MMText"], resources: [.copy("configs")], swiftSettings: optimise),
-        .target(name: "MMEval", dependencies: ["MMCLIP"], swiftSettings: optimise),
-        .target(name: "MMTrain", dependencies: ["MMCLIP", "MMEval"], swiftSettings: optimise),
+        .target(name: "MMEval", dependencies: ["MMCLIP", "MMTokenizer"], swiftSettings: optimise),
+        .target(name: "MMTrain", dependencies: ["MMCLIP", "MMEval", "MMData"], swiftSettings: optimise),
 
         // Image decoding (libjpeg-turbo, libpng behind setjmp shims) and open_clip's preprocessing
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
@@ -53,6 +53,7 @@ let package = Package(
             "MMImage",
             "MMTokenizer",
             "MMData",
+            "MMCLIP", "MMEval", "MMTrain",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mm", dependencies: ["MMCommands"]),

@@ -97,6 +97,23 @@ public struct CLIPConfig: Sendable, Equatable {
         try self.init(json: data, source: nameOrPath)
     }
 
+    /// The same config with fields replaced; keys are dotted paths (`text_cfg.vocab_size`).
+    public func updating(_ changes: [String: Any]) throws -> CLIPConfig {
+        guard var top = (try? JSONSerialization.jsonObject(with: Data(jsonString.utf8))) as? [String: Any] else {
+            throw ConfigError(source: "config", key: nil, message: "cannot re-read the config")
+        }
+        for (path, value) in changes {
+            let parts = path.split(separator: ".").map(String.init)
+            if parts.count == 2, var section = top[parts[0]] as? [String: Any] {
+                section[parts[1]] = value
+                top[parts[0]] = section
+            } else {
+                top[path] = value
+            }
+        }
+        return try CLIPConfig(json: try JSONSerialization.data(withJSONObject: top), source: "config")
+    }
+
     /// Names of the configs shipped with mm.
     public static var bundledNames: [String] {
         guard let dir = Bundle.module.resourceURL?.appendingPathComponent("configs"),

@@ -17,6 +17,7 @@ public struct MM: ParsableCommand {
             PreprocessCommand.self,
             TokenizeCommand.self,
             VocabCommand.self,
+            TrainCommand.self,
         ]
     )
 

@@ -34,5 +34,7 @@ public struct TrainingPosition: Codable, Sendable, Equatable {
     public var epoch = 0
     /// Micro-batches of `epoch` already consumed.
     public var batch = 0
+    /// The data stream position of the next batch (see `BatchSource.cursor`).
+    public var cursor = 0
     public init() {}
 }

@@ -111,7 +111,7 @@ public final class Trainer {
         var skipped = 0
         while position.epoch < options.epochs && position.step < totalSteps {
             let epoch = position.epoch
-            try source.start(epoch: epoch, batch: position.batch)
+            try source.start(epoch: epoch, batch: position.batch, cursor: position.cursor)
             let progress = Progress(label: "epoch \(epoch + 1)/\(options.epochs)", total: stepsPerEpoch)
             var window: (samples: Int, start: Date) = (0, Date())
             while position.batch / options.accumFreq < stepsPerEpoch && position.step < totalSteps {
@@ -121,6 +121,7 @@ public final class Trainer {
                 let lr = learningRate(at: position.step)
                 let value = step(micro)
                 position.batch += micro.count
+                position.cursor = source.cursor
                 guard value.isFinite else {
                     try saveLatest()
                     throw TrainingError("loss became \(value) at step \(position.step); checkpoint written to \(run.latest.path). Try a lower --lr or --grad-clip 1")
@@ -148,6 +149,7 @@ public final class Trainer {
             progress.finish()
             position.epoch += 1
             position.batch = 0
+            position.cursor = 0
             var record: [String: Any] = ["event": "epoch", "epoch": epoch + 1, "step": position.step]
             if let validation {
                 let v = try validate(validation)
@@ -178,7 +180,7 @@ public final class Trainer {
 
     /// Full-set InfoNCE loss and retrieval recall on held-out pairs (eval transform, no tape).
     func validate(_ source: BatchSource) throws -> (loss: Double, metrics: RetrievalMetrics) {
-        try source.start(epoch: 0, batch: 0)
+        try source.start(epoch: 0, batch: 0, cursor: nil)
         var images: [Tensor] = [], texts: [Tensor] = []
         try withoutGradients {
             while let b = try source.next() {

@@ -21,7 +21,8 @@ enum Toy {
 
     final class Source: BatchSource {
         let images: Tensor, ids: [Int32], count: Int, batch: Int, seed: UInt64
-        var order: [Int] = [], cursor = 0
+        var order: [Int] = []
+        private(set) var cursor = 0
 
         init(count: Int, batch: Int, seed: UInt64 = 3) {
             var g = SeededGenerator(seed: seed)
@@ -37,7 +38,7 @@ enum Toy {
 
         var batchesPerEpoch: Int { count / batch }
 
-        func start(epoch: Int, batch index: Int) throws {
+        func start(epoch: Int, batch index: Int, cursor: Int?) throws {
             var g = SeededGenerator(seed: seed &+ UInt64(epoch) &* 1000)
             order = Array(0..<count).shuffled(using: &g)
             cursor = index * batch
@@ -69,7 +70,7 @@ enum Toy {
     func accumulationEqualsOneBigBatch(loss: TrainingOptions.Loss) throws {
         let config = loss == .clip ? Toy.config : Toy.siglipConfig()
         let source = Toy.Source(count: 8, batch: 4)
-        try source.start(epoch: 0, batch: 0)
+        try source.start(epoch: 0, batch: 0, cursor: nil)
         let a = try #require(try source.next()), b = try #require(try source.next())
         let big = TrainingBatch(images: .concatenate([a.images, b.images], axis: 0),
                                 ids: IntTensor(shape: [8, 8], values: a.ids.values + b.ids.values))

@@ -1,0 +1,246 @@
+import ArgumentParser
+import Foundation
+import MMCLIP
+import MMData
+import MMEval
+import MMImage
+import MMTokenizer
+import MMTrain
+
+/// `mm train`: contrastive training (or fine-tuning) of a CLIP model on image–caption pairs.
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train or fine-tune a CLIP model on image–caption pairs.",
+        discussion: """
+            PAIRS is open_clip's CSV/TSV format: a header naming the image and caption columns \
+            (default filepath and title), or a header-less two-column TSV; image paths are \
+            relative to the file. The run folder gets options.json, config.json, log.jsonl, \
+            loss.svg and checkpoints/ (epoch_N.safetensors, and latest.safetensors for --resume). \
+            Ctrl-C writes a checkpoint before exiting.
+
+              mm train datasets/shapes/train.tsv --val datasets/shapes/val.tsv
+              mm train pairs.csv --model ViT-B-32 --pretrained vitb32.safetensors --lock-image --lr 1e-5
+              mm train --resume runs/shapes
+            """
+    )
+
+    @Argument(help: "Training pairs (CSV/TSV). Not needed with --resume.")
+    var pairs: String?
+
+    @Option(help: "Held-out pairs: validation loss and image↔text recall@1/5/10 after each epoch.")
+    var val: String?
+
+    @Option(help: "Zero-shot evaluation after each epoch: a class-name file (one per line, synonyms separated by |)…")
+    var zeroshotLabels: String?
+
+    @Option(help: "…and a manifest of images with a label column naming their class.")
+    var zeroshotData: String?
+
+    @Option(help: "Image column of the manifests.") var imageKey = Manifest.Options.defaultImageKey
+    @Option(help: "Caption column of the manifests.") var captionKey = Manifest.Options.defaultCaptionKey
+    @Option(help: "Label column of --zeroshot-data.") var labelKey = "label"
+    @Option(help: "Column separator (default: tab for .tsv, comma for .csv).") var separator: String?
+    @Flag(help: "Skip malformed manifest lines (counted and logged) instead of stopping.") var skipBad = false
+
+    @Option(help: "Model: a bundled config name (\(CLIPConfig.bundledNames.joined(separator: ", "))) or an open_clip config .json.")
+    var model = "mm-tiny"
+    @Option(help: "Start from these weights (safetensors; open_clip or Hugging Face layout).") var pretrained: String?
+    @Flag(help: "Freeze the image tower and train the text tower against it (LiT).") var lockImage = false
+    @Option(help: "A vocabulary folder from `mm vocab train` (default: the CLIP vocabulary).") var vocab: String?
+
+    @Option(help: "Loss: clip (symmetric InfoNCE) or siglip (sigmoid loss with learned bias).") var loss = "clip"
+    @Option(help: "Pairs per micro-batch.") var batchSize = 128
+    @Option(help: "Micro-batches per step: the loss sees accum-freq × batch-size pairs (open_clip's accumulation).") var accumFreq = 1
+    @Option(help: "Epochs.") var epochs = 10
+    @Option(help: "Stop after this many optimizer steps.") var steps: Int?
+    @Option(help: "Peak learning rate.") var lr: Float = 5e-4
+    @Option(help: "Weight decay (not on gains, biases, embeddings, logit_scale).") var wd: Float = 0.2
+    @Option(help: "Warm-up steps.") var warmup = 100
+    @Option(help: "Learning-rate schedule after warm-up: cosine or constant.") var schedule = "cosine"
+    @Option(help: "Clip the global gradient norm to this.") var gradClip: Float?
+    @Option(help: "Seed of initialisation, shuffling and augmentation.") var seed: UInt64 = 0
+
+    @Option(name: [.short, .long], help: "Run folder (default: runs/<pairs file name>).") var output: String?
+    @Option(help: "Continue the run in this folder exactly where it stopped.") var resume: String?
+    @Option(help: "Threads decoding images ahead of compute.") var workers = 1
+
+    func validate() throws {
+        if pairs == nil && resume == nil { throw ValidationError("give a pairs file, or --resume RUN") }
+        guard TrainingOptions.Loss(rawValue: loss) != nil else { throw ValidationError("--loss must be clip or siglip, got \(loss)") }
+        guard ["cosine", "constant"].contains(schedule) else { throw ValidationError("--schedule must be cosine or constant") }
+        guard batchSize >= 2 else { throw ValidationError("--batch-size must be at least 2 (contrastive learning needs negatives)") }
+        guard accumFreq >= 1, epochs >= 1, workers >= 1, warmup >= 0 else { throw ValidationError("--accum-freq, --epochs and --workers must be positive") }
+        if (zeroshotLabels == nil) != (zeroshotData == nil) { throw ValidationError("--zeroshot-labels and --zeroshot-data go together") }
+    }
+
+    func run() throws {
+        let runURL = URL(fileURLWithPath: resume ?? output ?? "runs/" + URL(fileURLWithPath: pairs!).deletingPathExtension().lastPathComponent)
+        let run = RunFolder(runURL)
+        var options = TrainingOptions()
+        var saved: Invocation?
+        if resume != nil {
+            options = try run.readOptions()
+            saved = try Invocation.read(from: runURL)
+        } else {
+            options.epochs = epochs
+            options.maxSteps = steps
+            options.batchSize = batchSize
+            options.accumFreq = accumFreq
+            options.learningRate = lr
+            options.weightDecay = wd
+            options.warmup = warmup
+            options.schedule = schedule
+            options.gradClip = gradClip
+            options.loss = TrainingOptions.Loss(rawValue: loss)!
+            options.lockImage = lockImage
+            options.seed = seed
+        }
+        let inv = saved ?? Invocation(pairs: URL(fileURLWithPath: pairs!).path, val: val, zeroshotLabels: zeroshotLabels,
+                                      zeroshotData: zeroshotData, imageKey: imageKey, captionKey: captionKey, labelKey: labelKey,
+                                      separator: separator, skipBad: skipBad, model: model, pretrained: pretrained, vocab: vocab)
+
+        // Model
+        var config = try CLIPConfig(named: inv.model)
+        let vocabulary = try inv.vocab.map { try Vocabulary.load($0) } ?? Vocabulary.clip()
+        var changes: [String: Any] = [:]
+        if vocabulary.count != config.text.vocabSize { changes["text_cfg.vocab_size"] = vocabulary.count }
+        if options.loss == .siglip && config.initLogitBias == nil {
+            changes["init_logit_bias"] = -10.0  // SigLIP's initialisation
+            changes["init_logit_scale"] = Foundation.log(10.0)
+        }
+        if !changes.isEmpty { config = try config.updating(changes) }
+        let clip: CLIPModel
+        var preprocessing = Preprocessing(imageSize: config.vision.imageSize)
+        if let pretrained = inv.pretrained {
+            let loaded = try CLIPModel.load(from: URL(fileURLWithPath: pretrained), config: inv.model == "mm-tiny" ? nil : config)
+            clip = loaded.model
+            config = clip.config
+            preprocessing = loaded.preprocessing
+        } else {
+            clip = CLIPModel(config, seed: options.seed)
+        }
+        let tokenizer = Tokenizer(vocabulary: vocabulary, contextLength: config.text.contextLength)
+
+        // Data
+        let sep = inv.separator.map { Character($0 == "\\t" ? "\t" : $0) }
+        let manifestOptions = Manifest.Options(imageKey: inv.imageKey, captionKey: inv.captionKey, separator: sep, skipBad: inv.skipBad)
+        let train = try Manifest(path: inv.pairs, options: manifestOptions)
+        let order = try EpochOrder(sampleCount: train.count, batchSize: options.batchSize, seed: options.seed)
+        let normalization = Normalization(mean: SIMD3(preprocessing.mean[0], preprocessing.mean[1], preprocessing.mean[2]),
+                                          std: SIMD3(preprocessing.std[0], preprocessing.std[1], preprocessing.std[2]))
+        let size = config.vision.imageSize
+        let source = LoaderSource(training: train, order: order, transform: .train(size: size, normalization: normalization),
+                                  tokenizer: tokenizer, epochs: options.epochs, threads: workers)
+        let validation = try inv.val.map {
+            LoaderSource(evaluating: try Manifest(path: $0, options: manifestOptions), batchSize: options.batchSize,
+                         transform: .eval(size: size, normalization: normalization), tokenizer: tokenizer, threads: workers)
+        }
+        var zeroShot: ((CLIPModel) -> [String: Any])?
+        if let labels = inv.zeroshotLabels, let data = inv.zeroshotData {
+            let classes = try readClassNames(labels)
+            let manifest = try Manifest(path: data, options: Manifest.Options(imageKey: inv.imageKey, captionKey: nil, labelKey: inv.labelKey,
+                                                                              separator: sep, skipBad: inv.skipBad))
+            let truth = try classIndices(manifest, classes, file: data)
+            zeroShot = { model in
+                let classifier = ZeroShotClassifier(model: model, tokenizer: tokenizer, classes: classes, templates: ["a photo of a {}."])
+                guard let (images, rows) = try? embedImages(model, manifest, size: size, normalization: normalization, threads: workers) else { return [:] }
+                let ranking = classifier.ranking(images), labels = rows.map { truth[$0] }
+                return ["zeroshot_top1": topKAccuracy(ranking, labels, k: 1), "zeroshot_top5": topKAccuracy(ranking, labels, k: 5)]
+            }
+        }
+
+        let trainer = Trainer(model: clip, options: options, run: run, preprocessing: preprocessing, tokenizer: inv.vocab ?? "clip-bpe")
+        if resume != nil {
+            try trainer.resume()
+            FileHandle.standardError.write(Data("resuming \(runURL.path) at epoch \(trainer.position.epoch + 1), step \(trainer.position.step)\n".utf8))
+        } else {
+            try trainer.prepareRunFolder()
+            try inv.write(to: runURL)
+        }
+        for bad in train.badLines { FileHandle.standardError.write(Data("skipped \(inv.pairs) \(bad)\n".utf8)) }
+        FileHandle.standardError.write(Data("""
+            training \(inv.model) (\(clip.parameterCount.formatted()) parameters) on \(train.count) pairs, \
+            \(order.batchesPerEpoch / options.accumFreq) steps per epoch of \(options.batchSize * options.accumFreq) pairs → \(runURL.path)
+
+            """.utf8))
+        let result = try trainer.train(source: source, validation: validation, evaluate: zeroShot)
+        if result.skipped > 0 || !train.badLines.isEmpty {
+            FileHandle.standardError.write(Data("skipped \(result.skipped) unreadable images and \(train.badLines.count) malformed lines (listed in \(runURL.path)/log.jsonl)\n".utf8))
+        }
+        if result.interrupted { throw ExitCode(130) }
+        FileHandle.standardError.write(Data("done: \(run.epochCheckpoint(trainer.position.epoch).path)\n".utf8))
+    }
+}
+
+/// The data and model arguments of a run, saved beside its options so that --resume needs no others.
+struct Invocation: Codable {
+    var pairs: String
+    var val: String?
+    var zeroshotLabels: String?
+    var zeroshotData: String?
+    var imageKey: String
+    var captionKey: String
+    var labelKey: String
+    var separator: String?
+    var skipBad: Bool
+    var model: String
+    var pretrained: String?
+    var vocab: String?
+
+    static func read(from run: URL) throws -> Invocation {
+        guard let data = try? Data(contentsOf: run.appendingPathComponent("invocation.json")) else {
+            throw ValidationError("\(run.path) is not a run folder of `mm train` (no invocation.json)")
+        }
+        return try JSONDecoder().decode(Invocation.self, from: data)
+    }
+
+    func write(to run: URL) throws {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try e.encode(self).write(to: run.appendingPathComponent("invocation.json"), options: .atomic)
+    }
+}
+
+/// Class names, one per line; `a|b` gives synonyms of one class. Blank lines are ignored.
+func readClassNames(_ path: String) throws -> [[String]] {
+    guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("\(path): cannot read the labels file") }
+    guard let text = String(data: data, encoding: .utf8) else { throw ValidationError("\(path): not UTF-8") }
+    let classes = text.split(whereSeparator: \.isNewline).map { line in
+        line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }.filter { !$0.isEmpty }
+    guard !classes.isEmpty else { throw ValidationError("\(path): no labels (one class name per line)") }
+    var seen = Set<String>()
+    for c in classes where !seen.insert(c[0].lowercased()).inserted {
+        throw ValidationError("\(path): label '\(c[0])' appears twice")
+    }
+    return classes
+}
+
+/// The class index of each sample's label column.
+func classIndices(_ manifest: Manifest, _ classes: [[String]], file: String) throws -> [Int] {
+    var index: [String: Int] = [:]
+    for (i, names) in classes.enumerated() { for n in names { index[n.lowercased()] = i } }
+    guard let labels = manifest.labels else { throw ValidationError("\(file): no label column") }
+    return try labels.enumerated().map { row, label in
+        guard let i = index[label.lowercased()] else {
+            throw ValidationError("\(file):\(manifest.lines[row]): label '\(label)' is not in the labels file")
+        }
+        return i
+    }
+}
+
+/// Normalised image embeddings of a manifest's images (eval transform) and the manifest rows
+/// they belong to (unreadable images are left out).
+func embedImages(_ model: CLIPModel, _ manifest: Manifest, size: Int, normalization: Normalization,
+                 threads: Int) throws -> (Tensor, [Int]) {
+    let loader = try PairLoader(evaluating: manifest, batchSize: 64, transform: .eval(size: size, normalization: normalization),
+                                tokenizer: nil, threads: threads)
+    var parts: [Tensor] = [], rows: [Int] = []
+    while let b = try loader.next() {
+        parts.append(withoutGradients { model.encodeImage(b.images) })
+        rows += b.indices
+    }
+    guard !parts.isEmpty else { throw ValidationError("\(manifest.path): no readable images") }
+    return (Tensor.concatenate(parts, axis: 0), rows)
+}

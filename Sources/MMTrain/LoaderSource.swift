@@ -1,0 +1,76 @@
+import MMData
+import MMImage
+import MMTokenizer
+
+/// Adapts MMData's prefetching `PairLoader` to the trainer: one loader streams the run's epochs;
+/// it is only re-created when the trainer asks for a position it is not at (start, resume).
+public final class LoaderSource: BatchSource {
+    public let manifest: Manifest
+    public let order: EpochOrder?
+    private let transform: ImageTransform
+    private let tokenizer: Tokenizer
+    private let batchSize: Int
+    private let epochs: Int?
+    private let threads: Int
+    private var loader: PairLoader?
+    private var nextPosition: LoaderPosition?
+    private var epoch = 0
+    private var skipped: [SkippedSample] = []
+    public private(set) var cursor = 0
+
+    /// A training source: shuffled full batches per `order`, augmented.
+    public init(training manifest: Manifest, order: EpochOrder, transform: ImageTransform, tokenizer: Tokenizer,
+                epochs: Int, threads: Int) {
+        self.manifest = manifest
+        self.order = order
+        self.transform = transform
+        self.tokenizer = tokenizer
+        batchSize = order.batchSize
+        self.epochs = epochs
+        self.threads = threads
+    }
+
+    /// An evaluation source: manifest order, the last batch partial.
+    public init(evaluating manifest: Manifest, batchSize: Int, transform: ImageTransform, tokenizer: Tokenizer, threads: Int) {
+        self.manifest = manifest
+        order = nil
+        self.transform = transform
+        self.tokenizer = tokenizer
+        self.batchSize = batchSize
+        epochs = nil
+        self.threads = threads
+    }
+
+    public var batchesPerEpoch: Int { order?.batchesPerEpoch ?? (manifest.count + batchSize - 1) / batchSize }
+
+    public func start(epoch: Int, batch: Int, cursor: Int?) throws {
+        self.epoch = epoch
+        guard let order else {
+            loader = try PairLoader(evaluating: manifest, batchSize: batchSize, transform: transform, tokenizer: tokenizer, threads: threads)
+            nextPosition = .start
+            return
+        }
+        let wanted = LoaderPosition(epoch: epoch, batch: batch, cursor: cursor ?? batch * order.batchSize)
+        if loader == nil || nextPosition != wanted {
+            loader = try PairLoader(training: manifest, order: order, transform: transform, tokenizer: tokenizer,
+                                    start: wanted, epochs: epochs, threads: threads)
+            nextPosition = wanted
+        }
+        self.cursor = wanted.cursor
+    }
+
+    public func next() throws -> TrainingBatch? {
+        // The loader runs on into the next epoch; stop at this epoch's end without taking more.
+        guard let loader, let position = nextPosition, order == nil || position.epoch == epoch,
+              let b = try loader.next() else { return nil }
+        nextPosition = b.next
+        cursor = b.next.cursor
+        skipped += b.skipped.map { SkippedSample(path: $0.path, reason: "line \($0.line): \($0.error.explanation)") }
+        return TrainingBatch(images: b.images, ids: b.ids)
+    }
+
+    public func drainSkipped() -> [SkippedSample] {
+        defer { skipped = [] }
+        return skipped
+    }
+}
