@@ -24,14 +24,22 @@ import Testing
 
     static func bits(_ t: Tensor) -> [UInt32] { t.scalars.map(\.bitPattern) }
 
+    /// nil when equal, else where they first differ (short failure messages for big arrays).
+    static func difference<T: Equatable>(_ a: [T], _ b: [T]) -> String? {
+        if a == b { return nil }
+        if a.count != b.count { return "counts \(a.count) vs \(b.count)" }
+        let i = a.indices.first { a[$0] != b[$0] }!
+        return "element \(i): \(a[i]) vs \(b[i])"
+    }
+
     static func expectSame(_ a: [PairBatch], _ b: [PairBatch], _ label: String) {
         #expect(a.count == b.count, "\(label): batch counts")
         for (x, y) in zip(a, b) {
             #expect(x.epoch == y.epoch && x.index == y.index && x.next == y.next, "\(label): positions")
             #expect(x.indices == y.indices, "\(label): epoch \(x.epoch) batch \(x.index) indices")
-            #expect(x.ids == y.ids && x.captions == y.captions, "\(label): epoch \(x.epoch) batch \(x.index) ids")
+            #expect(difference(x.ids.values, y.ids.values) == nil && x.captions == y.captions, "\(label): epoch \(x.epoch) batch \(x.index) ids")
             #expect(x.skipped == y.skipped, "\(label): epoch \(x.epoch) batch \(x.index) skipped")
-            #expect(bits(x.images) == bits(y.images), "\(label): epoch \(x.epoch) batch \(x.index) pixels")
+            #expect(difference(bits(x.images), bits(y.images)) == nil, "\(label): epoch \(x.epoch) batch \(x.index) pixels")
         }
     }
 
@@ -47,7 +55,7 @@ import Testing
             #expect(b.images.shape == [8, 3, 32, 32] && b.ids.shape == [8, 32])
             #expect(b.indices == order.batch(b.index, epoch: b.epoch))
             #expect(b.captions == b.indices.map { manifest.captions![$0] })
-            #expect(b.ids.values == Self.tokenizer.tokenize(b.captions, contextLength: 32, threads: 1))
+            #expect(Self.difference(b.ids.values, Self.tokenizer.tokenize(b.captions, contextLength: 32, threads: 1)) == nil)
             #expect(b.skipped.isEmpty)
         }
         #expect(batches.map(\.epoch) == [0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
@@ -55,7 +63,7 @@ import Testing
         // Augmented: different from the plain eval crop, and different in the next epoch.
         let eval = ImagePipeline(transform: .eval(size: 32))
         let plain = try eval.process(path: manifest.images[batches[0].indices[0]])
-        #expect(Array(batches[0].images.scalars.prefix(3 * 32 * 32)) != plain.scalars)
+        #expect(Self.difference(Array(batches[0].images.scalars.prefix(3 * 32 * 32)), plain.scalars) != nil)
     }
 
     @Test func sameSeedSameBatchesWhateverTheThreads() throws {
@@ -78,7 +86,20 @@ import Testing
         let slot = a[3].indices.firstIndex(of: sample) ?? a[4].indices.firstIndex(of: sample) ?? a[5].indices.firstIndex(of: sample)
         let later = [a[3], a[4], a[5]].first { $0.indices.contains(sample) }!
         let plane = 3 * 32 * 32
-        #expect(Array(a[0].images.scalars.prefix(plane)) != Array(later.images.scalars[slot! * plane..<(slot! + 1) * plane]))
+        #expect(Self.difference(Array(a[0].images.scalars.prefix(plane)), Array(later.images.scalars[slot! * plane..<(slot! + 1) * plane])) != nil)
+    }
+
+    @Test func augmentationFollowsTheSampleNotTheSlot() throws {
+        // Same seed, batches of 8 and of 16: the same stream cut differently puts each sample
+        // in another batch and slot, with the same pixels.
+        let manifest = try Self.subset(32)
+        let small = try Self.collect(PairLoader(training: manifest, order: EpochOrder(sampleCount: 32, batchSize: 8, seed: 4),
+                                                transform: Self.train, tokenizer: Self.tokenizer, epochs: 1), 100)
+        let large = try Self.collect(PairLoader(training: manifest, order: EpochOrder(sampleCount: 32, batchSize: 16, seed: 4),
+                                                transform: Self.train, tokenizer: Self.tokenizer, epochs: 1), 100)
+        #expect(small.flatMap(\.indices) == large.flatMap(\.indices))
+        #expect(Self.difference(small.flatMap { Self.bits($0.images) }, large.flatMap { Self.bits($0.images) }) == nil)
+        #expect(Self.difference(small.flatMap(\.ids.values), large.flatMap(\.ids.values)) == nil)
     }
 
     @Test func resumeMatchesTheStraightRun() throws {
@@ -130,7 +151,7 @@ import Testing
 
         // A batch that skipped images has its tokens and pixels in the refilled order.
         for b in batches where !b.skipped.isEmpty {
-            #expect(b.ids.values == Self.tokenizer.tokenize(b.indices.map { manifest.captions![$0] }, contextLength: 32, threads: 1))
+            #expect(Self.difference(b.ids.values, Self.tokenizer.tokenize(b.indices.map { manifest.captions![$0] }, contextLength: 32, threads: 1)) == nil)
         }
         // Resuming after a batch that skipped images continues exactly.
         let k = batches.firstIndex { !$0.skipped.isEmpty && $0.index < 3 }!
@@ -157,7 +178,7 @@ import Testing
         for b in [batches[0], batches[6]] {
             for (slot, i) in b.indices.enumerated() {
                 let expected = try pipeline.process(path: manifest.images[i])
-                #expect(Array(b.images.scalars[slot * plane..<(slot + 1) * plane]).map(\.bitPattern) == expected.scalars.map(\.bitPattern))
+                #expect(Self.difference(Array(b.images.scalars[slot * plane..<(slot + 1) * plane]).map(\.bitPattern), expected.scalars.map(\.bitPattern)) == nil)
             }
         }
     }
