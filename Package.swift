@@ -58,11 +58,13 @@ let package = Package(
         ]),
         .executableTarget(name: "mm", dependencies: ["MMCommands"]),
         .executableTarget(name: "mm-bench", dependencies: ["MMCLIP"], path: "Sources/MMBench", swiftSettings: optimise),
+        .executableTarget(name: "mm-data-bench", dependencies: ["MMData"], path: "Sources/MMDataBench", swiftSettings: optimise),
 
         // Tests, with shared helpers (fixture loading, tolerances, gradient checks)
         .target(name: "MMTestSupport", dependencies: ["MMTensor"], path: "Tests/Support"),
         .testTarget(name: "MMTensorTests", dependencies: ["MMTensor", "MMTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMNNTests", dependencies: ["MMNN", "MMTestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "MMCLIPTests", dependencies: ["MMCLIP", "MMTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMTrainTests", dependencies: ["MMTrain", "MMTestSupport"]),
         .testTarget(name: "MMImageTests", dependencies: ["MMImage"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMTokenizerTests", dependencies: ["MMTokenizer"], resources: [.copy("Fixtures")]),

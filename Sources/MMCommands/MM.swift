@@ -18,6 +18,8 @@ public struct MM: ParsableCommand {
             TokenizeCommand.self,
             VocabCommand.self,
             TrainCommand.self,
+            EmbedCommand.self,
+            ConvertCommand.self,
         ]
     )
 

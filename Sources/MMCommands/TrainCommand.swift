@@ -190,7 +190,7 @@ struct Invocation: Codable {
 
     static func read(from run: URL) throws -> Invocation {
         guard let data = try? Data(contentsOf: run.appendingPathComponent("invocation.json")) else {
-            throw ValidationError("\(run.path) is not a run folder of `mm train` (no invocation.json)")
+            throw CommandError("\(run.path) is not a run folder of `mm train` (no invocation.json)")
         }
         return try JSONDecoder().decode(Invocation.self, from: data)
     }
@@ -204,15 +204,15 @@ struct Invocation: Codable {
 
 /// Class names, one per line; `a|b` gives synonyms of one class. Blank lines are ignored.
 func readClassNames(_ path: String) throws -> [[String]] {
-    guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("\(path): cannot read the labels file") }
-    guard let text = String(data: data, encoding: .utf8) else { throw ValidationError("\(path): not UTF-8") }
+    guard let data = FileManager.default.contents(atPath: path) else { throw CommandError("\(path): cannot read the labels file") }
+    guard let text = String(data: data, encoding: .utf8) else { throw CommandError("\(path): not UTF-8") }
     let classes = text.split(whereSeparator: \.isNewline).map { line in
         line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }.filter { !$0.isEmpty }
-    guard !classes.isEmpty else { throw ValidationError("\(path): no labels (one class name per line)") }
+    guard !classes.isEmpty else { throw CommandError("\(path): no labels (one class name per line)") }
     var seen = Set<String>()
     for c in classes where !seen.insert(c[0].lowercased()).inserted {
-        throw ValidationError("\(path): label '\(c[0])' appears twice")
+        throw CommandError("\(path): label '\(c[0])' appears twice")
     }
     return classes
 }
@@ -221,10 +221,10 @@ func readClassNames(_ path: String) throws -> [[String]] {
 func classIndices(_ manifest: Manifest, _ classes: [[String]], file: String) throws -> [Int] {
     var index: [String: Int] = [:]
     for (i, names) in classes.enumerated() { for n in names { index[n.lowercased()] = i } }
-    guard let labels = manifest.labels else { throw ValidationError("\(file): no label column") }
+    guard let labels = manifest.labels else { throw CommandError("\(file): no label column") }
     return try labels.enumerated().map { row, label in
         guard let i = index[label.lowercased()] else {
-            throw ValidationError("\(file):\(manifest.lines[row]): label '\(label)' is not in the labels file")
+            throw CommandError("\(file):\(manifest.lines[row]): label '\(label)' is not in the labels file")
         }
         return i
     }
@@ -241,6 +241,6 @@ func embedImages(_ model: CLIPModel, _ manifest: Manifest, size: Int, normalizat
         parts.append(withoutGradients { model.encodeImage(b.images) })
         rows += b.indices
     }
-    guard !parts.isEmpty else { throw ValidationError("\(manifest.path): no readable images") }
+    guard !parts.isEmpty else { throw CommandError("\(manifest.path): no readable images") }
     return (Tensor.concatenate(parts, axis: 0), rows)
 }

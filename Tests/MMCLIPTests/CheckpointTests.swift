@@ -63,6 +63,17 @@ import Testing
         #expect(result.status == 0, "open_clip verification failed: \(result.output)")
     }
 
+    /// Our Hugging Face export loads in transformers' CLIPModel and gives open_clip's numbers.
+    @Test(.enabled(if: ReferenceVenv.available, Comment(rawValue: ReferenceVenv.missingReason)))
+    func transformersLoadsOurHuggingFaceExport() throws {
+        let hf = scratch.appendingPathComponent("hf")
+        try FileManager.default.createDirectory(at: hf, withIntermediateDirectories: true)
+        try reference().save(to: hf.appendingPathComponent("model.safetensors"), layout: .huggingFace)
+        let result = try ReferenceVenv.run(["tools/make_model_fixtures.py", "verify-hf", hf.path,
+                                            dir.appendingPathComponent("clip_small.safetensors").path])
+        #expect(result.status == 0, "transformers verification failed: \(result.output)")
+    }
+
     @Test func activationMismatchIsRefused() throws {
         let url = scratch.appendingPathComponent("gelu.safetensors")
         try reference().save(to: url)

@@ -41,7 +41,7 @@ enum Toy {
         func start(epoch: Int, batch index: Int, cursor: Int?) throws {
             var g = SeededGenerator(seed: seed &+ UInt64(epoch) &* 1000)
             order = Array(0..<count).shuffled(using: &g)
-            cursor = index * batch
+            self.cursor = index * batch
         }
 
         func next() throws -> TrainingBatch? {
