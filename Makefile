@@ -38,8 +38,11 @@ $(VENV)/.done: tools/requirements.txt
 	$(VENV)/bin/pip install -q -r tools/requirements.txt
 	touch $@
 
+# mm against PyTorch/open_clip on the same machine, in one run each (see README, Performance).
 bench: build venv
 	$(VENV)/bin/python tools/bench/bench_block.py
+	$(VENV)/bin/python tools/bench/bench_encode.py
+	$(VENV)/bin/python tools/bench/bench_train.py
 
 fixtures: venv
 	$(VENV)/bin/python tools/make_tensor_fixtures.py
