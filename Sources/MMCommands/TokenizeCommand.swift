@@ -110,7 +110,7 @@ struct TokenizeCommand: ParsableCommand {
     }
 
     private func quoted(_ s: String) -> String {
-        let data = try! JSONSerialization.data(withJSONObject: [s], options: [.fragmentsAllowed])
+        let data = try! JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])
         return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
     }
 

@@ -201,7 +201,12 @@ public final class Vocabulary: @unchecked Sendable {
     private static var clipShared: Vocabulary?
 
     static func locateCLIP() throws -> String {
-        if let path = ProcessInfo.processInfo.environment["MM_VOCAB"], !path.isEmpty { return path }
+        if let path = ProcessInfo.processInfo.environment["MM_VOCAB"], !path.isEmpty {
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw TokenizerError.unreadable(path: path, reason: "no such file or directory, named by MM_VOCAB")
+            }
+            return path
+        }
         var candidates: [String] = []
         let bundleName = "mm_MMTokenizer.resources"
         if let exe = Bundle.main.executableURL?.resolvingSymlinksInPath().deletingLastPathComponent() {
