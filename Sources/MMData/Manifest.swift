@@ -98,8 +98,7 @@ public struct Manifest: Sendable {
         }
         let quoting = options.quoting ?? (sep != UInt8(ascii: "\t"))
         let parsed = try bytes.withUnsafeBufferPointer { buffer in
-            var parser = ManifestParser(path: path, bytes: buffer, separator: sep, quoting: quoting, options: options)
-            return try parser.run()
+            try ManifestParser(path: path, bytes: buffer, separator: sep, quoting: quoting, options: options).run()
         }
         self.path = path
         self.separator = separator
@@ -120,7 +119,7 @@ private struct Field {
     var escaped: Bool
 }
 
-private struct ManifestParser {
+private final class ManifestParser {
     let path: String
     let base: UnsafePointer<UInt8>
     let n: Int
@@ -135,7 +134,6 @@ private struct ManifestParser {
     var position = 0
     var line = 1
     var fields: [Field] = []
-    var scratch: [UInt8] = []
 
     var columns: [String] = []
     var images: [String] = []
@@ -166,7 +164,15 @@ private struct ManifestParser {
         var badLines: [Manifest.BadLine]
     }
 
-    mutating func run() throws -> Result {
+    func run() throws -> Result {
+        // Room for every line up front: no regrowing copies of a million-entry array.
+        var estimate = 1, i = position
+        while let newline = find(0x0A, from: i) { estimate += 1; i = newline + 1 }
+        images.reserveCapacity(estimate)
+        lines.reserveCapacity(estimate)
+        if options.captionKey != nil { captions.reserveCapacity(estimate) }
+        if options.labelKey != nil { labels.reserveCapacity(estimate) }
+
         // The first record decides between a header and a header-less file.
         var first: Int?
         var firstError: String?
@@ -229,13 +235,13 @@ private struct ManifestParser {
         }
     }
 
-    private mutating func reject(_ line: Int, _ reason: String) throws {
+    private func reject(_ line: Int, _ reason: String) throws {
         if !options.skipBad { throw DataError.badLine(path: path, line: line, reason: reason) }
         badLines.append(Manifest.BadLine(line: line, reason: reason))
     }
 
     /// Turns the current record into a sample, or rejects it.
-    private mutating func take(line: Int, width: Int, _ fieldNames: String,
+    private func take(line: Int, width: Int, _ fieldNames: String,
                                _ imageColumn: Int, _ captionColumn: Int, _ labelColumn: Int) throws {
         guard fields.count == width else {
             let sep = separator == UInt8(ascii: "\t") ? "tab" : "'\(Character(Unicode.Scalar(separator)))'"
@@ -271,13 +277,13 @@ private struct ManifestParser {
 
     /// Reads the record at `position` into `fields` (empty for a blank line) and moves past it.
     /// Returns a reason when the record is malformed (its remaining bytes are skipped).
-    private mutating func nextRecord() -> String? {
+    private func nextRecord() -> String? {
         fields.removeAll(keepingCapacity: true)
         return quoting ? nextQuotedRecord() : nextPlainRecord()
     }
 
     /// Tab-style: fields are the bytes between separators, up to the line break.
-    private mutating func nextPlainRecord() -> String? {
+    private func nextPlainRecord() -> String? {
         let start = position
         let newline = find(0x0A, from: start) ?? n
         var stop = newline
@@ -295,7 +301,7 @@ private struct ManifestParser {
     }
 
     /// CSV-style: quoted fields may hold separators, line breaks and doubled quotes.
-    private mutating func nextQuotedRecord() -> String? {
+    private func nextQuotedRecord() -> String? {
         let quote = UInt8(ascii: "\"")
         var i = position
         // A blank line (LF or CRLF) is no record.
@@ -350,7 +356,7 @@ private struct ManifestParser {
         }
     }
 
-    private mutating func skipLine(from i: Int) {
+    private func skipLine(from i: Int) {
         position = (find(0x0A, from: i) ?? n) + 1
         line += 1
     }
@@ -371,14 +377,26 @@ private struct ManifestParser {
     // MARK: text
 
     /// The field as a String (quotes collapsed), after `prefix`; nil when not valid UTF-8.
-    private mutating func string(_ field: Field, prefix: [UInt8] = []) -> String? {
-        if prefix.isEmpty && !field.escaped {
-            return String(validating: UnsafeBufferPointer(start: base + field.start, count: field.end - field.start), as: UTF8.self)
+    private func string(_ field: Field, prefix: [UInt8] = []) -> String? {
+        if field.escaped {
+            var bytes = prefix
+            appendUnescaped(field, to: &bytes)
+            return bytes.withUnsafeBufferPointer { makeString(UnsafeBufferPointer(start: nil, count: 0), $0) }
         }
-        scratch.removeAll(keepingCapacity: true)
-        scratch.append(contentsOf: prefix)
-        appendUnescaped(field, to: &scratch)
-        return String(validating: scratch, as: UTF8.self)
+        let bytes = UnsafeBufferPointer(start: base + field.start, count: field.end - field.start)
+        return prefix.withUnsafeBufferPointer { makeString($0, bytes) }
+    }
+
+    /// `head + tail` as a String when `tail` is valid UTF-8 (`head`, the manifest's directory,
+    /// came from a String). One allocation, no second validation.
+    private func makeString(_ head: UnsafeBufferPointer<UInt8>, _ tail: UnsafeBufferPointer<UInt8>) -> String? {
+        guard firstInvalidUTF8(tail) == nil else { return nil }
+        let count = head.count + tail.count
+        return String(unsafeUninitializedCapacity: count) { out in
+            if let h = head.baseAddress { out.baseAddress!.update(from: h, count: head.count) }
+            if let t = tail.baseAddress { (out.baseAddress! + head.count).update(from: t, count: tail.count) }
+            return count
+        }
     }
 
     private func appendUnescaped(_ field: Field, to out: inout [UInt8]) {
@@ -400,19 +418,43 @@ private struct ManifestParser {
     private func invalidByte(_ field: Field) -> String {
         var bytes: [UInt8] = []
         appendUnescaped(field, to: &bytes)
-        var iterator = bytes.makeIterator()
-        var parser = Unicode.UTF8.ForwardParser()
-        var offset = 0
-        while true {
-            switch parser.parseScalar(from: &iterator) {
-            case .valid(let scalar): offset += scalar.count
-            case .error:
-                let hex = String(bytes[offset], radix: 16, uppercase: true)
-                return "byte 0x\(hex.count == 1 ? "0" + hex : hex) at byte \(offset + 1) of the field"
-            case .emptyInput: return "invalid byte"
-            }
-        }
+        guard let offset = bytes.withUnsafeBufferPointer({ firstInvalidUTF8($0) }) else { return "invalid byte" }
+        let hex = String(bytes[offset], radix: 16, uppercase: true)
+        return "byte 0x\(hex.count == 1 ? "0" + hex : hex) at byte \(offset + 1) of the field"
     }
+}
+
+/// The offset of the first byte that does not start a valid UTF-8 sequence (overlong forms,
+/// surrogates and values past U+10FFFF are invalid, as in Swift's own decoder); nil when valid.
+/// Runs of ASCII are skipped eight bytes at a time.
+func firstInvalidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+    guard let p = bytes.baseAddress else { return nil }
+    let n = bytes.count
+    var i = 0
+    while i < n {
+        if i + 8 <= n && UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self) & 0x8080_8080_8080_8080 == 0 {
+            i += 8
+            continue
+        }
+        let b = p[i]
+        if b < 0x80 { i += 1; continue }
+        let length: Int
+        var low: UInt8 = 0x80, high: UInt8 = 0xBF  // allowed range of the second byte
+        switch b {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: length = 3; low = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: length = 3; high = 0x9F
+        case 0xF0: length = 4; low = 0x90
+        case 0xF1...0xF3: length = 4
+        case 0xF4: length = 4; high = 0x8F
+        default: return i
+        }
+        guard i + length <= n, p[i + 1] >= low && p[i + 1] <= high else { return i }
+        for k in 2..<length where p[i + k] & 0xC0 != 0x80 { return i }
+        i += length
+    }
+    return nil
 }
 
 /// The whole file, or an error with the system's reason.

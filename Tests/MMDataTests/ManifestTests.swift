@@ -1,5 +1,6 @@
 import Foundation
 import MMData
+import MMImage
 import Testing
 
 @Suite struct ManifestTests {
@@ -139,6 +140,37 @@ import Testing
         #expect(m.badLines == [.init(line: 3, reason: "caption is not valid UTF-8 (byte 0xE9 at byte 4 of the field)"),
                                .init(line: 4, reason: "empty image path")])
         #expect(m.images[1].hasSuffix("/c\u{FF}.jpg"))
+    }
+
+    @Test func utf8ValidationAgreesWithTheStandardLibrary() throws {
+        // Captions of random pieces, valid and invalid sequences of every kind (overlong
+        // forms, surrogates, past U+10FFFF, truncated, stray continuation bytes): each caption
+        // is kept exactly when Swift's own validator accepts it.
+        var rng = SplitMix64(seed: 3)
+        let pieces: [[UInt8]] = [
+            [0x61], [0x7F], [0xC2, 0x80], [0xDF, 0xBF], [0xE0, 0xA0, 0x80], [0xE1, 0x80, 0x80], [0xED, 0x9F, 0xBF],
+            [0xEE, 0x80, 0x80], [0xEF, 0xBF, 0xBF], [0xF0, 0x90, 0x80, 0x80], [0xF3, 0xBF, 0xBF, 0xBF], [0xF4, 0x8F, 0xBF, 0xBF],
+            [0x80], [0xBF], [0xC0, 0x80], [0xC1, 0xBF], [0xE0, 0x9F, 0xBF], [0xED, 0xA0, 0x80], [0xED, 0xBF, 0xBF],
+            [0xF0, 0x8F, 0xBF, 0xBF], [0xF4, 0x90, 0x80, 0x80], [0xF5, 0x80, 0x80, 0x80], [0xFF], [0xE1, 0x80], [0xF1, 0x80, 0x80],
+        ]
+        var text = Array("filepath\ttitle\n".utf8)
+        var expected: [String?] = []
+        for _ in 0..<4000 {
+            let caption = (0..<Int.random(in: 0...3, using: &rng)).flatMap { _ in
+                // Mostly valid pieces, so that one invalid piece decides.
+                Int.random(in: 0..<3, using: &rng) > 0 ? pieces[Int.random(in: 0..<12, using: &rng)] : pieces.randomElement(using: &rng)!
+            }
+            text += Array("a.jpg\t".utf8) + caption + [0x0A]
+            expected.append(String(validating: caption, as: UTF8.self))
+        }
+        #expect(expected.filter { $0 == nil }.count > 400 && expected.filter { $0 != nil }.count > 2000)
+        // Longer valid text with every sequence length, past the eight-byte ASCII steps.
+        let long = "ascii run of more than eight bytes é ü € 𝄞 中文 and ascii again"
+        text += Array("a.jpg\t\(long)\n".utf8)
+        expected.append(long)
+        let m = try Manifest(parsing: text, path: "random.tsv", options: .init(skipBad: true))
+        #expect(m.captions! == expected.compactMap { $0 })
+        #expect(m.badLines.map(\.line) == expected.indices.filter { expected[$0] == nil }.map { $0 + 2 })
     }
 
     @Test func emptyManifests() throws {

@@ -1,0 +1,54 @@
+// mm-data-bench: timings of MMData for tools/bench/bench_data.py, printed as one JSON object.
+// Usage: mm-data-bench manifest PATH
+//        mm-data-bench loader MANIFEST SIZE BATCH THREADS BATCHES [CONTEXT]
+import Foundation
+import MMData
+import MMImage
+import MMTensor
+import MMTokenizer
+
+func seconds(_ body: () throws -> Void) rethrows -> Double {
+    let t = DispatchTime.now().uptimeNanoseconds
+    try body()
+    return Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9
+}
+
+func emit(_ fields: [String: Any]) {
+    let data = try! JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}
+
+let args = Array(CommandLine.arguments.dropFirst())
+do {
+    switch args.first {
+    case "manifest":
+        // Median of 3 full reads (file bytes → resolved paths and captions), each kept alive so
+        // that freeing one is not timed as part of the next.
+        var times: [Double] = []
+        var kept: [Manifest] = []
+        for _ in 0..<3 {
+            times.append(try seconds { kept.append(try Manifest(path: args[1])) })
+        }
+        emit(["what": "manifest", "lines": kept[0].count, "seconds": times.sorted()[1]])
+    case "loader":
+        let manifest = try Manifest(path: args[1])
+        let (size, batch, threads, batches) = (Int(args[2])!, Int(args[3])!, Int(args[4])!, Int(args[5])!)
+        let tokenizer = try Tokenizer(contextLength: args.count > 6 ? Int(args[6])! : 77)
+        let order = try EpochOrder(sampleCount: manifest.count, batchSize: batch, seed: 0)
+        let loader = try PairLoader(training: manifest, order: order, transform: .train(size: size),
+                                    tokenizer: tokenizer, threads: threads)
+        _ = try loader.next()  // warm-up: threads, tokenizer cache, page cache
+        var samples = 0
+        let s = try seconds {
+            for _ in 0..<batches { samples += try loader.next()!.count }
+        }
+        emit(["what": "loader", "threads": threads, "batch": batch, "size": size, "samples": samples,
+              "seconds": s, "samples_per_second": Double(samples) / s])
+    default:
+        FileHandle.standardError.write(Data("usage: mm-data-bench manifest PATH | loader MANIFEST SIZE BATCH THREADS BATCHES [CONTEXT]\n".utf8))
+        exit(2)
+    }
+} catch {
+    FileHandle.standardError.write(Data("mm-data-bench: \(error)\n".utf8))
+    exit(1)
+}
