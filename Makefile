@@ -73,3 +73,13 @@ bench-image: build venv
 
 soak-image: build venv
 	$(VENV)/bin/python tools/bench/soak_image.py
+
+# Tokenizer (MMTokenizer): golden fixtures from open_clip's SimpleTokenizer (plus the HTML entity
+# table), and throughput against open_clip and Hugging Face's fast tokenizer in one run.
+.PHONY: fixtures-tokenizer bench-tokenizer
+fixtures-tokenizer: venv
+	$(VENV)/bin/python tools/make_tokenizer_fixtures.py
+	$(VENV)/bin/python tools/make_tokenizer_tables.py
+
+bench-tokenizer: build venv
+	$(VENV)/bin/python tools/bench/bench_tokenizer.py
