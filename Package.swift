@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "MMVision", dependencies: ["MMNN"], swiftSettings: optimise),
         .target(name: "MMText", dependencies: ["MMNN"], swiftSettings: optimise),
         .target(name: "MMCLIP", dependencies: ["MMVision", "MMText"], resources: [.copy("configs")], swiftSettings: optimise),
-        .target(name: "MMEval", dependencies: ["MMCLIP", "MMTokenizer"], swiftSettings: optimise),
+        .target(name: "MMEval", dependencies: ["MMCLIP", "MMTokenizer"], resources: [.copy("templates")], swiftSettings: optimise),
         .target(name: "MMTrain", dependencies: ["MMCLIP", "MMEval", "MMData"], swiftSettings: optimise),
 
         // Image decoding (libjpeg-turbo, libpng behind setjmp shims) and open_clip's preprocessing
@@ -69,6 +69,7 @@ let package = Package(
         .testTarget(name: "MMImageTests", dependencies: ["MMImage"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMTokenizerTests", dependencies: ["MMTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMDataTests", dependencies: ["MMData", "MMImage", "MMTokenizer", "MMTensor"]),
+        .testTarget(name: "MMEvalTests", dependencies: ["MMEval", "MMTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -20,6 +20,7 @@ public struct MM: ParsableCommand {
             TrainCommand.self,
             EmbedCommand.self,
             ConvertCommand.self,
+            ZeroShotCommand.self,
         ]
     )
 

@@ -27,13 +27,18 @@ public struct RetrievalMetrics: Codable, Sendable, Equatable {
         var imageRanks: [Int] = []
         for i in 0..<n where !captionsOf[i].isEmpty {
             let row = s + i * m
-            let best = captionsOf[i].map { row[$0] }.max()!
-            imageRanks.append((0..<m).reduce(0) { $0 + (row[$1] > best ? 1 : 0) })
+            var best = -Float.infinity
+            for j in captionsOf[i] { best = max(best, row[j]) }
+            var above = 0
+            for j in 0..<m where row[j] > best { above += 1 }
+            imageRanks.append(above)
         }
-        var textRanks: [Int] = []
+        var textRanks = [Int](repeating: 0, count: m)
         for j in 0..<m {
             let target = s[imageOfText[j] * m + j]
-            textRanks.append((0..<n).reduce(0) { $0 + (s[$1 * m + j] > target ? 1 : 0) })
+            var above = 0
+            for i in 0..<n where s[i * m + j] > target { above += 1 }
+            textRanks[j] = above
         }
         imageToText = Self.summarise(imageRanks, ks)
         textToImage = Self.summarise(textRanks, ks)

@@ -1,0 +1,67 @@
+import Foundation
+
+/// Prompt templates for zero-shot classification: `{}` marks where the class name goes.
+public enum PromptTemplates {
+    /// `openai` (open_clip's 80 ImageNet prompts), `simple` (its 7), `none` (the bare name), or
+    /// a file with one template per line.
+    public static func named(_ name: String) throws -> [String] {
+        switch name {
+        case "none": return ["{}"]
+        case "openai", "simple":
+            guard let url = Bundle.module.url(forResource: name, withExtension: "txt", subdirectory: "templates") else {
+                throw EvalError("the bundled '\(name)' templates are missing from this build")
+            }
+            return try parse(try Data(contentsOf: url), file: url.path)
+        default:
+            guard let data = FileManager.default.contents(atPath: name) else {
+                throw EvalError("\(name): cannot read the templates file (or use openai, simple, none)")
+            }
+            return try parse(data, file: name)
+        }
+    }
+
+    /// One template per non-blank line; each must contain `{}`.
+    public static func parse(_ data: Data, file: String) throws -> [String] {
+        guard let text = String(data: data, encoding: .utf8) else { throw EvalError("\(file): not UTF-8") }
+        var templates: [String] = []
+        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let t = line.trimmingCharacters(in: .whitespacesAndNewlines)
+            if t.isEmpty { continue }
+            guard t.contains("{}") else { throw EvalError("\(file):\(n + 1): template '\(t)' has no {} for the class name") }
+            templates.append(t)
+        }
+        guard !templates.isEmpty else { throw EvalError("\(file): no templates (one per line, {} marks the class name)") }
+        return templates
+    }
+}
+
+/// Class names read from a labels file: one class per line, `a|b` gives synonyms of one class.
+public struct ClassLabels: Equatable {
+    /// Per class, its names; the first is the one reported.
+    public var classes: [[String]]
+    /// Lines whose class (first name, case-insensitive) already appeared, dropped.
+    public var duplicates: [(line: Int, name: String)]
+
+    public static func == (a: ClassLabels, b: ClassLabels) -> Bool {
+        a.classes == b.classes && a.duplicates.map(\.line) == b.duplicates.map(\.line)
+    }
+
+    public init(contentsOf path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else { throw EvalError("\(path): cannot read the labels file") }
+        try self.init(parsing: data, file: path)
+    }
+
+    /// Blank lines are ignored; an empty result or non-UTF-8 text is an error.
+    public init(parsing data: Data, file: String) throws {
+        guard let text = String(data: data, encoding: .utf8) else { throw EvalError("\(file): not UTF-8") }
+        var seen = Set<String>()
+        classes = []
+        duplicates = []
+        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let names = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
+            guard let first = names.first else { continue }
+            if seen.insert(first.lowercased()).inserted { classes.append(names) } else { duplicates.append((n + 1, first)) }
+        }
+        guard !classes.isEmpty else { throw EvalError("\(file): no labels (one class name per line, a|b for synonyms)") }
+    }
+}
