@@ -128,18 +128,20 @@ private final class ManifestParser {
     let options: Options
     typealias Options = Manifest.Options
 
-    /// The manifest's directory with a trailing slash ("" when the path has none).
-    let directory: [UInt8]
+    /// The manifest's directory with a trailing slash (empty when the path has none).
+    let directory: UnsafeMutableBufferPointer<UInt8>
 
     var position = 0
     var line = 1
+    /// The current record's fields.
     var fields: [Field] = []
 
+    // The layout, from the header (or the header-less default).
     var columns: [String] = []
-    var images: [String] = []
-    var captions: [String] = []
-    var labels: [String] = []
-    var lines: [Int] = []
+    var width = 2
+    var imageColumn = 0, captionColumn = 1, labelColumn = -1
+    var fieldNames = "(image path, caption)"
+
     var badLines: [Manifest.BadLine] = []
 
     init(path: String, bytes: UnsafeBufferPointer<UInt8>, separator: UInt8, quoting: Bool, options: Options) {
@@ -150,28 +152,46 @@ private final class ManifestParser {
         self.quoting = quoting
         self.options = options
         let utf8 = Array(path.utf8)
-        if let slash = utf8.lastIndex(of: UInt8(ascii: "/")) {
-            directory = Array(utf8[...slash])
-        } else {
-            directory = []
-        }
+        let prefix = utf8.lastIndex(of: UInt8(ascii: "/")).map { utf8[...$0] } ?? []
+        directory = .allocate(capacity: prefix.count)
+        _ = directory.initialize(from: prefix)
         // A UTF-8 byte-order mark (Excel writes one) is not part of the first field.
         if n >= 3 && base[0] == 0xEF && base[1] == 0xBB && base[2] == 0xBF { position = 3 }
     }
+
+    deinit { directory.deallocate() }
 
     struct Result {
         var columns: [String], images: [String], captions: [String], labels: [String], lines: [Int]
         var badLines: [Manifest.BadLine]
     }
 
+    /// A record turned into a sample, or why it cannot be one.
+    enum Sample {
+        case sample(image: String, caption: String, label: String)
+        case bad(String)
+    }
+
     func run() throws -> Result {
         // Room for every line up front: no regrowing copies of a million-entry array.
         var estimate = 1, i = position
         while let newline = find(0x0A, from: i) { estimate += 1; i = newline + 1 }
+        var images: [String] = [], captions: [String] = [], labels: [String] = [], lines: [Int] = []
         images.reserveCapacity(estimate)
         lines.reserveCapacity(estimate)
         if options.captionKey != nil { captions.reserveCapacity(estimate) }
         if options.labelKey != nil { labels.reserveCapacity(estimate) }
+        func add(_ sample: Sample, _ line: Int) throws {
+            switch sample {
+            case let .sample(image, caption, label):
+                images.append(image)
+                if captionColumn >= 0 { captions.append(caption) }
+                if labelColumn >= 0 { labels.append(label) }
+                lines.append(line)
+            case let .bad(reason):
+                try reject(line, reason)
+            }
+        }
 
         // The first record decides between a header and a header-less file.
         var first: Int?
@@ -183,8 +203,6 @@ private final class ManifestParser {
         }
         guard let firstLine = first else { throw DataError.empty(path: path) }
 
-        var imageColumn = 0, captionColumn = 1, labelColumn = -1, width = 2
-        var fieldNames = "(image path, caption)"
         let header = firstError == nil ? fields.map { text($0) } : []
         if let imageIndex = header.firstIndex(of: options.imageKey) {
             columns = header
@@ -198,18 +216,18 @@ private final class ManifestParser {
             throw DataError.badLine(path: path, line: firstLine, reason: problem)
         } else if !options.usesDefaultKeys || header.contains(Options.defaultCaptionKey) {
             throw DataError.missingColumn(path: path, key: options.imageKey, role: "image", columns: header)
-        } else {
+        } else if let problem = firstError {
             // Header-less: the first record is a sample.
-            if let problem = firstError { try reject(firstLine, problem) } else {
-                try take(line: firstLine, width: width, fieldNames, imageColumn, captionColumn, labelColumn)
-            }
+            try reject(firstLine, problem)
+        } else {
+            try add(sample(), firstLine)
         }
 
         while position < n {
             let start = line
             if let problem = nextRecord() { try reject(start, problem); continue }
             if fields.isEmpty { continue }
-            try take(line: start, width: width, fieldNames, imageColumn, captionColumn, labelColumn)
+            try add(sample(), start)
         }
 
         if images.isEmpty {
@@ -240,37 +258,33 @@ private final class ManifestParser {
         badLines.append(Manifest.BadLine(line: line, reason: reason))
     }
 
-    /// Turns the current record into a sample, or rejects it.
-    private func take(line: Int, width: Int, _ fieldNames: String,
-                               _ imageColumn: Int, _ captionColumn: Int, _ labelColumn: Int) throws {
+    /// The current record as a sample.
+    private func sample() -> Sample {
         guard fields.count == width else {
             let sep = separator == UInt8(ascii: "\t") ? "tab" : "'\(Character(Unicode.Scalar(separator)))'"
-            return try reject(line, "expected \(width) fields \(fieldNames) separated by \(sep), found \(fields.count)")
+            return .bad("expected \(width) fields \(fieldNames) separated by \(sep), found \(fields.count)")
         }
         let imageField = fields[imageColumn]
-        if imageField.start == imageField.end { return try reject(line, "empty image path") }
+        if imageField.start == imageField.end { return .bad("empty image path") }
         let isAbsolute = base[imageField.start] == UInt8(ascii: "/")
-        guard let image = string(imageField, prefix: isAbsolute ? [] : directory) else {
-            return try reject(line, "image path is not valid UTF-8 (\(invalidByte(imageField)))")
+        guard let image = string(imageField, prefix: isAbsolute ? UnsafeBufferPointer(start: nil, count: 0) : UnsafeBufferPointer(directory)) else {
+            return .bad("image path is not valid UTF-8 (\(invalidByte(imageField)))")
         }
         var caption = ""
         if captionColumn >= 0 {
             guard let c = string(fields[captionColumn]) else {
-                return try reject(line, "caption is not valid UTF-8 (\(invalidByte(fields[captionColumn])))")
+                return .bad("caption is not valid UTF-8 (\(invalidByte(fields[captionColumn])))")
             }
             caption = c
         }
         var label = ""
         if labelColumn >= 0 {
             let field = fields[labelColumn]
-            if field.start == field.end { return try reject(line, "empty label") }
-            guard let l = string(field) else { return try reject(line, "label is not valid UTF-8 (\(invalidByte(field)))") }
+            if field.start == field.end { return .bad("empty label") }
+            guard let l = string(field) else { return .bad("label is not valid UTF-8 (\(invalidByte(field)))") }
             label = l
         }
-        images.append(image)
-        if captionColumn >= 0 { captions.append(caption) }
-        if labelColumn >= 0 { labels.append(label) }
-        lines.append(line)
+        return .sample(image: image, caption: caption, label: label)
     }
 
     // MARK: records
@@ -377,14 +391,13 @@ private final class ManifestParser {
     // MARK: text
 
     /// The field as a String (quotes collapsed), after `prefix`; nil when not valid UTF-8.
-    private func string(_ field: Field, prefix: [UInt8] = []) -> String? {
+    private func string(_ field: Field, prefix: UnsafeBufferPointer<UInt8> = UnsafeBufferPointer(start: nil, count: 0)) -> String? {
         if field.escaped {
-            var bytes = prefix
+            var bytes = Array(prefix)
             appendUnescaped(field, to: &bytes)
             return bytes.withUnsafeBufferPointer { makeString(UnsafeBufferPointer(start: nil, count: 0), $0) }
         }
-        let bytes = UnsafeBufferPointer(start: base + field.start, count: field.end - field.start)
-        return prefix.withUnsafeBufferPointer { makeString($0, bytes) }
+        return makeString(prefix, UnsafeBufferPointer(start: base + field.start, count: field.end - field.start))
     }
 
     /// `head + tail` as a String when `tail` is valid UTF-8 (`head`, the manifest's directory,
