@@ -95,6 +95,8 @@ public final class PairLoader {
     /// Threads that decode and tokenise (the composing thread included).
     public let threads: Int
     public let prefetch: Int
+    /// Whether the threads run at idle priority (see `init(training:…)`).
+    public let background: Bool
 
     private let producer: Producer
     private let queue: BatchQueue
@@ -102,10 +104,12 @@ public final class PairLoader {
     private var stopped = false
 
     /// A training loader over `order`'s batches (use `ImageTransform.train(size:)`: augmentation, fast decode).
+    /// `background`: run the threads at idle priority (Linux SCHED_IDLE), so they decode only
+    /// on cores the training step leaves idle and never slow its kernels down.
     public convenience init(training manifest: Manifest, order: EpochOrder, transform: ImageTransform,
                             tokenizer: Tokenizer, contextLength: Int? = nil, start: LoaderPosition = .start,
                             epochs: Int? = nil, threads: Int = Threads.count, prefetch: Int = 2,
-                            maxFailuresInARow: Int? = nil) throws {
+                            background: Bool = false, maxFailuresInARow: Int? = nil) throws {
         precondition(order.sampleCount == manifest.count, "order made for \(order.sampleCount) samples, manifest has \(manifest.count)")
         guard manifest.captions != nil else { throw DataError.noCaptions(path: manifest.path) }
         guard start.epoch >= 0, start.batch >= 0, start.batch < order.batchesPerEpoch, start.cursor >= start.batch * order.batchSize else {
@@ -113,22 +117,23 @@ public final class PairLoader {
         }
         try self.init(manifest: manifest, transform: transform, order: order, batchSize: order.batchSize,
                       tokenizer: tokenizer, contextLength: contextLength, start: start, epochs: epochs,
-                      threads: threads, prefetch: prefetch, maxFailuresInARow: maxFailuresInARow)
+                      threads: threads, prefetch: prefetch, background: background, maxFailuresInARow: maxFailuresInARow)
     }
 
     /// An evaluation loader: manifest order, the last batch partial (use `ImageTransform.eval(size:)`:
     /// center crop, exact decode). Without a tokenizer (or captions) it loads images only.
     public convenience init(evaluating manifest: Manifest, batchSize: Int, transform: ImageTransform,
                             tokenizer: Tokenizer?, contextLength: Int? = nil, threads: Int = Threads.count,
-                            prefetch: Int = 2, maxFailuresInARow: Int? = nil) throws {
+                            prefetch: Int = 2, background: Bool = false, maxFailuresInARow: Int? = nil) throws {
         try self.init(manifest: manifest, transform: transform, order: nil, batchSize: batchSize,
                       tokenizer: manifest.captions == nil ? nil : tokenizer, contextLength: contextLength,
-                      start: .start, epochs: nil, threads: threads, prefetch: prefetch, maxFailuresInARow: maxFailuresInARow)
+                      start: .start, epochs: nil, threads: threads, prefetch: prefetch, background: background,
+                      maxFailuresInARow: maxFailuresInARow)
     }
 
     private init(manifest: Manifest, transform: ImageTransform, order: EpochOrder?, batchSize: Int,
                  tokenizer: Tokenizer?, contextLength: Int?, start: LoaderPosition, epochs: Int?,
-                 threads: Int, prefetch: Int, maxFailuresInARow: Int?) throws {
+                 threads: Int, prefetch: Int, background: Bool, maxFailuresInARow: Int?) throws {
         precondition(batchSize > 0, "batch size must be positive")
         precondition(threads > 0, "thread count must be positive")
         precondition(prefetch > 0, "prefetch depth must be positive")
@@ -139,10 +144,11 @@ public final class PairLoader {
         self.contextLength = tokenizer == nil ? 0 : (contextLength ?? tokenizer!.contextLength)
         self.threads = threads
         self.prefetch = prefetch
+        self.background = background
         queue = BatchQueue(capacity: prefetch)
         producer = Producer(manifest: manifest, transform: transform, tokenizer: tokenizer,
                             contextLength: self.contextLength, order: order, batchSize: batchSize,
-                            start: start, epochs: epochs, threads: threads,
+                            start: start, epochs: epochs, threads: threads, background: background,
                             failureLimit: maxFailuresInARow ?? batchSize, queue: queue)
         let producer = self.producer, done = self.done
         let thread = Thread {
@@ -186,6 +192,7 @@ private final class Producer: @unchecked Sendable {
     let queue: BatchQueue
     let pipelines: [ImagePipeline]
     let threads: Int
+    let background: Bool
     let planeCount: Int
     let size: Int
 
@@ -197,7 +204,8 @@ private final class Producer: @unchecked Sendable {
     private var bad: [Int: SkippedImage] = [:]
 
     init(manifest: Manifest, transform: ImageTransform, tokenizer: Tokenizer?, contextLength: Int, order: EpochOrder?,
-         batchSize: Int, start: LoaderPosition, epochs: Int?, threads: Int, failureLimit: Int, queue: BatchQueue) {
+         batchSize: Int, start: LoaderPosition, epochs: Int?, threads: Int, background: Bool, failureLimit: Int,
+         queue: BatchQueue) {
         self.manifest = manifest
         self.tokenizer = tokenizer
         self.contextLength = contextLength
@@ -207,6 +215,7 @@ private final class Producer: @unchecked Sendable {
         self.failureLimit = max(1, failureLimit)
         self.queue = queue
         self.threads = threads
+        self.background = background
         pipelines = (0..<threads).map { _ in ImagePipeline(transform: transform) }
         size = transform.size
         planeCount = 3 * transform.size * transform.size
@@ -221,7 +230,8 @@ private final class Producer: @unchecked Sendable {
     struct Cancelled: Error {}
 
     func run() {
-        let pool = WorkerPool(helpers: threads - 1, name: "mm-data")
+        if background { runAtIdlePriority() }
+        let pool = WorkerPool(helpers: threads - 1, name: "mm-data", background: background)
         defer { pool.shutdown() }
         while true {
             do {

@@ -11,10 +11,13 @@ final class WorkerPool: @unchecked Sendable {
     private var stopping = false
     private var running: Int
 
-    init(helpers: Int, name: String) {
+    init(helpers: Int, name: String, background: Bool) {
         running = helpers
         for worker in stride(from: 1, through: helpers, by: 1) {
-            let thread = Thread { [self] in helperLoop(worker) }
+            let thread = Thread { [self] in
+                if background { runAtIdlePriority() }
+                helperLoop(worker)
+            }
             thread.name = "\(name)-\(worker)"
             thread.start()
         }
@@ -76,6 +79,17 @@ final class WorkerPool: @unchecked Sendable {
             work(as: worker)
         }
     }
+}
+
+/// Moves the calling thread to Linux's SCHED_IDLE class: it gets a core only when no normal
+/// thread wants one, so it cannot delay a training step's kernels (nor make one of their
+/// parallel chunks a straggler). Elsewhere a no-op.
+func runAtIdlePriority() {
+    #if os(Linux)
+    var parameters = sched_param()
+    let idle: Int32 = 5  // SCHED_IDLE in <sched.h>, which Swift's Glibc module does not export
+    _ = pthread_setschedparam(pthread_self(), idle, &parameters)
+    #endif
 }
 
 /// The bounded hand-over between the producing thread and the training loop.

@@ -1,6 +1,9 @@
 // mm-data-bench: timings of MMData for tools/bench/bench_data.py, printed as one JSON object.
 // Usage: mm-data-bench manifest PATH
 //        mm-data-bench loader MANIFEST SIZE BATCH THREADS BATCHES [CONTEXT]
+//        mm-data-bench overlap MANIFEST SIZE BATCH THREADS BATCHES CONTEXT GEMM   (a training step
+//          stand-in: GEMM³ matrix products on all cores per batch, with the loader at normal
+//          and at background priority)
 import Foundation
 import MMData
 import MMImage
@@ -41,6 +44,36 @@ do {
         }
         emit(["what": "loader", "threads": threads, "batch": batch, "size": size, "samples": samples,
               "seconds": s, "samples_per_second": Double(samples) / s])
+    case "overlap":
+        let manifest = try Manifest(path: args[1])
+        let (size, batch, threads, batches) = (Int(args[2])!, Int(args[3])!, Int(args[4])!, Int(args[5])!)
+        let (context, n) = (Int(args[6])!, Int(args[7])!)
+        let tokenizer = try Tokenizer(contextLength: context)
+        let order = try EpochOrder(sampleCount: manifest.count, batchSize: batch, seed: 0)
+        var g = SeededGenerator(seed: 0)
+        let a = Tensor.zeros([n, n]), b = Tensor.zeros([n, n])
+        a.fillNormal(std: 1, using: &g)
+        b.fillNormal(std: 1, using: &g)
+        func step() { _ = Tensor.matmul(a, b) }
+        step()
+        let compute = seconds { for _ in 0..<batches { step() } }
+        func run(background: Bool?) throws -> Double {
+            let loader = try PairLoader(training: manifest, order: order, transform: .train(size: size), tokenizer: tokenizer,
+                                        threads: threads, background: background ?? false)
+            _ = try loader.next()
+            return try seconds {
+                for _ in 0..<batches {
+                    _ = try loader.next()!
+                    if background != nil { step() }
+                }
+            }
+        }
+        let alone = try run(background: nil)
+        let normal = try run(background: false)
+        let idle = try run(background: true)
+        emit(["what": "overlap", "threads": threads, "batch": batch, "size": size, "batches": batches, "gemm": n,
+              "compute_seconds": compute, "loader_seconds": alone, "together_normal_seconds": normal,
+              "together_background_seconds": idle])
     default:
         FileHandle.standardError.write(Data("usage: mm-data-bench manifest PATH | loader MANIFEST SIZE BATCH THREADS BATCHES [CONTEXT]\n".utf8))
         exit(2)

@@ -74,9 +74,12 @@ import Testing
                                             epochs: 2, threads: 1, prefetch: 1), 100)
         let c = try Self.collect(PairLoader(training: manifest, order: order, transform: Self.train, tokenizer: Self.tokenizer,
                                             epochs: 2, threads: 3, prefetch: 4), 100)
+        let d = try Self.collect(PairLoader(training: manifest, order: order, transform: Self.train, tokenizer: Self.tokenizer,
+                                            epochs: 2, background: true), 100)
         #expect(a.count == 6)
         Self.expectSame(a, b, "2 threads vs 1")
         Self.expectSame(a, c, "2 threads vs 3")
+        Self.expectSame(a, d, "normal vs background priority")
 
         let other = try Self.collect(PairLoader(training: manifest, order: EpochOrder(sampleCount: 48, batchSize: 16, seed: 8),
                                                 transform: Self.train, tokenizer: Self.tokenizer, epochs: 1), 1)
