@@ -49,7 +49,7 @@ case "block":
     emit(["op": "block", "width": w, "heads": h, "length": l, "batch": bs, "causal": causal, "threads": Threads.count,
           "forward_s": forward, "forward_backward_s": both,
           "forward_gflops": flops / forward / 1e9, "forward_backward_gflops": 3 * flops / both / 1e9])
-case "encode-image", "encode-text":
+case "encode-image", "encode-text", "encode-text-full":
     // Inference of one tower of a randomly initialised model, no tape; peak RSS of the process.
     let v = Array(args.dropFirst())
     let model = CLIPModel(try! CLIPConfig(named: v[0]))
@@ -60,11 +60,12 @@ case "encode-image", "encode-text":
         let images = g.tensorNormal([batch, 3, c.vision.imageSize, c.vision.imageSize])
         seconds = median(3) { _ = model.encodeImage(images) }
     } else {
-        // Captions of varied length: SOT, words, EOT (the highest id), padding.
+        // Captions of varied length (SOT, words, EOT — the highest id —, padding), or with
+        // encode-text-full every row filling the context (no padding to skip).
         let l = c.text.contextLength
         var ids = [Int32](repeating: 0, count: batch * l)
         for row in 0..<batch {
-            let n = 5 + row % 15
+            let n = args.first == "encode-text-full" ? l - 2 : 5 + row % 15
             ids[row * l] = 49406
             for j in 1...n { ids[row * l + j] = Int32(1000 + (row * 31 + j * 7) % 40000) }
             ids[row * l + n + 1] = 49407

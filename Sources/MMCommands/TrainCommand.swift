@@ -43,8 +43,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Column separator (default: tab for .tsv, comma for .csv).") var separator: String?
     @Flag(help: "Skip malformed manifest lines (counted and logged) instead of stopping.") var skipBad = false
 
-    @Option(help: "Model: a bundled config name (\(CLIPConfig.bundledNames.joined(separator: ", "))) or an open_clip config .json.")
-    var model = "mm-tiny"
+    @Option(help: "Model: a bundled config name (\(CLIPConfig.bundledNames.joined(separator: ", "))) or an open_clip config .json (default: mm-tiny, or the --pretrained checkpoint's own).")
+    var model: String?
     @Option(help: "Start from these weights (safetensors; open_clip or Hugging Face layout).") var pretrained: String?
     @Flag(help: "Freeze the image tower and train the text tower against it (LiT).") var lockImage = false
     @Option(help: "A vocabulary folder from `mm vocab train` (default: the CLIP vocabulary).") var vocab: String?
@@ -100,26 +100,33 @@ struct TrainCommand: ParsableCommand {
                                       zeroshotData: zeroshotData, imageKey: imageKey, captionKey: captionKey, labelKey: labelKey,
                                       separator: separator, skipBad: skipBad, model: model, pretrained: pretrained, vocab: vocab)
 
-        // Model
-        var config = try CLIPConfig(named: inv.model)
+        // Model: from --pretrained (its recorded config unless --model says otherwise) or new.
         let vocabulary = try inv.vocab.map { try Vocabulary.load($0) } ?? Vocabulary.clip()
-        var changes: [String: Any] = [:]
-        if vocabulary.count != config.text.vocabSize { changes["text_cfg.vocab_size"] = vocabulary.count }
-        if options.loss == .siglip && config.initLogitBias == nil {
-            changes["init_logit_bias"] = -10.0  // SigLIP's initialisation
-            changes["init_logit_scale"] = Foundation.log(10.0)
-        }
-        if !changes.isEmpty { config = try config.updating(changes) }
         let clip: CLIPModel
-        var preprocessing = Preprocessing(imageSize: config.vision.imageSize)
+        let preprocessing: Preprocessing
         if let pretrained = inv.pretrained {
-            let loaded = try CLIPModel.load(from: URL(fileURLWithPath: pretrained), config: inv.model == "mm-tiny" ? nil : config)
+            let loaded = try CLIPModel.load(from: URL(fileURLWithPath: pretrained), config: try inv.model.map { try CLIPConfig(named: $0) })
             clip = loaded.model
-            config = clip.config
             preprocessing = loaded.preprocessing
+            guard vocabulary.count <= clip.config.text.vocabSize else {
+                throw CommandError("the vocabulary has \(vocabulary.count) tokens but \(pretrained)'s text tower has \(clip.config.text.vocabSize)")
+            }
+            guard options.loss == .clip || clip.logitBias != nil else {
+                throw CommandError("\(pretrained) has no logit_bias, which --loss siglip needs")
+            }
         } else {
+            var config = try CLIPConfig(named: inv.model ?? "mm-tiny")
+            var changes: [String: Any] = [:]
+            if vocabulary.count != config.text.vocabSize { changes["text_cfg.vocab_size"] = vocabulary.count }
+            if options.loss == .siglip && config.initLogitBias == nil {
+                changes["init_logit_bias"] = -10.0  // SigLIP's initialisation
+                changes["init_logit_scale"] = Foundation.log(10.0)
+            }
+            if !changes.isEmpty { config = try config.updating(changes) }
             clip = CLIPModel(config, seed: options.seed)
+            preprocessing = Preprocessing(imageSize: config.vision.imageSize)
         }
+        let config = clip.config
         let tokenizer = Tokenizer(vocabulary: vocabulary, contextLength: config.text.contextLength)
 
         // Data
@@ -160,7 +167,7 @@ struct TrainCommand: ParsableCommand {
         }
         for bad in train.badLines { FileHandle.standardError.write(Data("skipped \(inv.pairs) \(bad)\n".utf8)) }
         FileHandle.standardError.write(Data("""
-            training \(inv.model) (\(clip.parameterCount.formatted()) parameters) on \(train.count) pairs, \
+            training \(inv.model ?? inv.pretrained ?? "mm-tiny") (\(clip.parameterCount.formatted()) parameters) on \(train.count) pairs, \
             \(order.batchesPerEpoch / options.accumFreq) steps per epoch of \(options.batchSize * options.accumFreq) pairs → \(runURL.path)
 
             """.utf8))
@@ -184,7 +191,7 @@ struct Invocation: Codable {
     var labelKey: String
     var separator: String?
     var skipBad: Bool
-    var model: String
+    var model: String?
     var pretrained: String?
     var vocab: String?
 

@@ -57,11 +57,22 @@ public final class TextTransformer: Module {
         let c = configuration
         precondition(ids.shape.count == 2 && ids.shape[1] <= c.contextLength,
                      "text tower expects ids [B, L ≤ \(c.contextLength)], got \(ids.shape)")
-        let (b, l) = (ids.shape[0], ids.shape[1])
+        // With the causal mask, a row's features at its end-of-text token depend only on the
+        // tokens up to it, so the columns after the batch's last EOT (padding) are never needed.
+        let eot = Self.endOfText(ids)
+        let used = Int(eot.values.max() ?? 0) + 1
+        let tokens = used < ids.shape[1] ? Self.leadingColumns(ids, used) : ids
+        let l = tokens.shape[1]
         let positions = l == c.contextLength ? positionalEmbedding : positionalEmbedding.slice(axis: 0, 0..<l)
-        var x = tokenEmbedding(ids) + positions
+        var x = tokenEmbedding(tokens) + positions
         x = finalNorm(transformer(x, causal: true))
-        return .matmul(x.gatherRows(Self.endOfText(ids)), projection)
+        return .matmul(x.gatherRows(eot), projection)
+    }
+
+    /// ids [B, L] → [B, n].
+    static func leadingColumns(_ ids: IntTensor, _ n: Int) -> IntTensor {
+        let (b, l) = (ids.shape[0], ids.shape[1])
+        return IntTensor(shape: [b, n], values: (0..<b).flatMap { ids.values[($0 * l)..<($0 * l + n)] })
     }
 
     /// The position of each row's highest id (its first occurrence, as torch's argmax).

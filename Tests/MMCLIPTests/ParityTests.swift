@@ -34,6 +34,18 @@ import Testing
         expectClose("text embeds", m.encodeText(text), fixture.tensors["out.text_embeds"], atol: 1e-4, rtol: 0)
     }
 
+    /// Rows encoded alone are cut after their end-of-text token (the padding cannot affect it
+    /// through the causal mask); they must still match open_clip's full-length computation.
+    @Test func shortCaptionsSkipPaddingWithTheSameResult() throws {
+        let m = try model()
+        let reference = try #require(fixture.tensors["out.text_features"])
+        let (b, l) = (text.shape[0], text.shape[1])
+        for row in 0..<b {
+            let ids = IntTensor(shape: [1, l], values: Array(text.values[(row * l)..<((row + 1) * l)]))
+            expectClose("text row \(row) alone", m.encodeText(ids, normalize: false), reference.slice(axis: 0, row..<(row + 1)), atol: 1e-4, rtol: 0)
+        }
+    }
+
     /// One forward/backward of the symmetric InfoNCE loss: the loss to 1e-5 relative and every
     /// parameter's gradient to 1e-4 absolute + 1e-3 relative.
     @Test func infoNCEGradientsMatchOpenCLIP() throws {
