@@ -71,18 +71,18 @@ public struct Manifest: Sendable {
     public let quoting: Bool
     /// The header's column names; empty for a header-less file.
     public let columns: [String]
-    /// Image paths, resolved against the manifest's directory.
-    public let images: [String]
+    /// Image paths, resolved against the manifest's directory (absolute ones kept).
+    public let images: TextColumn
     /// One caption per sample; nil when read without a caption column.
-    public let captions: [String]?
+    public let captions: TextColumn?
     /// One label per sample when a `labelKey` was given.
-    public let labels: [String]?
+    public let labels: TextColumn?
     /// The 1-based line each sample came from.
     public let lines: [Int]
     /// Lines skipped with `skipBad`, in file order.
     public let badLines: [BadLine]
 
-    public var count: Int { images.count }
+    public var count: Int { lines.count }
     public var hasHeader: Bool { !columns.isEmpty }
 
     /// Reads and parses the manifest at `path`.
@@ -97,39 +97,95 @@ public struct Manifest: Sendable {
             throw DataError.badLine(path: path, line: 0, reason: "separator \(separator.debugDescription) must be one ASCII character other than a quote or line break")
         }
         let quoting = options.quoting ?? (sep != UInt8(ascii: "\t"))
-        let parsed = try bytes.withUnsafeBufferPointer { buffer in
+        // Fields stay in the file's bytes (quoted ones unescaped in place); columns are offsets.
+        var bytes = bytes
+        let parsed = try bytes.withUnsafeMutableBufferPointer { buffer in
             try ManifestParser(path: path, bytes: buffer, separator: sep, quoting: quoting, options: options).run()
         }
+        let text = ManifestText(bytes)
+        let utf8 = Array(path.utf8)
+        let directory = utf8.lastIndex(of: UInt8(ascii: "/")).map { Array(utf8[...$0]) } ?? []
         self.path = path
         self.separator = separator
         self.quoting = quoting
         columns = parsed.columns
-        images = parsed.images
-        captions = options.captionKey == nil ? nil : parsed.captions
-        labels = options.labelKey == nil ? nil : parsed.labels
+        images = TextColumn(text, parsed.images, prefix: directory)
+        captions = options.captionKey == nil ? nil : TextColumn(text, parsed.captions)
+        labels = options.labelKey == nil ? nil : TextColumn(text, parsed.labels)
         lines = parsed.lines
         badLines = parsed.badLines
     }
 }
 
-/// One field of the current record: a byte range, and whether it holds `""` pairs to collapse.
+/// A column of a manifest, read as Strings. The manifest keeps the file's bytes and each
+/// field's offset, and makes an element's String when it is read: a million-line manifest is
+/// one buffer and a few arrays of integers, not millions of separately allocated strings.
+public struct TextColumn: RandomAccessCollection, Sendable {
+    private let text: ManifestText
+    private let ranges: FieldRanges
+    /// Put before every element that is not an absolute path (the image column's directory).
+    private let prefix: [UInt8]
+
+    fileprivate init(_ text: ManifestText, _ ranges: FieldRanges, prefix: [UInt8] = []) {
+        self.text = text
+        self.ranges = ranges
+        self.prefix = prefix
+    }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { ranges.starts.count }
+
+    public subscript(position: Int) -> String {
+        let start = ranges.starts[position], count = Int(ranges.lengths[position])
+        return text.bytes.withUnsafeBufferPointer { bytes in
+            let field = bytes.baseAddress! + start
+            let head = prefix.isEmpty || (count > 0 && field[0] == UInt8(ascii: "/")) ? 0 : prefix.count
+            return String(unsafeUninitializedCapacity: head + count) { out in
+                prefix.withUnsafeBufferPointer { out.baseAddress!.update(from: $0.baseAddress!, count: head) }
+                (out.baseAddress! + head).update(from: field, count: count)
+                return head + count
+            }
+        }
+    }
+}
+
+/// The manifest's bytes, shared by its columns.
+private final class ManifestText: Sendable {
+    let bytes: [UInt8]
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+}
+
+/// Where each field of one column lies in the manifest's bytes.
+private struct FieldRanges: Sendable {
+    var starts: [Int] = []
+    var lengths: [UInt32] = []
+
+    mutating func reserve(_ n: Int) {
+        starts.reserveCapacity(n)
+        lengths.reserveCapacity(n)
+    }
+
+    mutating func append(_ field: Field) {
+        starts.append(field.start)
+        lengths.append(UInt32(field.end - field.start))
+    }
+}
+
+/// One field of the current record: a byte range (a quoted field's quotes already collapsed).
 private struct Field {
     var start: Int
     var end: Int
-    var escaped: Bool
+    var count: Int { end - start }
 }
 
 private final class ManifestParser {
     let path: String
-    let base: UnsafePointer<UInt8>
+    let base: UnsafeMutablePointer<UInt8>
     let n: Int
     let separator: UInt8
     let quoting: Bool
     let options: Options
     typealias Options = Manifest.Options
-
-    /// The manifest's directory with a trailing slash (empty when the path has none).
-    let directory: UnsafeMutableBufferPointer<UInt8>
 
     var position = 0
     var line = 1
@@ -144,49 +200,45 @@ private final class ManifestParser {
 
     var badLines: [Manifest.BadLine] = []
 
-    init(path: String, bytes: UnsafeBufferPointer<UInt8>, separator: UInt8, quoting: Bool, options: Options) {
+    init(path: String, bytes: UnsafeMutableBufferPointer<UInt8>, separator: UInt8, quoting: Bool, options: Options) {
         self.path = path
-        base = bytes.baseAddress ?? UnsafePointer(bitPattern: 1)!
+        base = bytes.baseAddress ?? UnsafeMutablePointer(bitPattern: 1)!
         n = bytes.count
         self.separator = separator
         self.quoting = quoting
         self.options = options
-        let utf8 = Array(path.utf8)
-        let prefix = utf8.lastIndex(of: UInt8(ascii: "/")).map { utf8[...$0] } ?? []
-        directory = .allocate(capacity: prefix.count)
-        _ = directory.initialize(from: prefix)
         // A UTF-8 byte-order mark (Excel writes one) is not part of the first field.
         if n >= 3 && base[0] == 0xEF && base[1] == 0xBB && base[2] == 0xBF { position = 3 }
     }
 
-    deinit { directory.deallocate() }
-
     struct Result {
-        var columns: [String], images: [String], captions: [String], labels: [String], lines: [Int]
+        var columns: [String]
+        var images: FieldRanges, captions: FieldRanges, labels: FieldRanges
+        var lines: [Int]
         var badLines: [Manifest.BadLine]
     }
 
-    /// A record turned into a sample, or why it cannot be one.
+    /// A record's fields as a sample, or why it cannot be one.
     enum Sample {
-        case sample(image: String, caption: String, label: String)
+        case sample(image: Field, caption: Field?, label: Field?)
         case bad(String)
     }
 
     func run() throws -> Result {
-        // Room for every line up front: no regrowing copies of a million-entry array.
+        // Room for every line up front: no regrowing copies of million-entry arrays.
         var estimate = 1, i = position
         while let newline = find(0x0A, from: i) { estimate += 1; i = newline + 1 }
-        var images: [String] = [], captions: [String] = [], labels: [String] = [], lines: [Int] = []
-        images.reserveCapacity(estimate)
+        var images = FieldRanges(), captions = FieldRanges(), labels = FieldRanges(), lines: [Int] = []
+        images.reserve(estimate)
         lines.reserveCapacity(estimate)
-        if options.captionKey != nil { captions.reserveCapacity(estimate) }
-        if options.labelKey != nil { labels.reserveCapacity(estimate) }
+        if options.captionKey != nil { captions.reserve(estimate) }
+        if options.labelKey != nil { labels.reserve(estimate) }
         func add(_ sample: Sample, _ line: Int) throws {
             switch sample {
             case let .sample(image, caption, label):
                 images.append(image)
-                if captionColumn >= 0 { captions.append(caption) }
-                if labelColumn >= 0 { labels.append(label) }
+                if let caption { captions.append(caption) }
+                if let label { labels.append(label) }
                 lines.append(line)
             case let .bad(reason):
                 try reject(line, reason)
@@ -230,7 +282,7 @@ private final class ManifestParser {
             try add(sample(), start)
         }
 
-        if images.isEmpty {
+        if lines.isEmpty {
             if !badLines.isEmpty { throw DataError.noUsableSamples(path: path, skipped: badLines.count) }
             throw DataError.empty(path: path)
         }
@@ -258,31 +310,28 @@ private final class ManifestParser {
         badLines.append(Manifest.BadLine(line: line, reason: reason))
     }
 
-    /// The current record as a sample.
+    /// The current record as a sample: the right number of fields, a path, valid UTF-8.
     private func sample() -> Sample {
         guard fields.count == width else {
             let sep = separator == UInt8(ascii: "\t") ? "tab" : "'\(Character(Unicode.Scalar(separator)))'"
             return .bad("expected \(width) fields \(fieldNames) separated by \(sep), found \(fields.count)")
         }
-        let imageField = fields[imageColumn]
-        if imageField.start == imageField.end { return .bad("empty image path") }
-        let isAbsolute = base[imageField.start] == UInt8(ascii: "/")
-        guard let image = string(imageField, prefix: isAbsolute ? UnsafeBufferPointer(start: nil, count: 0) : UnsafeBufferPointer(directory)) else {
-            return .bad("image path is not valid UTF-8 (\(invalidByte(imageField)))")
-        }
-        var caption = ""
+        let image = fields[imageColumn]
+        if image.count == 0 { return .bad("empty image path") }
+        if let problem = invalidUTF8(image) { return .bad("image path is not valid UTF-8 (\(problem))") }
+        var caption: Field?
         if captionColumn >= 0 {
-            guard let c = string(fields[captionColumn]) else {
-                return .bad("caption is not valid UTF-8 (\(invalidByte(fields[captionColumn])))")
-            }
-            caption = c
+            caption = fields[captionColumn]
+            if let problem = invalidUTF8(caption!) { return .bad("caption is not valid UTF-8 (\(problem))") }
         }
-        var label = ""
+        var label: Field?
         if labelColumn >= 0 {
-            let field = fields[labelColumn]
-            if field.start == field.end { return .bad("empty label") }
-            guard let l = string(field) else { return .bad("label is not valid UTF-8 (\(invalidByte(field)))") }
-            label = l
+            label = fields[labelColumn]
+            if label!.count == 0 { return .bad("empty label") }
+            if let problem = invalidUTF8(label!) { return .bad("label is not valid UTF-8 (\(problem))") }
+        }
+        for field in fields where field.count > Int(UInt32.max) {
+            return .bad("a field is longer than 4 GiB")
         }
         return .sample(image: image, caption: caption, label: label)
     }
@@ -307,10 +356,10 @@ private final class ManifestParser {
         if stop == start { return nil }
         var fieldStart = start
         while let s = find(separator, from: fieldStart, to: stop) {
-            fields.append(Field(start: fieldStart, end: s, escaped: false))
+            fields.append(Field(start: fieldStart, end: s))
             fieldStart = s + 1
         }
-        fields.append(Field(start: fieldStart, end: stop, escaped: false))
+        fields.append(Field(start: fieldStart, end: stop))
         return nil
     }
 
@@ -348,7 +397,7 @@ private final class ManifestParser {
                     position = n
                     return "quoted field opened on line \(firstLine) is never closed"
                 }
-                fields.append(Field(start: start, end: end, escaped: escaped))
+                fields.append(Field(start: start, end: escaped ? collapseQuotes(start..<end) : end))
                 let atEnd = i == n || base[i] == separator || base[i] == 0x0A
                     || (base[i] == 0x0D && (i + 1 == n || base[i + 1] == 0x0A))
                 if !atEnd {
@@ -360,7 +409,7 @@ private final class ManifestParser {
                 while i < n && base[i] != separator && base[i] != 0x0A { i += 1 }
                 var end = i
                 if end > start && (i == n || base[i] == 0x0A) && base[end - 1] == 0x0D { end -= 1 }
-                fields.append(Field(start: start, end: end, escaped: false))
+                fields.append(Field(start: start, end: end))
             }
             if i < n && base[i] == separator { i += 1; continue }
             if i < n && base[i] == 0x0D { i += 1 }
@@ -368,6 +417,17 @@ private final class ManifestParser {
             line += 1
             return nil
         }
+    }
+
+    /// Rewrites a quoted field's `""` pairs as `"` in place; returns the field's new end.
+    private func collapseQuotes(_ range: Range<Int>) -> Int {
+        var write = range.lowerBound, read = range.lowerBound
+        while read < range.upperBound {
+            base[write] = base[read]
+            read += base[read] == UInt8(ascii: "\"") ? 2 : 1
+            write += 1
+        }
+        return write
     }
 
     private func skipLine(from i: Int) {
@@ -379,7 +439,7 @@ private final class ManifestParser {
     private func find(_ byte: UInt8, from start: Int, to end: Int? = nil) -> Int? {
         let stop = end ?? n
         guard start < stop, let hit = memchr(base + start, Int32(byte), stop - start) else { return nil }
-        return UnsafePointer(hit.assumingMemoryBound(to: UInt8.self)) - base
+        return UnsafePointer(hit.assumingMemoryBound(to: UInt8.self)) - UnsafePointer(base)
     }
 
     private func count(newlinesIn range: Range<Int>) -> Int {
@@ -390,48 +450,15 @@ private final class ManifestParser {
 
     // MARK: text
 
-    /// The field as a String (quotes collapsed), after `prefix`; nil when not valid UTF-8.
-    private func string(_ field: Field, prefix: UnsafeBufferPointer<UInt8> = UnsafeBufferPointer(start: nil, count: 0)) -> String? {
-        if field.escaped {
-            var bytes = Array(prefix)
-            appendUnescaped(field, to: &bytes)
-            return bytes.withUnsafeBufferPointer { makeString(UnsafeBufferPointer(start: nil, count: 0), $0) }
-        }
-        return makeString(prefix, UnsafeBufferPointer(start: base + field.start, count: field.end - field.start))
-    }
-
-    /// `head + tail` as a String when `tail` is valid UTF-8 (`head`, the manifest's directory,
-    /// came from a String). One allocation, no second validation.
-    private func makeString(_ head: UnsafeBufferPointer<UInt8>, _ tail: UnsafeBufferPointer<UInt8>) -> String? {
-        guard firstInvalidUTF8(tail) == nil else { return nil }
-        let count = head.count + tail.count
-        return String(unsafeUninitializedCapacity: count) { out in
-            if let h = head.baseAddress { out.baseAddress!.update(from: h, count: head.count) }
-            if let t = tail.baseAddress { (out.baseAddress! + head.count).update(from: t, count: tail.count) }
-            return count
-        }
-    }
-
-    private func appendUnescaped(_ field: Field, to out: inout [UInt8]) {
-        var i = field.start
-        while i < field.end {
-            out.append(base[i])
-            i += field.escaped && base[i] == UInt8(ascii: "\"") ? 2 : 1
-        }
-    }
-
     /// Header names: invalid UTF-8 cannot match a key anyway, so it is replaced.
     private func text(_ field: Field) -> String {
-        var bytes: [UInt8] = []
-        appendUnescaped(field, to: &bytes)
-        return String(decoding: bytes, as: UTF8.self)
+        String(decoding: UnsafeBufferPointer(start: base + field.start, count: field.count), as: UTF8.self)
     }
 
-    /// "byte 0xFF at byte 14 of the field" for the first invalid UTF-8 sequence.
-    private func invalidByte(_ field: Field) -> String {
-        var bytes: [UInt8] = []
-        appendUnescaped(field, to: &bytes)
-        guard let offset = bytes.withUnsafeBufferPointer({ firstInvalidUTF8($0) }) else { return "invalid byte" }
+    /// nil for valid UTF-8, else "byte 0xFF at byte 14 of the field".
+    private func invalidUTF8(_ field: Field) -> String? {
+        let bytes = UnsafeBufferPointer(start: base + field.start, count: field.count)
+        guard let offset = firstInvalidUTF8(bytes) else { return nil }
         let hex = String(bytes[offset], radix: 16, uppercase: true)
         return "byte 0x\(hex.count == 1 ? "0" + hex : hex) at byte \(offset + 1) of the field"
     }

@@ -16,6 +16,13 @@ func seconds(_ body: () throws -> Void) rethrows -> Double {
     return Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9
 }
 
+/// CPU time of the whole process so far (all threads), in seconds.
+func cpuSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+}
+
 func emit(_ fields: [String: Any]) {
     let data = try! JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
     print(String(decoding: data, as: UTF8.self))
@@ -28,8 +35,9 @@ do {
         // One full read (file bytes → resolved paths and captions), as a program does once;
         // bench_data.py takes the median over fresh processes.
         var manifest: Manifest?
+        let cpu = cpuSeconds()
         let s = try seconds { manifest = try Manifest(path: args[1]) }
-        emit(["what": "manifest", "lines": manifest!.count, "seconds": s])
+        emit(["what": "manifest", "lines": manifest!.count, "seconds": s, "cpu_seconds": cpuSeconds() - cpu])
     case "loader":
         let manifest = try Manifest(path: args[1])
         let (size, batch, threads, batches) = (Int(args[2])!, Int(args[3])!, Int(args[4])!, Int(args[5])!)
