@@ -114,3 +114,21 @@ func zeroShotClassifier(_ model: CLIPModel, _ tokenizer: Tokenizer, options: Mod
     }
     return classifier
 }
+
+/// Normalised embeddings of texts [N, D], in batches.
+func embedTexts(_ model: CLIPModel, _ tokenizer: Tokenizer, _ texts: [String], batchSize: Int = 64) -> Tensor {
+    let context = model.config.text.contextLength
+    var parts: [Tensor] = []
+    for start in stride(from: 0, to: texts.count, by: batchSize) {
+        let chunk = Array(texts[start..<min(start + batchSize, texts.count)])
+        let ids = IntTensor(shape: [chunk.count, context], values: tokenizer.tokenize(chunk, contextLength: context))
+        parts.append(withoutGradients { model.encodeText(ids) })
+    }
+    return Tensor.concatenate(parts, axis: 0)
+}
+
+/// Prints a JSON object on one line (keys sorted, slashes kept).
+func printJSON(_ object: Any) throws {
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+    print(String(decoding: data, as: UTF8.self))
+}

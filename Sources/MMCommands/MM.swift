@@ -21,6 +21,7 @@ public struct MM: ParsableCommand {
             EmbedCommand.self,
             ConvertCommand.self,
             ZeroShotCommand.self,
+            EvalCommand.self,
         ]
     )
 

@@ -1,0 +1,159 @@
+import ArgumentParser
+import Foundation
+import MMCLIP
+import MMData
+import MMEval
+import MMImage
+
+/// `mm eval`: measure a model on labelled images or image–caption pairs.
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Measure a model: zero-shot accuracy or cross-modal retrieval.",
+        subcommands: [ZeroShot.self, Retrieval.self]
+    )
+
+    /// The manifest columns shared by both evaluations.
+    struct ManifestOptions: ParsableArguments {
+        @Option(help: "Image column.") var imageKey = Manifest.Options.defaultImageKey
+        @Option(help: "Column separator (default: from the extension, tab for .tsv, comma for .csv).") var separator: String?
+        @Flag(help: "Skip malformed manifest lines (reported) instead of stopping.") var skipBad = false
+        @Option(help: "Threads decoding images.") var workers = Threads.count
+
+        var separatorCharacter: Character? { separator.map { Character($0 == "\\t" ? "\t" : $0) } }
+    }
+
+    struct ZeroShot: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "zeroshot",
+            abstract: "Zero-shot top-1/top-5 accuracy, per-class recall and confusion matrix on labelled images.",
+            discussion: """
+                DATA is a TSV/CSV manifest with an image and a label column (default filepath, \
+                label); every label must be in the labels file (a line's synonyms match too). \
+                Accuracy counts a sample when its class is among the k highest scores, as open_clip.
+
+                  mm eval zeroshot -c model.safetensors --labels labels.txt test_labels.tsv --confusion confusion.csv
+                """
+        )
+
+        @OptionGroup var modelOptions: ModelOptions
+        @OptionGroup var manifestOptions: ManifestOptions
+        @Option(help: "Labels file: one class per line, `a|b` for synonyms.") var labels: String
+        @Argument(help: "Manifest of images and their labels.") var data: String
+        @Option(help: "Label column.") var labelKey = "label"
+        @Option(help: "Prompt templates: openai, simple, none, or a file.") var templates = "openai"
+        @Option(help: "Write the confusion matrix (rows: true class, columns: predicted) as CSV.") var confusion: String?
+        @Flag(help: "Print the results as one JSON object.") var json = false
+        @Flag(help: "Neither read nor write the label-embedding cache.") var noCache = false
+
+        func run() throws {
+            let classes = try readClassNames(labels)
+            let prompts = try PromptTemplates.named(templates)
+            let manifest = try Manifest(path: data, options: Manifest.Options(
+                imageKey: manifestOptions.imageKey, captionKey: nil, labelKey: labelKey,
+                separator: manifestOptions.separatorCharacter, skipBad: manifestOptions.skipBad))
+            for bad in manifest.badLines { warn("skipped \(data) \(bad)") }
+            let truth = try classIndices(manifest, classes, file: data)
+            let (model, preprocessing, tokenizer) = try modelOptions.load()
+            let classifier = zeroShotClassifier(model, tokenizer, options: modelOptions, classes: classes, templates: prompts, useCache: !noCache)
+            let p = preprocessing
+            let (images, rows) = try embedImages(model, manifest, size: p.imageSize,
+                                                 normalization: Normalization(mean: SIMD3(p.mean[0], p.mean[1], p.mean[2]), std: SIMD3(p.std[0], p.std[1], p.std[2])),
+                                                 threads: manifestOptions.workers)
+            if rows.count < manifest.count { warn("skipped \(manifest.count - rows.count) unreadable images") }
+            let report = ZeroShotReport(logits: classifier.logits(images), truth: rows.map { truth[$0] }, classNames: classifier.classNames)
+            if let confusion {
+                do { try report.confusionCSV.write(toFile: confusion, atomically: true, encoding: .utf8) } catch {
+                    throw CommandError("\(confusion): cannot write the confusion matrix (\(error.localizedDescription))")
+                }
+            }
+            if json {
+                try printJSON([
+                    "samples": report.count, "top1": report.top1, "top5": report.top5,
+                    "mean_per_class_recall": report.meanPerClassRecall, "skipped": manifest.count - rows.count,
+                    "classes": report.classes.map { c -> [String: Any] in
+                        let recall: Any = c.recall ?? NSNull(), top5: Any = c.top5 ?? NSNull()
+                        return ["name": c.name, "support": c.support, "recall": recall, "top5": top5]
+                    },
+                ])
+            } else {
+                print("zero-shot on \(report.count) images, \(classes.count) classes, \(prompts.count) templates")
+                print(String(format: "top-1 %.2f%%   top-5 %.2f%%   mean per-class recall %.2f%%", report.top1 * 100, report.top5 * 100, report.meanPerClassRecall * 100))
+                let width = max(5, classifier.classNames.map(\.count).max() ?? 0)
+                print("\n" + "class".padding(toLength: width, withPad: " ", startingAt: 0) + "  support   recall    top-5")
+                for c in report.classes {
+                    let recall = c.recall.map { String(format: "%7.2f%%", $0 * 100) } ?? "       —"
+                    let top5 = c.top5.map { String(format: "%7.2f%%", $0 * 100) } ?? "       —"
+                    let name: String = c.name.padding(toLength: width, withPad: " ", startingAt: 0)
+                    let support: String = String(format: "  %7d", c.support)
+                    print(name + support + "  " + recall + "  " + top5)
+                }
+                if let confusion { print("\nconfusion matrix: \(confusion)") }
+            }
+            if rows.count < manifest.count || !manifest.badLines.isEmpty { throw ExitCode(1) }
+        }
+    }
+
+    struct Retrieval: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "retrieval",
+            abstract: "Image→text and text→image recall@1/5/10, mean and median rank on image–caption pairs.",
+            discussion: """
+                PAIRS is a TSV/CSV manifest of images and captions (default columns filepath, \
+                title); an image may appear on several lines, once per caption, and is embedded \
+                once. Ranks as open_clip's get_clip_metrics: 1 = the match scored highest; an \
+                image's match is its best-ranked caption.
+
+                  mm eval retrieval -c model.safetensors test.tsv --json
+                """
+        )
+
+        @OptionGroup var modelOptions: ModelOptions
+        @OptionGroup var manifestOptions: ManifestOptions
+        @Argument(help: "Manifest of image–caption pairs.") var pairs: String
+        @Option(help: "Caption column.") var captionKey = Manifest.Options.defaultCaptionKey
+        @Flag(help: "Print the results as one JSON object, with open_clip's metric names.") var json = false
+
+        func run() throws {
+            let manifest = try Manifest(path: pairs, options: Manifest.Options(
+                imageKey: manifestOptions.imageKey, captionKey: captionKey,
+                separator: manifestOptions.separatorCharacter, skipBad: manifestOptions.skipBad))
+            for bad in manifest.badLines { warn("skipped \(pairs) \(bad)") }
+            guard let captions = manifest.captions, manifest.count > 0 else { throw CommandError("\(pairs): no image–caption pairs") }
+            var imageIndex: [String: Int] = [:], uniqueImages: [String] = []
+            let imageOfRow = manifest.images.map { path -> Int in
+                if let i = imageIndex[path] { return i }
+                imageIndex[path] = uniqueImages.count
+                uniqueImages.append(path)
+                return uniqueImages.count - 1
+            }
+            let (model, preprocessing, tokenizer) = try modelOptions.load()
+            let (embedded, kept) = embedImageFiles(model, uniqueImages, transform: preprocessing.evalTransform)
+            guard let images = embedded else { throw CommandError("\(pairs): no readable images") }
+            // Captions of unreadable images are left out; the rest point at their image's row.
+            var row = [Int](repeating: -1, count: uniqueImages.count)
+            for (r, i) in kept.enumerated() { row[i] = r }
+            let used = (0..<manifest.count).filter { row[imageOfRow[$0]] >= 0 }
+            let texts = embedTexts(model, tokenizer, used.map { captions[$0] })
+            let m = RetrievalMetrics(images: images, texts: texts, imageOfText: used.map { row[imageOfRow[$0]] })
+            let skipped = uniqueImages.count - kept.count
+            if json {
+                var out: [String: Any] = ["images": kept.count, "captions": used.count, "skipped_images": skipped]
+                for (name, d) in [("image_to_text", m.imageToText), ("text_to_image", m.textToImage)] {
+                    for (k, r) in d.recall { out["\(name)_R@\(k)"] = r }
+                    out["\(name)_mean_rank"] = d.meanRank
+                    out["\(name)_median_rank"] = d.medianRank
+                }
+                try printJSON(out)
+            } else {
+                print("retrieval on \(kept.count) images, \(used.count) captions")
+                print("              R@1      R@5     R@10   mean rank   median rank")
+                for (name, d) in [("image→text", m.imageToText), ("text→image", m.textToImage)] {
+                    print(name + String(format: "  %6.2f%%  %6.2f%%  %6.2f%%  %10.2f  %12.0f", d.recall[1]! * 100, d.recall[5]! * 100, d.recall[10]! * 100,
+                                        d.meanRank, d.medianRank))
+                }
+            }
+            if skipped > 0 || !manifest.badLines.isEmpty { throw ExitCode(1) }
+        }
+    }
+}
