@@ -15,6 +15,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     case noCaptions(path: String)
     /// A global batch (batch size × world size) larger than the data: no full batch per epoch.
     case batchLargerThanData(batchSize: Int, samples: Int)
+    /// A separator that cannot split a manifest.
+    case invalidSeparator(String)
     /// A resume position outside the epoch.
     case badPosition(String)
     /// Too many images in a row failed to load, or too few load at all to fill a batch.
@@ -37,6 +39,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
             return "\(path): read without a caption column, but training needs captions; pass --caption-key"
         case let .batchLargerThanData(batchSize, samples):
             return "batch size \(batchSize) is larger than the \(samples) samples: no full batch per epoch; use a batch of at most \(samples)"
+        case let .invalidSeparator(separator):
+            return "separator \(separator) must be one ASCII character other than a quote or line break"
         case let .badPosition(what):
             return "cannot resume the data loader: \(what)"
         case let .tooManyBadImages(count, reason, last):

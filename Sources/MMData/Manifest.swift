@@ -94,7 +94,7 @@ public struct Manifest: Sendable {
     public init(parsing bytes: [UInt8], path: String, options: Options = Options()) throws {
         let separator = options.separator ?? (path.lowercased().hasSuffix(".csv") ? "," : "\t")
         guard let sep = separator.asciiValue, separator != "\"", separator != "\n", separator != "\r" else {
-            throw DataError.badLine(path: path, line: 0, reason: "separator \(separator.debugDescription) must be one ASCII character other than a quote or line break")
+            throw DataError.invalidSeparator(separator.debugDescription)
         }
         let quoting = options.quoting ?? (sep != UInt8(ascii: "\t"))
         // Fields stay in the file's bytes (quoted ones unescaped in place); columns are offsets.

@@ -108,6 +108,8 @@ import Testing
         #expect(throws: DataError.missingColumn(path: noImage, key: "filepath", role: "image", columns: ["path", "title"])) {
             try Manifest(path: noImage)
         }
+        #expect(throws: DataError.invalidSeparator("\"é\"")) { try Manifest(path: path, options: .init(separator: "é")) }
+        #expect(throws: DataError.invalidSeparator("\"\\\"\"")) { try Manifest(path: path, options: .init(separator: "\"")) }
         let duplicate = Paths.write(dir, "dup.tsv", "filepath\ttitle\ttitle\na.jpg\tx\ty\n")
         #expect(throws: DataError.self) { try Manifest(path: duplicate) }
     }
