@@ -23,33 +23,15 @@ Exits 1 with a one-line reason on any difference.
 """
 import json
 import os
-import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV = os.path.join(ROOT, ".venv-ref")
 
 
-def ensure_reference_env():
-    """Re-runs this script in .venv-ref (creating it when missing) unless torch is importable."""
-    try:
-        import numpy, safetensors, torch  # noqa: F401
-        return
-    except ImportError:
-        pass
-    python = os.path.join(VENV, "bin", "python")
-    if os.path.realpath(sys.executable) == os.path.realpath(python):
-        sys.exit("check_safetensors: .venv-ref lacks torch/safetensors/numpy; run "
-                 f"{python} -m pip install -r tools/requirements.txt")
-    if not os.path.exists(python):
-        subprocess.check_call([sys.executable, "-m", "venv", VENV])
-        subprocess.check_call([python, "-m", "pip", "install", "-q", "-r",
-                               os.path.join(ROOT, "tools", "requirements.txt")])
-    os.execv(python, [python] + sys.argv)
+from reference_env import ensure_reference_env  # noqa: E402
 
-
-ensure_reference_env()
+ensure_reference_env("numpy", "safetensors", "torch")
 
 import numpy as np  # noqa: E402
 import safetensors  # noqa: E402

@@ -28,41 +28,17 @@ keeps the high byte, as PIL itself does for 16-bit RGB; for that case the refere
 PIL's 16-bit array >> 8, and the rest of the pipeline is open_clip's. index.json marks it.
 """
 
-import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV = ROOT / ".venv-ref"
 OUT = ROOT / "Tests/MMImageTests/Fixtures"
 SEED = 20260524
 
 
-def ensure_reference_env():
-    """Re-run this script inside .venv-ref (creating it first) unless the reference is importable."""
-    try:
-        import open_clip, png, sklearn, torch  # noqa: F401
-        return
-    except ImportError:
-        pass
-    if os.environ.get("MM_REFERENCE_ENV"):
-        sys.exit(f"error: {VENV} lacks open_clip/pypng/scikit-learn; run "
-                 f"{VENV}/bin/pip install -r tools/requirements.txt")
-    python = VENV / "bin" / "python"
-    if not (VENV / ".done").exists():
-        print(f"creating {VENV} from tools/requirements.txt (several GB)", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r",
-                        str(ROOT / "tools/requirements.txt")], check=True)
-        (VENV / ".done").touch()
-    os.environ["MM_REFERENCE_ENV"] = "1"
-    os.execv(str(python), [str(python), str(Path(__file__).resolve()), *sys.argv[1:]])
+from reference_env import ensure_reference_env  # noqa: E402
 
-
-ensure_reference_env()
+ensure_reference_env("open_clip", "png", "sklearn", "torch")
 
 import numpy as np  # noqa: E402
 import open_clip  # noqa: E402

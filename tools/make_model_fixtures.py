@@ -35,13 +35,11 @@ import json
 import logging
 import math
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV = ROOT / ".venv-ref"
 SEED = 20260523
 FIXTURES = ROOT / "Tests/MMCLIPTests/Fixtures"
 REQUIRED = ("open_clip", "safetensors", "torch", "transformers")
@@ -59,33 +57,9 @@ CAPTIONS = ["a photo of a cat sitting on a red sofa", "two towers above a river 
 TOLERANCE = 1e-4
 
 
-def ensure_reference_env():
-    """Re-run this script inside .venv-ref (creating it, or installing what it lacks) unless the
-    reference packages are importable here."""
-    try:
-        for name in REQUIRED:
-            __import__(name)
-        return
-    except ImportError:
-        pass
-    python = VENV / "bin" / "python"
-    if os.environ.get("MM_REFERENCE_ENV"):  # already re-executed: don't loop
-        sys.exit(f"error: {VENV} lacks one of {', '.join(REQUIRED)}; "
-                 f"run `{python} -m pip install -r tools/requirements.txt`")
-    if not (VENV / ".done").exists():  # same stamp as `make venv`
-        print(f"creating {VENV} from tools/requirements.txt (several GB)", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    probe = subprocess.run([str(python), "-c", "import " + ", ".join(REQUIRED)],
-                           capture_output=True)
-    if probe.returncode != 0:  # new venv, or one made before a requirement was added
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r",
-                        str(ROOT / "tools/requirements.txt")], check=True)
-        (VENV / ".done").touch()
-    os.environ["MM_REFERENCE_ENV"] = "1"
-    os.execv(str(python), [str(python), str(Path(__file__).resolve()), *sys.argv[1:]])
+from reference_env import ensure_reference_env  # noqa: E402
 
-
-ensure_reference_env()
+ensure_reference_env(*REQUIRED)
 
 import open_clip  # noqa: E402
 import safetensors  # noqa: E402

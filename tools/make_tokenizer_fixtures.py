@@ -19,39 +19,18 @@ MMTokenizer does not reproduce that step (see README, "Tokenizer").
 """
 
 import json
-import os
 import random
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV = ROOT / ".venv-ref"
 OUT = ROOT / "Tests/MMTokenizerTests/Fixtures"
 SEED = 20260523
 
 
-def ensure_reference_env():
-    """Re-run this script inside .venv-ref (creating it first) unless the reference is importable."""
-    try:
-        import ftfy, open_clip, regex  # noqa: F401
-        return
-    except ImportError:
-        pass
-    if os.environ.get("MM_REFERENCE_ENV"):  # already re-executed: don't loop
-        sys.exit(f"error: {VENV} lacks open_clip/ftfy/regex; delete it and rerun")
-    python = VENV / "bin" / "python"
-    if not (VENV / ".done").exists():  # same stamp as `make venv`
-        print(f"creating {VENV} from tools/requirements.txt (several GB)", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r",
-                        str(ROOT / "tools/requirements.txt")], check=True)
-        (VENV / ".done").touch()
-    os.environ["MM_REFERENCE_ENV"] = "1"
-    os.execv(str(python), [str(python), str(Path(__file__).resolve()), *sys.argv[1:]])
+from reference_env import ensure_reference_env  # noqa: E402
 
-
-ensure_reference_env()
+ensure_reference_env("ftfy", "open_clip", "regex")
 
 import html.entities  # noqa: E402
 import unicodedata  # noqa: E402
