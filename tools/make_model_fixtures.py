@@ -57,7 +57,7 @@ CAPTIONS = ["a photo of a cat sitting on a red sofa", "two towers above a river 
 TOLERANCE = 1e-4
 
 
-from reference_env import ensure_reference_env  # noqa: E402
+from reference_env import ensure_reference_env, with_sorted_header  # noqa: E402
 
 ensure_reference_env(*REQUIRED)
 
@@ -74,16 +74,6 @@ logging.disable(logging.WARNING)  # open_clip warns on every model created witho
 
 # ---------------------------------------------------------------------------------------------
 # files
-
-def with_sorted_header(blob):
-    """safetensors writes __metadata__ in hash order; sort the header so reruns are byte-identical
-    (tensor offsets are relative to the data section, so they are unaffected)."""
-    n = int.from_bytes(blob[:8], "little")
-    header = json.loads(blob[8:8 + n])
-    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)  # keep the data section 8-byte aligned
-    return len(text).to_bytes(8, "little") + text + blob[8 + n:]
-
 
 def provenance():
     return {

@@ -29,7 +29,7 @@ BLOCK_PATH = ROOT / "Tests/MMNNTests/Fixtures/block.safetensors"
 ADAMW_PATH = ROOT / "Tests/MMNNTests/Fixtures/adamw.safetensors"
 
 
-from reference_env import ensure_reference_env  # noqa: E402
+from reference_env import ensure_reference_env, with_sorted_header  # noqa: E402
 
 ensure_reference_env("open_clip", "safetensors", "torch")
 
@@ -40,16 +40,6 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from open_clip.transformer import QuickGELU, ResidualAttentionBlock, Transformer  # noqa: E402
 from safetensors.torch import save  # noqa: E402
-
-
-def with_sorted_header(blob):
-    """safetensors writes __metadata__ in hash order; sort the header so reruns are byte-identical
-    (tensor offsets are relative to the data section, so they are unaffected)."""
-    n = int.from_bytes(blob[:8], "little")
-    header = json.loads(blob[8:8 + n])
-    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)  # keep the data section 8-byte aligned
-    return len(text).to_bytes(8, "little") + text + blob[8 + n:]
 
 
 def provenance():

@@ -1,9 +1,11 @@
-"""The pinned PyTorch/open_clip reference environment (.venv-ref) for the scripts in tools/.
+"""The pinned PyTorch/open_clip reference environment (.venv-ref) for the scripts in tools/,
+and what their fixture files share.
 
 A script calls `ensure_reference_env("torch", "open_clip", ...)` before importing them: if they
 are importable it returns; otherwise it creates .venv-ref from tools/requirements.txt (or installs
 what an older venv lacks) and re-runs the script inside it.
 """
+import json
 import os
 import subprocess
 import sys
@@ -34,3 +36,13 @@ def ensure_reference_env(*modules):
     os.environ["MM_REFERENCE_ENV"] = "1"
     script = Path(sys.argv[0]).resolve()
     os.execv(str(python), [str(python), str(script), *sys.argv[1:]])
+
+
+def with_sorted_header(blob):
+    """safetensors writes __metadata__ in hash order; sort the header so reruns are byte-identical
+    (tensor offsets are relative to the data section, so they are unaffected)."""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # keep the data section 8-byte aligned
+    return len(text).to_bytes(8, "little") + text + blob[8 + n:]
