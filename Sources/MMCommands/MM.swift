@@ -22,6 +22,8 @@ public struct MM: ParsableCommand {
             ConvertCommand.self,
             ZeroShotCommand.self,
             EvalCommand.self,
+            IndexCommand.self,
+            SearchCommand.self,
         ]
     )
 
