@@ -6,10 +6,12 @@ Usage: check_eval_metrics.py DIR  — DIR holds float32 .npy files
   images.npy   [N, D]    image embeddings (normalised)
   texts.npy    [N, D]    caption embeddings, caption i belongs to image i (normalised)
   truth.npy    [N]       int64 class of each image
-and meta.json {"classes": C, "templates": T}. Prints one JSON object:
+and meta.json {"classes": C, "templates": T}; or, for index search, gallery.npy [G, D],
+queries.npy [Q, D] and meta.json {"k": K}. Prints one JSON object:
   weights    [C, D]  open_clip.build_zero_shot_classifier (its ensembling: normalise, mean, renormalise)
   top1, top5        open_clip_train.zero_shot.accuracy on 100 · images @ weights, divided by N
   retrieval         open_clip_train.train.get_clip_metrics(images, texts, logit_scale=1)
+  search     [Q][K]  brute force in numpy: the K gallery rows with the highest dot product, best first
 The prompt embeddings go through open_clip's real classifier builder via a stand-in model whose
 encode_text looks the prompts up, so the averaging under test is open_clip's own code.
 """
@@ -34,6 +36,12 @@ zero_shot.float = lambda x: builtins.float(np.asarray(x).reshape(-1)[0])
 def main(folder):
     d = Path(folder)
     meta = json.loads((d / "meta.json").read_text())
+    if (d / "gallery.npy").exists():
+        gallery, queries = np.load(d / "gallery.npy"), np.load(d / "queries.npy")
+        scores = queries.astype(np.float64) @ gallery.astype(np.float64).T
+        order = np.argsort(-scores, axis=1, kind="stable")[:, : meta["k"]]
+        print(json.dumps({"search": order.tolist(), "versions": {"numpy": np.__version__}}))
+        return
     c, t = meta["classes"], meta["templates"]
     prompts = torch.from_numpy(np.load(d / "prompts.npy"))
     images = torch.from_numpy(np.load(d / "images.npy"))

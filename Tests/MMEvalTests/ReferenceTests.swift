@@ -89,3 +89,32 @@ private func npyHeader(descr: String, shape: [Int]) -> [UInt8] {
     let length = UInt16(header.utf8.count)
     return [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(length & 0xff), UInt8(length >> 8)] + Array(header.utf8)
 }
+
+@Suite struct ReferenceSearchTests {
+    /// Index search against brute force in numpy (tools/check_eval_metrics.py), on a gallery
+    /// large enough that the BLAS product is blocked and the partial selection is exercised.
+    @Test(.enabled(if: ReferenceVenv.available, Comment(rawValue: ReferenceVenv.missingReason)))
+    func searchMatchesNumpyBruteForce() throws {
+        let (n, d, q, k) = (5000, 64, 20, 10)
+        var g = SeededGenerator(seed: 99)
+        let gallery = withoutGradients { g.tensor([n, d], requiresGrad: false).l2Normalized() }
+        let queries = withoutGradients { g.tensor([q, d], requiresGrad: false).l2Normalized() }
+        let index = EmbeddingIndex(modelFingerprint: "m", names: (0..<n).map(String.init), embeddings: gallery)
+
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mm-eval-search-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try writeNPY(gallery, to: dir.appendingPathComponent("gallery.npy"))
+        try writeNPY(queries, to: dir.appendingPathComponent("queries.npy"))
+        try Data(#"{"k": \#(k)}"#.utf8).write(to: dir.appendingPathComponent("meta.json"))
+        let result = try ReferenceVenv.run(["tools/check_eval_metrics.py", dir.path])
+        try #require(result.status == 0, "check_eval_metrics.py failed: \(result.output)")
+        let line = try #require(result.output.split(separator: "\n").last)
+        let reference = try #require((try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["search"] as? [[Int]])
+
+        let ours = index.search(queries, k: k)
+        for i in 0..<q {
+            #expect(ours[i].map(\.index) == reference[i], "query \(i): ours \(ours[i].map(\.index)), numpy \(reference[i])")
+        }
+    }
+}
