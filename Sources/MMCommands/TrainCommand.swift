@@ -165,7 +165,10 @@ struct TrainCommand: ParsableCommand {
             try trainer.prepareRunFolder()
             try inv.write(to: runURL)
         }
-        for bad in train.badLines { FileHandle.standardError.write(Data("skipped \(inv.pairs) \(bad)\n".utf8)) }
+        for bad in train.badLines {
+            warn("skipped \(inv.pairs) \(bad)")
+            if resume == nil { run.append(["event": "skipped_line", "file": inv.pairs, "line": bad.line, "reason": bad.reason]) }
+        }
         FileHandle.standardError.write(Data("""
             training \(inv.model ?? inv.pretrained ?? "mm-tiny") (\(clip.parameterCount.formatted()) parameters) on \(train.count) pairs, \
             \(order.batchesPerEpoch / options.accumFreq) steps per epoch of \(options.batchSize * options.accumFreq) pairs → \(runURL.path)

@@ -7,10 +7,12 @@ final class Progress {
     private let isTerminal = isatty(STDERR_FILENO) != 0
     private let start = Date()
     private var lastPlain = Date.distantPast
+    private let enabled: Bool
 
-    init(label: String, total: Int) {
+    init(label: String, total: Int, enabled: Bool = true) {
         self.label = label
         self.total = total
+        self.enabled = enabled
     }
 
     /// Shows `done` of `total` with the given fields; plain output at most every 10 s.
@@ -34,7 +36,7 @@ final class Progress {
         write((isTerminal ? "\r\u{1B}[2K" : "") + line + "\n")
     }
 
-    private func write(_ s: String) { FileHandle.standardError.write(Data(s.utf8)) }
+    private func write(_ s: String) { if enabled { FileHandle.standardError.write(Data(s.utf8)) } }
 
     static func clock(_ seconds: Double) -> String {
         let s = Int(seconds.rounded())

@@ -10,6 +10,8 @@ public final class Trainer {
     public let options: TrainingOptions
     public let run: RunFolder
     public private(set) var position = TrainingPosition()
+    /// Whether to show the progress bar and per-epoch summary on standard error.
+    public var showsProgress = true
     let optimizer: AdamW
     /// Written into checkpoints so that they carry their preprocessing and tokenizer.
     let preprocessing: Preprocessing
@@ -112,7 +114,7 @@ public final class Trainer {
         while position.epoch < options.epochs && position.step < totalSteps {
             let epoch = position.epoch
             try source.start(epoch: epoch, batch: position.batch, cursor: position.cursor)
-            let progress = Progress(label: "epoch \(epoch + 1)/\(options.epochs)", total: stepsPerEpoch)
+            let progress = Progress(label: "epoch \(epoch + 1)/\(options.epochs)", total: stepsPerEpoch, enabled: showsProgress)
             var window: (samples: Int, start: Date) = (0, Date())
             while position.batch / options.accumFreq < stepsPerEpoch && position.step < totalSteps {
                 var micro: [TrainingBatch] = []
@@ -164,7 +166,7 @@ public final class Trainer {
             }
             if let evaluate { record.merge(withoutGradients { evaluate(model) }) { a, _ in a } }
             run.append(record)
-            Progress(label: "", total: 0).message(record.filter { $0.key != "event" }.sorted { $0.key < $1.key }
+            Progress(label: "", total: 0, enabled: showsProgress).message(record.filter { $0.key != "event" }.sorted { $0.key < $1.key }
                 .map { "\($0.key) \(Self.format($0.value))" }.joined(separator: "  "))
             try model.save(to: run.epochCheckpoint(position.epoch), preprocessing: preprocessing, tokenizer: tokenizer)
             try saveLatest()

@@ -100,6 +100,7 @@ enum Toy {
             Trainer(model: CLIPModel(Toy.config, seed: 5), options: options, run: run, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
         }
         let straight = trainer(try Toy.scratch())
+        straight.showsProgress = false
         try straight.prepareRunFolder()
         _ = try straight.train(source: Toy.Source(count: 12, batch: 4), validation: nil)
 
@@ -107,11 +108,13 @@ enum Toy {
         var first = options
         first.epochs = 1
         let half = Trainer(model: CLIPModel(Toy.config, seed: 5), options: first, run: runURL, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
+        half.showsProgress = false
         try half.prepareRunFolder()
         _ = try half.train(source: Toy.Source(count: 12, batch: 4), validation: nil)
         #expect(FileManager.default.fileExists(atPath: runURL.epochCheckpoint(1).path))
 
         let resumed = trainer(runURL)
+        resumed.showsProgress = false
         try resumed.resume()
         #expect(resumed.position.step == 3 && resumed.position.epoch == 1)
         _ = try resumed.train(source: Toy.Source(count: 12, batch: 4), validation: nil)
@@ -129,6 +132,7 @@ enum Toy {
         options.learningRate = 2e-3
         let run = try Toy.scratch()
         let t = Trainer(model: CLIPModel(Toy.config, seed: 2), options: options, run: run, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
+        t.showsProgress = false
         try t.prepareRunFolder()
         let source = Toy.Source(count: 16, batch: 8)
         let before = try t.validateForTesting(source)
