@@ -8,7 +8,7 @@ struct IndexCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "index",
         abstract: "Build a retrieval index of image embeddings.",
-        subcommands: [Build.self]
+        subcommands: [Build.self, Add.self, Export.self]
     )
 
     struct Build: ParsableCommand {
@@ -34,7 +34,9 @@ struct IndexCommand: ParsableCommand {
             let (model, preprocessing, _) = try modelOptions.load()
             let (embedded, kept) = embedImageFiles(model, files, transform: preprocessing.evalTransform, batchSize: batchSize)
             guard let embeddings = embedded else { throw CommandError("none of the \(files.count) images could be read") }
-            let index = EmbeddingIndex(modelFingerprint: EmbeddingIndex.fingerprint(model), names: kept.map { files[$0] }, embeddings: embeddings)
+            let names = kept.map { files[$0] }
+            let index = EmbeddingIndex(modelFingerprint: EmbeddingIndex.fingerprint(model), names: names, embeddings: embeddings,
+                                       modified: names.map(modificationTime))
             do { try index.write(to: URL(fileURLWithPath: output)) } catch {
                 throw CommandError("\(output): cannot write the index (\(error.localizedDescription))")
             }
@@ -42,6 +44,85 @@ struct IndexCommand: ParsableCommand {
             if missing > 0 || kept.count < files.count { throw ExitCode(1) }
         }
     }
+}
+
+extension IndexCommand {
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "add",
+            abstract: "Add images to an index; files already there and unchanged (same modification time) are not re-embedded.",
+            discussion: """
+                  mm index add gallery.mmi new_photos/ -c model.safetensors
+                """
+        )
+
+        @OptionGroup var modelOptions: ModelOptions
+        @Argument(help: "Index file to update.") var index: String
+        @Argument(help: "Image files or folders.") var paths: [String]
+        @Option(help: "Images per forward pass.") var batchSize = 32
+
+        func run() throws {
+            let url = URL(fileURLWithPath: index)
+            let old = try EmbeddingIndex(contentsOf: url)
+            let (files, missing) = collectImages(paths)
+            let (model, preprocessing, _) = try modelOptions.load()
+            guard EmbeddingIndex.fingerprint(model) == old.modelFingerprint else {
+                throw CommandError("\(index) was built with another model than \(modelOptions.checkpoint); add with the checkpoint that built it")
+            }
+            var row: [String: Int] = [:]
+            for (i, name) in old.names.enumerated() { row[name] = i }
+            // Rows to (re-)embed: new files and files changed since they were embedded.
+            let stale = files.filter { path in
+                guard let i = row[path], let times = old.modified else { return true }
+                return times[i] != modificationTime(path)
+            }
+            let (embedded, kept) = embedImageFiles(model, stale, transform: preprocessing.evalTransform, batchSize: batchSize)
+            let d = old.dimension
+            var names = old.names, times = old.modified ?? old.names.map { _ in -1 }
+            var values = old.embeddings.scalars
+            for (r, s) in kept.enumerated() {
+                let path = stale[s]
+                let vector = UnsafeBufferPointer(start: embedded!.data + r * d, count: d)
+                if let i = row[path] {
+                    values.replaceSubrange((i * d)..<((i + 1) * d), with: vector)
+                    times[i] = modificationTime(path)
+                } else {
+                    names.append(path)
+                    times.append(modificationTime(path))
+                    values += vector
+                }
+            }
+            let updated = EmbeddingIndex(modelFingerprint: old.modelFingerprint, names: names,
+                                         embeddings: Tensor(shape: [names.count, d], values: values), modified: times)
+            do { try updated.write(to: url) } catch { throw CommandError("\(index): cannot write the index (\(error.localizedDescription))") }
+            warn("embedded \(kept.count) new or changed images, \(files.count - stale.count) unchanged; \(updated.count) in \(index)")
+            if missing > 0 || kept.count < stale.count { throw ExitCode(1) }
+        }
+    }
+
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "export",
+            abstract: "Write an index's embeddings as a float32 .npy of [N, D] and OUT.txt with one path per row.",
+            discussion: """
+                  mm index export gallery.mmi -o gallery.npy    # numpy: np.load("gallery.npy")
+                """
+        )
+
+        @Argument(help: "Index file.") var index: String
+        @Option(name: [.short, .long], help: "The .npy to write.") var output: String
+
+        func run() throws {
+            let gallery = try EmbeddingIndex(contentsOf: URL(fileURLWithPath: index))
+            try writeNPY(gallery.embeddings.scalars, shape: gallery.embeddings.shape, to: output)
+            try (gallery.names.joined(separator: "\n") + "\n").write(toFile: output + ".txt", atomically: true, encoding: .utf8)
+        }
+    }
+}
+
+/// A file's modification time in seconds since 1970 (−1 when unknown).
+func modificationTime(_ path: String) -> Double {
+    ((try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? -1
 }
 
 /// `mm search`: the gallery images closest to a text or an image.

@@ -16,6 +16,7 @@ public struct EmbeddingIndex {
         var model: String
         var dimension: Int
         var names: [String]
+        var modified: [Double]?
     }
 
     /// Identifies the model that made the embeddings; queries must come from the same one.
@@ -23,12 +24,17 @@ public struct EmbeddingIndex {
     public let names: [String]
     /// [count, dimension], unit rows.
     public let embeddings: Tensor
+    /// Per name, the file's modification time (seconds since 1970) when it was embedded, if known:
+    /// `mm index add` re-embeds only files that changed.
+    public let modified: [Double]?
 
-    public init(modelFingerprint: String, names: [String], embeddings: Tensor) {
+    public init(modelFingerprint: String, names: [String], embeddings: Tensor, modified: [Double]? = nil) {
         precondition(embeddings.rank == 2 && embeddings.shape[0] == names.count, "one embedding row per name")
+        precondition(modified == nil || modified!.count == names.count, "one modification time per name")
         self.modelFingerprint = modelFingerprint
         self.names = names
         self.embeddings = embeddings
+        self.modified = modified
     }
 
     public var count: Int { names.count }
@@ -50,7 +56,7 @@ public struct EmbeddingIndex {
     public func write(to url: URL) throws {
         var bytes = Self.magic
         append(Self.version, to: &bytes)
-        let header = try JSONEncoder().encode(Header(model: modelFingerprint, dimension: dimension, names: names))
+        let header = try JSONEncoder().encode(Header(model: modelFingerprint, dimension: dimension, names: names, modified: modified))
         append(UInt32(header.count), to: &bytes)
         bytes += header
         bytes.reserveCapacity(bytes.count + embeddings.count * 4 + 8)
@@ -79,12 +85,15 @@ public struct EmbeddingIndex {
             throw EvalError("\(file): unreadable index header")
         }
         let start = 16 + headerLength, floats = header.names.count * header.dimension
+        guard header.modified == nil || header.modified!.count == header.names.count else {
+            throw EvalError("\(file): index header has \(header.modified!.count) modification times for \(header.names.count) names")
+        }
         guard header.dimension > 0, bytes.count - 8 - start == floats * 4 else {
             throw EvalError("\(file): index holds \(bytes.count - 8 - start) bytes of embeddings, expected \(floats * 4)")
         }
         let t = Tensor.zeros([header.names.count, header.dimension])
         bytes.withUnsafeBytes { raw in UnsafeMutableRawPointer(t.data).copyMemory(from: raw.baseAddress! + start, byteCount: floats * 4) }
-        self.init(modelFingerprint: header.model, names: header.names, embeddings: t)
+        self.init(modelFingerprint: header.model, names: header.names, embeddings: t, modified: header.modified)
     }
 
     // MARK: Search

@@ -31,7 +31,9 @@ import Testing
     }
 
     @Test func fileRoundTrip() throws {
-        let index = gallery(50, 8, seed: 3)
+        let base = gallery(50, 8, seed: 3)
+        let index = EmbeddingIndex(modelFingerprint: base.modelFingerprint, names: base.names, embeddings: base.embeddings,
+                                   modified: (0..<50).map { 1.7e9 + Double($0) / 4 })
         let url = temporaryFile()
         defer { try? FileManager.default.removeItem(at: url) }
         try index.write(to: url)
@@ -40,6 +42,7 @@ import Testing
         #expect(back.modelFingerprint == "model-a")
         #expect(back.embeddings.shape == [50, 8])
         #expect(back.embeddings.scalars == index.embeddings.scalars)
+        #expect(back.modified == index.modified)
     }
 
     @Test func corruptFilesAreDetected() throws {
