@@ -24,8 +24,8 @@ test: deps
 	@if [ -x $(VENV)/bin/python ]; then $(MAKE) --no-print-directory fixtures-vitb32; fi
 	$(SWIFT) test -c release
 
-# The main job: train the default small model on the bundled shapes data (about 20 minutes on two
-# cores), with validation recall and zero-shot accuracy on the held-out test split each epoch.
+# The main job: train the default small model on the bundled shapes data, with validation
+# recall and zero-shot accuracy on the held-out test split after each epoch.
 train: build
 	.build/release/mm train datasets/shapes/train.tsv --val datasets/shapes/val.tsv \
 		--zeroshot-labels datasets/shapes/labels.txt --zeroshot-data datasets/shapes/test_labels.tsv \
