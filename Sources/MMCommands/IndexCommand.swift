@@ -8,7 +8,7 @@ struct IndexCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "index",
         abstract: "Build a retrieval index of image embeddings.",
-        subcommands: [Build.self, Add.self, Export.self]
+        subcommands: [Build.self, Add.self, Export.self, Bench.self]
     )
 
     struct Build: ParsableCommand {
@@ -116,6 +116,39 @@ extension IndexCommand {
             let gallery = try EmbeddingIndex(contentsOf: URL(fileURLWithPath: index))
             try writeNPY(gallery.embeddings.scalars, shape: gallery.embeddings.shape, to: output)
             try (gallery.names.joined(separator: "\n") + "\n").write(toFile: output + ".txt", atomically: true, encoding: .utf8)
+        }
+    }
+}
+
+extension IndexCommand {
+    /// Timing of exact search on random unit vectors, for tools/bench/bench_search.py.
+    struct Bench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "bench", abstract: "Time exact search over random embeddings (prints JSON).", shouldDisplay: false)
+
+        @Option var rows = 1_000_000
+        @Option var dim = 512
+        @Option var queries = 100
+        @Option(name: .short) var k = 10
+        @Option var runs = 3
+
+        func run() throws {
+            var g = SeededGenerator(seed: 1)
+            let gallery = Tensor.zeros([rows, dim]), query = Tensor.zeros([queries, dim])
+            gallery.fillNormal(std: 1, using: &g)
+            query.fillNormal(std: 1, using: &g)
+            let index = EmbeddingIndex(modelFingerprint: "bench", names: [String](repeating: "", count: rows),
+                                       embeddings: withoutGradients { gallery.l2Normalized() })
+            let q = withoutGradients { query.l2Normalized() }
+            _ = index.search(q, k: k)  // warm-up
+            var times: [Double] = []
+            for _ in 0..<max(1, runs) {
+                let t = DispatchTime.now().uptimeNanoseconds
+                _ = index.search(q, k: k)
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9)
+            }
+            try printJSON(["rows": rows, "dim": dim, "queries": queries, "k": k, "threads": Threads.count,
+                           "seconds": times.sorted()[times.count / 2]])
         }
     }
 }

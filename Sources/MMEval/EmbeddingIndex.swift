@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import MMCLIP
 
@@ -103,10 +104,20 @@ public struct EmbeddingIndex {
         precondition(queries.rank == 2 && queries.shape[1] == dimension, "queries must have the index's dimension")
         guard count > 0 else { return Array(repeating: [], count: queries.shape[0]) }
         let scores = withoutGradients { Tensor.matmul(queries, embeddings, transposeB: true) }  // [Q, N]
-        return (0..<queries.shape[0]).map { q in
-            let row = scores.data + q * count
-            return topIndices(row, count: count, k: k).map { ($0, row[$0]) }
+        let q = queries.shape[0], n = count, s = scores.data
+        var results = [[(index: Int, score: Float)]](repeating: [], count: q)
+        // The selections are independent per query: spread them over the cores.
+        let workers = max(1, min(Threads.count, q))
+        results.withUnsafeMutableBufferPointer { out in
+            let out = out
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                for i in stride(from: w, to: q, by: workers) {
+                    let row = s + i * n
+                    out[i] = topIndices(row, count: n, k: k).map { ($0, row[$0]) }
+                }
+            }
         }
+        return results
     }
 
     // MARK: Bytes
