@@ -8,17 +8,20 @@ final class Progress {
     private let start = Date()
     private var lastPlain = Date.distantPast
     private let enabled: Bool
+    /// Work already done before this process started (after a resume): not part of the rate.
+    private let initial: Int
 
-    init(label: String, total: Int, enabled: Bool = true) {
+    init(label: String, total: Int, initial: Int = 0, enabled: Bool = true) {
         self.label = label
         self.total = total
+        self.initial = initial
         self.enabled = enabled
     }
 
     /// Shows `done` of `total` with the given fields; plain output at most every 10 s.
     func update(_ done: Int, _ fields: [(String, String)]) {
         let elapsed = Date().timeIntervalSince(start)
-        let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
+        let eta = done > initial ? elapsed / Double(done - initial) * Double(total - done) : 0
         let text = fields.map { "\($0) \($1)" }.joined(separator: "  ")
         if isTerminal {
             let width = 24, filled = total > 0 ? width * done / total : 0

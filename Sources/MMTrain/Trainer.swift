@@ -114,7 +114,8 @@ public final class Trainer {
         while position.epoch < options.epochs && position.step < totalSteps {
             let epoch = position.epoch
             try source.start(epoch: epoch, batch: position.batch, cursor: position.cursor)
-            let progress = Progress(label: "epoch \(epoch + 1)/\(options.epochs)", total: stepsPerEpoch, enabled: showsProgress)
+            let progress = Progress(label: "epoch \(epoch + 1)/\(options.epochs)", total: stepsPerEpoch,
+                                    initial: position.batch / options.accumFreq, enabled: showsProgress)
             var window: (samples: Int, start: Date) = (0, Date())
             while position.batch / options.accumFreq < stepsPerEpoch && position.step < totalSteps {
                 var micro: [TrainingBatch] = []
