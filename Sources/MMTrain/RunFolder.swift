@@ -36,7 +36,7 @@ public struct RunFolder {
     /// Appends one line to log.jsonl.
     public func append(_ record: [String: Any]) {
         guard let data = try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) else { return }
-        if !FileManager.default.fileExists(atPath: log.path) { FileManager.default.createFile(atPath: log.path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: log.path) { _ = FileManager.default.createFile(atPath: log.path, contents: nil) }
         guard let handle = try? FileHandle(forWritingTo: log) else { return }
         defer { try? handle.close() }
         _ = try? handle.seekToEnd()

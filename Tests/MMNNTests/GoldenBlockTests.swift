@@ -21,7 +21,8 @@ import Testing
         let tape = Tape()
         let y = tape.record { forward(x) }
         expectClose("\(name) forward", y, fixture.tensors["\(name).out"], atol: 2e-5)
-        tape.backward(y, seed: try #require(fixture.tensors["\(name).grad_out"]))
+        let upstream = try #require(fixture.tensors["\(name).grad_out"])
+        tape.backward(y, seed: upstream)
         expectClose("\(name) ∂x", x.grad, fixture.tensors["\(name).grad.x"], atol: 2e-5)
         for (key, p) in model.namedParameters() {
             expectClose("\(name) ∂\(key)", p.grad, fixture.tensors["\(name).grad.param.\(key)"], atol: 2e-5)

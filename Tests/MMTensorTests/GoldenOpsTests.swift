@@ -65,7 +65,8 @@ import Testing
                 continue
             }
             expectClose("\(name) forward", out, fixture.tensors["\(name).out"])
-            tape.backward(out, seed: try #require(fixture.tensors["\(name).grad_out"], "\(name).grad_out"))
+            let upstream = try #require(fixture.tensors["\(name).grad_out"], "\(name).grad_out")
+            tape.backward(out, seed: upstream)
             for (input, t) in inputs {
                 expectClose("\(name) ∂\(input)", t.grad, fixture.tensors["\(name).grad.\(input)"])
             }
