@@ -42,24 +42,29 @@ func accumulate(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n
     }
 }
 
-/// Sums `rows` rows of length `inner` into `out` (accumulating): the backward of broadcasting.
+/// Sums `rows` rows of length `inner` into `out` (accumulating): the backward of broadcasting
+/// and of biases. Each thread streams a contiguous block of rows into its own partial sum.
 func accumulateRowSum(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, inner: Int,
                       times other: UnsafePointer<Float>? = nil, scale: Float = 1) {
-    // Parallel over columns so that no two threads write the same output element.
-    let columnChunks = (inner + 7) / 8
-    parallelFor(columnChunks, grain: max(1, (1 << 14) / max(rows, 1))) { cr in
-        var c = cr.lowerBound * 8
-        while c < min(cr.upperBound * 8, inner) {
-            var s = Vec(repeating: 0)
-            for row in 0..<rows {
-                var v = load(x + row * inner, c, inner)
-                if let other { v *= load(other + row * inner, c, inner) }
-                s += v
+    let blocks = min(Threads.count, max(1, rows * inner / (1 << 15)))
+    let partial = UnsafeMutablePointer<Float>.allocate(capacity: blocks * inner)
+    defer { partial.deallocate() }
+    partial.update(repeating: 0, count: blocks * inner)
+    parallelFor(blocks) { r in
+        for block in r {
+            let sum = partial + block * inner
+            for row in (rows * block / blocks)..<(rows * (block + 1) / blocks) {
+                var c = 0
+                while c < inner {
+                    var v = load(x + row * inner, c, inner)
+                    if let other { v *= load(other + row * inner, c, inner) }
+                    store(load(sum, c, inner) + v, sum, c, inner)
+                    c += 8
+                }
             }
-            store(load(out, c, inner) + scale * s, out, c, inner)
-            c += 8
         }
     }
+    for block in 0..<blocks { accumulateRow(out, partial + block * inner, inner, scale: scale) }
 }
 
 // MARK: - Broadcasting

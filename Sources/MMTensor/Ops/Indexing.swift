@@ -76,9 +76,9 @@ extension Tensor {
     }
 }
 
-/// y += x over one row of n.
+/// y += scale · x over one row of n.
 @inline(__always)
-func accumulateRow(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) {
+func accumulateRow(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int, scale: Float = 1) {
     var i = 0
-    while i < n { store(load(y, i, n) + load(x, i, n), y, i, n); i += 8 }
+    while i < n { store(load(y, i, n) + scale * load(x, i, n), y, i, n); i += 8 }
 }
