@@ -54,12 +54,4 @@ final class BufferPool: @unchecked Sendable {
             Foundation.free(p)
         }
     }
-
-    /// Returns every cached buffer to the system.
-    func drain() {
-        lock.lock(); defer { lock.unlock() }
-        for list in free.values { for p in list { Foundation.free(p) } }
-        free = [:]
-        cachedBytes = 0
-    }
 }

@@ -39,11 +39,6 @@ public final class Tape {
         }
     }
 
-    /// Drops everything recorded without back-propagating.
-    public func reset() { entries.removeAll() }
-
-    public var isEmpty: Bool { entries.isEmpty }
-
     // MARK: - Recording, for ops
 
     /// The tape recording on this thread, if any.

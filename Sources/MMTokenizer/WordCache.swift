@@ -131,25 +131,19 @@ final class WordCache {
         old.deallocate()
     }
 
-    private func reserveKeys(_ n: Int) {
-        guard keyUsed + n > keyCapacity else { return }
-        var capacity = keyCapacity * 2
-        while keyUsed + n > capacity { capacity *= 2 }
-        let fresh = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
-        fresh.update(from: keys, count: keyUsed)
-        keys.deallocate()
-        keys = fresh
-        keyCapacity = capacity
-    }
+    private func reserveKeys(_ n: Int) { reserve(&keys, used: keyUsed, capacity: &keyCapacity, adding: n) }
 
-    private func reserveIDs(_ n: Int) {
-        guard idUsed + n > idCapacity else { return }
-        var capacity = idCapacity * 2
-        while idUsed + n > capacity { capacity *= 2 }
-        let fresh = UnsafeMutablePointer<Int32>.allocate(capacity: capacity)
-        fresh.update(from: ids, count: idUsed)
-        ids.deallocate()
-        ids = fresh
-        idCapacity = capacity
-    }
+    private func reserveIDs(_ n: Int) { reserve(&ids, used: idUsed, capacity: &idCapacity, adding: n) }
+}
+
+/// Grows `buffer` (doubling) so that `used + n` elements fit, keeping the first `used`.
+private func reserve<T>(_ buffer: inout UnsafeMutablePointer<T>, used: Int, capacity: inout Int, adding n: Int) {
+    guard used + n > capacity else { return }
+    var grown = capacity * 2
+    while used + n > grown { grown *= 2 }
+    let fresh = UnsafeMutablePointer<T>.allocate(capacity: grown)
+    fresh.update(from: buffer, count: used)
+    buffer.deallocate()
+    buffer = fresh
+    capacity = grown
 }

@@ -85,7 +85,7 @@ private struct Broadcast {
     }
 }
 
-public enum BinaryOp { case add, sub, mul }
+private enum BinaryOp { case add, sub, mul }
 
 private func binary(_ a: Tensor, _ b: Tensor, _ op: BinaryOp) -> Tensor {
     let bc = Broadcast(a, b, "\(op)")
