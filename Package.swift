@@ -34,6 +34,10 @@ let package = Package(
         .target(name: "MMEval", dependencies: ["MMCLIP", "MMTokenizer"], resources: [.copy("templates")], swiftSettings: optimise),
         .target(name: "MMTrain", dependencies: ["MMCLIP", "MMEval", "MMData"], swiftSettings: optimise),
 
+        // Data-parallel training over Open MPI (handle macros behind an inline C shim)
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        .target(name: "MMDistributed", dependencies: ["CMPI", "MMTrain"], swiftSettings: optimise),
+
         // Image decoding (libjpeg-turbo, libpng behind setjmp shims) and open_clip's preprocessing
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
         .target(name: "CPNG", linkerSettings: [.linkedLibrary("png16")]),
@@ -53,7 +57,7 @@ let package = Package(
             "MMImage",
             "MMTokenizer",
             "MMData",
-            "MMCLIP", "MMEval", "MMTrain",
+            "MMCLIP", "MMEval", "MMTrain", "MMDistributed",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mm", dependencies: ["MMCommands"]),
@@ -70,6 +74,7 @@ let package = Package(
         .testTarget(name: "MMTokenizerTests", dependencies: ["MMTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMDataTests", dependencies: ["MMData", "MMImage", "MMTokenizer", "MMTensor"]),
         .testTarget(name: "MMEvalTests", dependencies: ["MMEval", "MMTestSupport"]),
+        .testTarget(name: "MMDistributedTests", dependencies: ["MMTensor"]),
     ],
     swiftLanguageModes: [.v5]
 )

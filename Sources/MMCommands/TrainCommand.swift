@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MMCLIP
 import MMData
+import MMDistributed
 import MMEval
 import MMImage
 import MMTokenizer
@@ -19,9 +20,16 @@ struct TrainCommand: ParsableCommand {
             loss.svg and checkpoints/ (epoch_N.safetensors, and latest.safetensors for --resume). \
             Ctrl-C writes a checkpoint before exiting.
 
+            Started by mpirun, each rank trains on its shard of every global batch of \
+            ranks × batch-size pairs: features are all-gathered so the loss sees the global batch, \
+            gradients are averaged, and rank 0 alone writes the run folder (data paths must exist \
+            on every host; the run folder only on rank 0's). Threads per rank default to the \
+            host's cores / its ranks. --resume works with any number of ranks.
+
               mm train datasets/shapes/train.tsv --val datasets/shapes/val.tsv
               mm train pairs.csv --model ViT-B-32 --pretrained vitb32.safetensors --lock-image --lr 1e-5
               mm train --resume runs/shapes
+              mpirun -np 2 mm train datasets/shapes/train.tsv --batch-size 64
             """
     )
 
@@ -64,6 +72,8 @@ struct TrainCommand: ParsableCommand {
     @Option(name: [.short, .long], help: "Run folder (default: runs/<pairs file name>).") var output: String?
     @Option(help: "Continue the run in this folder exactly where it stopped.") var resume: String?
     @Option(help: "Threads decoding images ahead of compute.") var workers = 1
+    @Option(help: "Under mpirun: seconds a rank waits for the others before ending the job (a rank died or a host is unreachable).")
+    var mpiTimeout: Double = 600
 
     func validate() throws {
         if pairs == nil && resume == nil { throw ValidationError("give a pairs file, or --resume RUN") }
@@ -72,16 +82,52 @@ struct TrainCommand: ParsableCommand {
         guard batchSize >= 2 else { throw ValidationError("--batch-size must be at least 2 (contrastive learning needs negatives)") }
         guard accumFreq >= 1, epochs >= 1, workers >= 1, warmup >= 0 else { throw ValidationError("--accum-freq, --epochs and --workers must be positive") }
         if (zeroshotLabels == nil) != (zeroshotData == nil) { throw ValidationError("--zeroshot-labels and --zeroshot-data go together") }
+        guard mpiTimeout > 0 else { throw ValidationError("--mpi-timeout must be positive") }
     }
 
     func run() throws {
+        guard MPIGroup.isLaunchedByMPI else { return try train(group: nil) }
+        let group = try MPIGroup(timeout: mpiTimeout)
+        if ProcessInfo.processInfo.environment["MM_THREADS"] == nil {
+            Threads.set(max(1, ProcessInfo.processInfo.activeProcessorCount / group.localSize))
+        }
+        do {
+            try train(group: group)
+        } catch let exit as ExitCode {
+            group.finalize()
+            throw exit
+        } catch {
+            // The other ranks would wait for this one until their timeout: end them all now.
+            warn("mm rank \(group.rank): \(error)")
+            group.abort(code: 1)
+        }
+        group.finalize()
+    }
+
+    /// The run, as the only process or as one rank of `group`.
+    func train(group: MPIGroup?) throws {
+        let rank = group?.rank ?? 0, ranks = group?.size ?? 1
+        let say: (String) -> Void = { line in if rank == 0 { FileHandle.standardError.write(Data((line + "\n").utf8)) } }
         let runURL = URL(fileURLWithPath: resume ?? output ?? "runs/" + URL(fileURLWithPath: pairs!).deletingPathExtension().lastPathComponent)
         let run = RunFolder(runURL)
         var options = TrainingOptions()
         var saved: Invocation?
         if resume != nil {
-            options = try run.readOptions()
-            saved = try Invocation.read(from: runURL)
+            // Only rank 0 needs the run folder: it sends the others what they need.
+            if rank == 0 {
+                options = try run.readOptions()
+                saved = try Invocation.read(from: runURL)
+            }
+            if let group {
+                options = try group.broadcast(options)
+                saved = try group.broadcast(saved)
+            }
+            let global = options.batchSize * (options.ranks ?? 1)
+            guard global % ranks == 0 else {
+                throw CommandError("\(runURL.path) trains with a global batch of \(global) pairs, which \(ranks) ranks cannot share evenly; resume with a rank count dividing \(global)")
+            }
+            options.batchSize = global / ranks
+            options.ranks = ranks
         } else {
             options.epochs = epochs
             options.maxSteps = steps
@@ -95,6 +141,7 @@ struct TrainCommand: ParsableCommand {
             options.loss = TrainingOptions.Loss(rawValue: loss)!
             options.lockImage = lockImage
             options.seed = seed
+            options.ranks = ranks
         }
         let inv = saved ?? Invocation(pairs: URL(fileURLWithPath: pairs!).path, val: val, zeroshotLabels: zeroshotLabels,
                                       zeroshotData: zeroshotData, imageKey: imageKey, captionKey: captionKey, labelKey: labelKey,
@@ -133,7 +180,7 @@ struct TrainCommand: ParsableCommand {
         let sep = inv.separator.map { Character($0 == "\\t" ? "\t" : $0) }
         let manifestOptions = Manifest.Options(imageKey: inv.imageKey, captionKey: inv.captionKey, separator: sep, skipBad: inv.skipBad)
         let train = try Manifest(path: inv.pairs, options: manifestOptions)
-        let order = try EpochOrder(sampleCount: train.count, batchSize: options.batchSize, seed: options.seed)
+        let order = try EpochOrder(sampleCount: train.count, batchSize: options.batchSize, seed: options.seed, rank: rank, worldSize: ranks)
         let normalization = Normalization(mean: SIMD3(preprocessing.mean[0], preprocessing.mean[1], preprocessing.mean[2]),
                                           std: SIMD3(preprocessing.std[0], preprocessing.std[1], preprocessing.std[2]))
         let size = config.vision.imageSize
@@ -157,29 +204,33 @@ struct TrainCommand: ParsableCommand {
             }
         }
 
-        let trainer = Trainer(model: clip, options: options, run: run, preprocessing: preprocessing, tokenizer: inv.vocab ?? "clip-bpe")
-        if resume != nil {
-            try trainer.resume()
-            FileHandle.standardError.write(Data("resuming \(runURL.path) at epoch \(trainer.position.epoch + 1), step \(trainer.position.step)\n".utf8))
-        } else {
-            try trainer.prepareRunFolder()
-            try inv.write(to: runURL)
+        let trainer = Trainer(model: clip, options: options, run: run, preprocessing: preprocessing, tokenizer: inv.vocab ?? "clip-bpe",
+                              group: group)
+        if rank == 0 {
+            if resume != nil {
+                try trainer.resume()
+                say("resuming \(runURL.path) at epoch \(trainer.position.epoch + 1), step \(trainer.position.step)")
+            } else {
+                try trainer.prepareRunFolder()
+                try inv.write(to: runURL)
+            }
+            for bad in train.badLines {
+                warn("skipped \(inv.pairs) \(bad)")
+                if resume == nil { run.append(["event": "skipped_line", "file": inv.pairs, "line": bad.line, "reason": bad.reason]) }
+            }
         }
-        for bad in train.badLines {
-            warn("skipped \(inv.pairs) \(bad)")
-            if resume == nil { run.append(["event": "skipped_line", "file": inv.pairs, "line": bad.line, "reason": bad.reason]) }
-        }
-        FileHandle.standardError.write(Data("""
+        let perStep = options.batchSize * options.accumFreq
+        say("""
             training \(inv.model ?? inv.pretrained ?? "mm-tiny") (\(clip.parameterCount.formatted()) parameters) on \(train.count) pairs, \
-            \(order.batchesPerEpoch / options.accumFreq) steps per epoch of \(options.batchSize * options.accumFreq) pairs → \(runURL.path)
-
-            """.utf8))
+            \(order.batchesPerEpoch / options.accumFreq) steps per epoch of \(ranks > 1 ? "\(ranks) ranks × \(perStep) = " : "")\(perStep * ranks) pairs \
+            → \(runURL.path)
+            """)
         let result = try trainer.train(source: source, validation: validation, evaluate: zeroShot)
         if result.skipped > 0 || !train.badLines.isEmpty {
-            FileHandle.standardError.write(Data("skipped \(result.skipped) unreadable images and \(train.badLines.count) malformed lines (listed in \(runURL.path)/log.jsonl)\n".utf8))
+            say("skipped \(result.skipped) unreadable images\(ranks > 1 ? " on rank 0" : "") and \(train.badLines.count) malformed lines (listed in \(runURL.path)/log.jsonl)")
         }
         if result.interrupted { throw ExitCode(130) }
-        FileHandle.standardError.write(Data("done: \(run.epochCheckpoint(trainer.position.epoch).path)\n".utf8))
+        say("done: \(run.epochCheckpoint(trainer.position.epoch).path)")
     }
 }
 

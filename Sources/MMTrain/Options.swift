@@ -10,7 +10,10 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var epochs: Int = 10
     /// Optimizer steps to stop after, if fewer than the epochs give.
     public var maxSteps: Int?
+    /// Pairs per micro-batch on each rank.
     public var batchSize: Int = 128
+    /// Ranks the run was started with (nil: one); the global batch is batchSize × ranks.
+    public var ranks: Int?
     /// Micro-batches per optimizer step (open_clip's --accum-freq): the loss sees accumFreq·batchSize pairs.
     public var accumFreq: Int = 1
     public var learningRate: Float = 5e-4
@@ -36,5 +39,7 @@ public struct TrainingPosition: Codable, Sendable, Equatable {
     public var batch = 0
     /// The data stream position of the next batch (see `BatchSource.cursor`).
     public var cursor = 0
+    /// Every rank's `cursor`, in a data-parallel run.
+    public var rankCursors: [Int]?
     public init() {}
 }

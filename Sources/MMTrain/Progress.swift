@@ -51,12 +51,17 @@ final class Progress {
 /// before exiting. A second signal exits at once.
 enum Interruption {
     nonisolated(unsafe) private static var flag: sig_atomic_t = 0
+    /// Printed by the handler itself: a rank blocked in a collective whose peer died may be
+    /// killed before it can say anything else.
+    nonisolated(unsafe) private static var notice: (text: UnsafeMutablePointer<CChar>, length: Int)?
 
-    static func install() {
+    static func install(notice line: String? = nil) {
+        if let line, notice == nil { notice = (strdup(line + "\n")!, line.utf8.count + 1) }
         for sig in [SIGINT, SIGTERM] {
             signal(sig) { _ in
                 if Interruption.flag != 0 { _exit(130) }
                 Interruption.flag = 1
+                if let (text, length) = Interruption.notice { _ = write(STDERR_FILENO, text, length) }
             }
         }
     }

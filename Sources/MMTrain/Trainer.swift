@@ -18,14 +18,24 @@ public final class Trainer {
     let tokenizer: String
     private var trainLosses: [(step: Int, loss: Double)] = []
     private var validationLosses: [(step: Int, loss: Double)] = []
+    /// Set when this process is one rank of a data-parallel job.
+    let parallel: DataParallel?
+    /// Whether this process writes logs, checkpoints and progress (rank 0 of a job).
+    public var isLeader: Bool { parallel?.isLeader ?? true }
+    /// Set by `step` when a stop was requested (on any rank: all ranks agree on it).
+    private var stopRequested = false
 
-    public init(model: CLIPModel, options: TrainingOptions, run: RunFolder, preprocessing: Preprocessing, tokenizer: String) {
+    /// With `group`, this trainer is one rank of a data-parallel job: its batches are its shard
+    /// of each global batch, and the loss and gradients are those of the global batch.
+    public init(model: CLIPModel, options: TrainingOptions, run: RunFolder, preprocessing: Preprocessing, tokenizer: String,
+                group: ProcessGroup? = nil) {
         precondition(options.loss == .clip || model.logitBias != nil, "the sigmoid loss needs a model with logit_bias")
         self.model = model
         self.options = options
         self.run = run
         self.preprocessing = preprocessing
         self.tokenizer = tokenizer
+        parallel = group.flatMap { $0.size > 1 ? DataParallel($0) : nil }
         if options.lockImage { model.visual.setRequiresGrad(false) }
         optimizer = AdamW(model, weightDecay: options.weightDecay, beta1: options.beta1, beta2: options.beta2, eps: options.eps)
     }
@@ -36,12 +46,15 @@ public final class Trainer {
     /// `detachTemperature` cuts logit_scale (and bias) out of the gradient.
     func loss(_ image: Tensor, _ text: Tensor, detachTemperature: Bool = false) -> Tensor {
         let scale = detachTemperature ? model.logitScale.detached() : model.logitScale
-        switch options.loss {
-        case .clip:
+        switch (options.loss, parallel) {
+        case (.clip, nil):
             return ContrastiveLoss.infoNCE(image: image, text: text, logitScale: scale)
-        case .siglip:
+        case (.clip, let parallel?):
+            return parallel.infoNCE(image: image, text: text, logitScale: scale)
+        case (.siglip, let parallel):
             let bias = detachTemperature ? model.logitBias!.detached() : model.logitBias!
-            return ContrastiveLoss.sigmoid(image: image, text: text, logitScale: scale, logitBias: bias)
+            return parallel?.sigmoid(image: image, text: text, logitScale: scale, logitBias: bias)
+                ?? ContrastiveLoss.sigmoid(image: image, text: text, logitScale: scale, logitBias: bias)
         }
     }
 
@@ -78,11 +91,19 @@ public final class Trainer {
         return value
     }
 
-    /// One optimizer step over `micro` batches; returns the loss before the update.
+    /// One optimizer step over `micro` batches; returns the loss before the update (over the
+    /// global batch on several ranks).
     @discardableResult
-    public func step(_ micro: [TrainingBatch]) -> Float {
+    public func step(_ micro: [TrainingBatch]) throws -> Float {
         optimizer.zeroGradients()
-        let value = accumulateGradients(micro)
+        var value = accumulateGradients(micro)
+        stopRequested = Interruption.requested
+        if let parallel {
+            // One round carries the gradients, the ranks' losses and their stop requests.
+            let sums = try parallel.averageGradients(optimizer.groups.flatMap(\.parameters), scalars: [value, stopRequested ? 1 : 0])
+            value = sums[0] / Float(parallel.group.size)
+            stopRequested = sums[1] > 0
+        }
         if let clip = options.gradClip { clipGradientNorm(optimizer.groups.flatMap(\.parameters), maxNorm: clip) }
         optimizer.update(lr: learningRate(at: position.step))
         model.clampLogitScale()
@@ -109,24 +130,27 @@ public final class Trainer {
             throw TrainingError("the training set has \(source.batchesPerEpoch) full batches of \(options.batchSize), fewer than one optimizer step (accum-freq \(options.accumFreq)); lower --batch-size")
         }
         totalSteps = min(options.epochs * stepsPerEpoch, options.maxSteps ?? .max)
-        Interruption.install()
+        Interruption.install(notice: parallel.map {
+            "mm rank \($0.group.rank): stopping (Ctrl-C, or mpirun ending the job because a rank failed); \($0.isLeader ? "" : "rank 0's ")last checkpoint \(run.latest.path) stays intact"
+        })
+        if let parallel { try synchronize(parallel) }
         var skipped = 0
         while position.epoch < options.epochs && position.step < totalSteps {
             let epoch = position.epoch
             try source.start(epoch: epoch, batch: position.batch, cursor: position.cursor)
             let progress = Progress(label: "epoch \(epoch + 1)/\(options.epochs)", total: stepsPerEpoch,
-                                    initial: position.batch / options.accumFreq, enabled: showsProgress)
+                                    initial: position.batch / options.accumFreq, enabled: showsProgress && isLeader)
             var window: (samples: Int, start: Date) = (0, Date())
             while position.batch / options.accumFreq < stepsPerEpoch && position.step < totalSteps {
                 var micro: [TrainingBatch] = []
                 while micro.count < options.accumFreq, let b = try source.next() { micro.append(b) }
                 guard micro.count == options.accumFreq else { break }
                 let lr = learningRate(at: position.step)
-                let value = step(micro)
+                let value = try step(micro)
                 position.batch += micro.count
                 position.cursor = source.cursor
                 guard value.isFinite else {
-                    try saveLatest()
+                    try saveLatest()  // the loss is the ranks' mean: all of them get here
                     throw TrainingError("loss became \(value) at step \(position.step); checkpoint written to \(run.latest.path). Try a lower --lr or --grad-clip 1")
                 }
                 window.samples += micro.reduce(0) { $0 + $1.count }
@@ -134,15 +158,19 @@ public final class Trainer {
                 trainLosses.append((position.step, Double(value)))
                 for s in source.drainSkipped() {
                     skipped += 1
-                    run.append(["event": "skipped", "path": s.path, "reason": s.reason, "step": position.step])
+                    if isLeader {
+                        run.append(["event": "skipped", "path": s.path, "reason": s.reason, "step": position.step])
+                    } else {
+                        FileHandle.standardError.write(Data("mm rank \(parallel!.group.rank): skipped \(s.path): \(s.reason)\n".utf8))
+                    }
                 }
-                run.append(["step": position.step, "epoch": epoch, "loss": Double(value), "lr": Double(lr),
-                            "logit_scale": Double(Foundation.exp(model.logitScale.item())), "samples_per_s": rate])
+                if isLeader { run.append(["step": position.step, "epoch": epoch, "loss": Double(value), "lr": Double(lr),
+                            "logit_scale": Double(Foundation.exp(model.logitScale.item())), "samples_per_s": rate * Double(parallel?.group.size ?? 1)]) }
                 progress.update(position.batch / options.accumFreq, [
                     ("loss", String(format: "%.4f", value)), ("lr", String(format: "%.2e", lr)),
-                    ("samples/s", String(format: "%.1f", rate)), ("skipped", "\(skipped)"),
+                    ("samples/s", String(format: "%.1f", rate * Double(parallel?.group.size ?? 1))), ("skipped", "\(skipped)"),
                 ])
-                if Interruption.requested {
+                if stopRequested {
                     progress.finish()
                     try saveLatest()
                     progress.message("interrupted: checkpoint written to \(run.latest.path); continue with --resume \(run.url.path)")
@@ -153,6 +181,12 @@ public final class Trainer {
             position.epoch += 1
             position.batch = 0
             position.cursor = 0
+            try saveLatest()
+            // Rank 0 alone evaluates and writes; the others wait for it (without spinning).
+            guard isLeader else {
+                try parallel?.group.barrier()
+                continue
+            }
             var record: [String: Any] = ["event": "epoch", "epoch": epoch + 1, "step": position.step]
             if let validation {
                 let v = try validate(validation)
@@ -170,8 +204,8 @@ public final class Trainer {
             Progress(label: "", total: 0, enabled: showsProgress).message(record.filter { $0.key != "event" }.sorted { $0.key < $1.key }
                 .map { "\($0.key) \(Self.format($0.value))" }.joined(separator: "  "))
             try model.save(to: run.epochCheckpoint(position.epoch), preprocessing: preprocessing, tokenizer: tokenizer)
-            try saveLatest()
             try Data(LossCurve.svg(train: trainLosses, validation: validationLosses).utf8).write(to: run.lossCurveURL, options: .atomic)
+            try parallel?.group.barrier()
         }
         return (false, skipped)
     }
@@ -199,8 +233,12 @@ public final class Trainer {
 
     // MARK: - Checkpoints
 
-    /// Weights, optimizer moments and position, atomically, for --resume.
+    /// Weights, optimizer moments and position, atomically, for --resume. Collective on several
+    /// ranks: rank 0 writes, with every rank's data cursor.
     func saveLatest() throws {
+        var position = position
+        if let parallel { position.rankCursors = try parallel.allGather(position.cursor) }
+        guard isLeader else { return }
         var extra: [String: String] = [:]
         extra[Self.positionKey] = String(decoding: try JSONEncoder().encode(position), as: UTF8.self)
         extra[Self.optimizerStepKey] = "\(optimizer.step)"
@@ -221,6 +259,21 @@ public final class Trainer {
             out["optimizer.v.\(key)"] = moments.v
         }
         return out
+    }
+
+    /// Rank 0's weights, optimizer state and position, on every rank (on resume only rank 0
+    /// reads the checkpoint, so other hosts need not see the run folder).
+    func synchronize(_ parallel: DataParallel) throws {
+        try parallel.broadcast(model.namedParameters().map(\.tensor) + optimizer.moments.flatMap { [$0.m, $0.v] })
+        let shared = try parallel.group.broadcast([position.step, position.epoch, position.batch, optimizer.step])
+        position.step = shared[0]
+        position.epoch = shared[1]
+        position.batch = shared[2]
+        optimizer.restore(step: shared[3], moments: optimizer.moments.map { ($0.m.copy(), $0.v.copy()) })
+        // Each rank continues its own data stream; after a change of rank count, from the batch's
+        // nominal start (replacements for skipped images may then differ from an unbroken run).
+        let cursors = try parallel.group.broadcast(position.rankCursors ?? [])
+        position.cursor = cursors.count == parallel.group.size ? cursors[parallel.group.rank] : position.batch * options.batchSize
     }
 
     /// Restores weights, optimizer and position from a run's latest checkpoint.
