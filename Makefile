@@ -83,3 +83,12 @@ fixtures-tokenizer: venv
 
 bench-tokenizer: build venv
 	$(VENV)/bin/python tools/bench/bench_tokenizer.py
+
+# Data-parallel training over Open MPI (needs root for the network namespaces; skips otherwise):
+# two "hosts" joined by a veth pair, one rank each; and 1 rank × 2 threads vs 2 ranks × 1 thread.
+.PHONY: test-two-hosts bench-mpi
+test-two-hosts: build
+	tools/mpi/two_hosts.sh .build/release/mm
+
+bench-mpi: build
+	$(PYTHON) tools/bench/bench_mpi.py

@@ -98,7 +98,7 @@ struct TrainCommand: ParsableCommand {
             throw exit
         } catch {
             // The other ranks would wait for this one until their timeout: end them all now.
-            warn("mm rank \(group.rank): \(error)")
+            warn(error is DistributedError ? "mm \(error)" : "mm rank \(group.rank): \(error)")
             group.abort(code: 1)
         }
         group.finalize()

@@ -44,10 +44,15 @@ public final class MPIGroup: ProcessGroup {
     /// Leaves the job normally (every rank must get here).
     public func finalize() { _ = mm_mpi_finalize() }
 
-    /// Ends every rank of the job at once (after an error that leaves the others waiting).
+    /// Ends every rank of the job at once (after an error that leaves the others waiting). When
+    /// the launcher itself is unreachable, MPI_Abort can block: this process exits regardless.
     public func abort(code: Int32) -> Never {
+        Thread.detachNewThread {
+            sleep(10)
+            _exit(code)
+        }
         _ = mm_mpi_abort(code)
-        exit(code)
+        _exit(code)
     }
 
     // MARK: - ProcessGroup

@@ -41,6 +41,8 @@ final class DataParallel {
     let group: ProcessGroup
     /// A collective that failed inside the tape (where nothing can throw); checked after each step.
     private var failure: Error?
+    /// Wall time spent in collectives (transfers, and waiting for slower ranks), for the log.
+    private(set) var communicationSeconds: Double = 0
 
     init(_ group: ProcessGroup) { self.group = group }
 
@@ -57,8 +59,10 @@ final class DataParallel {
         let ranks = group.size, count = local.count
         return Tensor.custom(shape: [local.shape[0] * ranks] + local.shape.dropFirst(), inputs: [local], forward: { out in
             do {
-                try group.allGather(UnsafeRawBufferPointer(start: local.data, count: count * 4),
-                                    into: UnsafeMutableRawBufferPointer(start: out, count: count * ranks * 4))
+                try timed {
+                    try group.allGather(UnsafeRawBufferPointer(start: local.data, count: count * 4),
+                                        into: UnsafeMutableRawBufferPointer(start: out, count: count * ranks * 4))
+                }
             } catch {
                 failure = failure ?? error
                 out.update(repeating: 0, count: count * ranks)
@@ -67,8 +71,10 @@ final class DataParallel {
             guard let dLocal = inputs[0] else { return }
             let mine = Tensor.zeros([count])
             do {
-                try group.reduceScatterSum(UnsafeBufferPointer(start: gradient, count: count * ranks),
-                                           into: UnsafeMutableBufferPointer(start: mine.data, count: count))
+                try timed {
+                    try group.reduceScatterSum(UnsafeBufferPointer(start: gradient, count: count * ranks),
+                                               into: UnsafeMutableBufferPointer(start: mine.data, count: count))
+                }
             } catch {
                 failure = failure ?? error
             }
@@ -121,8 +127,10 @@ final class DataParallel {
             (bucket.data + offset).update(from: g.data, count: g.count)
             offset += g.count
         }
-        try group.allReduceSum(UnsafeMutableBufferPointer(start: bucket.data, count: bucket.count))
-        for g in large { try group.allReduceSum(UnsafeMutableBufferPointer(start: g.data, count: g.count)) }
+        try timed {
+            try group.allReduceSum(UnsafeMutableBufferPointer(start: bucket.data, count: bucket.count))
+            for g in large { try group.allReduceSum(UnsafeMutableBufferPointer(start: g.data, count: g.count)) }
+        }
 
         let inverse = 1 / Float(group.size)
         offset = scalars.count
@@ -133,6 +141,12 @@ final class DataParallel {
         }
         for g in large { for i in 0..<g.count { g.data[i] *= inverse } }
         return Array(UnsafeBufferPointer(start: bucket.data, count: scalars.count))
+    }
+
+    private func timed(_ body: () throws -> Void) rethrows {
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { communicationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+        try body()
     }
 
     // MARK: - Shared state

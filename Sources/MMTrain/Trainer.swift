@@ -131,7 +131,7 @@ public final class Trainer {
         }
         totalSteps = min(options.epochs * stepsPerEpoch, options.maxSteps ?? .max)
         Interruption.install(notice: parallel.map {
-            "mm rank \($0.group.rank): stopping (Ctrl-C, or mpirun ending the job because a rank failed); \($0.isLeader ? "" : "rank 0's ")last checkpoint \(run.latest.path) stays intact"
+            "mm rank \($0.group.rank): stopping (Ctrl-C, or mpirun ending the job because a rank or host failed); \($0.isLeader ? "" : "rank 0's ")last checkpoint \(run.latest.path) stays intact"
         })
         if let parallel { try synchronize(parallel) }
         var skipped = 0
@@ -146,6 +146,7 @@ public final class Trainer {
                 while micro.count < options.accumFreq, let b = try source.next() { micro.append(b) }
                 guard micro.count == options.accumFreq else { break }
                 let lr = learningRate(at: position.step)
+                let (stepStart, communicationBefore) = (Date(), parallel?.communicationSeconds ?? 0)
                 let value = try step(micro)
                 position.batch += micro.count
                 position.cursor = source.cursor
@@ -164,8 +165,15 @@ public final class Trainer {
                         FileHandle.standardError.write(Data("mm rank \(parallel!.group.rank): skipped \(s.path): \(s.reason)\n".utf8))
                     }
                 }
-                if isLeader { run.append(["step": position.step, "epoch": epoch, "loss": Double(value), "lr": Double(lr),
-                            "logit_scale": Double(Foundation.exp(model.logitScale.item())), "samples_per_s": rate * Double(parallel?.group.size ?? 1)]) }
+                if isLeader {
+                    var record: [String: Any] = ["step": position.step, "epoch": epoch, "loss": Double(value), "lr": Double(lr),
+                                                 "logit_scale": Double(Foundation.exp(model.logitScale.item())),
+                                                 "samples_per_s": rate * Double(parallel?.group.size ?? 1)]
+                    if let parallel {
+                        record["communication_share"] = (parallel.communicationSeconds - communicationBefore) / Date().timeIntervalSince(stepStart)
+                    }
+                    run.append(record)
+                }
                 progress.update(position.batch / options.accumFreq, [
                     ("loss", String(format: "%.4f", value)), ("lr", String(format: "%.2e", lr)),
                     ("samples/s", String(format: "%.1f", rate * Double(parallel?.group.size ?? 1))), ("skipped", "\(skipped)"),
