@@ -8,16 +8,19 @@ import Testing
 struct DataParallelTests {
     static let learningRate: Float = 1e-3
 
-    /// 2 ranks × 32 pairs take the same steps as 1 process × 64: the loss is the global batch's
+    /// 2 ranks × 32 pairs take the same steps as 1 process × 64 — for InfoNCE, for the sigmoid
+    /// loss, and with 2 ranks × 2 accumulated micro-batches of 16: the loss is the global batch's
     /// and the averaged gradients are its gradients. Round-off differs (summation order, thread
     /// splits), so: losses to 1e-5 relative, weights to 2e-5 — except the key bias, whose true
     /// gradient is 0 (softmax is shift-invariant) so that Adam turns round-off into steps of up
     /// to the learning rate.
-    @Test func twoRanksOfHalfTheBatchTakeTheSameStepsAsOne() throws {
-        let dir = try MPI.scratch("equivalence")
-        let common = ["--steps", "20", "--epochs", "1", "--warmup", "5", "--lr", "\(Self.learningRate)"]
+    @Test(arguments: [("clip", 1), ("siglip", 1), ("clip", 2)])
+    func twoRanksOfHalfTheBatchTakeTheSameStepsAsOne(loss: String, accumulation: Int) throws {
+        let dir = try MPI.scratch("equivalence-\(loss)-\(accumulation)")
+        let common = ["--loss", loss, "--steps", "20", "--epochs", "1", "--warmup", "5", "--lr", "\(Self.learningRate)"]
         let one = try MPI.train(ranks: 1, ["-o", dir + "/one", "--batch-size", "64"] + common, in: dir)
-        let two = try MPI.train(ranks: 2, ["-o", dir + "/two", "--batch-size", "32"] + common, in: dir)
+        let two = try MPI.train(ranks: 2, ["-o", dir + "/two", "--batch-size", "\(32 / accumulation)", "--accum-freq", "\(accumulation)"] + common,
+                                in: dir)
         #expect(one.status == 0, "\(one.output)")
         #expect(two.status == 0, "\(two.output)")
         #expect(two.output.contains("2 ranks × 32 = 64 pairs"))
