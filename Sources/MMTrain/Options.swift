@@ -42,4 +42,12 @@ public struct TrainingPosition: Codable, Sendable, Equatable {
     /// Every rank's `cursor`, in a data-parallel run.
     public var rankCursors: [Int]?
     public init() {}
+
+    /// Where `rank` of `ranks` continues its data stream: its own cursor when the rank count is
+    /// unchanged, else the batch's nominal start (replacements for skipped images may then
+    /// differ from an unbroken run).
+    func cursor(rank: Int, of ranks: Int, batchSize: Int) -> Int {
+        let cursors = rankCursors ?? [cursor]
+        return cursors.count == ranks ? cursors[rank] : batch * batchSize
+    }
 }

@@ -57,6 +57,11 @@ enum Interruption {
 
     static func install(notice line: String? = nil) {
         if let line, notice == nil { notice = (strdup(line + "\n")!, line.utf8.count + 1) }
+        // A launcher may have started us with these blocked; they must reach the handler.
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        for sig in [SIGINT, SIGTERM] { sigaddset(&mask, sig) }
+        pthread_sigmask(SIG_UNBLOCK, &mask, nil)
         for sig in [SIGINT, SIGTERM] {
             signal(sig) { _ in
                 if Interruption.flag != 0 { _exit(130) }

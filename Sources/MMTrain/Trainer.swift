@@ -278,10 +278,8 @@ public final class Trainer {
         position.epoch = shared[1]
         position.batch = shared[2]
         optimizer.restore(step: shared[3], moments: optimizer.moments.map { ($0.m.copy(), $0.v.copy()) })
-        // Each rank continues its own data stream; after a change of rank count, from the batch's
-        // nominal start (replacements for skipped images may then differ from an unbroken run).
-        let cursors = try parallel.group.broadcast(position.rankCursors ?? [])
-        position.cursor = cursors.count == parallel.group.size ? cursors[parallel.group.rank] : position.batch * options.batchSize
+        position.rankCursors = try parallel.group.broadcast(position.rankCursors ?? [position.cursor])
+        position.cursor = position.cursor(rank: parallel.group.rank, of: parallel.group.size, batchSize: options.batchSize)
     }
 
     /// Restores weights, optimizer and position from a run's latest checkpoint.
@@ -304,6 +302,7 @@ public final class Trainer {
         }
         optimizer.restore(step: optimizerStep, moments: moments)
         self.position = position
+        self.position.cursor = position.cursor(rank: 0, of: 1, batchSize: options.batchSize)
     }
 }
 
