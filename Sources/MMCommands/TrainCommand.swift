@@ -58,7 +58,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "A vocabulary folder from `mm vocab train` (default: the CLIP vocabulary).") var vocab: String?
 
     @Option(help: "Loss: clip (symmetric InfoNCE) or siglip (sigmoid loss with learned bias).") var loss = "clip"
-    @Option(help: "Pairs per micro-batch.") var batchSize = 128
+    @Option(help: "Pairs per micro-batch (per rank under mpirun).") var batchSize = 128
     @Option(help: "Micro-batches per step: the loss sees accum-freq × batch-size pairs (open_clip's accumulation).") var accumFreq = 1
     @Option(help: "Epochs.") var epochs = 10
     @Option(help: "Stop after this many optimizer steps.") var steps: Int?
