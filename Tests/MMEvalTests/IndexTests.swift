@@ -66,6 +66,16 @@ import Testing
 
         try good.prefix(good.count - 30).write(to: url)
         #expect(throws: EvalError.self) { try EmbeddingIndex.load(from: url) }
+
+        // A consistent checksum over an inconsistent header: the size check still catches it.
+        var header = good
+        let at = try #require(header.range(of: Data("\"dimension\":8".utf8)))
+        header.replaceSubrange(at, with: Data("\"dimension\":9".utf8))
+        header.replaceSubrange((header.count - 8)..., with: withUnsafeBytes(of: fnv(header.dropLast(8)).littleEndian) { Data($0) })
+        try header.write(to: url)
+        #expect(throws: EvalError("\(url.path): index holds \(20 * 8 * 4) bytes of embeddings, expected \(20 * 9 * 4)")) {
+            try EmbeddingIndex.load(from: url)
+        }
     }
 }
 
@@ -147,4 +157,20 @@ import Testing
             try EmbeddingIndex.load(from: URL(fileURLWithPath: "/nonexistent/x.mmi"))
         }
     }
+}
+
+/// The index checksum, written here independently: FNV-1a over little-endian 64-bit words, then
+/// the trailing bytes one by one.
+func fnv(_ data: Data) -> UInt64 {
+    let bytes = [UInt8](data)
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    var i = 0
+    while i + 8 <= bytes.count {
+        var word: UInt64 = 0
+        for j in 0..<8 { word |= UInt64(bytes[i + j]) << (8 * UInt64(j)) }
+        h = (h ^ word) &* 0x100_0000_01b3
+        i += 8
+    }
+    for b in bytes[i...] { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+    return h
 }
