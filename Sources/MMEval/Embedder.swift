@@ -40,9 +40,10 @@ public final class Embedder {
 
     /// Texts → [N, D], in batches.
     public func embed(texts: [String], batchSize: Int = 64) -> Tensor {
+        precondition(batchSize > 0, "batch size must be positive")
         let context = model.config.text.contextLength
         var parts: [Tensor] = []
-        for start in stride(from: 0, to: texts.count, by: max(1, batchSize)) {
+        for start in stride(from: 0, to: texts.count, by: batchSize) {
             let chunk = Array(texts[start..<min(start + batchSize, texts.count)])
             let ids = IntTensor(shape: [chunk.count, context], values: tokenizer.tokenize(chunk, contextLength: context))
             parts.append(withoutGradients { model.encodeText(ids) })
@@ -53,10 +54,11 @@ public final class Embedder {
     /// Image files → embeddings of those that could be read (open_clip's eval transform), in
     /// batches; the others are listed in `failures`, never fatal.
     public func embed(imageFiles paths: [String], batchSize: Int = 32) -> ImageEmbeddings {
+        precondition(batchSize > 0, "batch size must be positive")
         let loader = ImageBatchLoader(transform: preprocessing.evalTransform)
         let d = model.config.embedDim
         var values: [Float] = [], kept: [String] = [], failures: [(path: String, error: String)] = []
-        for start in stride(from: 0, to: paths.count, by: max(1, batchSize)) {
+        for start in stride(from: 0, to: paths.count, by: batchSize) {
             let chunk = Array(paths[start..<min(start + batchSize, paths.count)])
             let batch = loader.load(chunk)
             let bad = Set(batch.failures.map(\.index))
