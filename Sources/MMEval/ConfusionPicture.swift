@@ -7,7 +7,7 @@ extension ZeroShotReport {
 
     /// The confusion matrix as a self-contained SVG heat map: rows are true classes, columns
     /// predicted ones, a cell's darkness is its share of the row (so rare classes show as
-    /// clearly as common ones). Only non-empty cells are drawn, so 1,000 classes stay a small
+    /// clearly as common ones; any non-empty cell at least 15 %). Only non-empty cells are drawn, so 1,000 classes stay a small
     /// file; cells shrink to 1 px and names are left out beyond `labelledClassLimit` classes.
     public var confusionSVG: String {
         let c = classes.count
@@ -29,8 +29,9 @@ extension ZeroShotReport {
         for (t, row) in confusion.enumerated() {
             let total = row.reduce(0, +)
             for (p, n) in row.enumerated() where n > 0 {
-                let share = Double(n) / Double(total)
-                // White → dark blue; the diagonal in the same scale, so a good model shows a dark line.
+                // White → dark blue by share of the row, from 15 % so that a single sample among
+                // many (or a 1-px cell) stays visible; a good model shows a dark diagonal.
+                let share = 0.15 + 0.85 * Double(n) / Double(total)
                 let shade = { (from: Double, to: Double) in Int((from + (to - from) * share).rounded()) }
                 let colour = String(format: "#%02x%02x%02x", shade(235, 8), shade(242, 48), shade(250, 107))
                 s += "<rect class=\"cell\" x=\"\(left + p * cell)\" y=\"\(top + t * cell)\" width=\"\(cell)\" height=\"\(cell)\" fill=\"\(colour)\">"

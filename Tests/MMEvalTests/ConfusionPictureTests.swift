@@ -39,7 +39,8 @@ import Testing
         let width = try #require(attribute("width", of: svg)), height = try #require(attribute("height", of: svg))
         #expect(width > 768 && width < 1100 && height > 768 && height < 1100, "picture \(width)×\(height)")
         // A row split in halves: both cells at half the darkest shade.
-        #expect(count("fill=\"#7a91b3\"", in: svg) == 128, "half-share colour: (235+8)/2, (242+48)/2, (250+107)/2 rounded")
+        // Half of a row: shade 0.15 + 0.85 · 0.5 = 0.575 of the way from (235, 242, 250) to (8, 48, 107).
+        #expect(count("fill=\"#6882a8\"", in: svg) == 128, "half-share colour")
     }
 
     @Test func classNamesAreEscaped() {
