@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "MMVision", dependencies: ["MMNN"], swiftSettings: optimise),
         .target(name: "MMText", dependencies: ["MMNN"], swiftSettings: optimise),
         .target(name: "MMCLIP", dependencies: ["MMVision", "MMText"], resources: [.copy("configs")], swiftSettings: optimise),
-        .target(name: "MMEval", dependencies: ["MMCLIP", "MMTokenizer"], resources: [.copy("templates")], swiftSettings: optimise),
+        .target(name: "MMEval", dependencies: ["MMCLIP", "MMTokenizer", "MMImage"], resources: [.copy("templates")], swiftSettings: optimise),
         .target(name: "MMTrain", dependencies: ["MMCLIP", "MMEval", "MMData"], swiftSettings: optimise),
 
         // Data-parallel training over Open MPI (handle macros behind an inline C shim)
@@ -73,7 +73,7 @@ let package = Package(
         .testTarget(name: "MMImageTests", dependencies: ["MMImage"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMTokenizerTests", dependencies: ["MMTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMDataTests", dependencies: ["MMData", "MMImage", "MMTokenizer", "MMTensor"]),
-        .testTarget(name: "MMEvalTests", dependencies: ["MMEval", "MMTestSupport"]),
+        .testTarget(name: "MMEvalTests", dependencies: ["MMEval", "MMCLIP", "MMImage", "MMTestSupport"]),
         .testTarget(name: "MMDistributedTests", dependencies: ["MMTensor"]),
     ],
     swiftLanguageModes: [.v5]

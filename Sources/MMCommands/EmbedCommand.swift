@@ -1,8 +1,7 @@
 import ArgumentParser
 import Foundation
 import MMCLIP
-import MMImage
-import MMTokenizer
+import MMEval
 
 /// `mm embed`: normalised embeddings of images or texts.
 struct EmbedCommand: ParsableCommand {
@@ -43,42 +42,26 @@ struct EmbedCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (model, preprocessing, tokenizer) = try modelOptions.load()
-        var names: [String] = [], rows: [Tensor] = []
+        let embedder = try modelOptions.embedder()
+        let names: [String], all: Tensor
         var failed = 0
         if images.isEmpty {
-            var all = text
-            if let texts {
-                guard let data = FileManager.default.contents(atPath: texts), let s = String(data: data, encoding: .utf8) else {
-                    throw CommandError("\(texts): cannot read as UTF-8 text")
+            var lines = text
+            if let file = texts {
+                guard let data = FileManager.default.contents(atPath: file), let s = String(data: data, encoding: .utf8) else {
+                    throw CommandError("\(file): cannot read as UTF-8 text")
                 }
-                all += s.split(whereSeparator: \.isNewline).map(String.init)
+                lines += s.split(whereSeparator: \.isNewline).map(String.init)
             }
-            let context = model.config.text.contextLength
-            for start in stride(from: 0, to: all.count, by: batchSize) {
-                let chunk = Array(all[start..<min(start + batchSize, all.count)])
-                let ids = IntTensor(shape: [chunk.count, context], values: tokenizer.tokenize(chunk, contextLength: context))
-                rows.append(withoutGradients { model.encodeText(ids) })
-                names += chunk
-            }
+            names = lines
+            all = embedder.embed(texts: lines, batchSize: batchSize)
         } else {
-            let loader = ImageBatchLoader(transform: preprocessing.evalTransform)
-            for start in stride(from: 0, to: images.count, by: batchSize) {
-                let chunk = Array(images[start..<min(start + batchSize, images.count)])
-                let batch = loader.load(chunk)
-                let bad = Set(batch.failures.map(\.index))
-                for f in batch.failures { warn("skipped \(f.error)") }
-                failed += bad.count
-                let e = withoutGradients { model.encodeImage(batch.pixels) }
-                let d = e.shape[1]
-                for (i, path) in chunk.enumerated() where !bad.contains(i) {
-                    rows.append(Tensor(shape: [1, d], values: Array(UnsafeBufferPointer(start: e.data + i * d, count: d))))
-                    names.append(path)
-                }
-            }
+            let embedded = embedImageFiles(embedder, images, batchSize: batchSize)
+            failed = embedded.failures.count
+            names = embedded.paths
+            all = embedded.embeddings
         }
-        guard !rows.isEmpty else { throw CommandError("nothing could be embedded") }
-        let all = Tensor.concatenate(rows, axis: 0)
+        guard !names.isEmpty else { throw CommandError("nothing could be embedded") }
         let d = all.shape[1]
         if let output {
             try writeNPY(all.scalars, shape: all.shape, to: output)

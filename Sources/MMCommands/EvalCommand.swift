@@ -42,9 +42,14 @@ struct EvalCommand: ParsableCommand {
         @Argument(help: "Manifest of images and their labels.") var data: String
         @Option(help: "Label column.") var labelKey = "label"
         @Option(help: "Prompt templates: openai, simple, none, or a file.") var templates = "openai"
-        @Option(help: "Write the confusion matrix (rows: true class, columns: predicted) as CSV.") var confusion: String?
+        @Option(help: "Write the confusion matrix (rows: true class, columns: predicted) as CSV, and as an SVG heat map beside it (.csv → .svg).") var confusion: String?
         @Flag(help: "Print the results as one JSON object.") var json = false
         @Flag(help: "Neither read nor write the label-embedding cache.") var noCache = false
+
+        /// The heat map beside the CSV: confusion.csv → confusion.svg.
+        var confusionPicture: String? {
+            confusion.map { $0.lowercased().hasSuffix(".csv") ? String($0.dropLast(4)) + ".svg" : $0 + ".svg" }
+        }
 
         func run() throws {
             let classes = try readClassNames(labels)
@@ -62,9 +67,11 @@ struct EvalCommand: ParsableCommand {
                                                  threads: manifestOptions.workers)
             if rows.count < manifest.count { warn("skipped \(manifest.count - rows.count) unreadable images") }
             let report = ZeroShotReport(logits: classifier.logits(images), truth: rows.map { truth[$0] }, classNames: classifier.classNames)
-            if let confusion {
-                do { try report.confusionCSV.write(toFile: confusion, atomically: true, encoding: .utf8) } catch {
-                    throw CommandError("\(confusion): cannot write the confusion matrix (\(error.localizedDescription))")
+            if let confusion, let confusionPicture {
+                for (file, text) in [(confusion, report.confusionCSV), (confusionPicture, report.confusionSVG)] {
+                    do { try text.write(toFile: file, atomically: true, encoding: .utf8) } catch {
+                        throw CommandError("\(file): cannot write the confusion matrix (\(error.localizedDescription))")
+                    }
                 }
             }
             if json {
@@ -88,7 +95,7 @@ struct EvalCommand: ParsableCommand {
                     let support: String = String(format: "  %7d", c.support)
                     print(name + support + "  " + recall + "  " + top5)
                 }
-                if let confusion { print("\nconfusion matrix: \(confusion)") }
+                if let confusion { print("\nconfusion matrix: \(confusion), picture: \(confusionPicture!)") }
             }
             if rows.count < manifest.count || !manifest.badLines.isEmpty { throw ExitCode(1) }
         }
@@ -127,15 +134,17 @@ struct EvalCommand: ParsableCommand {
                 uniqueImages.append(path)
                 return uniqueImages.count - 1
             }
-            let (model, preprocessing, tokenizer) = try modelOptions.load()
-            let (embedded, kept) = embedImageFiles(model, uniqueImages, transform: preprocessing.evalTransform)
-            guard let images = embedded else { throw CommandError("\(pairs): no readable images") }
+            let embedder = try modelOptions.embedder()
+            let images = embedImageFiles(embedder, uniqueImages)
+            guard !images.paths.isEmpty else { throw CommandError("\(pairs): no readable images") }
             // Captions of unreadable images are left out; the rest point at their image's row.
-            var row = [Int](repeating: -1, count: uniqueImages.count)
-            for (r, i) in kept.enumerated() { row[i] = r }
+            var rowOfPath: [String: Int] = [:]
+            for (r, path) in images.paths.enumerated() { rowOfPath[path] = r }
+            let row = uniqueImages.map { rowOfPath[$0] ?? -1 }
             let used = (0..<manifest.count).filter { row[imageOfRow[$0]] >= 0 }
-            let texts = embedTexts(model, tokenizer, used.map { captions[$0] })
-            let m = RetrievalMetrics(images: images, texts: texts, imageOfText: used.map { row[imageOfRow[$0]] })
+            let texts = embedder.embed(texts: used.map { captions[$0] })
+            let m = RetrievalMetrics(images: images.embeddings, texts: texts, imageOfText: used.map { row[imageOfRow[$0]] })
+            let kept = images.paths
             let skipped = uniqueImages.count - kept.count
             if json {
                 var out: [String: Any] = ["images": kept.count, "captions": used.count, "skipped_images": skipped]

@@ -43,24 +43,11 @@ func embedImages(_ model: CLIPModel, _ manifest: Manifest, size: Int, normalizat
     return (Tensor.concatenate(parts, axis: 0), rows)
 }
 
-/// Normalised embeddings of image files, in batches; unreadable ones are reported and left out.
-/// Returns the embeddings [K, D] and the indices into `paths` of the K that were read.
-func embedImageFiles(_ model: CLIPModel, _ paths: [String], transform: ImageTransform, batchSize: Int = 32) -> (Tensor?, [Int]) {
-    let loader = ImageBatchLoader(transform: transform)
-    var rows: [Tensor] = [], kept: [Int] = []
-    for start in stride(from: 0, to: paths.count, by: batchSize) {
-        let chunk = Array(paths[start..<min(start + batchSize, paths.count)])
-        let batch = loader.load(chunk)
-        let bad = Set(batch.failures.map(\.index))
-        for f in batch.failures { warn("skipped \(f.error)") }
-        let e = withoutGradients { model.encodeImage(batch.pixels) }
-        let d = e.shape[1]
-        for i in chunk.indices where !bad.contains(i) {
-            rows.append(Tensor(shape: [1, d], values: Array(UnsafeBufferPointer(start: e.data + i * d, count: d))))
-            kept.append(start + i)
-        }
-    }
-    return (rows.isEmpty ? nil : Tensor.concatenate(rows, axis: 0), kept)
+/// Normalised embeddings of the image files that could be read; each unreadable one is reported.
+func embedImageFiles(_ embedder: Embedder, _ paths: [String], batchSize: Int = 32) -> ImageEmbeddings {
+    let result = embedder.embed(imageFiles: paths, batchSize: batchSize)
+    for f in result.failures { warn("skipped \(f.error)") }
+    return result
 }
 
 /// Image files named on the command line: files as given, folders searched recursively for
@@ -113,18 +100,6 @@ func zeroShotClassifier(_ model: CLIPModel, _ tokenizer: Tokenizer, options: Mod
         }
     }
     return classifier
-}
-
-/// Normalised embeddings of texts [N, D], in batches.
-func embedTexts(_ model: CLIPModel, _ tokenizer: Tokenizer, _ texts: [String], batchSize: Int = 64) -> Tensor {
-    let context = model.config.text.contextLength
-    var parts: [Tensor] = []
-    for start in stride(from: 0, to: texts.count, by: batchSize) {
-        let chunk = Array(texts[start..<min(start + batchSize, texts.count)])
-        let ids = IntTensor(shape: [chunk.count, context], values: tokenizer.tokenize(chunk, contextLength: context))
-        parts.append(withoutGradients { model.encodeText(ids) })
-    }
-    return Tensor.concatenate(parts, axis: 0)
 }
 
 /// Prints a JSON object on one line (keys sorted, slashes kept).

@@ -31,17 +31,16 @@ struct IndexCommand: ParsableCommand {
         func run() throws {
             let (files, missing) = collectImages(paths)
             guard !files.isEmpty else { throw CommandError("no images to index") }
-            let (model, preprocessing, _) = try modelOptions.load()
-            let (embedded, kept) = embedImageFiles(model, files, transform: preprocessing.evalTransform, batchSize: batchSize)
-            guard let embeddings = embedded else { throw CommandError("none of the \(files.count) images could be read") }
-            let names = kept.map { files[$0] }
-            let index = EmbeddingIndex(modelFingerprint: EmbeddingIndex.fingerprint(model), names: names, embeddings: embeddings,
-                                       modified: names.map(modificationTime))
-            do { try index.write(to: URL(fileURLWithPath: output)) } catch {
+            let embedder = try modelOptions.embedder()
+            let images = embedImageFiles(embedder, files, batchSize: batchSize)
+            guard !images.paths.isEmpty else { throw CommandError("none of the \(files.count) images could be read") }
+            let index = EmbeddingIndex(modelFingerprint: embedder.fingerprint, names: images.paths, embeddings: images.embeddings,
+                                       modified: images.paths.map(modificationTime))
+            do { try index.save(to: URL(fileURLWithPath: output)) } catch {
                 throw CommandError("\(output): cannot write the index (\(error.localizedDescription))")
             }
             warn("indexed \(index.count) images → \(output)")
-            if missing > 0 || kept.count < files.count { throw ExitCode(1) }
+            if missing > 0 || !images.failures.isEmpty { throw ExitCode(1) }
         }
     }
 }
@@ -63,40 +62,22 @@ extension IndexCommand {
 
         func run() throws {
             let url = URL(fileURLWithPath: index)
-            let old = try EmbeddingIndex(contentsOf: url)
+            var gallery = try EmbeddingIndex.load(from: url)
             let (files, missing) = collectImages(paths)
-            let (model, preprocessing, _) = try modelOptions.load()
-            guard EmbeddingIndex.fingerprint(model) == old.modelFingerprint else {
-                throw CommandError("\(index) was built with another model than \(modelOptions.checkpoint); add with the checkpoint that built it")
-            }
+            let embedder = try modelOptions.embedder()
+            try gallery.requireModel(embedder.fingerprint)
             var row: [String: Int] = [:]
-            for (i, name) in old.names.enumerated() { row[name] = i }
+            for (i, name) in gallery.names.enumerated() { row[name] = i }
             // Rows to (re-)embed: new files and files changed since they were embedded.
             let stale = files.filter { path in
-                guard let i = row[path], let times = old.modified else { return true }
+                guard let i = row[path], let times = gallery.modified else { return true }
                 return times[i] != modificationTime(path)
             }
-            let (embedded, kept) = embedImageFiles(model, stale, transform: preprocessing.evalTransform, batchSize: batchSize)
-            let d = old.dimension
-            var names = old.names, times = old.modified ?? old.names.map { _ in -1 }
-            var values = old.embeddings.scalars
-            for (r, s) in kept.enumerated() {
-                let path = stale[s]
-                let vector = UnsafeBufferPointer(start: embedded!.data + r * d, count: d)
-                if let i = row[path] {
-                    values.replaceSubrange((i * d)..<((i + 1) * d), with: vector)
-                    times[i] = modificationTime(path)
-                } else {
-                    names.append(path)
-                    times.append(modificationTime(path))
-                    values += vector
-                }
-            }
-            let updated = EmbeddingIndex(modelFingerprint: old.modelFingerprint, names: names,
-                                         embeddings: Tensor(shape: [names.count, d], values: values), modified: times)
-            do { try updated.write(to: url) } catch { throw CommandError("\(index): cannot write the index (\(error.localizedDescription))") }
-            warn("embedded \(kept.count) new or changed images, \(files.count - stale.count) unchanged; \(updated.count) in \(index)")
-            if missing > 0 || kept.count < stale.count { throw ExitCode(1) }
+            let images = embedImageFiles(embedder, stale, batchSize: batchSize)
+            gallery.add(names: images.paths, embeddings: images.embeddings, modified: images.paths.map(modificationTime))
+            do { try gallery.save(to: url) } catch { throw CommandError("\(index): cannot write the index (\(error.localizedDescription))") }
+            warn("embedded \(images.paths.count) new or changed images, \(files.count - stale.count) unchanged; \(gallery.count) in \(index)")
+            if missing > 0 || !images.failures.isEmpty { throw ExitCode(1) }
         }
     }
 
@@ -113,7 +94,7 @@ extension IndexCommand {
         @Option(name: [.short, .long], help: "The .npy to write.") var output: String
 
         func run() throws {
-            let gallery = try EmbeddingIndex(contentsOf: URL(fileURLWithPath: index))
+            let gallery = try EmbeddingIndex.load(from: URL(fileURLWithPath: index))
             try writeNPY(gallery.embeddings.scalars, shape: gallery.embeddings.shape, to: output)
             try (gallery.names.joined(separator: "\n") + "\n").write(toFile: output + ".txt", atomically: true, encoding: .utf8)
         }
@@ -131,14 +112,21 @@ extension IndexCommand {
         @Option var queries = 100
         @Option(name: .short) var k = 10
         @Option var runs = 3
+        @Option(help: "Save the index to this file and search it memory-mapped (the file is removed after).") var mapped: String?
 
         func run() throws {
             var g = SeededGenerator(seed: 1)
             let gallery = Tensor.zeros([rows, dim]), query = Tensor.zeros([queries, dim])
             gallery.fillNormal(std: 1, using: &g)
             query.fillNormal(std: 1, using: &g)
-            let index = EmbeddingIndex(modelFingerprint: "bench", names: [String](repeating: "", count: rows),
+            var index = EmbeddingIndex(modelFingerprint: "bench", names: [String](repeating: "", count: rows),
                                        embeddings: withoutGradients { gallery.l2Normalized() })
+            if let mapped {
+                let url = URL(fileURLWithPath: mapped)
+                try index.save(to: url)
+                defer { try? FileManager.default.removeItem(at: url) }
+                index = try EmbeddingIndex.load(from: url)
+            }
             let q = withoutGradients { query.l2Normalized() }
             _ = index.search(q, k: k)  // warm-up
             var times: [Double] = []
@@ -147,7 +135,7 @@ extension IndexCommand {
                 _ = index.search(q, k: k)
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9)
             }
-            try printJSON(["rows": rows, "dim": dim, "queries": queries, "k": k, "threads": Threads.count,
+            try printJSON(["rows": rows, "dim": dim, "queries": queries, "k": k, "threads": Threads.count, "mapped": mapped != nil,
                            "seconds": times.sorted()[times.count / 2]])
         }
     }
@@ -182,24 +170,13 @@ struct SearchCommand: ParsableCommand {
     }
 
     func run() throws {
-        let gallery = try EmbeddingIndex(contentsOf: URL(fileURLWithPath: index))
-        let (model, preprocessing, tokenizer) = try modelOptions.load()
-        guard EmbeddingIndex.fingerprint(model) == gallery.modelFingerprint else {
-            throw CommandError("\(index) was built with another model (fingerprint \(gallery.modelFingerprint), \(modelOptions.checkpoint) has \(EmbeddingIndex.fingerprint(model))); rebuild the index with this checkpoint")
-        }
-        let query: Tensor
-        if let text {
-            query = embedTexts(model, tokenizer, [text])
-        } else {
-            let (embedded, _) = embedImageFiles(model, [image!], transform: preprocessing.evalTransform)
-            guard let e = embedded else { throw CommandError("\(image!): cannot read the query image") }
-            query = e
-        }
-        let results = gallery.search(query, k: k)[0]
+        let gallery = try EmbeddingIndex.load(from: URL(fileURLWithPath: index))
+        let embedder = try modelOptions.embedder()
+        let results = try text.map { try embedder.search(gallery, text: $0, k: k) } ?? embedder.search(gallery, imageFile: image!, k: k)
         if json {
-            try printJSON(["query": text ?? image!, "results": results.map { ["path": gallery.names[$0.index], "score": Double($0.score)] }])
+            try printJSON(["query": text ?? image!, "results": results.map { ["path": $0.name, "score": Double($0.score)] }])
         } else {
-            for r in results { print(String(format: "%.4f  ", r.score) + gallery.names[r.index]) }
+            for r in results { print(String(format: "%.4f  ", r.score) + r.name) }
         }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MMCLIP
+import MMEval
 import MMImage
 import MMTokenizer
 
@@ -15,22 +16,15 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Vocabulary folder (default: the one the checkpoint names, else CLIP's).")
     var vocab: String?
 
+    /// The model with its preprocessing and tokenizer.
+    func embedder() throws -> Embedder {
+        try Embedder(checkpoint: URL(fileURLWithPath: checkpoint), config: try model.map { try CLIPConfig(named: $0) }, vocabulary: vocab)
+    }
+
     /// The model, its preprocessing, and its tokenizer.
     func load() throws -> (model: CLIPModel, preprocessing: Preprocessing, tokenizer: Tokenizer) {
-        let loaded = try CLIPModel.load(from: URL(fileURLWithPath: checkpoint), config: try model.map { try CLIPConfig(named: $0) })
-        let named = vocab ?? (loaded.tokenizer == "clip-bpe" ? nil : loaded.tokenizer)
-        let vocabulary = try named.map { try Vocabulary.load($0) } ?? Vocabulary.clip()
-        guard vocabulary.count <= loaded.model.config.text.vocabSize else {
-            throw CommandError("vocabulary \(named ?? "CLIP") has \(vocabulary.count) tokens but the model's text tower has \(loaded.model.config.text.vocabSize)")
-        }
-        return (loaded.model, loaded.preprocessing, Tokenizer(vocabulary: vocabulary, contextLength: loaded.model.config.text.contextLength))
-    }
-}
-
-extension Preprocessing {
-    /// The image transform for evaluation and embedding (exact decode, as open_clip).
-    var evalTransform: ImageTransform {
-        .eval(size: imageSize, normalization: Normalization(mean: SIMD3(mean[0], mean[1], mean[2]), std: SIMD3(std[0], std[1], std[2])))
+        let e = try embedder()
+        return (e.model, e.preprocessing, e.tokenizer)
     }
 }
 

@@ -58,22 +58,20 @@ struct ZeroShotCommand: ParsableCommand {
         let prompts = try PromptTemplates.named(templates)
         let (paths, missing) = collectImages(images)
         guard !paths.isEmpty else { throw CommandError("no images to classify") }
-        let (model, preprocessing, tokenizer) = try modelOptions.load()
-        let classifier = zeroShotClassifier(model, tokenizer, options: modelOptions, classes: classes, templates: prompts, useCache: !noCache)
-        let (embeddings, kept) = embedImageFiles(model, paths, transform: preprocessing.evalTransform, batchSize: batchSize)
-        if let embeddings {
-            let top = classifier.predictions(embeddings, k: k)
-            for (row, index) in kept.enumerated() {
-                if json {
-                    let labels: [[String: Any]] = top[row].map { ["label": $0.label, "probability": $0.probability] }
-                    let data = try JSONSerialization.data(withJSONObject: ["image": paths[index], "labels": labels], options: [.sortedKeys, .withoutEscapingSlashes])
-                    print(String(decoding: data, as: UTF8.self))
-                } else {
-                    print(paths[index])
-                    for p in top[row] { print("  " + String(format: "%6.2f%%", p.probability * 100) + "  " + p.label) }
-                }
+        let embedder = try modelOptions.embedder()
+        let classifier = zeroShotClassifier(embedder.model, embedder.tokenizer, options: modelOptions, classes: classes, templates: prompts, useCache: !noCache)
+        let images = embedImageFiles(embedder, paths, batchSize: batchSize)
+        let top = classifier.predictions(images.embeddings, k: k)
+        for (path, labels) in zip(images.paths, top) {
+            if json {
+                let labels: [[String: Any]] = labels.map { ["label": $0.label, "probability": $0.probability] }
+                let data = try JSONSerialization.data(withJSONObject: ["image": path, "labels": labels], options: [.sortedKeys, .withoutEscapingSlashes])
+                print(String(decoding: data, as: UTF8.self))
+            } else {
+                print(path)
+                for p in labels { print("  " + String(format: "%6.2f%%", p.probability * 100) + "  " + p.label) }
             }
         }
-        if missing > 0 || kept.count < paths.count { throw ExitCode(1) }
+        if missing > 0 || !images.failures.isEmpty { throw ExitCode(1) }
     }
 }

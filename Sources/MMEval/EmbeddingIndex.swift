@@ -2,16 +2,21 @@ import Dispatch
 import Foundation
 import MMCLIP
 
-/// A gallery of normalised embeddings with the names they belong to, searched exactly
-/// (one BLAS product, then a partial selection of the k best per query).
+/// A gallery of normalised embeddings with the names they belong to, searched exactly: per block
+/// of rows one BLAS product with the queries, then each query's running top k is updated.
 ///
 /// File layout (little-endian): magic `MMINDEX\0`, UInt32 version, UInt32 header length, a JSON
-/// header (model fingerprint, dimension, names), the float32 rows [count, dimension], and a
-/// UInt64 FNV-1a checksum of everything before it. Beyond memory, the same layout split into
-/// shards could be memory-mapped and searched shard by shard, merging the per-shard top k.
+/// header (model fingerprint, dimension, names, modification times) padded with spaces so the
+/// rows start at a multiple of 64 bytes, the float32 rows [count, dimension], and a UInt64 FNV-1a
+/// checksum of everything before it. `load(from:)` memory-maps the file: the rows stay in the
+/// page cache and are streamed through one block buffer by each search, so an index larger than
+/// free memory can still be searched.
 public struct EmbeddingIndex {
     public static let magic: [UInt8] = Array("MMINDEX\u{0}".utf8)
     public static let version: UInt32 = 1
+    /// Rows per block of a search: 32 MB of 512-d rows, small enough to stay out of the way of
+    /// other work, large enough that BLAS runs at full speed.
+    static let blockBytes = 32 << 20
 
     struct Header: Codable {
         var model: String
@@ -20,26 +25,73 @@ public struct EmbeddingIndex {
         var modified: [Double]?
     }
 
+    /// One search result: the row, its name and its cosine with the query.
+    public struct Match: Equatable, Sendable {
+        public let index: Int
+        public let name: String
+        public let score: Float
+    }
+
     /// Identifies the model that made the embeddings; queries must come from the same one.
     public let modelFingerprint: String
-    public let names: [String]
-    /// [count, dimension], unit rows.
-    public let embeddings: Tensor
+    public private(set) var names: [String]
     /// Per name, the file's modification time (seconds since 1970) when it was embedded, if known:
     /// `mm index add` re-embeds only files that changed.
-    public let modified: [Double]?
+    public private(set) var modified: [Double]?
+    public let dimension: Int
+    /// The file this index was loaded from, for error messages.
+    public let file: String?
+    private var rows: Rows
 
+    /// An index of `embeddings` [count, dimension] (unit rows), one per name.
     public init(modelFingerprint: String, names: [String], embeddings: Tensor, modified: [Double]? = nil) {
         precondition(embeddings.rank == 2 && embeddings.shape[0] == names.count, "one embedding row per name")
         precondition(modified == nil || modified!.count == names.count, "one modification time per name")
         self.modelFingerprint = modelFingerprint
         self.names = names
-        self.embeddings = embeddings
         self.modified = modified
+        self.dimension = embeddings.shape[1]
+        self.file = nil
+        self.rows = .memory(embeddings)
     }
 
     public var count: Int { names.count }
-    public var dimension: Int { embeddings.shape[1] }
+
+    /// All rows as one tensor [count, dimension] (a copy when the index is mapped from a file).
+    public var embeddings: Tensor {
+        switch rows {
+        case .memory(let t): return t
+        case .mapped(let file, let offset):
+            let t = Tensor.zeros([count, dimension])
+            UnsafeMutableRawPointer(t.data).copyMemory(from: file.bytes + offset, byteCount: t.count * 4)
+            return t
+        }
+    }
+
+    /// Adds rows: a name already in the index has its row (and time) replaced, others are appended.
+    public mutating func add(names added: [String], embeddings e: Tensor, modified times: [Double]? = nil) {
+        precondition(e.rank == 2 && e.shape[0] == added.count && e.shape[1] == dimension, "one row of the index's dimension per name")
+        precondition(times == nil || times!.count == added.count, "one modification time per name")
+        var row: [String: Int] = [:]
+        for (i, name) in names.enumerated() { row[name] = i }
+        var values = embeddings.scalars
+        var allTimes = modified ?? names.map { _ in -1 }
+        for (r, name) in added.enumerated() {
+            let vector = UnsafeBufferPointer(start: e.data + r * dimension, count: dimension)
+            let time = times?[r] ?? -1
+            if let i = row[name] {
+                values.replaceSubrange((i * dimension)..<((i + 1) * dimension), with: vector)
+                allTimes[i] = time
+            } else {
+                row[name] = names.count
+                names.append(name)
+                allTimes.append(time)
+                values += vector
+            }
+        }
+        modified = modified == nil && times == nil ? nil : allTimes
+        rows = .memory(Tensor(shape: [names.count, dimension], values: values))
+    }
 
     /// A fingerprint of a model's weights: a hash over every parameter's bits, with the config.
     public static func fingerprint(_ model: CLIPModel) -> String {
@@ -52,35 +104,74 @@ public struct EmbeddingIndex {
         return String(format: "%016llx-d%d", h, model.config.embedDim)
     }
 
+    /// Throws unless the queries' model (its `fingerprint`) is the one that built the index.
+    public func requireModel(_ fingerprint: String) throws {
+        guard fingerprint == modelFingerprint else {
+            throw EvalError("\(file ?? "index"): built with another model (fingerprint \(modelFingerprint), this model has \(fingerprint)); rebuild the index with this checkpoint")
+        }
+    }
+
     // MARK: Files
 
-    public func write(to url: URL) throws {
-        var bytes = Self.magic
-        append(Self.version, to: &bytes)
-        let header = try JSONEncoder().encode(Header(model: modelFingerprint, dimension: dimension, names: names, modified: modified))
-        append(UInt32(header.count), to: &bytes)
-        bytes += header
-        bytes.reserveCapacity(bytes.count + embeddings.count * 4 + 8)
-        bytes += UnsafeRawBufferPointer(start: embeddings.data, count: embeddings.count * 4)
-        append(checksum(bytes[...]), to: &bytes)
+    /// Writes the index atomically (a temporary file, fsync, rename).
+    public func save(to url: URL) throws {
+        var head = Self.magic
+        append(Self.version, to: &head)
+        var header = try JSONEncoder().encode(Header(model: modelFingerprint, dimension: dimension, names: names, modified: modified))
+        header += [UInt8](repeating: 0x20, count: (64 - (16 + header.count) % 64) % 64)
+        append(UInt32(header.count), to: &head)
+        head += header
         let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
-        try Data(bytes).write(to: temporary)
+        guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
+            throw EvalError("\(temporary.path): cannot create the index file")
+        }
+        let out = try FileHandle(forWritingTo: temporary)
+        do {
+            var sum = Checksum()
+            try head.withUnsafeBytes { raw in
+                sum.add(raw)
+                try out.write(contentsOf: raw)
+            }
+            // Rows straight from memory or the mapped file, in blocks (one copy at most).
+            try withRowBytes { raw in
+                var start = 0
+                while start < raw.count {
+                    let part = UnsafeRawBufferPointer(rebasing: raw[start..<min(raw.count, start + Self.blockBytes)])
+                    sum.add(part)
+                    try out.write(contentsOf: part)
+                    start += part.count
+                }
+            }
+            try withUnsafeBytes(of: sum.value.littleEndian) { try out.write(contentsOf: $0) }
+            try out.synchronize()
+            try out.close()
+        } catch {
+            try? out.close()
+            try? FileManager.default.removeItem(at: temporary)
+            throw error
+        }
         _ = try? FileManager.default.removeItem(at: url)
         try FileManager.default.moveItem(at: temporary, to: url)
     }
 
-    /// Reads and verifies an index file; a wrong magic, version, size or checksum is an error
-    /// naming the file.
-    public init(contentsOf url: URL) throws {
+    /// Maps an index file read-only and verifies it; a wrong magic, version, size or checksum is
+    /// an error naming the file. The rows are not copied: searches read them from the map.
+    public static func load(from url: URL) throws -> EmbeddingIndex {
         let file = url.path
-        guard let data = FileManager.default.contents(atPath: file) else { throw EvalError("\(file): cannot read the index") }
-        let bytes = [UInt8](data)
-        guard bytes.count >= 24, Array(bytes[0..<8]) == Self.magic else { throw EvalError("\(file): not an mm index (no MMINDEX magic)") }
-        let version = Self.read(UInt32.self, bytes, at: 8)
+        let map = try MappedFile(path: file)
+        let bytes = UnsafeRawBufferPointer(start: map.bytes, count: map.count)
+        func read<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
+            T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
+        }
+        guard bytes.count >= 24, Array(bytes[0..<8]) == magic else { throw EvalError("\(file): not an mm index (no MMINDEX magic)") }
+        let version = read(UInt32.self, at: 8)
         guard version == Self.version else { throw EvalError("\(file): index version \(version), this mm reads version \(Self.version)") }
-        let stored = Self.read(UInt64.self, bytes, at: bytes.count - 8)
-        guard stored == checksum(bytes[0..<(bytes.count - 8)]) else { throw EvalError("\(file): checksum mismatch, the index is corrupt (rebuild it)") }
-        let headerLength = Int(Self.read(UInt32.self, bytes, at: 12))
+        var sum = Checksum()
+        sum.add(UnsafeRawBufferPointer(rebasing: bytes[0..<(bytes.count - 8)]))
+        guard read(UInt64.self, at: bytes.count - 8) == sum.value else {
+            throw EvalError("\(file): checksum mismatch, the index is corrupt (rebuild it)")
+        }
+        let headerLength = Int(read(UInt32.self, at: 12))
         guard 16 + headerLength <= bytes.count - 8,
               let header = try? JSONDecoder().decode(Header.self, from: Data(bytes[16..<(16 + headerLength)])) else {
             throw EvalError("\(file): unreadable index header")
@@ -92,54 +183,140 @@ public struct EmbeddingIndex {
         guard header.dimension > 0, bytes.count - 8 - start == floats * 4 else {
             throw EvalError("\(file): index holds \(bytes.count - 8 - start) bytes of embeddings, expected \(floats * 4)")
         }
-        let t = Tensor.zeros([header.names.count, header.dimension])
-        bytes.withUnsafeBytes { raw in UnsafeMutableRawPointer(t.data).copyMemory(from: raw.baseAddress! + start, byteCount: floats * 4) }
-        self.init(modelFingerprint: header.model, names: header.names, embeddings: t, modified: header.modified)
+        return EmbeddingIndex(header: header, file: file, rows: .mapped(map, offset: start))
+    }
+
+    private init(header: Header, file: String, rows: Rows) {
+        modelFingerprint = header.model
+        names = header.names
+        modified = header.modified
+        dimension = header.dimension
+        self.file = file
+        self.rows = rows
     }
 
     // MARK: Search
 
-    /// For each query row [Q, D] (normalised), the k best rows as (index, cosine), best first.
-    public func search(_ queries: Tensor, k: Int) -> [[(index: Int, score: Float)]] {
+    /// For each query row [Q, D] (normalised), the k best rows by cosine, best first (ties: the
+    /// earlier row first). A mapped index is read in blocks of `blockRows` rows (default: 32 MB).
+    public func search(_ queries: Tensor, k: Int, blockRows: Int? = nil) -> [[Match]] {
         precondition(queries.rank == 2 && queries.shape[1] == dimension, "queries must have the index's dimension")
-        guard count > 0 else { return Array(repeating: [], count: queries.shape[0]) }
-        let scores = withoutGradients { Tensor.matmul(queries, embeddings, transposeB: true) }  // [Q, N]
-        let q = queries.shape[0], n = count, s = scores.data
-        var results = [[(index: Int, score: Float)]](repeating: [], count: q)
-        // The selections are independent per query: spread them over the cores.
+        let q = queries.shape[0], k = min(k, count)
+        guard k > 0 else { return Array(repeating: [], count: q) }
+        let best = UnsafeMutablePointer<Float>.allocate(capacity: q * k), at = UnsafeMutablePointer<Int>.allocate(capacity: q * k)
+        var filled = [Int](repeating: 0, count: q)
+        defer { best.deallocate(); at.deallocate() }
         let workers = max(1, min(Threads.count, q))
-        results.withUnsafeMutableBufferPointer { out in
-            let out = out
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                for i in stride(from: w, to: q, by: workers) {
-                    let row = s + i * n
-                    out[i] = topIndices(row, count: n, k: k).map { ($0, row[$0]) }
+        forEachBlock(rows: blockRows ?? max(1, Self.blockBytes / (dimension * 4))) { block, first in
+            let n = block.shape[0]
+            let scores = withoutGradients { Tensor.matmul(queries, block, transposeB: true) }  // [Q, n]
+            filled.withUnsafeMutableBufferPointer { filled in
+                let filled = filled
+                // Each query's running top k is its own: spread them over the cores.
+                DispatchQueue.concurrentPerform(iterations: workers) { w in
+                    for i in stride(from: w, to: q, by: workers) {
+                        keepBest(scores.data + i * n, count: n, first: first, k: k, best: best + i * k, at: at + i * k, filled: &filled[i])
+                    }
                 }
             }
         }
-        return results
+        return (0..<q).map { i in (0..<filled[i]).map { j in Match(index: at[i * k + j], name: names[at[i * k + j]], score: best[i * k + j]) } }
     }
 
-    // MARK: Bytes
+    // MARK: Rows
+
+    /// Where the rows live: a tensor, or a region of a mapped index file.
+    private enum Rows {
+        case memory(Tensor)
+        case mapped(MappedFile, offset: Int)
+    }
+
+    /// Calls `body` with consecutive blocks of rows [≤ blockRows, dimension] and the index of
+    /// each block's first row. Mapped rows go through one reused buffer (BLAS is reached through
+    /// tensors); rows in memory are one block.
+    private func forEachBlock(rows blockRows: Int, _ body: (Tensor, Int) -> Void) {
+        precondition(blockRows > 0, "blocks need rows")
+        switch rows {
+        case .memory(let t):
+            body(t, 0)
+        case .mapped(let file, let offset):
+            var buffer: Tensor?
+            for first in stride(from: 0, to: count, by: blockRows) {
+                let n = min(blockRows, count - first)
+                if buffer?.shape[0] != n { buffer = Tensor.zeros([n, dimension]) }
+                UnsafeMutableRawPointer(buffer!.data).copyMemory(from: file.bytes + offset + first * dimension * 4, byteCount: n * dimension * 4)
+                body(buffer!, first)
+            }
+        }
+    }
+
+    private func withRowBytes(_ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        switch rows {
+        case .memory(let t): try body(UnsafeRawBufferPointer(start: t.data, count: t.count * 4))
+        case .mapped(let file, let offset): try body(UnsafeRawBufferPointer(start: file.bytes + offset, count: count * dimension * 4))
+        }
+    }
 
     private func append<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
         withUnsafeBytes(of: value.littleEndian) { bytes += $0 }
     }
+}
 
-    private static func read<T: FixedWidthInteger>(_: T.Type, _ bytes: [UInt8], at offset: Int) -> T {
-        var v: T = 0
-        withUnsafeMutableBytes(of: &v) { $0.copyBytes(from: bytes[offset..<(offset + MemoryLayout<T>.size)]) }
-        return T(littleEndian: v)
+/// Merges `count` scores (rows `first…`) into one query's best k, kept sorted best first in
+/// `best`/`at` with `filled` entries. A score enters only if it beats the current k-th, so after
+/// the first few thousand rows almost every row costs one comparison.
+@inline(__always)
+private func keepBest(_ scores: UnsafePointer<Float>, count: Int, first: Int, k: Int,
+                      best: UnsafeMutablePointer<Float>, at: UnsafeMutablePointer<Int>, filled: inout Int) {
+    for j in 0..<count {
+        let v = scores[j]
+        if filled == k { guard v > best[k - 1] else { continue } } else { filled += 1 }
+        var slot = filled - 1
+        while slot > 0, best[slot - 1] < v {
+            best[slot] = best[slot - 1]
+            at[slot] = at[slot - 1]
+            slot -= 1
+        }
+        best[slot] = v
+        at[slot] = first + j
     }
 }
 
+/// A file mapped read-only for the lifetime of this object (shared by copies of an index).
+final class MappedFile: @unchecked Sendable {
+    let bytes: UnsafeRawPointer
+    let count: Int
+
+    init(path: String) throws {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw EvalError("\(path): cannot read the index (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw EvalError("\(path): cannot read the index (\(String(cString: strerror(errno))))") }
+        count = Int(info.st_size)
+        guard count > 0 else { throw EvalError("\(path): not an mm index (empty file)") }
+        guard let p = mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0), p != UnsafeMutableRawPointer(bitPattern: -1) else {
+            throw EvalError("\(path): cannot map the index (\(String(cString: strerror(errno))))")
+        }
+        bytes = UnsafeRawPointer(p)
+    }
+
+    deinit { munmap(UnsafeMutableRawPointer(mutating: bytes), count) }
+}
+
 /// 64-bit FNV-1a over bytes, eight at a time (one multiply per word keeps large files fast).
-func checksum(_ bytes: ArraySlice<UInt8>) -> UInt64 {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    bytes.withUnsafeBytes { raw in
+/// Fed in pieces, every piece but the last must be a multiple of 8 bytes.
+struct Checksum {
+    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+    private var finished = false
+
+    mutating func add(_ raw: UnsafeRawBufferPointer) {
+        precondition(!finished, "only the last piece may have a length that is not a multiple of 8")
         let words = raw.count / 8
+        var h = value
         for i in 0..<words { h = (h ^ raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) &* 0x0000_0100_0000_01b3 }
         for i in (words * 8)..<raw.count { h = (h ^ UInt64(raw[i])) &* 0x0000_0100_0000_01b3 }
+        value = h
+        finished = raw.count % 8 != 0
     }
-    return h
 }

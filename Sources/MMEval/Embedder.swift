@@ -1,0 +1,105 @@
+import Foundation
+import MMCLIP
+import MMImage
+import MMTokenizer
+
+/// A model ready to embed images and texts: the checkpoint's weights with the preprocessing and
+/// tokenizer it records. Embeddings are L2-normalised rows, so cosine = dot product.
+///
+///     let embedder = try Embedder(checkpoint: URL(fileURLWithPath: "model.safetensors"))
+///     let photos = embedder.embed(imageFiles: ["a.jpg", "b.jpg"])
+///     let texts = embedder.embed(texts: ["a red circle"])
+public final class Embedder {
+    public let model: CLIPModel
+    public let preprocessing: Preprocessing
+    public let tokenizer: Tokenizer
+
+    /// Identifies the weights (see `EmbeddingIndex.fingerprint`); computed on first use.
+    public private(set) lazy var fingerprint: String = EmbeddingIndex.fingerprint(model)
+
+    public init(model: CLIPModel, preprocessing: Preprocessing, tokenizer: Tokenizer) {
+        self.model = model
+        self.preprocessing = preprocessing
+        self.tokenizer = tokenizer
+    }
+
+    /// Loads a checkpoint (open_clip or Hugging Face layout). `config` is for checkpoints that do
+    /// not record one; `vocabulary` (a folder) overrides the tokenizer the checkpoint names
+    /// (default: CLIP's).
+    public convenience init(checkpoint: URL, config: CLIPConfig? = nil, vocabulary: String? = nil) throws {
+        let loaded = try CLIPModel.load(from: checkpoint, config: config)
+        let named = vocabulary ?? (loaded.tokenizer == "clip-bpe" ? nil : loaded.tokenizer)
+        let words = try named.map { try Vocabulary.load($0) } ?? Vocabulary.clip()
+        let size = loaded.model.config.text.vocabSize
+        guard words.count <= size else {
+            throw EvalError("vocabulary \(named ?? "CLIP") has \(words.count) tokens but the model's text tower has \(size)")
+        }
+        self.init(model: loaded.model, preprocessing: loaded.preprocessing,
+                  tokenizer: Tokenizer(vocabulary: words, contextLength: loaded.model.config.text.contextLength))
+    }
+
+    /// Texts → [N, D], in batches.
+    public func embed(texts: [String], batchSize: Int = 64) -> Tensor {
+        precondition(batchSize > 0, "batch size must be positive")
+        let context = model.config.text.contextLength
+        var parts: [Tensor] = []
+        for start in stride(from: 0, to: texts.count, by: batchSize) {
+            let chunk = Array(texts[start..<min(start + batchSize, texts.count)])
+            let ids = IntTensor(shape: [chunk.count, context], values: tokenizer.tokenize(chunk, contextLength: context))
+            parts.append(withoutGradients { model.encodeText(ids) })
+        }
+        return parts.isEmpty ? Tensor.zeros([0, model.config.embedDim]) : Tensor.concatenate(parts, axis: 0)
+    }
+
+    /// Image files → embeddings of those that could be read (open_clip's eval transform), in
+    /// batches; the others are listed in `failures`, never fatal.
+    public func embed(imageFiles paths: [String], batchSize: Int = 32) -> ImageEmbeddings {
+        precondition(batchSize > 0, "batch size must be positive")
+        let loader = ImageBatchLoader(transform: preprocessing.evalTransform)
+        let d = model.config.embedDim
+        var values: [Float] = [], kept: [String] = [], failures: [(path: String, error: String)] = []
+        for start in stride(from: 0, to: paths.count, by: batchSize) {
+            let chunk = Array(paths[start..<min(start + batchSize, paths.count)])
+            let batch = loader.load(chunk)
+            let bad = Set(batch.failures.map(\.index))
+            failures += batch.failures.map { (chunk[$0.index], "\($0.error)") }
+            let e = withoutGradients { model.encodeImage(batch.pixels) }
+            for (i, path) in chunk.enumerated() where !bad.contains(i) {
+                values += UnsafeBufferPointer(start: e.data + i * d, count: d)
+                kept.append(path)
+            }
+        }
+        return ImageEmbeddings(paths: kept, embeddings: Tensor(shape: [kept.count, d], values: values), failures: failures)
+    }
+
+    /// The index rows closest to a text; an error if the index was built by another model.
+    public func search(_ index: EmbeddingIndex, text: String, k: Int) throws -> [EmbeddingIndex.Match] {
+        try index.requireModel(fingerprint)
+        return index.search(embed(texts: [text]), k: k)[0]
+    }
+
+    /// The index rows closest to an image file; an error if it cannot be read or the index was
+    /// built by another model.
+    public func search(_ index: EmbeddingIndex, imageFile: String, k: Int) throws -> [EmbeddingIndex.Match] {
+        try index.requireModel(fingerprint)
+        let query = embed(imageFiles: [imageFile])
+        if let failure = query.failures.first { throw EvalError("cannot read the query image: \(failure.error)") }
+        return index.search(query.embeddings, k: k)[0]
+    }
+}
+
+/// Embeddings of the image files that could be read, and why the others could not.
+public struct ImageEmbeddings {
+    /// The files embedded, one per row.
+    public let paths: [String]
+    /// [paths.count, D], unit rows.
+    public let embeddings: Tensor
+    public let failures: [(path: String, error: String)]
+}
+
+extension Preprocessing {
+    /// open_clip's eval transform for this preprocessing (exact decode).
+    public var evalTransform: ImageTransform {
+        .eval(size: imageSize, normalization: Normalization(mean: SIMD3(mean[0], mean[1], mean[2]), std: SIMD3(std[0], std[1], std[2])))
+    }
+}
