@@ -14,6 +14,13 @@ func median(_ runs: Int = 5, _ body: () -> Void) -> Double {
     return times.sorted()[runs / 2]
 }
 
+/// User + system CPU time of the process so far, all threads.
+func cpuSeconds() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6
+}
+
 func emit(_ fields: [String: Any]) {
     let data = try! JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
     print(String(decoding: data, as: UTF8.self))
@@ -95,11 +102,18 @@ case "train-step":
         opt.update(lr: 1e-4)
     }
     step()
-    let seconds = median(5, step)
+    // CPU seconds per step as well: on a shared machine they move less than wall time.
+    var cpu: [Double] = []
+    let seconds = median(5) {
+        let before = cpuSeconds()
+        step()
+        cpu.append(cpuSeconds() - before)
+    }
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     emit(["op": "train-step", "model": v[0], "batch": batch, "threads": Threads.count, "step_s": seconds,
-          "samples_per_s": Double(batch) / seconds, "params": model.parameterCount, "peak_rss_mb": Double(usage.ru_maxrss) / 1024])
+          "samples_per_s": Double(batch) / seconds, "cpu_s_per_step": cpu.sorted()[cpu.count / 2],
+          "params": model.parameterCount, "peak_rss_mb": Double(usage.ru_maxrss) / 1024])
 default:
     FileHandle.standardError.write("usage: mm-bench sgemm N | block WIDTH HEADS LENGTH BATCH causal|full | encode-image|encode-text|train-step MODEL BATCH\n".data(using: .utf8)!)
     exit(2)

@@ -86,6 +86,12 @@ public final class MultiheadAttention: Module {
         let qkv = Tensor.linear(x, weight: inProjWeight, bias: inProjBias)
         return outProj(.attention(qkv: qkv, heads: heads, causal: causal))
     }
+
+    /// Only the outputs at one position per sequence: x [B, L, W] → [B, W].
+    public func callAsFunction(_ x: Tensor, causal: Bool, at positions: IntTensor) -> Tensor {
+        let qkv = Tensor.linear(x, weight: inProjWeight, bias: inProjBias)
+        return outProj(.attention(qkv: qkv, heads: heads, causal: causal, queries: positions))
+    }
 }
 
 public final class MLP: Module {
@@ -118,6 +124,13 @@ public final class ResidualAttentionBlock: Module {
 
     public func callAsFunction(_ x: Tensor, causal: Bool) -> Tensor {
         let h = x + attn(norm1(x), causal: causal)
+        return h + mlp(norm2(h))
+    }
+
+    /// Only the outputs at one position per sequence: x [B, L, W] → [B, W]. Keys and values
+    /// still come from every position; the query, residual and MLP only from the chosen one.
+    public func callAsFunction(_ x: Tensor, causal: Bool, at positions: IntTensor) -> Tensor {
+        let h = x.gatherRows(positions) + attn(norm1(x), causal: causal, at: positions)
         return h + mlp(norm2(h))
     }
 }
@@ -154,5 +167,13 @@ public final class Transformer: Module {
 
     public func callAsFunction(_ x: Tensor, causal: Bool) -> Tensor {
         resblocks.reduce(x) { h, block in block(h, causal: causal) }
+    }
+
+    /// The output at one position per sequence, x [B, L, W] → [B, W]: the same rows as
+    /// `callAsFunction(x, causal:).gatherRows(positions)`, but the last block computes only those.
+    public func callAsFunction(_ x: Tensor, causal: Bool, at positions: IntTensor) -> Tensor {
+        guard let last = resblocks.last else { return x.gatherRows(positions) }
+        let h = resblocks.dropLast().reduce(x) { h, block in block(h, causal: causal) }
+        return last(h, causal: causal, at: positions)
     }
 }

@@ -64,9 +64,10 @@ public final class TextTransformer: Module {
         let tokens = used < ids.shape[1] ? Self.leadingColumns(ids, used) : ids
         let l = tokens.shape[1]
         let positions = l == c.contextLength ? positionalEmbedding : positionalEmbedding.slice(axis: 0, 0..<l)
-        var x = tokenEmbedding(tokens) + positions
-        x = finalNorm(transformer(x, causal: true))
-        return .matmul(x.gatherRows(eot), projection)
+        let x = tokenEmbedding(tokens) + positions
+        // ln_final is row-wise, so pooling before it is the same; the last block computes only
+        // the EOT rows.
+        return .matmul(finalNorm(transformer(x, causal: true, at: eot)), projection)
     }
 
     /// ids [B, L] → [B, n].

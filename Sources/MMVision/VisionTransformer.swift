@@ -74,9 +74,10 @@ public final class VisionTransformer: Module {
         let b = images.shape[0]
         let tokens = conv1(images)
         let cls = Tensor.zeros([b, 1, c.width]) + classEmbedding
-        var x = Tensor.concatenate([cls, tokens], axis: 1) + positionalEmbedding
-        x = transformer(preNorm(x), causal: false)
-        let pooled = postNorm(x.slice(axis: 1, 0..<1).reshaped([b, c.width]))
+        let x = Tensor.concatenate([cls, tokens], axis: 1) + positionalEmbedding
+        // Only the class token leaves the tower, so the last block computes only its row.
+        let classToken = IntTensor(shape: [b], values: [Int32](repeating: 0, count: b))
+        let pooled = postNorm(transformer(preNorm(x), causal: false, at: classToken))
         return .matmul(pooled, proj)
     }
 }

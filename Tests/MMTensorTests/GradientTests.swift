@@ -64,6 +64,23 @@ import Testing
             checkGradients("attention causal=\(causal)", [rng.tensor([2, 5, 3 * 8])]) {
                 Tensor.attention(qkv: $0[0], heads: 2, causal: causal)
             }
+            let queries = IntTensor(shape: [3], values: [4, 0, 2])
+            checkGradients("attention at one query causal=\(causal)", [rng.tensor([3, 5, 3 * 8])]) {
+                Tensor.attention(qkv: $0[0], heads: 2, causal: causal, queries: queries)
+            }
+        }
+    }
+
+    /// The one-query attention gives exactly the rows of the full one.
+    @Test mutating func attentionAtOneQueryMatchesFull() {
+        let qkv = rng.tensor([3, 6, 3 * 8], requiresGrad: false)
+        let queries = IntTensor(shape: [3], values: [5, 0, 3])
+        for causal in [false, true] {
+            let full = Tensor.attention(qkv: qkv, heads: 2, causal: causal).gatherRows(queries)
+            let one = Tensor.attention(qkv: qkv, heads: 2, causal: causal, queries: queries)
+            #expect(one.shape == [3, 8])
+            let diff = zip(full.scalars, one.scalars).map { abs($0 - $1) }.max()!
+            #expect(diff < 1e-6, "causal=\(causal): max difference \(diff)")
         }
     }
 

@@ -72,3 +72,75 @@ extension Tensor {
         return out
     }
 }
+
+extension Tensor {
+    /// Attention for one query position per sequence: row b of the result is row `queries[b]`
+    /// of `attention(qkv:heads:causal:)`, [B, L, 3W] → [B, W]. A tower that pools one token
+    /// needs nothing else from its last block, so it skips the other L − 1 queries.
+    public static func attention(qkv: Tensor, heads: Int, causal: Bool, queries: IntTensor) -> Tensor {
+        precondition(qkv.rank == 3 && qkv.shape[2] % (3 * heads) == 0,
+                     "attention expects packed qkv [B, L, 3·W] with W divisible by \(heads) heads, got \(qkv.shape)")
+        let (b, l, w) = (qkv.shape[0], qkv.shape[1], qkv.shape[2] / 3)
+        precondition(queries.shape == [b], "attention queries must be [\(b)], got \(queries.shape)")
+        for i in queries.values { precondition(i >= 0 && Int(i) < l, "attention query \(i) outside length \(l)") }
+        let dh = w / heads
+        let scale = 1 / Float(dh).squareRoot()
+        let out = Tensor.result([b, w])
+        let recording = Tape.recording(qkv)
+        // One row of attention weights per (item, head), kept for backward when recording.
+        let probs = Tensor.result([b, heads, l])
+        let src = qkv.data, dst = out.data, pr = probs.data
+        let index = queries.values
+        // Keys visible from the query of item i.
+        func visible(_ i: Int) -> Int { causal ? Int(index[i]) + 1 : l }
+
+        parallelFor(b * heads) { r in
+            for item in r {
+                let (batch, head) = (item / heads, item % heads)
+                let base = src + batch * l * 3 * w + head * dh
+                let q = base + Int(index[batch]) * 3 * w
+                let p = pr + item * l, n = visible(batch)
+                // p = q Kᵀ · scale over the visible keys, softmax, then out = p V
+                sgemm(transA: false, transB: true, m: 1, n: n, k: dh, alpha: scale,
+                      a: q, lda: 3 * w, b: base + w, ldb: 3 * w, c: p, ldc: l, parallel: false)
+                softmaxRow(p, p, n)
+                if n < l { (p + n).update(repeating: 0, count: l - n) }
+                sgemm(transA: false, transB: false, m: 1, n: dh, k: n,
+                      a: p, lda: l, b: base + 2 * w, ldb: 3 * w, c: dst + batch * w + head * dh, ldc: w, parallel: false)
+            }
+        }
+
+        if let tape = recording {
+            tape.append(out) {
+                let pr = probs.data  // through the tensor, so that the closure keeps it alive
+                let dout = out.grad!.data, dqkv = qkv.gradient().data
+                parallelFor(b * heads) { r in
+                    let dp = UnsafeMutablePointer<Float>.allocate(capacity: l)
+                    defer { dp.deallocate() }
+                    for item in r {
+                        let (batch, head) = (item / heads, item % heads)
+                        let offset = batch * l * 3 * w + head * dh
+                        let qRow = Int(index[batch]) * 3 * w
+                        let q = src + offset + qRow, k = src + offset + w, v = src + offset + 2 * w
+                        let dq = dqkv + offset + qRow, dk = dqkv + offset + w, dv = dqkv + offset + 2 * w
+                        let p = pr + item * l, n = visible(batch)
+                        let dO = dout + batch * w + head * dh
+                        // dV += pᵀ dO (an outer product)
+                        sgemm(transA: true, transB: false, m: n, n: dh, k: 1, a: p, lda: l, b: dO, ldb: w,
+                              beta: 1, c: dv, ldc: 3 * w, parallel: false)
+                        // dp = dO Vᵀ, then ds = p ∘ (dp − dp·p) · scale
+                        sgemm(transA: false, transB: true, m: 1, n: n, k: dh, a: dO, lda: w, b: v, ldb: 3 * w,
+                              c: dp, ldc: l, parallel: false)
+                        softmaxBackwardRow(p, dp, dp, n, scale: scale, accumulate: false)
+                        // dq += ds K, dK += dsᵀ q
+                        sgemm(transA: false, transB: false, m: 1, n: dh, k: n, a: dp, lda: l, b: k, ldb: 3 * w,
+                              beta: 1, c: dq, ldc: 3 * w, parallel: false)
+                        sgemm(transA: true, transB: false, m: n, n: dh, k: 1, a: dp, lda: l, b: q, ldb: 3 * w,
+                              beta: 1, c: dk, ldc: 3 * w, parallel: false)
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
