@@ -1,5 +1,5 @@
 // mm-bench: timings of mm's kernels for tools/bench/*.py, printed as one JSON object.
-// Usage: mm-bench sgemm N | block WIDTH HEADS LENGTH BATCH causal|full | encode-image|encode-text|train-step MODEL BATCH
+// Usage: mm-bench sgemm N | block WIDTH HEADS LENGTH BATCH causal|full | encode-image|encode-text|train-step MODEL BATCH | adamw MODEL
 import Foundation
 import MMCLIP
 
@@ -114,8 +114,15 @@ case "train-step":
     emit(["op": "train-step", "model": v[0], "batch": batch, "threads": Threads.count, "step_s": seconds,
           "samples_per_s": Double(batch) / seconds, "cpu_s_per_step": cpu.sorted()[cpu.count / 2],
           "params": model.parameterCount, "peak_rss_mb": Double(usage.ru_maxrss) / 1024])
+case "adamw":
+    // One AdamW update of every parameter of MODEL (gradients filled with noise).
+    let model = CLIPModel(try! CLIPConfig(named: Array(args.dropFirst())[0]))
+    for p in model.parameters { p.grad = g.tensorNormal(p.shape) }
+    let opt = AdamW(model, weightDecay: 0.1)
+    let seconds = median(9) { opt.update(lr: 1e-4) }
+    emit(["op": "adamw", "params": model.parameterCount, "threads": Threads.count, "seconds": seconds])
 default:
-    FileHandle.standardError.write("usage: mm-bench sgemm N | block WIDTH HEADS LENGTH BATCH causal|full | encode-image|encode-text|train-step MODEL BATCH\n".data(using: .utf8)!)
+    FileHandle.standardError.write("usage: mm-bench sgemm N | block WIDTH HEADS LENGTH BATCH causal|full | encode-image|encode-text|train-step MODEL BATCH | adamw MODEL\n".data(using: .utf8)!)
     exit(2)
 }
 

@@ -55,7 +55,7 @@ public final class AdamW {
                 defer { index += 1 }
                 guard let g = p.grad else { continue }
                 let (m, v) = moments[index]
-                adamWKernel(p.data, g.data, m.data, v.data, p.count, decay: decay, beta1: beta1, beta2: beta2,
+                adamWUpdate(p, gradient: g, m: m, v: v, decay: decay, beta1: beta1, beta2: beta2,
                             stepSize: stepSize, rootBC2: rootBC2, eps: eps)
             }
         }
@@ -75,20 +75,6 @@ public final class AdamW {
             own.v.data.update(from: saved.v.data, count: own.v.count)
         }
         self.step = step
-    }
-}
-
-private func adamWKernel(_ p: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>,
-                         _ v: UnsafeMutablePointer<Float>, _ n: Int, decay: Float, beta1: Float, beta2: Float,
-                         stepSize: Float, rootBC2: Float, eps: Float) {
-    // Scalar loop: vectorised by the compiler, and a few ms even for ViT-B-32.
-    for i in 0..<n {
-        let gi = g[i]
-        let mi = beta1 * m[i] + (1 - beta1) * gi
-        let vi = beta2 * v[i] + (1 - beta2) * gi * gi
-        m[i] = mi
-        v[i] = vi
-        p[i] = p[i] * decay - stepSize * mi / (vi.squareRoot() / rootBC2 + eps)
     }
 }
 
