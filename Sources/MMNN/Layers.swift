@@ -43,18 +43,6 @@ public final class Embedding: Module {
     public func callAsFunction(_ ids: IntTensor) -> Tensor { .embedding(weight, ids: ids) }
 }
 
-/// The MLP's nonlinearity: GELU with erf, or OpenAI CLIP's QuickGELU.
-public enum Activation: String, Sendable, Codable {
-    case gelu, quickGelu = "quick_gelu"
-
-    func callAsFunction(_ x: Tensor) -> Tensor {
-        switch self {
-        case .gelu: x.gelu()
-        case .quickGelu: x.quickGelu()
-        }
-    }
-}
-
 /// nn.MultiheadAttention as open_clip uses it: one packed input projection, heads of
 /// width / heads, an output projection.
 public final class MultiheadAttention: Module {
@@ -105,7 +93,14 @@ public final class MLP: Module {
         proj = Linear(hidden, width)
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { proj(activation(fc(x))) }
+    /// c_proj(f(c_fc(x))), the activation fused into c_fc's pass over its output.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        guard let bias = fc.bias else {
+            let h = fc(x)
+            return proj(activation == .gelu ? h.gelu() : h.quickGelu())
+        }
+        return proj(.linear(x, weight: fc.weight, bias: bias, activation: activation))
+    }
 }
 
 /// open_clip's pre-LN `ResidualAttentionBlock`: x + attn(ln_1(x)), then + mlp(ln_2(x)).

@@ -86,6 +86,16 @@ public final class Tensor: @unchecked Sendable {
         return g
     }
 
+    /// The gradient buffer for a backward kernel that writes every element of it: when there is
+    /// no gradient yet it is created uninitialised and `accumulate` is false, so the kernel
+    /// overwrites instead of adding onto a zero fill.
+    func gradientForWriting() -> (data: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        if let g = grad { return (g.data, true) }
+        let g = Tensor.result(shape)
+        grad = g
+        return (g.data, false)
+    }
+
     /// Resolves a possibly negative axis against this tensor's rank.
     func axis(_ a: Int) -> Int {
         let r = a < 0 ? a + rank : a

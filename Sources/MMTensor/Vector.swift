@@ -63,3 +63,19 @@ func erf(_ x: Vec) -> Vec {
     let y = 1 - p * t * exp(-a * a)
     return y.replacing(with: -y, where: x .< 0)
 }
+
+/// (Φ(x), φ(x)) of the standard normal, sharing one exponential: Φ by erf as above, whose
+/// e^(−x²/2) is also φ's.
+@inline(__always)
+func normalCDFAndPDF(_ x: Vec) -> (cdf: Vec, pdf: Vec) {
+    let a = x.replacing(with: -x, where: x .< 0) * 0.707_106_77
+    let t = 1 / (1 + 0.327_591_1 * a)
+    var p = Vec(repeating: 1.061_405_429)
+    p = p * t - 1.453_152_027
+    p = p * t + 1.421_413_741
+    p = p * t - 0.284_496_736
+    p = p * t + 0.254_829_592
+    let e = exp(-a * a)
+    let half = 0.5 * p * t * e  // ½(1 − erf(|x|/√2)) = Φ(−|x|)
+    return (half.replacing(with: 1 - half, where: x .>= 0), 0.398_942_28 * e)
+}

@@ -46,6 +46,22 @@ import Testing
         }
     }
 
+    /// The fused linear + activation with W = I and b = 0 is the activation alone: checked
+    /// against torch's gelu / quickgelu cases, forward and ∂x.
+    @Test func fusedLinearActivationMatchesPyTorch() throws {
+        for (name, f) in [("gelu", Activation.gelu), ("quickgelu", .quickGelu)] {
+            let x = try #require(fixture.tensors["\(name).in.x"]).copy(requiresGrad: true)
+            let d = x.shape.last!
+            let identity = Tensor.zeros([d, d])
+            for i in 0..<d { identity.data[i * d + i] = 1 }
+            let tape = Tape()
+            let out = tape.record { Tensor.linear(x, weight: identity, bias: .zeros([d]), activation: f) }
+            expectClose("fused \(name) forward", out, fixture.tensors["\(name).out"])
+            tape.backward(out, seed: try #require(fixture.tensors["\(name).grad_out"]))
+            expectClose("fused \(name) ∂x", x.grad, fixture.tensors["\(name).grad.x"])
+        }
+    }
+
     @Test func fixtureCoversEveryOp() {
         #expect(cases.count >= 30, "ops fixture lists \(cases.count) cases")
     }

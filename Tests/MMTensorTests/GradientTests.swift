@@ -17,6 +17,11 @@ import Testing
         checkGradients("linear with bias", [rng.tensor([2, 4, 5]), rng.tensor([3, 5]), rng.tensor([3])]) {
             Tensor.linear($0[0], weight: $0[1], bias: $0[2])
         }
+        for f in [Activation.gelu, .quickGelu] {
+            checkGradients("linear + bias + \(f)", [rng.tensor([2, 4, 5]), rng.tensor([6, 5]), rng.tensor([6])]) {
+                Tensor.linear($0[0], weight: $0[1], bias: $0[2], activation: f)
+            }
+        }
         checkGradients("shared b, transposed a", [rng.tensor([2, 5, 4]), rng.tensor([5, 3])]) { Tensor.matmul($0[0], $0[1], transposeA: true) }
     }
 

@@ -38,7 +38,10 @@ extension Tensor {
 
         if let tape = recording, let probs {
             tape.append(out) {
-                let dout = out.grad!.data, dqkv = qkv.gradient().data
+                // Each (item, head) writes all of its dQ, dK, dV: no zero fill for a fresh gradient.
+                let (dqkv, accumulate) = qkv.gradientForWriting()
+                let beta: Float = accumulate ? 1 : 0
+                let dout = out.grad!.data
                 parallelFor(b * heads) { r in
                     let dp = UnsafeMutablePointer<Float>.allocate(capacity: l * l)
                     defer { dp.deallocate() }
@@ -51,7 +54,7 @@ extension Tensor {
                         let dO = dout + batch * l * w + head * dh
                         // dV += Pᵀ dO
                         sgemm(transA: true, transB: false, m: l, n: dh, k: l, a: p, lda: l, b: dO, ldb: w,
-                              beta: 1, c: dv, ldc: 3 * w, parallel: false)
+                              beta: beta, c: dv, ldc: 3 * w, parallel: false)
                         // dP = dO Vᵀ, then dS = P ∘ (dP − rowsum(dP ∘ P)) · scale, in place
                         sgemm(transA: false, transB: true, m: l, n: l, k: dh, a: dO, lda: w, b: v, ldb: 3 * w,
                               c: dp, ldc: l, parallel: false)
@@ -62,9 +65,9 @@ extension Tensor {
                         }
                         // dQ += dS K, dK += dSᵀ Q
                         sgemm(transA: false, transB: false, m: l, n: dh, k: l, a: dp, lda: l, b: k, ldb: 3 * w,
-                              beta: 1, c: dq, ldc: 3 * w, parallel: false)
+                              beta: beta, c: dq, ldc: 3 * w, parallel: false)
                         sgemm(transA: true, transB: false, m: l, n: dh, k: l, a: dp, lda: l, b: q, ldb: 3 * w,
-                              beta: 1, c: dk, ldc: 3 * w, parallel: false)
+                              beta: beta, c: dk, ldc: 3 * w, parallel: false)
                     }
                 }
             }

@@ -128,6 +128,10 @@ private func binary(_ a: Tensor, _ b: Tensor, _ op: BinaryOp) -> Tensor {
 
     if let tape = Tape.recording(a, b) {
         tape.append(out) {
+            if op == .add && inner == bc.big.count {
+                passSumGradient(out, to: bc.big, bc.small)
+                return
+            }
             let dy = out.grad!.data
             let bigSign: Float = (op == .sub && flip) ? -1 : 1
             let smallSign: Float = (op == .sub && !flip) ? -1 : 1
@@ -150,6 +154,29 @@ private func binary(_ a: Tensor, _ b: Tensor, _ op: BinaryOp) -> Tensor {
         }
     }
     return out
+}
+
+/// The backward of a same-size sum (a residual connection): both operands receive the
+/// incoming gradient unchanged. The small operand gets a copy (or adds it), then the big one,
+/// whose shape is the output's, takes over the buffer itself when it has no gradient yet: the
+/// output's gradient is dropped after this step, so nothing else sees it.
+private func passSumGradient(_ out: Tensor, to big: Tensor, _ small: Tensor) {
+    let dy = out.grad!
+    if small.requiresGrad {
+        let (g, accumulate) = small.gradientForWriting()
+        if accumulate {
+            MMTensor.accumulate(g, dy.data, dy.count)
+        } else {
+            parallelFor(dy.count, grain: 1 << 16) { r in (g + r.lowerBound).update(from: dy.data + r.lowerBound, count: r.count) }
+        }
+    }
+    if big.requiresGrad {
+        if big.grad == nil {
+            big.grad = dy
+        } else {
+            MMTensor.accumulate(big.grad!.data, dy.data, dy.count)
+        }
+    }
 }
 
 /// g += a * b over n elements, single-threaded (called per row).

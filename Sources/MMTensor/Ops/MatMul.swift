@@ -31,13 +31,14 @@ extension Tensor {
         if let tape = Tape.recording(a, b) {
             tape.append(out) {
                 let dc = out.grad!.data
-                if a.requiresGrad {
+                if a.requiresGrad && folds {
+                    // dA = dC · op(B)ᵀ
+                    let da = a.gradientForWriting()
+                    sgemm(transA: false, transB: !transposeB, m: batch * m, n: k, k: n,
+                          a: dc, lda: n, b: b.data, ldb: ldb, beta: da.accumulate ? 1 : 0, c: da.data, ldc: k)
+                } else if a.requiresGrad {
                     let da = a.gradient().data
-                    if folds {
-                        // dA = dC · op(B)ᵀ
-                        sgemm(transA: false, transB: !transposeB, m: batch * m, n: k, k: n,
-                              a: dc, lda: n, b: b.data, ldb: ldb, beta: 1, c: da, ldc: k)
-                    } else if !transposeA {
+                    if !transposeA {
                         batchedGemm(batch, transA: false, transB: !transposeB, m: m, n: k, k: n,
                                     a: dc, lda: n, strideA: m * n, b: b.data, ldb: ldb, strideB: sharedB ? 0 : k * n,
                                     beta: 1, c: da, ldc: k, strideC: m * k)
@@ -48,19 +49,21 @@ extension Tensor {
                                     beta: 1, c: da, ldc: m, strideC: m * k)
                     }
                 }
-                if b.requiresGrad {
+                if b.requiresGrad && folds {
+                    let db = b.gradientForWriting()
+                    let beta: Float = db.accumulate ? 1 : 0
+                    if !transposeB {
+                        // dB = Aᵀ · dC over the folded batch
+                        sgemm(transA: true, transB: false, m: k, n: n, k: batch * m,
+                              a: a.data, lda: lda, b: dc, ldb: n, beta: beta, c: db.data, ldc: n)
+                    } else {
+                        // B is stored [N, K]: dB = dCᵀ · A
+                        sgemm(transA: true, transB: false, m: n, n: k, k: batch * m,
+                              a: dc, lda: n, b: a.data, ldb: lda, beta: beta, c: db.data, ldc: k)
+                    }
+                } else if b.requiresGrad {
                     let db = b.gradient().data
-                    if folds {
-                        if !transposeB {
-                            // dB = Aᵀ · dC over the folded batch
-                            sgemm(transA: true, transB: false, m: k, n: n, k: batch * m,
-                                  a: a.data, lda: lda, b: dc, ldb: n, beta: 1, c: db, ldc: n)
-                        } else {
-                            // B is stored [N, K]: dB = dCᵀ · A
-                            sgemm(transA: true, transB: false, m: n, n: k, k: batch * m,
-                                  a: dc, lda: n, b: a.data, ldb: lda, beta: 1, c: db, ldc: k)
-                        }
-                    } else if !transposeB {
+                    if !transposeB {
                         // dB = op(A)ᵀ · dC, summed into one matrix when b is shared
                         if sharedB {
                             for i in 0..<batch {
@@ -130,16 +133,117 @@ extension Tensor {
             tape.append(out) {
                 let dy = out.grad!.data
                 if x.requiresGrad {
+                    let dx = x.gradientForWriting()
                     sgemm(transA: false, transB: false, m: m, n: k, k: n, a: dy, lda: n, b: weight.data, ldb: k,
-                          beta: 1, c: x.gradient().data, ldc: k)
+                          beta: dx.accumulate ? 1 : 0, c: dx.data, ldc: k)
                 }
                 if weight.requiresGrad {
+                    let dw = weight.gradientForWriting()
                     sgemm(transA: true, transB: false, m: n, n: k, k: m, a: dy, lda: n, b: x.data, ldb: k,
-                          beta: 1, c: weight.gradient().data, ldc: k)
+                          beta: dw.accumulate ? 1 : 0, c: dw.data, ldc: k)
                 }
                 if bias.requiresGrad { accumulateRowSum(bias.gradient().data, dy, rows: m, inner: n) }
             }
         }
         return out
     }
+}
+
+/// A nonlinearity that `Tensor.linear(_:weight:bias:activation:)` applies in the same pass.
+public enum Activation: String, Sendable, Codable {
+    /// GELU with the exact erf, x · Φ(x).
+    case gelu
+    /// OpenAI CLIP's QuickGELU, x · σ(1.702 x).
+    case quickGelu = "quick_gelu"
+}
+
+/// (f(x), f′(x)) for one vector: the forward keeps the slope so that backward is one multiply,
+/// and GELU's Φ and φ share one exponential.
+@inline(__always)
+func activationWithSlope(_ x: Vec, _ f: Activation) -> (value: Vec, slope: Vec) {
+    switch f {
+    case .gelu:
+        let (cdf, pdf) = normalCDFAndPDF(x)
+        return (x * cdf, cdf + x * pdf)
+    case .quickGelu:
+        let s = sigmoid(1.702 * x)
+        return (x * s, s + 1.702 * x * s * (1 - s))
+    }
+}
+
+extension Tensor {
+    /// f(x Wᵀ + b) for x [..., in], W [out, in], b [out], as `linear` followed by `gelu()` or
+    /// `quickGelu()`, fused: each thread adds the bias and applies f to its rows of the product
+    /// right after computing them, keeping f′ instead of the pre-activation for backward, which
+    /// then scales the incoming gradient by f′ and sums the bias gradient in one pass.
+    public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor, activation f: Activation) -> Tensor {
+        precondition(weight.rank == 2 && x.lastDim == weight.shape[1] && bias.shape == [weight.shape[0]],
+                     "linear: input \(x.shape), weight \(weight.shape), bias \(bias.shape) do not fit")
+        let (n, k) = (weight.shape[0], weight.shape[1])
+        let m = x.rows
+        let out = Tensor.result(Array(x.shape.dropLast()) + [n])
+        let recording = Tape.recording(x, weight, bias)
+        let slope = recording != nil ? Tensor.result(out.shape) : nil
+        let y = out.data, b = bias.data, s = slope?.data
+        // Small products stay on one thread, as in `sgemm`.
+        let grain = m * n * k >= 1 << 20 ? 16 : max(m, 1)
+        parallelFor(m, grain: grain) { r in
+            sgemm(transA: false, transB: true, m: r.count, n: n, k: k, a: x.data + r.lowerBound * k, lda: k,
+                  b: weight.data, ldb: k, c: y + r.lowerBound * n, ldc: n, parallel: false)
+            for row in r {
+                let yr = y + row * n
+                var i = 0
+                while i < n {
+                    let (v, d) = activationWithSlope(load(yr, i, n) + load(b, i, n), f)
+                    store(v, yr, i, n)
+                    if let s { store(d, s + row * n, i, n) }
+                    i += 8
+                }
+            }
+        }
+        if let tape = recording, let slope {
+            tape.append(out) {
+                // The incoming gradient is consumed here, so it becomes ∂pre = ∂out ∘ f′ in place.
+                let dpre = out.grad!.data
+                scaleAndSumRows(dpre, by: slope.data, rows: m, inner: n, sum: bias.requiresGrad ? bias.gradient().data : nil)
+                if x.requiresGrad {
+                    let dx = x.gradientForWriting()
+                    sgemm(transA: false, transB: false, m: m, n: k, k: n, a: dpre, lda: n, b: weight.data, ldb: k,
+                          beta: dx.accumulate ? 1 : 0, c: dx.data, ldc: k)
+                }
+                if weight.requiresGrad {
+                    let dw = weight.gradientForWriting()
+                    sgemm(transA: true, transB: false, m: n, n: k, k: m, a: dpre, lda: n, b: x.data, ldb: k,
+                          beta: dw.accumulate ? 1 : 0, c: dw.data, ldc: k)
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// x ∘= scale over `rows` rows of `inner`, and (if given) sum += the column sums of the result;
+/// each thread streams a block of rows into its own partial sum.
+func scaleAndSumRows(_ x: UnsafeMutablePointer<Float>, by scale: UnsafePointer<Float>, rows: Int, inner: Int,
+                     sum: UnsafeMutablePointer<Float>?) {
+    let blocks = min(Threads.count, max(1, rows * inner / (1 << 15)))
+    let partial = UnsafeMutablePointer<Float>.allocate(capacity: blocks * inner)
+    defer { partial.deallocate() }
+    partial.update(repeating: 0, count: blocks * inner)
+    parallelFor(blocks) { r in
+        for block in r {
+            let total = partial + block * inner
+            for row in (rows * block / blocks)..<(rows * (block + 1) / blocks) {
+                let xr = x + row * inner, sr = scale + row * inner
+                var c = 0
+                while c < inner {
+                    let v = load(xr, c, inner) * load(sr, c, inner)
+                    store(v, xr, c, inner)
+                    store(load(total, c, inner) + v, total, c, inner)
+                    c += 8
+                }
+            }
+        }
+    }
+    if let sum { for block in 0..<blocks { accumulateRow(sum, partial + block * inner, inner) } }
 }

@@ -45,7 +45,7 @@ extension Tensor {
                 let dy = out.grad!.data
                 if self.requiresGrad {
                     // dx = rstd · (dy·g − mean(dy·g) − x̂ · mean(dy·g·x̂))
-                    let dx = self.gradient().data
+                    let (dx, accumulate) = self.gradientForWriting()
                     parallelFor(rows, grain: max(1, 4096 / d)) { r in
                         for row in r {
                             let xr = x + row * d, dyr = dy + row * d, dxr = dx + row * d
@@ -63,7 +63,8 @@ extension Tensor {
                             while i < d {
                                 let xh = (load(xr, i, d) - mean) * rstd
                                 let gy = load(dyr, i, d) * load(g, i, d)
-                                store(load(dxr, i, d) + rstd * (gy - m1 - xh * m2), dxr, i, d)
+                                let v = rstd * (gy - m1 - xh * m2)
+                                store(accumulate ? load(dxr, i, d) + v : v, dxr, i, d)
                                 i += 8
                             }
                         }
