@@ -43,48 +43,50 @@ extension Tensor {
             tape.append(out) {
                 let st = stats.data  // through the tensor, so that the closure keeps it alive
                 let dy = out.grad!.data
-                if self.requiresGrad {
-                    // dx = rstd · (dy·g − mean(dy·g) − x̂ · mean(dy·g·x̂))
-                    let (dx, accumulate) = self.gradientForWriting()
-                    parallelFor(rows, grain: max(1, 4096 / d)) { r in
-                        for row in r {
+                // One pass over blocks of rows: dx = rstd · (dy·g − mean(dy·g) − x̂ · mean(dy·g·x̂)),
+                // and each block's column sums dgamma = Σ dy·x̂, dbeta = Σ dy into its own partials.
+                let wantsX = self.requiresGrad, wantsParams = gamma.requiresGrad || beta.requiresGrad
+                let (dx, accumulate) = wantsX ? self.gradientForWriting() : (dy, false)
+                let blocks = min(Threads.count, max(1, rows * d / (1 << 14)))
+                let partial = UnsafeMutablePointer<Float>.allocate(capacity: blocks * 2 * d)
+                defer { partial.deallocate() }
+                partial.update(repeating: 0, count: blocks * 2 * d)
+                parallelFor(blocks) { r in
+                    for block in r {
+                        let dg = partial + block * 2 * d, db = dg + d
+                        for row in (rows * block / blocks)..<(rows * (block + 1) / blocks) {
                             let xr = x + row * d, dyr = dy + row * d, dxr = dx + row * d
                             let mean = st[2 * row], rstd = st[2 * row + 1]
                             var s1 = Vec(repeating: 0), s2 = Vec(repeating: 0)
                             var i = 0
                             while i < d {
-                                let gy = load(dyr, i, d) * load(g, i, d)
+                                let dyv = load(dyr, i, d), xh = (load(xr, i, d) - mean) * rstd
+                                let gy = dyv * load(g, i, d)
                                 s1 += gy
-                                s2 += gy * (load(xr, i, d) - mean) * rstd
+                                s2 += gy * xh
+                                if wantsParams {
+                                    store(load(dg, i, d) + dyv * xh, dg, i, d)
+                                    store(load(db, i, d) + dyv, db, i, d)
+                                }
                                 i += 8
                             }
+                            guard wantsX else { continue }
                             let m1 = horizontalSum(s1) / Float(d), m2 = horizontalSum(s2) / Float(d)
                             i = 0
                             while i < d {
                                 let xh = (load(xr, i, d) - mean) * rstd
-                                let gy = load(dyr, i, d) * load(g, i, d)
-                                let v = rstd * (gy - m1 - xh * m2)
+                                let v = rstd * (load(dyr, i, d) * load(g, i, d) - m1 - xh * m2)
                                 store(accumulate ? load(dxr, i, d) + v : v, dxr, i, d)
                                 i += 8
                             }
                         }
                     }
                 }
-                if gamma.requiresGrad || beta.requiresGrad {
-                    // Column sums over rows: dgamma = Σ dy·x̂, dbeta = Σ dy. Parallel over columns.
+                if wantsParams {
                     let dg = gamma.gradient().data, db = beta.gradient().data
-                    parallelFor((d + 7) / 8) { cr in
-                        for c8 in cr {
-                            let c = c8 * 8
-                            var sg = Vec(repeating: 0), sb = Vec(repeating: 0)
-                            for row in 0..<rows {
-                                let dyv = load(dy + row * d, c, d)
-                                sg += dyv * (load(x + row * d, c, d) - st[2 * row]) * st[2 * row + 1]
-                                sb += dyv
-                            }
-                            store(load(dg, c, d) + sg, dg, c, d)
-                            store(load(db, c, d) + sb, db, c, d)
-                        }
+                    for block in 0..<blocks {
+                        accumulateRow(dg, partial + block * 2 * d, d)
+                        accumulateRow(db, partial + block * 2 * d + d, d)
                     }
                 }
             }
