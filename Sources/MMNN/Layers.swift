@@ -77,7 +77,7 @@ public final class MultiheadAttention: Module {
 
     /// Only the outputs at one position per sequence: x [B, L, W] → [B, W].
     public func callAsFunction(_ x: Tensor, causal: Bool, at positions: IntTensor) -> Tensor {
-        let qkv = Tensor.linear(x, weight: inProjWeight, bias: inProjBias)
+        let qkv = Tensor.packedProjection(x, weight: inProjWeight, bias: inProjBias, queries: positions)
         return outProj(.attention(qkv: qkv, heads: heads, causal: causal, queries: positions))
     }
 }

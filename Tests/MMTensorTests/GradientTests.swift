@@ -76,6 +76,26 @@ import Testing
         }
     }
 
+    @Test mutating func packedProjection() {
+        let queries = IntTensor(shape: [3], values: [4, 0, 2])
+        checkGradients("packed projection at queries", [rng.tensor([3, 5, 4]), rng.tensor([12, 4]), rng.tensor([12])]) {
+            Tensor.packedProjection($0[0], weight: $0[1], bias: $0[2], queries: queries)
+        }
+        // Its key/value columns and query rows are the plain linear's; other query slots are zero.
+        let x = rng.tensor([3, 5, 4], requiresGrad: false), w = rng.tensor([12, 4], requiresGrad: false)
+        let bias = rng.tensor([12], requiresGrad: false)
+        let full = Tensor.linear(x, weight: w, bias: bias), packed = Tensor.packedProjection(x, weight: w, bias: bias, queries: queries)
+        var worst: Float = 0
+        for row in 0..<15 {
+            let isQuery = queries.values[row / 5] == Int32(row % 5)
+            for c in 0..<12 {
+                let expected = c < 4 && !isQuery ? 0 : full.data[row * 12 + c]
+                worst = max(worst, abs(packed.data[row * 12 + c] - expected))
+            }
+        }
+        #expect(worst < 1e-5, "packed projection differs from linear by \(worst)")
+    }
+
     /// The one-query attention gives exactly the rows of the full one.
     @Test mutating func attentionAtOneQueryMatchesFull() {
         let qkv = rng.tensor([3, 6, 3 * 8], requiresGrad: false)

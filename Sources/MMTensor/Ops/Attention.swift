@@ -147,3 +147,74 @@ extension Tensor {
         return out
     }
 }
+
+extension Tensor {
+    /// The packed projection x Wᵀ + b, x [B, L, W], W [3W, W] → [B, L, 3W], for
+    /// `attention(qkv:heads:causal:queries:)`: keys and values at every position, queries only
+    /// at `queries` (one row per sequence); the other query slots are zero, as nothing reads them.
+    public static func packedProjection(_ x: Tensor, weight: Tensor, bias: Tensor, queries: IntTensor) -> Tensor {
+        precondition(x.rank == 3 && weight.rank == 2 && weight.shape[0] == 3 * x.shape[2] && weight.shape[1] == x.shape[2]
+                     && bias.shape == [weight.shape[0]],
+                     "packedProjection: input \(x.shape), weight \(weight.shape), bias \(bias.shape) do not fit")
+        let (b, l, w) = (x.shape[0], x.shape[1], x.shape[2])
+        precondition(queries.shape == [b], "packedProjection queries must be [\(b)], got \(queries.shape)")
+        for i in queries.values { precondition(i >= 0 && Int(i) < l, "packedProjection query \(i) outside length \(l)") }
+        let rows = b * l
+        let row = queries.values.enumerated().map { $0.offset * l + Int($0.element) }  // flat row of each query
+        let out = Tensor.result([b, l, 3 * w])
+        let y = out.data, bp = bias.data
+        parallelFor(rows, grain: max(1, 4096 / w)) { r in
+            for i in r {
+                (y + i * 3 * w).update(repeating: 0, count: w)
+                (y + i * 3 * w + w).update(from: bp + w, count: 2 * w)
+            }
+        }
+        // Keys and values: rows W..<3W of the weight, into columns W..<3W of every row.
+        sgemm(transA: false, transB: true, m: rows, n: 2 * w, k: w, a: x.data, lda: w, b: weight.data + w * w, ldb: w,
+              beta: 1, c: y + w, ldc: 3 * w)
+        // Queries: the gathered rows times rows 0..<W of the weight.
+        let xq = Tensor.result([b, w]), q = Tensor.result([b, w])
+        for (i, r) in row.enumerated() {
+            (xq.data + i * w).update(from: x.data + r * w, count: w)
+            (q.data + i * w).update(from: bp, count: w)
+        }
+        sgemm(transA: false, transB: true, m: b, n: w, k: w, a: xq.data, lda: w, b: weight.data, ldb: w,
+              beta: 1, c: q.data, ldc: w)
+        for (i, r) in row.enumerated() { (y + r * 3 * w).update(from: q.data + i * w, count: w) }
+
+        if let tape = Tape.recording(x, weight, bias) {
+            tape.append(out) {
+                let dy = out.grad!.data
+                // The query gradient, gathered from its rows (the other query slots get none).
+                let dq = Tensor.result([b, w])
+                for (i, r) in row.enumerated() { (dq.data + i * w).update(from: dy + r * 3 * w, count: w) }
+                if x.requiresGrad {
+                    let dx = x.gradientForWriting()
+                    sgemm(transA: false, transB: false, m: rows, n: w, k: 2 * w, a: dy + w, lda: 3 * w,
+                          b: weight.data + w * w, ldb: w, beta: dx.accumulate ? 1 : 0, c: dx.data, ldc: w)
+                    let dxq = Tensor.result([b, w])
+                    sgemm(transA: false, transB: false, m: b, n: w, k: w, a: dq.data, lda: w, b: weight.data, ldb: w,
+                          c: dxq.data, ldc: w)
+                    for (i, r) in row.enumerated() { accumulateRow(dx.data + r * w, dxq.data + i * w, w) }
+                }
+                if weight.requiresGrad {
+                    let dw = weight.gradientForWriting()
+                    let beta: Float = dw.accumulate ? 1 : 0
+                    sgemm(transA: true, transB: false, m: w, n: w, k: b, a: dq.data, lda: w, b: xq.data, ldb: w,
+                          beta: beta, c: dw.data, ldc: w)
+                    sgemm(transA: true, transB: false, m: 2 * w, n: w, k: rows, a: dy + w, lda: 3 * w, b: x.data, ldb: w,
+                          beta: beta, c: dw.data + w * w, ldc: w)
+                }
+                if bias.requiresGrad {
+                    // Key/value columns summed over every row, query columns over the query rows only.
+                    let sums = Tensor.zeros([3 * w])
+                    accumulateRowSum(sums.data, dy, rows: rows, inner: 3 * w)
+                    let db = bias.gradient().data
+                    accumulateRow(db + w, sums.data + w, 2 * w)
+                    accumulateRowSum(db, dq.data, rows: b, inner: w)
+                }
+            }
+        }
+        return out
+    }
+}
