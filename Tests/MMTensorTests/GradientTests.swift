@@ -27,6 +27,9 @@ import Testing
 
     @Test mutating func broadcastingArithmetic() {
         checkGradients("add", [rng.tensor([3, 4]), rng.tensor([3, 4])]) { $0[0] + $0[1] }
+        // Same-size sums hand their gradient buffer on: an operand used twice, or again later.
+        checkGradients("add self", [rng.tensor([3, 4])]) { $0[0] + $0[0] }
+        checkGradients("add reused", [rng.tensor([3, 4]), rng.tensor([3, 4])]) { ($0[0] + $0[1]) + $0[0] }
         checkGradients("add bias", [rng.tensor([2, 3, 9]), rng.tensor([9])]) { $0[0] + $0[1] }
         checkGradients("sub", [rng.tensor([2, 3, 4]), rng.tensor([3, 4])]) { $0[0] - $0[1] }
         checkGradients("sub left", [rng.tensor([4]), rng.tensor([2, 3, 4])]) { $0[0] - $0[1] }
