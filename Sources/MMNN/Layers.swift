@@ -116,9 +116,39 @@ public final class ResidualAttentionBlock: Module {
         norm2 = LayerNorm(width)
     }
 
-    public func callAsFunction(_ x: Tensor, causal: Bool) -> Tensor {
-        let h = x + attn(norm1(x), causal: causal)
-        return h + mlp(norm2(h))
+    /// `dropout` (training only) drops elements of both residual branches' outputs, as BERT's
+    /// hidden dropout; `site` tells this block's two draws apart from other blocks'.
+    public func callAsFunction(_ x: Tensor, causal: Bool, dropout: Dropout? = nil, site: Int = 0) -> Tensor {
+        guard let dropout else {
+            let h = x + attn(norm1(x), causal: causal)
+            return h + mlp(norm2(h))
+        }
+        let h = x + dropout(attn(norm1(x), causal: causal), site: 2 * site)
+        return h + dropout(mlp(norm2(h)), site: 2 * site + 1)
+    }
+}
+
+/// The dropout noise of one forward pass: a rate and a seed from which every dropout site
+/// derives its own mask, so the same (seed, input) gives the same features again.
+public struct Dropout: Sendable, Equatable {
+    public var rate: Float
+    public var seed: UInt64
+
+    public init(rate: Float, seed: UInt64) {
+        self.rate = rate
+        self.seed = seed
+    }
+
+    public func callAsFunction(_ x: Tensor, site: Int) -> Tensor {
+        x.dropout(rate: rate, seed: Dropout.mix(seed ^ Dropout.mix(UInt64(site) &+ 0xD509)))
+    }
+
+    /// SplitMix64's finaliser: distinct inputs give unrelated outputs.
+    public static func mix(_ x: UInt64) -> UInt64 {
+        var z = x &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
 
@@ -152,7 +182,9 @@ public final class Transformer: Module {
         }
     }
 
-    public func callAsFunction(_ x: Tensor, causal: Bool) -> Tensor {
-        resblocks.reduce(x) { h, block in block(h, causal: causal) }
+    public func callAsFunction(_ x: Tensor, causal: Bool, dropout: Dropout? = nil) -> Tensor {
+        var h = x
+        for (i, block) in resblocks.enumerated() { h = block(h, causal: causal, dropout: dropout, site: i + 1) }
+        return h
     }
 }

@@ -52,8 +52,9 @@ public final class TextTransformer: Module {
         projection.fillNormal(std: 1 / Float(c.width).squareRoot(), using: &g)
     }
 
-    /// ids [B, L] with L ≤ context length → features [B, outputDim].
-    public func callAsFunction(_ ids: IntTensor) -> Tensor {
+    /// ids [B, L] with L ≤ context length → features [B, outputDim]. `dropout` (training only,
+    /// off by default as in open_clip) noises the embeddings and every block's residual branches.
+    public func callAsFunction(_ ids: IntTensor, dropout: Dropout? = nil) -> Tensor {
         let c = configuration
         precondition(ids.shape.count == 2 && ids.shape[1] <= c.contextLength,
                      "text tower expects ids [B, L ≤ \(c.contextLength)], got \(ids.shape)")
@@ -65,7 +66,8 @@ public final class TextTransformer: Module {
         let l = tokens.shape[1]
         let positions = l == c.contextLength ? positionalEmbedding : positionalEmbedding.slice(axis: 0, 0..<l)
         var x = tokenEmbedding(tokens) + positions
-        x = finalNorm(transformer(x, causal: true))
+        if let dropout { x = dropout(x, site: 0) }
+        x = finalNorm(transformer(x, causal: true, dropout: dropout))
         return .matmul(x.gatherRows(eot), projection)
     }
 
