@@ -106,3 +106,15 @@ $(ZEROSHOT)/zeroshot.safetensors: tools/make_zeroshot_fixture.py $(VENV)/.done
 # Exact search against faiss.IndexFlatIP, in memory and memory-mapped (see README, Zero-shot and retrieval).
 bench-search: build venv
 	$(VENV)/bin/python tools/bench/bench_search.py
+
+# The contrastive family of `mm train` (README, Contrastive family): golden fixtures from
+# open_clip/PyTorch, the per-option cost benchmark and the ablation on the bundled data (~1 h).
+.PHONY: fixtures-contrastive bench-contrastive ablation-contrastive
+fixtures-contrastive: venv
+	$(VENV)/bin/python tools/make_contrastive_fixtures.py
+
+bench-contrastive: build
+	tools/bench/bench_contrastive.sh
+
+ablation-contrastive: build
+	tools/ablation_contrastive.sh runs/ablation

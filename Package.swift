@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(name: "MMTensorTests", dependencies: ["MMTensor", "MMTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMNNTests", dependencies: ["MMNN", "MMTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMCLIPTests", dependencies: ["MMCLIP", "MMTestSupport"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "MMTrainTests", dependencies: ["MMTrain", "MMTestSupport"]),
+        .testTarget(name: "MMTrainTests", dependencies: ["MMTrain", "MMTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMImageTests", dependencies: ["MMImage"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMTokenizerTests", dependencies: ["MMTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMDataTests", dependencies: ["MMData", "MMImage", "MMTokenizer", "MMTensor"]),

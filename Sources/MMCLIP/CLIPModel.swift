@@ -31,9 +31,10 @@ public final class CLIPModel: Module {
         return normalize ? f.l2Normalized() : f
     }
 
-    /// token ids [B, L] → embeddings [B, embed_dim], unit length if `normalize`.
-    public func encodeText(_ ids: IntTensor, normalize: Bool = true) -> Tensor {
-        let f = text(ids)
+    /// token ids [B, L] → embeddings [B, embed_dim], unit length if `normalize`; `dropout`
+    /// only while training (SimCSE).
+    public func encodeText(_ ids: IntTensor, normalize: Bool = true, dropout: Dropout? = nil) -> Tensor {
+        let f = text(ids, dropout: dropout)
         return normalize ? f.l2Normalized() : f
     }
 

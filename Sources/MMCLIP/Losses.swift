@@ -1,29 +1,173 @@
 import MMNN
 
-/// Contrastive losses over a batch of paired, L2-normalised image and text embeddings.
+/// The contrastive family in one place. Every loss is a mean over the batch, built from taped
+/// ops, so its gradient comes from the ops' backward kernels (checked by finite differences and
+/// against the PyTorch reference in tools/make_contrastive_fixtures.py).
+///
+/// - `infoNCE`: CLIP's symmetric InfoNCE over paired image/text embeddings, optionally with
+///   extra negatives (a MoCo/ALBEF queue of momentum features) and optionally with several
+///   positives per row (supervised-contrastive form).
+/// - `ntXent`: SimCLR's normalised-temperature cross-entropy between two views of one modality.
+/// - `sigmoid`: SigLIP's pairwise sigmoid loss (optionally multi-positive).
+/// - `byol`: BYOL's normalised regression of a prediction onto a target (no negatives).
+///
+/// **Multi-positive targets.** With `PositiveKeys`, every column whose sample shares the row's
+/// caption key (or label) is a positive, and the cross-entropy's one-hot target becomes the
+/// uniform distribution over a row's positives: −Σⱼ qᵢⱼ log softmax(zᵢ)ⱼ with qᵢⱼ = 1/|P(i)| on
+/// P(i) (Khosla et al.'s L_out, as SupCon and open_clip's duplicate-aware variants use it).
+/// Without duplicates it equals the plain loss.
 public enum ContrastiveLoss {
+    /// Momentum features queued from earlier batches ([K, D] each, unit rows), used as extra
+    /// negatives: each image is also scored against the K queued texts and each text against
+    /// the K queued images. They carry no gradient.
+    public struct Queued {
+        public var image: Tensor
+        public var text: Tensor
+        /// The queued samples' keys, for multi-positive targets (queued duplicates are positives).
+        public var keys: PositiveKeys?
+
+        public init(image: Tensor, text: Tensor, keys: PositiveKeys?) {
+            precondition(image.shape == text.shape, "queued features differ in shape: \(image.shape) vs \(text.shape)")
+            self.image = image
+            self.text = text
+            self.keys = keys
+        }
+    }
+
     /// CLIP's symmetric InfoNCE: with logits = e^{scale} · I Tᵀ, the mean of the cross-entropy
     /// of each image against all texts and of each text against all images, the matching pair
-    /// (the diagonal) being the target.
-    public static func infoNCE(image: Tensor, text: Tensor, logitScale: Tensor) -> Tensor {
+    /// (the diagonal) being the target. `queued` appends K negative columns to both directions;
+    /// `positives` makes every same-key column a target.
+    public static func infoNCE(image: Tensor, text: Tensor, logitScale: Tensor, queued: Queued? = nil,
+                               positives: PositiveKeys? = nil) -> Tensor {
         let n = image.shape[0]
         precondition(image.shape == text.shape, "paired embeddings differ in shape: \(image.shape) vs \(text.shape)")
+        precondition(positives == nil || positives!.count == n, "\(positives!.count) positive keys for a batch of \(n)")
         let scale = logitScale.exp()
-        let perImage = Tensor.matmul(image, text, transposeB: true) * scale
-        let perText = Tensor.matmul(text, image, transposeB: true) * scale
-        let diagonal = IntTensor(shape: [n], values: (0..<Int32(n)).map { $0 })
-        return (perImage.crossEntropy(targets: diagonal) + perText.crossEntropy(targets: diagonal)).scaled(by: 0.5)
+        var textColumns = text, imageColumns = image
+        if let queued {
+            textColumns = .concatenate([text, queued.text.detached()], axis: 0)
+            imageColumns = .concatenate([image, queued.image.detached()], axis: 0)
+        }
+        let perImage = Tensor.matmul(image, textColumns, transposeB: true) * scale
+        let perText = Tensor.matmul(text, imageColumns, transposeB: true) * scale
+        guard let positives else {
+            let diagonal = IntTensor(shape: [n], values: (0..<Int32(n)).map { $0 })
+            return (perImage.crossEntropy(targets: diagonal) + perText.crossEntropy(targets: diagonal)).scaled(by: 0.5)
+        }
+        let columns = queued.map { positives.appending($0.keys ?? .unique(count: $0.image.shape[0])) } ?? positives
+        let q = positives.targets(columns: columns, excludingSelf: false)
+        return (softCrossEntropy(perImage, q) + softCrossEntropy(perText, q)).scaled(by: 0.5)
+    }
+
+    /// SimCLR's NT-Xent between two views a, b [N, D] (normalised here): the 2N rows of
+    /// z = [a; b] are scored against each other by cosine / `temperature`, self-pairs excluded,
+    /// and each row's target is its other view (with `positives`, every other row of the same key).
+    public static func ntXent(_ a: Tensor, _ b: Tensor, temperature: Float, positives: PositiveKeys? = nil) -> Tensor {
+        precondition(a.shape == b.shape && a.rank == 2, "two views of the same shape [N, D] expected, got \(a.shape) and \(b.shape)")
+        let n = a.shape[0]
+        let z = Tensor.concatenate([a.l2Normalized(), b.l2Normalized()], axis: 0)
+        // A row never scores itself: −1e9 on the diagonal vanishes under the softmax.
+        var selfMask = [Float](repeating: 0, count: 4 * n * n)
+        for i in 0..<(2 * n) { selfMask[i * 2 * n + i] = -1e9 }
+        let logits = Tensor.matmul(z, z, transposeB: true).scaled(by: 1 / temperature) + Tensor(shape: [2 * n, 2 * n], values: selfMask)
+        guard let positives else {
+            let otherView = IntTensor(shape: [2 * n], values: (0..<Int32(2 * n)).map { ($0 + Int32(n)) % Int32(2 * n) })
+            return logits.crossEntropy(targets: otherView)
+        }
+        let both = positives.appending(positives)
+        return softCrossEntropy(logits, both.targets(columns: both, excludingSelf: true))
     }
 
     /// SigLIP's sigmoid loss: every pair is an independent binary decision,
-    /// −Σᵢⱼ log σ(zᵢⱼ · (e^{scale} · Iᵢ·Tⱼ + bias)) / N with z = +1 on the diagonal and −1 elsewhere
-    /// (open_clip's `SigLipLoss` on one device).
-    public static func sigmoid(image: Tensor, text: Tensor, logitScale: Tensor, logitBias: Tensor) -> Tensor {
+    /// −Σᵢⱼ log σ(zᵢⱼ · (e^{scale} · Iᵢ·Tⱼ + bias)) / N with z = +1 for matching pairs (the
+    /// diagonal, or with `positives` every same-key pair) and −1 elsewhere (open_clip's
+    /// `SigLipLoss` on one device).
+    public static func sigmoid(image: Tensor, text: Tensor, logitScale: Tensor, logitBias: Tensor,
+                               positives: PositiveKeys? = nil) -> Tensor {
         let n = image.shape[0]
         precondition(image.shape == text.shape, "paired embeddings differ in shape: \(image.shape) vs \(text.shape)")
         let logits = Tensor.matmul(image, text, transposeB: true) * logitScale.exp() + logitBias
         var signs = [Float](repeating: -1, count: n * n)
-        for i in 0..<n { signs[i * n + i] = 1 }
+        for i in 0..<n {
+            for j in 0..<n where i == j || positives?.match(i, positives!, j) == true { signs[i * n + j] = 1 }
+        }
         return (logits * Tensor(shape: [n, n], values: signs)).logSigmoid().sum().scaled(by: -1 / Float(n))
+    }
+
+    /// BYOL's regression loss: the mean over rows of ‖p̂ − ẑ‖² = 2 − 2 cos(p, z) between the
+    /// online network's prediction p and the target network's projection z (a constant).
+    public static func byol(prediction: Tensor, target: Tensor) -> Tensor {
+        precondition(prediction.shape == target.shape && prediction.rank == 2,
+                     "prediction and target must be [N, D] alike, got \(prediction.shape) and \(target.shape)")
+        let n = prediction.shape[0]
+        let cosines = (prediction.l2Normalized() * target.detached().l2Normalized()).sum()
+        return cosines.scaled(by: -2 / Float(n)) + Tensor.scalar(2)
+    }
+
+    /// −Σᵢⱼ qᵢⱼ log softmax(logits)ᵢⱼ / N for a row-stochastic target q [N, C] (a constant).
+    static func softCrossEntropy(_ logits: Tensor, _ q: Tensor) -> Tensor {
+        (logits.logSoftmax() * q).sum().scaled(by: -1 / Float(logits.shape[0]))
+    }
+}
+
+/// What makes two samples positives of each other in a multi-positive loss: the same caption
+/// (as a hash of its token ids: identical after tokenisation) or, when labels are given, the
+/// same label.
+public struct PositiveKeys: Sendable, Equatable {
+    public var caption: [Int64]
+    public var label: [Int64]?
+
+    public init(caption: [Int64], label: [Int64]? = nil) {
+        precondition(label == nil || label!.count == caption.count, "\(caption.count) caption keys but \(label!.count) labels")
+        self.caption = caption
+        self.label = label
+    }
+
+    /// Keys of token-id rows [B, L]: FNV-1a over each row, so equal rows get equal keys.
+    public init(ids: IntTensor, labels: [Int64]? = nil) {
+        let (b, l) = (ids.shape[0], ids.shape[1])
+        let caption = (0..<b).map { row -> Int64 in
+            var h: UInt64 = 0xCBF2_9CE4_8422_2325
+            for v in ids.values[(row * l)..<(row * l + l)] { h = (h ^ UInt64(UInt32(bitPattern: v))) &* 0x100_0000_01B3 }
+            return Int64(bitPattern: h >> 1)  // non-negative: negative keys are reserved for `unique`
+        }
+        self.init(caption: caption, label: labels)
+    }
+
+    /// Keys that match nothing but themselves (samples with no known duplicates).
+    public static func unique(count: Int) -> PositiveKeys {
+        PositiveKeys(caption: (0..<count).map { -1 - Int64($0) })
+    }
+
+    public var count: Int { caption.count }
+
+    /// The keys of these samples followed by `other`'s. Labels survive only if both have them.
+    public func appending(_ other: PositiveKeys) -> PositiveKeys {
+        var label: [Int64]?
+        if let a = self.label, let b = other.label { label = a + b }
+        return PositiveKeys(caption: caption + other.caption, label: label)
+    }
+
+    /// Whether sample i here and sample j of `other` are positives.
+    @inline(__always)
+    public func match(_ i: Int, _ other: PositiveKeys, _ j: Int) -> Bool {
+        if caption[i] == other.caption[j] { return true }
+        if let a = label, let b = other.label, a[i] == b[j], a[i] >= 0 { return true }
+        return false
+    }
+
+    /// Row i of the result is the uniform distribution over the columns that match sample i
+    /// ([count, columns.count]). Row i always matches column i (itself) unless `excludingSelf`.
+    func targets(columns: PositiveKeys, excludingSelf: Bool) -> Tensor {
+        let (r, c) = (count, columns.count)
+        var q = [Float](repeating: 0, count: r * c)
+        for i in 0..<r {
+            var matches: [Int] = []
+            for j in 0..<c where !(excludingSelf && i == j) && match(i, columns, j) { matches.append(j) }
+            precondition(!matches.isEmpty, "sample \(i) has no positive")
+            for j in matches { q[i * c + j] = 1 / Float(matches.count) }
+        }
+        return Tensor(shape: [r, c], values: q)
     }
 }

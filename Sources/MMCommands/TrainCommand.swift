@@ -30,6 +30,12 @@ struct TrainCommand: ParsableCommand {
               mm train pairs.csv --model ViT-B-32 --pretrained vitb32.safetensors --lock-image --lr 1e-5
               mm train --resume runs/shapes
               mpirun -np 2 mm train datasets/shapes/train.tsv --batch-size 64
+
+            Contrastive-family options (off by default, composable with the default loss; see README):
+              --queue 4096 --momentum 0.995     MoCo/ALBEF queue of momentum features as extra negatives
+              --image-ssl simclr|byol           SLIP-style image self-supervision on a second view
+              --text-ssl simcse --text-dropout 0.1   SimCSE on two dropout passes of each caption
+              --multi-positive [--labels-key label]  identical captions (same labels) are positives
             """
     )
 
@@ -68,6 +74,21 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Learning-rate schedule after warm-up: cosine or constant.") var schedule = "cosine"
     @Option(help: "Clip the global gradient norm to this.") var gradClip: Float?
     @Option(help: "Seed of initialisation, shuffling and augmentation.") var seed: UInt64 = 0
+    @Option(help: "Stop after this many minutes of training (data loading and steps; validation and checkpoints not counted), evaluating at the stop.")
+    var maxMinutes: Double?
+
+    @Option(help: "Queue this many momentum features per modality as extra negatives (MoCo/ALBEF).") var queue: Int?
+    @Option(help: "Momentum m of the momentum encoders: θk ← m·θk + (1−m)·θq (--queue, --image-ssl byol).") var momentum: Float = 0.995
+    @Option(help: "Image self-supervision on a second augmented view: simclr (projection head + NT-Xent, SLIP) or byol.") var imageSsl: String?
+    @Option(help: "Weight of the self-supervised terms.") var sslWeight: Float = 1
+    @Option(help: "NT-Xent temperature of --image-ssl simclr.") var sslTemperature: Float = 0.1
+    @Option(help: "Text self-supervision: simcse (two dropout passes per caption, NT-Xent; needs --text-dropout).") var textSsl: String?
+    @Option(help: "Dropout rate in the text tower while training.") var textDropout: Float = 0
+    @Option(help: "NT-Xent temperature of --text-ssl simcse.") var simcseTemperature: Float = 0.05
+    @Flag(help: "Identical captions (after tokenisation) are positives of each other, not negatives (supervised-contrastive InfoNCE).")
+    var multiPositive = false
+    @Option(help: "With --multi-positive: a column of the training manifest; samples with equal values are positives too.")
+    var labelsKey: String?
 
     @Option(name: [.short, .long], help: "Run folder (default: runs/<pairs file name>).") var output: String?
     @Option(help: "Continue the run in this folder exactly where it stopped.") var resume: String?
@@ -83,6 +104,39 @@ struct TrainCommand: ParsableCommand {
         guard accumFreq >= 1, epochs >= 1, workers >= 1, warmup >= 0 else { throw ValidationError("--accum-freq, --epochs and --workers must be positive") }
         if (zeroshotLabels == nil) != (zeroshotData == nil) { throw ValidationError("--zeroshot-labels and --zeroshot-data go together") }
         guard mpiTimeout > 0 else { throw ValidationError("--mpi-timeout must be positive") }
+        if let maxMinutes, !(maxMinutes > 0) { throw ValidationError("--max-minutes must be positive") }
+        if let queue {
+            guard queue >= 1 else { throw ValidationError("--queue must be at least 1") }
+            guard loss == "clip" else { throw ValidationError("--queue works with --loss clip only (the sigmoid loss has no queue form here)") }
+        }
+        guard momentum >= 0 && momentum < 1 else { throw ValidationError("--momentum must be in [0, 1)") }
+        if let imageSsl {
+            guard ContrastiveOptions.ImageSSL(rawValue: imageSsl) != nil else { throw ValidationError("--image-ssl must be simclr or byol, got \(imageSsl)") }
+            guard !lockImage else { throw ValidationError("--image-ssl trains the image tower, which --lock-image freezes") }
+        }
+        if let textSsl {
+            guard ContrastiveOptions.TextSSL(rawValue: textSsl) != nil else { throw ValidationError("--text-ssl must be simcse, got \(textSsl)") }
+            guard textDropout > 0 else { throw ValidationError("--text-ssl simcse needs dropout in the text tower: add --text-dropout 0.1") }
+        }
+        guard textDropout >= 0 && textDropout < 1 else { throw ValidationError("--text-dropout must be in [0, 1)") }
+        guard sslTemperature > 0, simcseTemperature > 0 else { throw ValidationError("temperatures must be positive") }
+        if labelsKey != nil && !multiPositive { throw ValidationError("--labels-key is used by --multi-positive; add it") }
+    }
+
+    /// The contrastive options from the command line (nil when all are off).
+    func contrastiveOptions() -> ContrastiveOptions? {
+        var c = ContrastiveOptions()
+        c.queueSize = queue ?? 0
+        c.momentum = momentum
+        c.imageSSL = imageSsl.flatMap(ContrastiveOptions.ImageSSL.init(rawValue:))
+        c.textSSL = textSsl.flatMap(ContrastiveOptions.TextSSL.init(rawValue:))
+        c.sslWeight = sslWeight
+        c.sslTemperature = sslTemperature
+        c.simcseTemperature = simcseTemperature
+        c.textDropout = textDropout
+        c.multiPositive = multiPositive
+        c.usesLabels = labelsKey != nil
+        return c == ContrastiveOptions() ? nil : c
     }
 
     func run() throws {
@@ -142,10 +196,16 @@ struct TrainCommand: ParsableCommand {
             options.lockImage = lockImage
             options.seed = seed
             options.ranks = ranks
+            options.maxSeconds = maxMinutes.map { $0 * 60 }
+            options.contrastive = contrastiveOptions()
+        }
+        if ranks > 1 && (options.contrastive != nil || options.maxSeconds != nil) {
+            throw CommandError("--queue, --image-ssl, --text-ssl, --text-dropout, --multi-positive and --max-minutes are not supported under mpirun yet; train with them in one process")
         }
         let inv = saved ?? Invocation(pairs: URL(fileURLWithPath: pairs!).path, val: val, zeroshotLabels: zeroshotLabels,
                                       zeroshotData: zeroshotData, imageKey: imageKey, captionKey: captionKey, labelKey: labelKey,
-                                      separator: separator, skipBad: skipBad, model: model, pretrained: pretrained, vocab: vocab)
+                                      separator: separator, skipBad: skipBad, model: model, pretrained: pretrained, vocab: vocab,
+                                      trainLabelKey: labelsKey)
 
         // Model: from --pretrained (its recorded config unless --model says otherwise) or new.
         let vocabulary = try inv.vocab.map { try Vocabulary.load($0) } ?? Vocabulary.clip()
@@ -179,13 +239,17 @@ struct TrainCommand: ParsableCommand {
         // Data
         let sep = inv.separator.map { Character($0 == "\\t" ? "\t" : $0) }
         let manifestOptions = Manifest.Options(imageKey: inv.imageKey, captionKey: inv.captionKey, separator: sep, skipBad: inv.skipBad)
-        let train = try Manifest(path: inv.pairs, options: manifestOptions)
+        var trainOptions = manifestOptions
+        trainOptions.labelKey = inv.trainLabelKey
+        let train = try Manifest(path: inv.pairs, options: trainOptions)
+        let contrastive = options.contrastive ?? ContrastiveOptions()
         let order = try EpochOrder(sampleCount: train.count, batchSize: options.batchSize, seed: options.seed, rank: rank, worldSize: ranks)
         let normalization = Normalization(mean: SIMD3(preprocessing.mean[0], preprocessing.mean[1], preprocessing.mean[2]),
                                           std: SIMD3(preprocessing.std[0], preprocessing.std[1], preprocessing.std[2]))
         let size = config.vision.imageSize
         let source = LoaderSource(training: train, order: order, transform: .train(size: size, normalization: normalization),
-                                  tokenizer: tokenizer, epochs: options.epochs, threads: workers)
+                                  tokenizer: tokenizer, epochs: options.epochs, threads: workers,
+                                  extraView: contrastive.imageSSL != nil, labels: contrastive.usesLabels)
         let validation = try inv.val.map {
             LoaderSource(evaluating: try Manifest(path: $0, options: manifestOptions), batchSize: options.batchSize,
                          transform: .eval(size: size, normalization: normalization), tokenizer: tokenizer, threads: workers)
@@ -248,6 +312,8 @@ struct Invocation: Codable {
     var model: String?
     var pretrained: String?
     var vocab: String?
+    /// --labels-key: the training manifest's label column for --multi-positive.
+    var trainLabelKey: String?
 
     static func read(from run: URL) throws -> Invocation {
         guard let data = try? Data(contentsOf: run.appendingPathComponent("invocation.json")) else {

@@ -46,6 +46,9 @@ public struct SkippedImage: Sendable, Equatable, CustomStringConvertible {
 public struct PairBatch {
     /// `[count, 3, size, size]`, normalised.
     public let images: Tensor
+    /// A second, independently augmented view of each image (`extraView` loaders only): the
+    /// other view of SimCLR/BYOL.
+    public let views: Tensor?
     /// `[count, contextLength]` token ids; `[count, 0]` without captions or tokenizer.
     public let ids: IntTensor
     /// The samples' manifest indices, in batch order.
@@ -109,7 +112,7 @@ public final class PairLoader {
     public convenience init(training manifest: Manifest, order: EpochOrder, transform: ImageTransform,
                             tokenizer: Tokenizer, contextLength: Int? = nil, start: LoaderPosition = .start,
                             epochs: Int? = nil, threads: Int = Threads.count, prefetch: Int = 2,
-                            background: Bool = false, maxFailuresInARow: Int? = nil) throws {
+                            background: Bool = false, maxFailuresInARow: Int? = nil, extraView: Bool = false) throws {
         precondition(order.sampleCount == manifest.count, "order made for \(order.sampleCount) samples, manifest has \(manifest.count)")
         guard manifest.captions != nil else { throw DataError.noCaptions(path: manifest.path) }
         guard start.epoch >= 0, start.batch >= 0, start.batch < order.batchesPerEpoch, start.cursor >= start.batch * order.batchSize else {
@@ -117,7 +120,8 @@ public final class PairLoader {
         }
         try self.init(manifest: manifest, transform: transform, order: order, batchSize: order.batchSize,
                       tokenizer: tokenizer, contextLength: contextLength, start: start, epochs: epochs,
-                      threads: threads, prefetch: prefetch, background: background, maxFailuresInARow: maxFailuresInARow)
+                      threads: threads, prefetch: prefetch, background: background, maxFailuresInARow: maxFailuresInARow,
+                      extraView: extraView)
     }
 
     /// An evaluation loader: manifest order, the last batch partial (use `ImageTransform.eval(size:)`:
@@ -128,12 +132,12 @@ public final class PairLoader {
         try self.init(manifest: manifest, transform: transform, order: nil, batchSize: batchSize,
                       tokenizer: manifest.captions == nil ? nil : tokenizer, contextLength: contextLength,
                       start: .start, epochs: nil, threads: threads, prefetch: prefetch, background: background,
-                      maxFailuresInARow: maxFailuresInARow)
+                      maxFailuresInARow: maxFailuresInARow, extraView: false)
     }
 
     private init(manifest: Manifest, transform: ImageTransform, order: EpochOrder?, batchSize: Int,
                  tokenizer: Tokenizer?, contextLength: Int?, start: LoaderPosition, epochs: Int?,
-                 threads: Int, prefetch: Int, background: Bool, maxFailuresInARow: Int?) throws {
+                 threads: Int, prefetch: Int, background: Bool, maxFailuresInARow: Int?, extraView: Bool) throws {
         precondition(batchSize > 0, "batch size must be positive")
         precondition(threads > 0, "thread count must be positive")
         precondition(prefetch > 0, "prefetch depth must be positive")
@@ -149,7 +153,7 @@ public final class PairLoader {
         producer = Producer(manifest: manifest, transform: transform, tokenizer: tokenizer,
                             contextLength: self.contextLength, order: order, batchSize: batchSize,
                             start: start, epochs: epochs, threads: threads, background: background,
-                            failureLimit: maxFailuresInARow ?? batchSize, queue: queue)
+                            failureLimit: maxFailuresInARow ?? batchSize, queue: queue, extraView: extraView)
         let producer = self.producer, done = self.done
         let thread = Thread {
             producer.run()
@@ -195,6 +199,7 @@ private final class Producer: @unchecked Sendable {
     let background: Bool
     let planeCount: Int
     let size: Int
+    let extraView: Bool
 
     private var position: LoaderPosition
     private var permutation: [Int] = []
@@ -205,8 +210,9 @@ private final class Producer: @unchecked Sendable {
 
     init(manifest: Manifest, transform: ImageTransform, tokenizer: Tokenizer?, contextLength: Int, order: EpochOrder?,
          batchSize: Int, start: LoaderPosition, epochs: Int?, threads: Int, background: Bool, failureLimit: Int,
-         queue: BatchQueue) {
+         queue: BatchQueue, extraView: Bool) {
         self.manifest = manifest
+        self.extraView = extraView
         self.tokenizer = tokenizer
         self.contextLength = contextLength
         self.order = order
@@ -275,6 +281,7 @@ private final class Producer: @unchecked Sendable {
     /// A batch under construction: images and ids for `batchSize` slots, the first `count` used.
     struct Filled {
         var images: TensorStorage
+        var views: TensorStorage?
         var ids: [Int32]
         var indices: [Int]
         var captions: [String]
@@ -291,6 +298,7 @@ private final class Producer: @unchecked Sendable {
                 tokens.removeLast((batchSize - n) * contextLength)
             }
             return PairBatch(images: Tensor(shape: [n, 3, size, size], storage: storage),
+                             views: views.map { Tensor(shape: [n, 3, size, size], storage: $0) },
                              ids: IntTensor(shape: [n, contextLength], values: tokens),
                              indices: indices, captions: captions, epoch: epoch, index: index,
                              skipped: skipped, next: next)
@@ -303,6 +311,7 @@ private final class Producer: @unchecked Sendable {
                       sampleAt: (Int) -> Int) throws -> Filled {
         let plane = planeCount, context = contextLength
         var out = Filled(images: TensorStorage(count: batchSize * plane, zeroed: false),
+                         views: extraView ? TensorStorage(count: batchSize * plane, zeroed: false) : nil,
                          ids: [Int32](repeating: 0, count: batchSize * context), indices: [], captions: [],
                          skipped: [], cursor: start, batchSize: batchSize, planeCount: plane, size: size,
                          contextLength: context)
@@ -326,7 +335,7 @@ private final class Producer: @unchecked Sendable {
             for j in 0..<want { errors[j] = bad[candidates[j]]?.error }
             badLock.unlock()
 
-            let images = out.images.base
+            let images = out.images.base, views = out.views?.base
             out.ids.withUnsafeMutableBufferPointer { ids in
                 errors.withUnsafeMutableBufferPointer { errors in
                     let ids = ids.baseAddress!, errors = errors.baseAddress!
@@ -335,8 +344,11 @@ private final class Producer: @unchecked Sendable {
                         let sample = candidates[j], slot = first + j
                         let path = self.manifest.images[sample]
                         do {
-                            try self.pipelines[worker].process(path: path, into: images + slot * plane,
-                                                               seed: Seeds.augmentation(seed: self.order?.seed ?? 0, epoch: epoch, sample: sample))
+                            let seed = Seeds.augmentation(seed: self.order?.seed ?? 0, epoch: epoch, sample: sample)
+                            try self.pipelines[worker].process(path: path, into: images + slot * plane, seed: seed)
+                            if let views {  // the second view: the same image under another draw of the augmentation
+                                try self.pipelines[worker].process(path: path, into: views + slot * plane, seed: Seeds.mix(seed ^ 0x5649_4557))
+                            }
                         } catch let error as ImageError {
                             errors[j] = error
                             return
@@ -368,6 +380,7 @@ private final class Producer: @unchecked Sendable {
                 failuresInARow = 0
                 if slot != first + j {
                     (images + slot * plane).update(from: images + (first + j) * plane, count: plane)
+                    if let views { (views + slot * plane).update(from: views + (first + j) * plane, count: plane) }
                     out.ids.withUnsafeMutableBufferPointer { ids in
                         (ids.baseAddress! + slot * context).update(from: ids.baseAddress! + (first + j) * context, count: context)
                     }

@@ -117,16 +117,46 @@ public final class ResidualAttentionBlock: Module {
         norm2 = LayerNorm(width)
     }
 
-    public func callAsFunction(_ x: Tensor, causal: Bool) -> Tensor {
-        let h = x + attn(norm1(x), causal: causal)
-        return h + mlp(norm2(h))
+    /// `dropout` (training only) drops elements of both residual branches' outputs, as BERT's
+    /// hidden dropout; `site` tells this block's two draws apart from other blocks'.
+    public func callAsFunction(_ x: Tensor, causal: Bool, dropout: Dropout? = nil, site: Int = 0) -> Tensor {
+        let h = x + noised(attn(norm1(x), causal: causal), dropout, site: 2 * site)
+        return h + noised(mlp(norm2(h)), dropout, site: 2 * site + 1)
     }
 
     /// Only the outputs at one position per sequence: x [B, L, W] → [B, W]. Keys and values
     /// still come from every position; the query, residual and MLP only from the chosen one.
-    public func callAsFunction(_ x: Tensor, causal: Bool, at positions: IntTensor) -> Tensor {
-        let h = x.gatherRows(positions) + attn(norm1(x), causal: causal, at: positions)
-        return h + mlp(norm2(h))
+    public func callAsFunction(_ x: Tensor, causal: Bool, at positions: IntTensor, dropout: Dropout? = nil, site: Int = 0) -> Tensor {
+        let h = x.gatherRows(positions) + noised(attn(norm1(x), causal: causal, at: positions), dropout, site: 2 * site)
+        return h + noised(mlp(norm2(h)), dropout, site: 2 * site + 1)
+    }
+
+    private func noised(_ x: Tensor, _ dropout: Dropout?, site: Int) -> Tensor {
+        dropout.map { $0(x, site: site) } ?? x
+    }
+}
+
+/// The dropout noise of one forward pass: a rate and a seed from which every dropout site
+/// derives its own mask, so the same (seed, input) gives the same features again.
+public struct Dropout: Sendable, Equatable {
+    public var rate: Float
+    public var seed: UInt64
+
+    public init(rate: Float, seed: UInt64) {
+        self.rate = rate
+        self.seed = seed
+    }
+
+    public func callAsFunction(_ x: Tensor, site: Int) -> Tensor {
+        x.dropout(rate: rate, seed: Dropout.mix(seed ^ Dropout.mix(UInt64(site) &+ 0xD509)))
+    }
+
+    /// SplitMix64's finaliser: distinct inputs give unrelated outputs.
+    public static func mix(_ x: UInt64) -> UInt64 {
+        var z = x &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
 
@@ -160,15 +190,18 @@ public final class Transformer: Module {
         }
     }
 
-    public func callAsFunction(_ x: Tensor, causal: Bool) -> Tensor {
-        resblocks.reduce(x) { h, block in block(h, causal: causal) }
+    public func callAsFunction(_ x: Tensor, causal: Bool, dropout: Dropout? = nil) -> Tensor {
+        var h = x
+        for (i, block) in resblocks.enumerated() { h = block(h, causal: causal, dropout: dropout, site: i + 1) }
+        return h
     }
 
     /// The output at one position per sequence, x [B, L, W] → [B, W]: the same rows as
     /// `callAsFunction(x, causal:).gatherRows(positions)`, but the last block computes only those.
-    public func callAsFunction(_ x: Tensor, causal: Bool, at positions: IntTensor) -> Tensor {
+    public func callAsFunction(_ x: Tensor, causal: Bool, at positions: IntTensor, dropout: Dropout? = nil) -> Tensor {
         guard let last = resblocks.last else { return x.gatherRows(positions) }
-        let h = resblocks.dropLast().reduce(x) { h, block in block(h, causal: causal) }
-        return last(h, causal: causal, at: positions)
+        var h = x
+        for (i, block) in resblocks.dropLast().enumerated() { h = block(h, causal: causal, dropout: dropout, site: i + 1) }
+        return last(h, causal: causal, at: positions, dropout: dropout, site: resblocks.count)
     }
 }

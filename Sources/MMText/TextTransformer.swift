@@ -52,8 +52,9 @@ public final class TextTransformer: Module {
         projection.fillNormal(std: 1 / Float(c.width).squareRoot(), using: &g)
     }
 
-    /// ids [B, L] with L ≤ context length → features [B, outputDim].
-    public func callAsFunction(_ ids: IntTensor) -> Tensor {
+    /// ids [B, L] with L ≤ context length → features [B, outputDim]. `dropout` (training only,
+    /// off by default as in open_clip) noises the embeddings and every block's residual branches.
+    public func callAsFunction(_ ids: IntTensor, dropout: Dropout? = nil) -> Tensor {
         let c = configuration
         precondition(ids.shape.count == 2 && ids.shape[1] <= c.contextLength,
                      "text tower expects ids [B, L ≤ \(c.contextLength)], got \(ids.shape)")
@@ -64,10 +65,11 @@ public final class TextTransformer: Module {
         let tokens = used < ids.shape[1] ? Self.leadingColumns(ids, used) : ids
         let l = tokens.shape[1]
         let positions = l == c.contextLength ? positionalEmbedding : positionalEmbedding.slice(axis: 0, 0..<l)
-        let x = tokenEmbedding(tokens) + positions
+        var x = tokenEmbedding(tokens) + positions
+        if let dropout { x = dropout(x, site: 0) }
         // ln_final is row-wise, so pooling before it is the same; the last block computes only
         // the EOT rows.
-        return .matmul(finalNorm(transformer(x, causal: true, at: eot)), projection)
+        return .matmul(finalNorm(transformer(x, causal: true, at: eot, dropout: dropout)), projection)
     }
 
     /// ids [B, L] → [B, n].

@@ -4,9 +4,15 @@ import MMCLIP
 public struct TrainingBatch {
     public var images: Tensor      // [B, 3, S, S]
     public var ids: IntTensor      // [B, context]
-    public init(images: Tensor, ids: IntTensor) {
+    /// A second augmented view of each image [B, 3, S, S], for --image-ssl.
+    public var views: Tensor?
+    /// A class id per sample (from --labels-key), for --multi-positive.
+    public var labels: [Int64]?
+    public init(images: Tensor, ids: IntTensor, views: Tensor? = nil, labels: [Int64]? = nil) {
         self.images = images
         self.ids = ids
+        self.views = views
+        self.labels = labels
     }
     public var count: Int { ids.shape[0] }
 }

@@ -12,15 +12,30 @@ public final class LoaderSource: BatchSource {
     private let batchSize: Int
     private let epochs: Int?
     private let threads: Int
+    private let extraView: Bool
+    /// Class id of each manifest sample (ids of the distinct values of its label column).
+    private let labelIDs: [Int64]?
     private var loader: PairLoader?
     private var nextPosition: LoaderPosition?
     private var epoch = 0
     private var skipped: [SkippedSample] = []
     public private(set) var cursor = 0
 
-    /// A training source: shuffled full batches per `order`, augmented.
+    /// A training source: shuffled full batches per `order`, augmented. `extraView`: a second
+    /// augmented view of each image; `labels`: pass the manifest's label column on as class ids.
     public init(training manifest: Manifest, order: EpochOrder, transform: ImageTransform, tokenizer: Tokenizer,
-                epochs: Int, threads: Int) {
+                epochs: Int, threads: Int, extraView: Bool = false, labels: Bool = false) {
+        self.extraView = extraView
+        if labels, let column = manifest.labels {
+            var ids: [String: Int64] = [:]
+            labelIDs = column.map { name in
+                if let id = ids[name] { return id }
+                ids[name] = Int64(ids.count)
+                return Int64(ids.count - 1)
+            }
+        } else {
+            labelIDs = nil
+        }
         self.manifest = manifest
         self.order = order
         self.transform = transform
@@ -32,6 +47,8 @@ public final class LoaderSource: BatchSource {
 
     /// An evaluation source: manifest order, the last batch partial.
     public init(evaluating manifest: Manifest, batchSize: Int, transform: ImageTransform, tokenizer: Tokenizer, threads: Int) {
+        extraView = false
+        labelIDs = nil
         self.manifest = manifest
         order = nil
         self.transform = transform
@@ -53,7 +70,7 @@ public final class LoaderSource: BatchSource {
         let wanted = LoaderPosition(epoch: epoch, batch: batch, cursor: cursor ?? batch * order.batchSize)
         if loader == nil || nextPosition != wanted {
             loader = try PairLoader(training: manifest, order: order, transform: transform, tokenizer: tokenizer,
-                                    start: wanted, epochs: epochs, threads: threads)
+                                    start: wanted, epochs: epochs, threads: threads, extraView: extraView)
             nextPosition = wanted
         }
         self.cursor = wanted.cursor
@@ -66,7 +83,7 @@ public final class LoaderSource: BatchSource {
         nextPosition = b.next
         cursor = b.next.cursor
         skipped += b.skipped.map { SkippedSample(path: $0.path, reason: "line \($0.line): \($0.error.explanation)") }
-        return TrainingBatch(images: b.images, ids: b.ids)
+        return TrainingBatch(images: b.images, ids: b.ids, views: b.views, labels: labelIDs.map { ids in b.indices.map { ids[$0] } })
     }
 
     public func drainSkipped() -> [SkippedSample] {

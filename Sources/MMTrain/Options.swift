@@ -27,8 +27,43 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var beta1: Float = 0.9
     public var beta2: Float = 0.98
     public var eps: Float = 1e-6
+    /// Stop after this many seconds of training (loading and steps; validation and checkpoints not counted),
+    /// finishing the epoch early: for comparisons at equal wall-clock time.
+    public var maxSeconds: Double?
+    /// The contrastive-family options (nil: CLIP's plain objective; absent in older runs).
+    public var contrastive: ContrastiveOptions?
 
     public init() {}
+}
+
+/// Options of the contrastive family (issue #9), each off by default and composable with the
+/// default loss. See `Objective` for what each adds.
+public struct ContrastiveOptions: Codable, Sendable, Equatable {
+    public enum ImageSSL: String, Codable, Sendable, CaseIterable { case simclr, byol }
+    public enum TextSSL: String, Codable, Sendable, CaseIterable { case simcse }
+
+    /// Queued momentum features per modality used as extra negatives (0: no queue).
+    public var queueSize = 0
+    /// m of the momentum encoders' update θₖ ← m θₖ + (1 − m) θ_q (queue and BYOL target).
+    public var momentum: Float = 0.995
+    public var imageSSL: ImageSSL?
+    public var textSSL: TextSSL?
+    /// Weight of the self-supervised terms added to the contrastive loss.
+    public var sslWeight: Float = 1
+    /// NT-Xent temperature of --image-ssl simclr (SLIP: 0.1).
+    public var sslTemperature: Float = 0.1
+    /// NT-Xent temperature of --text-ssl simcse (SimCSE: 0.05).
+    public var simcseTemperature: Float = 0.05
+    /// Dropout rate in the text tower while training (SimCSE's noise).
+    public var textDropout: Float = 0
+    /// Identical captions (and equal labels, with `usesLabels`) are positives of each other.
+    public var multiPositive = false
+    public var usesLabels = false
+
+    public init() {}
+
+    /// Whether a momentum copy of the model is kept.
+    public var needsMomentumModel: Bool { queueSize > 0 || imageSSL == .byol }
 }
 
 /// Progress of a run, stored in every checkpoint.

@@ -13,6 +13,10 @@ public final class Trainer {
     /// Whether to show the progress bar and per-epoch summary on standard error.
     public var showsProgress = true
     let optimizer: AdamW
+    /// The loss and the modules and state of the contrastive options.
+    let objective: Objective
+    /// What the optimizer updates: the model and the objective's heads.
+    let trainable: TrainableModules
     /// Written into checkpoints so that they carry their preprocessing and tokenizer.
     let preprocessing: Preprocessing
     let tokenizer: String
@@ -36,59 +40,60 @@ public final class Trainer {
         self.preprocessing = preprocessing
         self.tokenizer = tokenizer
         parallel = group.flatMap { $0.size > 1 ? DataParallel($0) : nil }
+        precondition(parallel == nil || (options.contrastive == nil && options.maxSeconds == nil),
+                     "the contrastive-family options and the time budget are not supported on several ranks")
         if options.lockImage { model.visual.setRequiresGrad(false) }
-        optimizer = AdamW(model, weightDecay: options.weightDecay, beta1: options.beta1, beta2: options.beta2, eps: options.eps)
+        objective = Objective(model: model, options: options, parallel: parallel)
+        trainable = TrainableModules(model: model, heads: objective.heads)
+        optimizer = AdamW(trainable, weightDecay: options.weightDecay, beta1: options.beta1, beta2: options.beta2, eps: options.eps)
     }
 
     // MARK: - One optimizer step
 
-    /// The loss of paired features under the configured objective.
-    /// `detachTemperature` cuts logit_scale (and bias) out of the gradient.
-    func loss(_ image: Tensor, _ text: Tensor, detachTemperature: Bool = false) -> Tensor {
-        let scale = detachTemperature ? model.logitScale.detached() : model.logitScale
-        switch (options.loss, parallel) {
-        case (.clip, nil):
-            return ContrastiveLoss.infoNCE(image: image, text: text, logitScale: scale)
-        case (.clip, let parallel?):
-            return parallel.infoNCE(image: image, text: text, logitScale: scale)
-        case (.siglip, let parallel):
-            let bias = detachTemperature ? model.logitBias!.detached() : model.logitBias!
-            return parallel?.sigmoid(image: image, text: text, logitScale: scale, logitBias: bias)
-                ?? ContrastiveLoss.sigmoid(image: image, text: text, logitScale: scale, logitBias: bias)
-        }
-    }
-
-    /// Accumulates into the parameters' `grad` the gradient of the loss over all `micro`
-    /// batches together, and returns that loss. With one micro-batch this is plain backprop;
+    /// Accumulates into the parameters' `grad` the gradient of the objective over all `micro`
+    /// batches together, and returns its value. With one micro-batch this is plain backprop;
     /// with k it is open_clip's accumulation: features of all k are computed without a tape,
     /// then each micro-batch is recomputed with one and its rows replaced in the full
     /// k·N × k·N problem, so the gradient is the big batch's at one micro-batch's memory.
+    /// Self-supervised terms (per micro-batch) are averaged over the k micro-batches.
     func accumulateGradients(_ micro: [TrainingBatch]) -> Float {
-        let encodeImage: (TrainingBatch) -> Tensor = { [model, options] b in
-            options.lockImage ? withoutGradients { model.encodeImage(b.images) } : model.encodeImage(b.images)
-        }
-        if micro.count == 1 {
+        let step = position.step, k = micro.count
+        let keys = objective.keys(micro)
+        if k == 1 {
             let tape = Tape()
-            let l = tape.record { loss(encodeImage(micro[0]), model.encodeText(micro[0].ids)) }
+            let l = tape.record { () -> Tensor in
+                let f = objective.encode(micro[0], step: step, micro: 0)
+                let l = objective.contrastive(image: f.image, text: f.text, keys: keys, detachTemperature: false)
+                return objective.selfSupervised(micro[0], f, keys: keys, step: step, micro: 0).map { l + $0 } ?? l
+            }
             tape.backward(l)
             return l.item()
         }
-        let cached = withoutGradients { micro.map { (model.encodeImage($0.images), model.encodeText($0.ids)) } }
-        var value: Float = 0
+        let cached = withoutGradients { micro.enumerated().map { objective.encode($1, step: step, micro: $0) } }
+        var contrastiveValue: Float = 0, selfSupervisedValue: Float = 0
+        var offset = 0
         for (j, batch) in micro.enumerated() {
             let tape = Tape()
             let l = tape.record { () -> Tensor in
-                var images = cached.map(\.0), texts = cached.map(\.1)
-                images[j] = encodeImage(batch)
-                texts[j] = model.encodeText(batch.ids)
+                var images = cached.map(\.image), texts = cached.map(\.text)
+                let f = objective.encode(batch, step: step, micro: j)
+                images[j] = f.image
+                texts[j] = f.text
                 // logit_scale (and bias) enter the big-batch loss once: only the first pass carries
                 // their gradient. (open_clip lets every pass add it: k times the true value.)
-                return loss(.concatenate(images, axis: 0), .concatenate(texts, axis: 0), detachTemperature: j > 0)
+                let c = objective.contrastive(image: .concatenate(images, axis: 0), text: .concatenate(texts, axis: 0),
+                                              keys: keys, detachTemperature: j > 0)
+                contrastiveValue = c.item()
+                let own = keys.map { PositiveKeys(caption: Array($0.caption[offset..<(offset + batch.count)]),
+                                                  label: $0.label.map { Array($0[offset..<(offset + batch.count)]) }) }
+                guard let s = objective.selfSupervised(batch, f, keys: own, step: step, micro: j) else { return c }
+                selfSupervisedValue += s.item() / Float(k)
+                return c + s.scaled(by: 1 / Float(k))
             }
             tape.backward(l)
-            value = l.item()
+            offset += batch.count
         }
-        return value
+        return contrastiveValue + selfSupervisedValue
     }
 
     /// One optimizer step over `micro` batches; returns the loss before the update (over the
@@ -107,6 +112,7 @@ public final class Trainer {
         if let clip = options.gradClip { clipGradientNorm(optimizer.groups.flatMap(\.parameters), maxNorm: clip) }
         optimizer.update(lr: learningRate(at: position.step))
         model.clampLogitScale()
+        objective.afterStep(micro)
         position.step += 1
         return value
     }
@@ -135,19 +141,23 @@ public final class Trainer {
         })
         if let parallel { try synchronize(parallel) }
         var skipped = 0
-        while position.epoch < options.epochs && position.step < totalSteps {
+        var stepSeconds = 0.0
+        var outOfTime: Bool { options.maxSeconds.map { stepSeconds >= $0 } ?? false }
+        while position.epoch < options.epochs && position.step < totalSteps && !outOfTime {
             let epoch = position.epoch
             try source.start(epoch: epoch, batch: position.batch, cursor: position.cursor)
             let progress = Progress(label: "epoch \(epoch + 1)/\(options.epochs)", total: stepsPerEpoch,
                                     initial: position.batch / options.accumFreq, enabled: showsProgress && isLeader)
             var window: (samples: Int, start: Date) = (0, Date())
-            while position.batch / options.accumFreq < stepsPerEpoch && position.step < totalSteps {
+            while position.batch / options.accumFreq < stepsPerEpoch && position.step < totalSteps && !outOfTime {
+                let started = Date()  // the time budget counts waiting for data too
                 var micro: [TrainingBatch] = []
                 while micro.count < options.accumFreq, let b = try source.next() { micro.append(b) }
                 guard micro.count == options.accumFreq else { break }
                 let lr = learningRate(at: position.step)
                 let (stepStart, communicationBefore) = (Date(), parallel?.communicationSeconds ?? 0)
                 let value = try step(micro)
+                stepSeconds += Date().timeIntervalSince(started)
                 position.batch += micro.count
                 position.cursor = source.cursor
                 guard value.isFinite else {
@@ -195,7 +205,7 @@ public final class Trainer {
                 try parallel?.group.barrier()
                 continue
             }
-            var record: [String: Any] = ["event": "epoch", "epoch": epoch + 1, "step": position.step]
+            var record: [String: Any] = ["event": "epoch", "epoch": epoch + 1, "step": position.step, "train_seconds": stepSeconds]
             if let validation {
                 let v = try validate(validation)
                 validationLosses.append((position.step, v.loss))
@@ -250,8 +260,11 @@ public final class Trainer {
         var extra: [String: String] = [:]
         extra[Self.positionKey] = String(decoding: try JSONEncoder().encode(position), as: UTF8.self)
         extra[Self.optimizerStepKey] = "\(optimizer.step)"
+        extra.merge(objective.stateMetadata()) { a, _ in a }
+        var tensors = optimizerState().merging(objective.stateTensors()) { a, _ in a }
+        for (k, t) in objective.heads?.namedParameters() ?? [] { tensors[Objective.headsPrefix + k] = t }
         try model.save(to: run.latest, preprocessing: preprocessing, tokenizer: tokenizer, extraMetadata: extra,
-                       extraTensors: optimizerState())
+                       extraTensors: tensors)
     }
 
     static let positionKey = "train_position"
@@ -259,7 +272,7 @@ public final class Trainer {
 
     /// Adam moments keyed `optimizer.m.<param>` / `optimizer.v.<param>`.
     func optimizerState() -> [String: Tensor] {
-        let keys = Dictionary(uniqueKeysWithValues: model.namedParameters().map { (ObjectIdentifier($0.tensor), $0.key) })
+        let keys = Dictionary(uniqueKeysWithValues: trainable.namedParameters().map { (ObjectIdentifier($0.tensor), $0.key) })
         var out: [String: Tensor] = [:]
         for (p, moments) in zip(optimizer.groups.flatMap(\.parameters), optimizer.moments) {
             let key = keys[ObjectIdentifier(p)]!
@@ -272,7 +285,7 @@ public final class Trainer {
     /// Rank 0's weights, optimizer state and position, on every rank (on resume only rank 0
     /// reads the checkpoint, so other hosts need not see the run folder).
     func synchronize(_ parallel: DataParallel) throws {
-        try parallel.broadcast(model.namedParameters().map(\.tensor) + optimizer.moments.flatMap { [$0.m, $0.v] })
+        try parallel.broadcast(trainable.namedParameters().map(\.tensor) + optimizer.moments.flatMap { [$0.m, $0.v] })
         let shared = try parallel.group.broadcast([position.step, position.epoch, position.batch, optimizer.step])
         position.step = shared[0]
         position.epoch = shared[1]
@@ -290,8 +303,9 @@ public final class Trainer {
               let optimizerStep = file.metadata[Self.optimizerStepKey].flatMap(Int.init) else {
             throw TrainingError("\(run.latest.path) has no training position; it is not a resumable checkpoint")
         }
-        try model.load(file.tensors.filter { !$0.key.hasPrefix("optimizer.") })
-        let keys = Dictionary(uniqueKeysWithValues: model.namedParameters().map { (ObjectIdentifier($0.tensor), $0.key) })
+        try model.load(file.tensors.filter { !$0.key.hasPrefix("optimizer.") && !Objective.isExtra($0.key) })
+        try objective.restore(file, source: run.latest.path)
+        let keys = Dictionary(uniqueKeysWithValues: trainable.namedParameters().map { (ObjectIdentifier($0.tensor), $0.key) })
         var moments: [(m: Tensor, v: Tensor)] = []
         for p in optimizer.groups.flatMap(\.parameters) {
             let key = keys[ObjectIdentifier(p)]!
@@ -316,6 +330,15 @@ extension Trainer {
     public func gradientsForTesting(_ micro: [TrainingBatch]) -> Float {
         optimizer.zeroGradients()
         return accumulateGradients(micro)
+    }
+
+    /// The objective's after-step work (momentum update, enqueue) on `micro` (for tests).
+    public func afterStepForTesting(_ micro: [TrainingBatch]) { objective.afterStep(micro) }
+
+    /// Every tensor of the training state: parameters, heads, momentum copies, queue (for tests).
+    public func stateForTesting() -> [String: Tensor] {
+        Dictionary(uniqueKeysWithValues: trainable.namedParameters().map { ($0.key, $0.tensor) })
+            .merging(objective.stateTensors()) { a, _ in a }
     }
 
     /// The validation loss (for tests).

@@ -21,16 +21,23 @@ enum Toy {
 
     final class Source: BatchSource {
         let images: Tensor, ids: [Int32], count: Int, batch: Int, seed: UInt64
+        /// A second "augmented" view per image (--image-ssl), if asked for.
+        let views: Tensor?
         var order: [Int] = []
         private(set) var cursor = 0
 
-        init(count: Int, batch: Int, seed: UInt64 = 3) {
+        /// `duplicates`: every third caption repeats the one before it (as template captions do).
+        init(count: Int, batch: Int, seed: UInt64 = 3, views: Bool = false, duplicates: Bool = false) {
             var g = SeededGenerator(seed: seed)
             images = g.tensor([count, 3, 16, 16], requiresGrad: false)
-            ids = (0..<count).flatMap { i -> [Int32] in
+            var rows: [[Int32]] = []
+            for i in 0..<count {
                 let n = 2 + i % 4
-                return [48] + (0..<n).map { _ in Int32(1 + g.next() % 40) } + [49] + [Int32](repeating: 0, count: 8 - n - 2)
+                let row = [48] + (0..<n).map { _ in Int32(1 + g.next() % 40) } + [49] + [Int32](repeating: 0, count: 8 - n - 2)
+                rows.append(duplicates && i % 3 == 2 ? rows[i - 1] : row)
             }
+            ids = rows.flatMap { $0 }
+            self.views = views ? images + g.tensor([count, 3, 16, 16], scale: 0.3, requiresGrad: false) : nil
             self.count = count
             self.batch = batch
             self.seed = seed
@@ -49,9 +56,13 @@ enum Toy {
             defer { cursor += batch }
             let rows = order[cursor..<(cursor + batch)]
             let stride = 3 * 16 * 16
-            let pixels = Tensor.zeros([batch, 3, 16, 16])
-            for (r, i) in rows.enumerated() { (pixels.data + r * stride).update(from: images.data + i * stride, count: stride) }
-            return TrainingBatch(images: pixels, ids: IntTensor(shape: [batch, 8], values: rows.flatMap { ids[($0 * 8)..<($0 * 8 + 8)] }))
+            func gather(_ source: Tensor) -> Tensor {
+                let pixels = Tensor.zeros([batch, 3, 16, 16])
+                for (r, i) in rows.enumerated() { (pixels.data + r * stride).update(from: source.data + i * stride, count: stride) }
+                return pixels
+            }
+            return TrainingBatch(images: gather(images), ids: IntTensor(shape: [batch, 8], values: rows.flatMap { ids[($0 * 8)..<($0 * 8 + 8)] }),
+                                 views: views.map(gather))
         }
 
         func drainSkipped() -> [SkippedSample] { [] }
