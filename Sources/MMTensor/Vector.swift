@@ -54,14 +54,20 @@ func sigmoid(_ x: Vec) -> Vec { 1 / (1 + exp(-x)) }
 @inline(__always)
 func erf(_ x: Vec) -> Vec {
     let a = x.replacing(with: -x, where: x .< 0)
+    let y = 1 - erfcFactor(a) * exp(-a * a)
+    return y.replacing(with: -y, where: x .< 0)
+}
+
+/// A&S 7.1.26's polynomial: erfc(a) ≈ erfcFactor(a) · e^(−a²) for a ≥ 0.
+@inline(__always)
+func erfcFactor(_ a: Vec) -> Vec {
     let t = 1 / (1 + 0.327_591_1 * a)
     var p = Vec(repeating: 1.061_405_429)
     p = p * t - 1.453_152_027
     p = p * t + 1.421_413_741
     p = p * t - 0.284_496_736
     p = p * t + 0.254_829_592
-    let y = 1 - p * t * exp(-a * a)
-    return y.replacing(with: -y, where: x .< 0)
+    return p * t
 }
 
 /// (Φ(x), φ(x)) of the standard normal, sharing one exponential: Φ by erf as above, whose
@@ -69,13 +75,7 @@ func erf(_ x: Vec) -> Vec {
 @inline(__always)
 func normalCDFAndPDF(_ x: Vec) -> (cdf: Vec, pdf: Vec) {
     let a = x.replacing(with: -x, where: x .< 0) * 0.707_106_77
-    let t = 1 / (1 + 0.327_591_1 * a)
-    var p = Vec(repeating: 1.061_405_429)
-    p = p * t - 1.453_152_027
-    p = p * t + 1.421_413_741
-    p = p * t - 0.284_496_736
-    p = p * t + 0.254_829_592
     let e = exp(-a * a)
-    let half = 0.5 * p * t * e  // ½(1 − erf(|x|/√2)) = Φ(−|x|)
+    let half = 0.5 * erfcFactor(a) * e  // ½(1 − erf(|x|/√2)) = Φ(−|x|)
     return (half.replacing(with: 1 - half, where: x .>= 0), 0.398_942_28 * e)
 }

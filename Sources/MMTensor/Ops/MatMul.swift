@@ -132,16 +132,7 @@ extension Tensor {
         if let tape = Tape.recording(x, weight, bias) {
             tape.append(out) {
                 let dy = out.grad!.data
-                if x.requiresGrad {
-                    let dx = x.gradientForWriting()
-                    sgemm(transA: false, transB: false, m: m, n: k, k: n, a: dy, lda: n, b: weight.data, ldb: k,
-                          beta: dx.accumulate ? 1 : 0, c: dx.data, ldc: k)
-                }
-                if weight.requiresGrad {
-                    let dw = weight.gradientForWriting()
-                    sgemm(transA: true, transB: false, m: n, n: k, k: m, a: dy, lda: n, b: x.data, ldb: k,
-                          beta: dw.accumulate ? 1 : 0, c: dw.data, ldc: k)
-                }
+                backpropagateLinear(dy, x: x, weight: weight, m: m, n: n, k: k)
                 if bias.requiresGrad { accumulateRowSum(bias.gradient().data, dy, rows: m, inner: n) }
             }
         }
@@ -206,19 +197,24 @@ extension Tensor {
                 // The incoming gradient is consumed here, so it becomes ∂pre = ∂out ∘ f′ in place.
                 let dpre = out.grad!.data
                 scaleAndSumRows(dpre, by: slope.data, rows: m, inner: n, sum: bias.requiresGrad ? bias.gradient().data : nil)
-                if x.requiresGrad {
-                    let dx = x.gradientForWriting()
-                    sgemm(transA: false, transB: false, m: m, n: k, k: n, a: dpre, lda: n, b: weight.data, ldb: k,
-                          beta: dx.accumulate ? 1 : 0, c: dx.data, ldc: k)
-                }
-                if weight.requiresGrad {
-                    let dw = weight.gradientForWriting()
-                    sgemm(transA: true, transB: false, m: n, n: k, k: m, a: dpre, lda: n, b: x.data, ldb: k,
-                          beta: dw.accumulate ? 1 : 0, c: dw.data, ldc: k)
-                }
+                backpropagateLinear(dpre, x: x, weight: weight, m: m, n: n, k: k)
             }
         }
         return out
+    }
+}
+
+/// dx (+)= dy · W and dW (+)= dyᵀ · x for y [m, n] = x [m, k] · Wᵀ, for the operands that need them.
+private func backpropagateLinear(_ dy: UnsafePointer<Float>, x: Tensor, weight: Tensor, m: Int, n: Int, k: Int) {
+    if x.requiresGrad {
+        let dx = x.gradientForWriting()
+        sgemm(transA: false, transB: false, m: m, n: k, k: n, a: dy, lda: n, b: weight.data, ldb: k,
+              beta: dx.accumulate ? 1 : 0, c: dx.data, ldc: k)
+    }
+    if weight.requiresGrad {
+        let dw = weight.gradientForWriting()
+        sgemm(transA: true, transB: false, m: n, n: k, k: m, a: dy, lda: n, b: x.data, ldb: k,
+              beta: dw.accumulate ? 1 : 0, c: dw.data, ldc: k)
     }
 }
 
