@@ -17,6 +17,7 @@ A=mmhostA B=mmhostB IP_A=10.231.0.1 IP_B=10.231.0.2
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 cleanup() {
+    ip link del mmveth0 2>/dev/null || true
     ip netns pids $B 2>/dev/null | xargs -r kill -9 2>/dev/null || true
     ip netns del $A 2>/dev/null || true
     ip netns del $B 2>/dev/null || true
@@ -24,12 +25,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if ! ip netns add $A 2>/dev/null; then
-    echo "SKIPPED: cannot create network namespaces here (needs root and CAP_NET_ADMIN)"
+if ! { ip netns add $A && ip netns add $B && ip link add mmveth0 type veth peer name mmveth1; } 2>/dev/null; then
+    echo "SKIPPED: cannot create network namespaces and a veth pair here (needs root and CAP_NET_ADMIN)"
     exit 0
 fi
-ip netns add $B
-ip link add mmveth0 type veth peer name mmveth1
 ip link set mmveth0 netns $A
 ip link set mmveth1 netns $B
 ip -n $A addr add $IP_A/24 dev mmveth0
