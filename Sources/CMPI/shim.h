@@ -31,10 +31,7 @@ static inline int mm_mpi_local_size(int *size) {
 static inline int mm_mpi_iallreduce_sum(const float *send, float *buffer, int count, MPI_Request *request) {
     return MPI_Iallreduce(send ? (const void *)send : MPI_IN_PLACE, buffer, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, request);
 }
-static inline int mm_mpi_iallgather(const float *send, int count, float *receive, MPI_Request *request) {
-    return MPI_Iallgather(send, count, MPI_FLOAT, receive, count, MPI_FLOAT, MPI_COMM_WORLD, request);
-}
-static inline int mm_mpi_iallgather_bytes(const void *send, int count, void *receive, MPI_Request *request) {
+static inline int mm_mpi_iallgather(const void *send, int count, void *receive, MPI_Request *request) {
     return MPI_Iallgather(send, count, MPI_BYTE, receive, count, MPI_BYTE, MPI_COMM_WORLD, request);
 }
 static inline int mm_mpi_ireduce_scatter_sum(const float *send, float *receive, int count, MPI_Request *request) {

@@ -63,13 +63,8 @@ public final class MPIGroup: ProcessGroup {
 
     public func allGather(_ local: UnsafeRawBufferPointer, into all: UnsafeMutableRawBufferPointer) throws {
         precondition(all.count == local.count * size, "all-gather into \(all.count) bytes of \(local.count) × \(size)")
-        // Bytes travel as floats when they can (a 4-byte count covers 4× more data).
-        let floats = local.count % 4 == 0
-        let count = Int32(floats ? local.count / 4 : local.count)
-        try collective("all-gather of \(local.count) bytes") { request in
-            floats ? mm_mpi_iallgather(local.baseAddress?.assumingMemoryBound(to: Float.self), count,
-                                       all.baseAddress?.assumingMemoryBound(to: Float.self), &request)
-                   : mm_mpi_iallgather_bytes(local.baseAddress, count, all.baseAddress, &request)
+        try collective("all-gather of \(local.count) bytes") {
+            mm_mpi_iallgather(local.baseAddress, Int32(local.count), all.baseAddress, &$0)
         }
     }
 

@@ -4,17 +4,18 @@ import MMTensor
 import MMTestSupport
 import Testing
 
+/// A random gallery of `n` unit rows of dimension `d`, named img0.jpg…
+private func gallery(_ n: Int, _ d: Int, seed: UInt64) -> EmbeddingIndex {
+    var g = SeededGenerator(seed: seed)
+    let e = withoutGradients { g.tensor([n, d], requiresGrad: false).l2Normalized() }
+    return EmbeddingIndex(modelFingerprint: "model-a", names: (0..<n).map { "img\($0).jpg" }, embeddings: e)
+}
+
+private func temporaryFile() -> URL {
+    FileManager.default.temporaryDirectory.appendingPathComponent("mm-index-\(UUID().uuidString).mmi")
+}
+
 @Suite struct EmbeddingIndexTests {
-    func gallery(_ n: Int, _ d: Int, seed: UInt64) -> EmbeddingIndex {
-        var g = SeededGenerator(seed: seed)
-        let e = withoutGradients { g.tensor([n, d], requiresGrad: false).l2Normalized() }
-        return EmbeddingIndex(modelFingerprint: "model-a", names: (0..<n).map { "img\($0).jpg" }, embeddings: e)
-    }
-
-    func temporaryFile() -> URL {
-        FileManager.default.temporaryDirectory.appendingPathComponent("mm-index-\(UUID().uuidString).mmi")
-    }
-
     @Test func searchEqualsBruteForce() {
         let index = gallery(300, 24, seed: 1)
         var g = SeededGenerator(seed: 2)
@@ -80,16 +81,6 @@ import Testing
 }
 
 @Suite struct MappedIndexTests {
-    func gallery(_ n: Int, _ d: Int, seed: UInt64) -> EmbeddingIndex {
-        var g = SeededGenerator(seed: seed)
-        let e = withoutGradients { g.tensor([n, d], requiresGrad: false).l2Normalized() }
-        return EmbeddingIndex(modelFingerprint: "model-a", names: (0..<n).map { "img\($0).jpg" }, embeddings: e)
-    }
-
-    func temporaryFile() -> URL {
-        FileManager.default.temporaryDirectory.appendingPathComponent("mm-index-\(UUID().uuidString).mmi")
-    }
-
     /// A loaded (memory-mapped) index searched block by block gives the in-memory result, for
     /// blocks that split the rows unevenly, and rows start 64-byte aligned in the file.
     @Test func mappedBlockSearchEqualsInMemory() throws {

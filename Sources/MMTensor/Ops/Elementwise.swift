@@ -43,28 +43,36 @@ func accumulate(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n
 }
 
 /// Sums `rows` rows of length `inner` into `out` (accumulating): the backward of broadcasting
-/// and of biases. Each thread streams a contiguous block of rows into its own partial sum.
+/// and of biases.
 func accumulateRowSum(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, inner: Int,
                       times other: UnsafePointer<Float>? = nil, scale: Float = 1) {
+    sumRows(rows: rows, inner: inner, into: out, scale: scale) { row, sum in
+        var c = 0
+        while c < inner {
+            var v = load(x + row * inner, c, inner)
+            if let other { v *= load(other + row * inner, c, inner) }
+            store(load(sum, c, inner) + v, sum, c, inner)
+            c += 8
+        }
+    }
+}
+
+/// `out` (if given) += scale × the column sums of `rows` rows of `inner`, where `addRow(row, sum)`
+/// adds row `row` into a partial sum. Each thread streams a contiguous block of rows into its
+/// own partial sum, so no two threads write the same memory and rows are read in order.
+@inline(__always)
+func sumRows(rows: Int, inner: Int, into out: UnsafeMutablePointer<Float>?, scale: Float = 1,
+             _ addRow: (Int, UnsafeMutablePointer<Float>) -> Void) {
     let blocks = min(Threads.count, max(1, rows * inner / (1 << 15)))
     let partial = UnsafeMutablePointer<Float>.allocate(capacity: blocks * inner)
     defer { partial.deallocate() }
     partial.update(repeating: 0, count: blocks * inner)
     parallelFor(blocks) { r in
         for block in r {
-            let sum = partial + block * inner
-            for row in (rows * block / blocks)..<(rows * (block + 1) / blocks) {
-                var c = 0
-                while c < inner {
-                    var v = load(x + row * inner, c, inner)
-                    if let other { v *= load(other + row * inner, c, inner) }
-                    store(load(sum, c, inner) + v, sum, c, inner)
-                    c += 8
-                }
-            }
+            for row in (rows * block / blocks)..<(rows * (block + 1) / blocks) { addRow(row, partial + block * inner) }
         }
     }
-    for block in 0..<blocks { accumulateRow(out, partial + block * inner, inner, scale: scale) }
+    if let out { for block in 0..<blocks { accumulateRow(out, partial + block * inner, inner, scale: scale) } }
 }
 
 // MARK: - Broadcasting

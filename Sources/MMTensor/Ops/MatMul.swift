@@ -218,28 +218,18 @@ private func backpropagateLinear(_ dy: UnsafePointer<Float>, x: Tensor, weight: 
     }
 }
 
-/// x ∘= scale over `rows` rows of `inner`, and (if given) sum += the column sums of the result;
-/// each thread streams a block of rows into its own partial sum.
+/// x ∘= scale over `rows` rows of `inner`, and (if given) sum += the column sums of the result,
+/// in one pass.
 func scaleAndSumRows(_ x: UnsafeMutablePointer<Float>, by scale: UnsafePointer<Float>, rows: Int, inner: Int,
                      sum: UnsafeMutablePointer<Float>?) {
-    let blocks = min(Threads.count, max(1, rows * inner / (1 << 15)))
-    let partial = UnsafeMutablePointer<Float>.allocate(capacity: blocks * inner)
-    defer { partial.deallocate() }
-    partial.update(repeating: 0, count: blocks * inner)
-    parallelFor(blocks) { r in
-        for block in r {
-            let total = partial + block * inner
-            for row in (rows * block / blocks)..<(rows * (block + 1) / blocks) {
-                let xr = x + row * inner, sr = scale + row * inner
-                var c = 0
-                while c < inner {
-                    let v = load(xr, c, inner) * load(sr, c, inner)
-                    store(v, xr, c, inner)
-                    store(load(total, c, inner) + v, total, c, inner)
-                    c += 8
-                }
-            }
+    sumRows(rows: rows, inner: inner, into: sum) { row, total in
+        let xr = x + row * inner, sr = scale + row * inner
+        var c = 0
+        while c < inner {
+            let v = load(xr, c, inner) * load(sr, c, inner)
+            store(v, xr, c, inner)
+            store(load(total, c, inner) + v, total, c, inner)
+            c += 8
         }
     }
-    if let sum { for block in 0..<blocks { accumulateRow(sum, partial + block * inner, inner) } }
 }
