@@ -136,3 +136,11 @@ check-generated: venv
 	@changed=$$(git status --porcelain -- Sources Tests); \
 	if [ -n "$$changed" ]; then echo "generated files differ from the committed ones (rerun the scripts above and commit):"; echo "$$changed"; exit 1; fi
 	@echo "generated files are up to date"
+
+# Two more small evaluation sets of other kinds than shapes (handwritten digits from
+# scikit-learn, generated textures), for judging training defaults on more than one task.
+EVALSETS := .build/datasets
+.PHONY: eval-sets
+eval-sets: $(EVALSETS)/patterns/labels.txt
+$(EVALSETS)/patterns/labels.txt: tools/make_eval_sets.py $(VENV)/.done
+	$(VENV)/bin/python tools/make_eval_sets.py --out $(EVALSETS)
