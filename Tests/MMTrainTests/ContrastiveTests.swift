@@ -127,6 +127,15 @@ import Testing
         let dropped = a.scalars.filter { $0 == 0 }.count
         #expect(abs(Double(dropped) / 10_000 - 0.25) < 0.02, "dropped \(dropped) of 10,000")
         #expect(a.scalars.allSatisfy { $0 == 0 || abs($0 - 1 / 0.75) < 1e-6 })
+
+        // Per sample: the rate is kept, and a sample's mask is the same wherever its row sits
+        // and however long the rows are (the first 50 of a sample's elements).
+        let bySample = ones.dropout(rate: 0.25, seed: 3, samples: Array(0..<200))
+        let droppedBySample = bySample.scalars.filter { $0 == 0 }.count
+        #expect(abs(Double(droppedBySample) / 10_000 - 0.25) < 0.02, "dropped \(droppedBySample) of 10,000")
+        let moved = Tensor.filled([2, 80], with: 1).dropout(rate: 0.25, seed: 3, samples: [7, 1])
+        #expect(Array(moved.scalars[0..<50]) == Array(bySample.scalars[350..<400]))
+        #expect(Array(moved.scalars[80..<130]) == Array(bySample.scalars[50..<100]))
     }
 
     /// Without duplicates, multi-positive targets are the plain one-hot ones.

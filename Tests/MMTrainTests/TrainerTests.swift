@@ -23,11 +23,14 @@ enum Toy {
         let images: Tensor, ids: [Int32], count: Int, batch: Int, seed: UInt64
         /// A second "augmented" view per image (--image-ssl), if asked for.
         let views: Tensor?
+        /// A class id per sample (i mod 3), if asked for (multi-positive with labels).
+        let labels: Bool
         var order: [Int] = []
         private(set) var cursor = 0
 
         /// `duplicates`: every third caption repeats the one before it (as template captions do).
-        init(count: Int, batch: Int, seed: UInt64 = 3, views: Bool = false, duplicates: Bool = false) {
+        init(count: Int, batch: Int, seed: UInt64 = 3, views: Bool = false, duplicates: Bool = false, labels: Bool = false) {
+            self.labels = labels
             var g = SeededGenerator(seed: seed)
             images = g.tensor([count, 3, 16, 16], requiresGrad: false)
             var rows: [[Int32]] = []
@@ -62,7 +65,7 @@ enum Toy {
                 return pixels
             }
             return TrainingBatch(images: gather(images), ids: IntTensor(shape: [batch, 8], values: rows.flatMap { ids[($0 * 8)..<($0 * 8 + 8)] }),
-                                 views: views.map(gather))
+                                 views: views.map(gather), labels: labels ? rows.map { Int64($0 % 3) } : nil)
         }
 
         func drainSkipped() -> [SkippedSample] { [] }
