@@ -136,6 +136,10 @@ import Testing
         let moved = Tensor.filled([2, 80], with: 1).dropout(rate: 0.25, seed: 3, samples: [7, 1])
         #expect(Array(moved.scalars[0..<50]) == Array(bySample.scalars[350..<400]))
         #expect(Array(moved.scalars[80..<130]) == Array(bySample.scalars[50..<100]))
+        // Another seed draws an independent mask: they agree on 0.75² + 0.25² of the elements.
+        let other = ones.dropout(rate: 0.25, seed: 4, samples: Array(0..<200))
+        let agree = zip(bySample.scalars, other.scalars).filter { $0 == $1 }.count
+        #expect(abs(Double(agree) / 10_000 - 0.625) < 0.02, "masks of two seeds agree on \(agree) of 10,000")
     }
 
     /// Without duplicates, multi-positive targets are the plain one-hot ones.
