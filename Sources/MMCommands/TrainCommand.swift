@@ -146,7 +146,7 @@ struct TrainCommand: ParsableCommand {
             say("continue with --resume \(run.folder.url.path)")
             throw ExitCode(130)
         }
-        say("done: \(run.folder.epochCheckpoint(run.trainer.position.epoch).path)")
+        say("done: \((run.trainer.lastEpochCheckpoint ?? run.folder.epochCheckpoint(run.trainer.position.epoch)).path)")
     }
 
     /// One line for a training error, with what to do about it on the command line.

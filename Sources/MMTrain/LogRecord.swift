@@ -25,6 +25,12 @@ public enum LogRecord: Codable, Equatable, Sendable {
         /// Share of the step's wall time spent in collectives (several ranks only).
         public var communicationShare: Double?
 
+        public init(step: Int, epoch: Int, loss: Double, lr: Double, logitScale: Double, samplesPerSecond: Double,
+                    communicationShare: Double? = nil) {
+            (self.step, self.epoch, self.loss, self.lr) = (step, epoch, loss, lr)
+            (self.logitScale, self.samplesPerSecond, self.communicationShare) = (logitScale, samplesPerSecond, communicationShare)
+        }
+
         enum CodingKeys: String, CodingKey {
             case step, epoch, loss, lr
             case logitScale = "logit_scale", samplesPerSecond = "samples_per_s", communicationShare = "communication_share"
@@ -42,6 +48,8 @@ public enum LogRecord: Codable, Equatable, Sendable {
         public var imageToTextR1: Double?, imageToTextR5: Double?, imageToTextR10: Double?
         public var textToImageR1: Double?, textToImageR5: Double?, textToImageR10: Double?
         public var zeroshotTop1: Double?, zeroshotTop5: Double?
+        /// True when the step limit or the time budget ended the epoch early (a resume continues it).
+        public var partial: Bool?
 
         public init(epoch: Int, step: Int, trainSeconds: Double) {
             self.epoch = epoch
@@ -53,7 +61,7 @@ public enum LogRecord: Codable, Equatable, Sendable {
             case epoch, step, trainSeconds = "train_seconds", valLoss = "val_loss"
             case imageToTextR1 = "image_to_text_R@1", imageToTextR5 = "image_to_text_R@5", imageToTextR10 = "image_to_text_R@10"
             case textToImageR1 = "text_to_image_R@1", textToImageR5 = "text_to_image_R@5", textToImageR10 = "text_to_image_R@10"
-            case zeroshotTop1 = "zeroshot_top1", zeroshotTop5 = "zeroshot_top5"
+            case zeroshotTop1 = "zeroshot_top1", zeroshotTop5 = "zeroshot_top5", partial
         }
     }
 
@@ -61,12 +69,14 @@ public enum LogRecord: Codable, Equatable, Sendable {
         public var path: String
         public var reason: String
         public var step: Int
+        public init(path: String, reason: String, step: Int) { (self.path, self.reason, self.step) = (path, reason, step) }
     }
 
     public struct SkippedLine: Codable, Equatable, Sendable {
         public var file: String
         public var line: Int
         public var reason: String
+        public init(file: String, line: Int, reason: String) { (self.file, self.line, self.reason) = (file, line, reason) }
     }
 
     public struct Resumed: Codable, Equatable, Sendable {
@@ -74,6 +84,7 @@ public enum LogRecord: Codable, Equatable, Sendable {
         public var epoch: Int
         /// Settings given on resuming that replace the saved ones ("lr 0.001 → 0.0005").
         public var changes: [String]?
+        public init(step: Int, epoch: Int, changes: [String]? = nil) { (self.step, self.epoch, self.changes) = (step, epoch, changes) }
     }
 
     enum EventKey: String, CodingKey { case event }

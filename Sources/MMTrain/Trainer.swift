@@ -49,6 +49,15 @@ public final class Trainer {
     public private(set) var trainSeconds = 0.0
     /// Images skipped by the loader so far (on this rank).
     public private(set) var skipped = 0
+    /// The epoch checkpoint written last (by this process).
+    public private(set) var lastEpochCheckpoint: URL?
+    /// Called after each step, once it is logged (e.g. to report progress, or to `requestStop`).
+    public var afterStep: ((Trainer) -> Void)?
+    private let stopLock = NSLock()
+    private var stopAsked = false
+
+    /// Asks the run to stop after its next step and write `latest`, as SIGINT does (from any thread).
+    public func requestStop() { stopLock.withLock { stopAsked = true } }
 
     /// With `group`, this trainer is one rank of a data-parallel job: its batches are its shard
     /// of each global batch, and the loss and gradients are those of the global batch.
@@ -124,7 +133,7 @@ public final class Trainer {
         optimizer.zeroGradients()
         var value = accumulateGradients(micro)
         let spent = trainSeconds + (started.map { Date().timeIntervalSince($0) } ?? 0)
-        stopRequested = Interruption.requested
+        stopRequested = Interruption.requested || stopLock.withLock { stopAsked }
         outOfTime = options.maxSeconds.map { spent >= $0 } ?? false
         if let parallel {
             // One round carries the gradients, the ranks' losses and their stop decisions.
@@ -177,7 +186,9 @@ public final class Trainer {
         if let parallel { try synchronize(parallel) }
         while !isFinished {
             if try trainEpoch(source, stepsPerEpoch: stepsPerEpoch) == .interrupted { return TrainingOutcome(interrupted: true, skipped: skipped) }
-            try endEpoch(validation: validation, evaluate: evaluate)
+            // Stopped by the step limit or the time budget with batches left: a partial epoch.
+            let partial = position.batch / options.accumFreq < stepsPerEpoch && (outOfTime || position.step >= totalSteps)
+            try endEpoch(validation: validation, evaluate: evaluate, partial: partial)
         }
         return TrainingOutcome(interrupted: false, skipped: skipped)
     }
@@ -231,6 +242,7 @@ public final class Trainer {
                 ("loss", String(format: "%.4f", value)), ("lr", String(format: "%.2e", lr)),
                 ("samples/s", String(format: "%.1f", rate)), ("skipped", "\(skipped)"),
             ])
+            afterStep?(self)
             if stopRequested {
                 progress.finish()
                 try saveLatest()
@@ -241,19 +253,26 @@ public final class Trainer {
         return .completed
     }
 
-    /// The end of an epoch (or of the time budget): the epoch checkpoint, validation and
-    /// zero-shot results in the log, the loss curve, then `latest` — in that order, so that a
-    /// kill in between leaves `latest` at the epoch's start and a resume redoes it, never a
-    /// `latest` past an epoch checkpoint that was not written. Collective on several ranks.
+    /// The end of an epoch: the epoch checkpoint, validation and zero-shot results in the log,
+    /// the loss curve, then `latest` — in that order, so that a kill in between leaves `latest`
+    /// at the epoch's start and a resume redoes it, never a `latest` past an epoch checkpoint
+    /// that was not written. A `partial` epoch (stopped by the step limit or the time budget)
+    /// is evaluated and checkpointed the same way (`epoch_N` for the epoch N it stopped in), but
+    /// its position stays where it stopped, so a resume continues it. Collective on several ranks.
     @discardableResult
-    public func endEpoch(validation: BatchSource?, evaluate: ZeroShotEvaluation? = nil) throws -> LogRecord.Epoch? {
-        position.epoch += 1
-        position.batch = 0
-        position.cursor = 0
+    public func endEpoch(validation: BatchSource?, evaluate: ZeroShotEvaluation? = nil, partial: Bool = false) throws -> LogRecord.Epoch? {
+        let number = position.epoch + 1
+        if !partial {
+            position.epoch += 1
+            position.batch = 0
+            position.cursor = 0
+        }
+        lastEpochCheckpoint = run.epochCheckpoint(number)
         var record: LogRecord.Epoch?
         if isLeader {
-            try model.save(to: run.epochCheckpoint(position.epoch), preprocessing: preprocessing, tokenizer: tokenizer)
-            var r = LogRecord.Epoch(epoch: position.epoch, step: position.step, trainSeconds: trainSeconds)
+            try model.save(to: run.epochCheckpoint(number), preprocessing: preprocessing, tokenizer: tokenizer)
+            var r = LogRecord.Epoch(epoch: number, step: position.step, trainSeconds: trainSeconds)
+            if partial { r.partial = true }
             if let validation {
                 let v = try validate(validation)
                 validationLosses.append((position.step, v.loss))

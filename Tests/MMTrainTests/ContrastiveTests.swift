@@ -235,7 +235,8 @@ import Testing
     }
 
     /// --max-minutes: the run stops after the step that used up the budget, then validates and
-    /// writes its checkpoints as at the end of an epoch.
+    /// writes its checkpoints as at the end of an epoch — but keeps its true position (one step
+    /// into epoch 1), so that a resume continues the epoch instead of skipping the rest of it.
     @Test func timeBudgetStopsAndEvaluates() throws {
         var options = TrainingOptions()
         options.epochs = 3
@@ -246,10 +247,16 @@ import Testing
         t.showsProgress = false
         try t.prepareRunFolder()
         _ = try t.train(source: Toy.Source(count: 12, batch: 4), validation: Toy.Source(count: 8, batch: 4))
-        #expect(t.position.step == 1 && t.position.epoch == 1)
+        #expect(t.position.step == 1 && t.position.epoch == 0 && t.position.batch == 1)
         let log = try String(contentsOf: run.url.appendingPathComponent("log.jsonl"), encoding: .utf8)
-        #expect(log.contains("\"val_loss\"") && log.contains("train_seconds"))
+        #expect(log.contains("\"val_loss\"") && log.contains("train_seconds") && log.contains("\"partial\":true"))
         #expect(FileManager.default.fileExists(atPath: run.epochCheckpoint(1).path))
+        // The saved position is the true one.
+        var longer = options
+        longer.maxSeconds = nil
+        let resumed = Trainer(model: CLIPModel(Toy.config, seed: 5), options: longer, run: run, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
+        try resumed.resume()
+        #expect(resumed.position == t.position)
     }
 
     /// A latest checkpoint without the options' state is a clear error, not a crash.
