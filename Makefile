@@ -118,3 +118,9 @@ bench-contrastive: build
 
 ablation-contrastive: build
 	tools/ablation_contrastive.sh runs/ablation
+
+# The example package under Examples/ that uses mm's library products from another package
+# (trains a few steps and classifies an image); `make example` builds and runs it.
+.PHONY: example
+example: deps
+	cd Examples/TrainFromSwift && $(SWIFT) build -c release && .build/release/TrainFromSwift ../..
