@@ -207,7 +207,7 @@ public final class Trainer {
         while position.batch / options.accumFreq < stepsPerEpoch && position.step < totalSteps && !outOfTime {
             let started = Date()  // the time budget counts waiting for data too
             var micro: [TrainingBatch] = []
-            while micro.count < options.accumFreq, let b = try source.next() { micro.append(b) }
+            while micro.count < options.accumFreq, let b = try Interruption.whileWaiting({ try source.next() }) { micro.append(b) }
             guard micro.count == options.accumFreq else { break }
             let lr = learningRate(at: position.step)
             let (stepStart, communicationBefore) = (Date(), parallel?.communicationSeconds ?? 0)
@@ -297,6 +297,7 @@ public final class Trainer {
     static func summary(_ r: LogRecord.Epoch) -> String {
         guard let object = try? JSONSerialization.jsonObject(with: Data(LogRecord.epoch(r).jsonLine.utf8)) as? [String: Any] else { return "" }
         return object.filter { $0.key != "event" }.sorted { $0.key < $1.key }.map { key, value in
+            if key == "partial" { return "(partial)" }
             guard key != "epoch" && key != "step", let n = value as? NSNumber else { return "\(key) \(value)" }
             return "\(key) \(String(format: "%.4g", n.doubleValue))"
         }.joined(separator: "  ")
@@ -307,7 +308,7 @@ public final class Trainer {
         try source.start(epoch: 0, batch: 0, cursor: nil)
         var images: [Tensor] = [], texts: [Tensor] = []
         try withoutGradients {
-            while let b = try source.next() {
+            while let b = try Interruption.whileWaiting({ try source.next() }) {
                 images.append(model.encodeImage(b.images))
                 texts.append(model.encodeText(b.ids))
             }

@@ -37,7 +37,7 @@ public struct ZeroShotCheck {
     public func callAsFunction(_ model: CLIPModel) -> (top1: Double, top5: Double)? {
         guard let loader = try? PairLoader(evaluating: manifest, batchSize: 64, transform: transform, tokenizer: nil, threads: threads) else { return nil }
         var parts: [Tensor] = [], rows: [Int] = []
-        while let b = try? loader.next() {
+        while let b = Interruption.whileWaiting({ try? loader.next() }) {
             parts.append(withoutGradients { model.encodeImage(b.images) })
             rows += b.indices
         }
