@@ -189,7 +189,7 @@ final class Objective {
     func selfSupervised(_ b: TrainingBatch, _ encoded: Encoded, keys: PositiveKeys?, step: Int, micro: Int) -> Tensor? {
         var terms: [Tensor] = []
         if let kind = settings.imageSSL, let heads {
-            guard let view = b.views else { preconditionFailure("--image-ssl needs batches with a second view") }
+            guard let view = b.views else { preconditionFailure("image self-supervision needs batches with a second view") }
             let raw2 = model.encodeImage(view, normalize: false)
             switch kind {
             case .simclr:
