@@ -131,6 +131,9 @@ struct TrainCommand: ParsableCommand {
             run = try TrainingRun(configuration(pairs: pairs!, ranks: ranks), folder: URL(fileURLWithPath: folder), group: group,
                                   workers: runOptions.workers, overwrite: runOptions.overwrite)
             if rank == 0 { for bad in run.manifest.badLines { warn("skipped \(run.configuration.data.pairs) \(bad)") } }
+            if let check = run.zeroShot, let labels = run.configuration.data.zeroshotLabels {
+                for d in check.classes.duplicates { warn("\(labels):\(d.line): label '\(d.name)' appears again; ignored") }
+            }
         }
         let o = run.configuration.training, perStep = o.batchSize * o.accumFreq
         say("""
@@ -146,7 +149,7 @@ struct TrainCommand: ParsableCommand {
             say("continue with --resume \(run.folder.url.path)")
             throw ExitCode(130)
         }
-        say("done: \((run.trainer.lastEpochCheckpoint ?? run.folder.epochCheckpoint(run.trainer.position.epoch)).path)")
+        say("done: \(run.trainer.epochCheckpoint.path)")
     }
 
     /// One line for a training error, with what to do about it on the command line.

@@ -51,6 +51,11 @@ public final class Trainer {
     public private(set) var skipped = 0
     /// The epoch checkpoint written last (by this process).
     public private(set) var lastEpochCheckpoint: URL?
+    /// The epoch checkpoint of the current position: the last one written, or on a resumed run
+    /// with nothing left to do, the one of the epoch it ended in.
+    public var epochCheckpoint: URL {
+        lastEpochCheckpoint ?? run.epochCheckpoint(position.batch > 0 ? position.epoch + 1 : position.epoch)
+    }
     /// Called after each step, once it is logged (e.g. to report progress, or to `requestStop`).
     public var afterStep: ((Trainer) -> Void)?
     private let stopLock = NSLock()

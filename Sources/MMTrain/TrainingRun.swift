@@ -30,7 +30,8 @@ public final class TrainingRun {
     public let changes: [String]
     let source: LoaderSource
     let validation: LoaderSource?
-    let zeroShot: ZeroShotCheck?
+    /// The zero-shot check after each epoch (rank 0 only).
+    public let zeroShot: ZeroShotCheck?
 
     /// A new run of `configuration` into `folder`, which must be empty or absent unless
     /// `overwrite` (then a previous run's files are removed first). `workers`: threads

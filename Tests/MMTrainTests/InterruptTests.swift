@@ -44,3 +44,21 @@ import Testing
         print("ended \(String(format: "%.2f", Date().timeIntervalSince(signalled))) s after SIGTERM, status \(p.terminationStatus): \(text.split(separator: "\n").last ?? "")")
     }
 }
+
+extension InterruptTests {
+    /// Issue 16 #4 (CLI side): a resume given a setting it cannot change is refused, naming it.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: mm), "needs the mm product (swift build -c release)"))
+    func aResumeRefusesSettingsItCannotChange() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.mm)
+        p.arguments = ["train", "--resume", "/nonexistent-run", "--batch-size", "8", "--loss", "siglip"]
+        let output = Pipe()
+        p.standardError = output
+        p.standardOutput = output
+        try p.run()
+        p.waitUntilExit()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(p.terminationStatus != 0)
+        #expect(text.contains("--loss, --batch-size cannot change when resuming"), "\(text)")
+    }
+}

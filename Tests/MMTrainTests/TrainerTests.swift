@@ -160,4 +160,19 @@ enum Toy {
         let reloaded = try CLIPModel.load(from: run.epochCheckpoint(6))
         #expect(reloaded.model.logitScale.item() == t.model.logitScale.item())
     }
+
+    /// Issue 16 #8: `latest` never claims an epoch whose checkpoint is missing — the epoch
+    /// checkpoint is written first (here its write fails: a folder is in its way).
+    @Test func latestNeverPassesAMissingEpochCheckpoint() throws {
+        var options = TrainingOptions()
+        options.epochs = 2
+        options.batchSize = 4
+        let run = try Toy.scratch()
+        let t = Trainer(model: CLIPModel(Toy.config, seed: 5), options: options, run: run, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
+        t.showsProgress = false
+        try t.prepareRunFolder()
+        try FileManager.default.createDirectory(at: run.epochCheckpoint(1).appendingPathComponent("in-the-way"), withIntermediateDirectories: true)
+        #expect(throws: (any Error).self) { _ = try t.train(source: Toy.Source(count: 8, batch: 4), validation: nil) }
+        #expect(!FileManager.default.fileExists(atPath: run.latest.path), "latest was written past the missing epoch_1")
+    }
 }
