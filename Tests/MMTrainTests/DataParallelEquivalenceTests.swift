@@ -139,4 +139,35 @@ extension Toy {
         }
         #expect(steps == [1, 1])
     }
+
+    /// A 2-rank run with a queue, momentum copies and SSL heads, stopped mid-epoch and resumed
+    /// (rank 0 alone reads the checkpoint and sends its state to rank 1), ends bitwise where the
+    /// uninterrupted run does, on both ranks.
+    @Test func aStoppedTwoRankRunResumesExactly() throws {
+        var options = Self.options(.everything)
+        options.maxSteps = nil
+        options.epochs = 2
+        let run = try Toy.scratch()
+        func ranks(_ folder: RunFolder, stopAt: Int?, resume: Bool) throws -> [[String: [Float]]] {
+            try ThreadGroup.run(size: 2) { group in
+                let t = Trainer(model: CLIPModel(Toy.config, seed: 5), options: options, run: folder, preprocessing: Preprocessing(imageSize: 16),
+                                tokenizer: "toy", group: group)
+                t.showsProgress = false
+                if group.rank == 0 { try resume ? t.resume() : t.prepareRunFolder() }
+                if let stopAt, group.rank == 1 { t.afterStep = { if $0.position.step == stopAt { $0.requestStop() } } }
+                let global = Toy.Source(count: 64, batch: options.batchSize * 2, views: true, duplicates: true, labels: true)
+                let outcome = try t.train(source: Toy.ShardedSource(global, rank: group.rank, of: 2), validation: nil)
+                #expect(outcome.interrupted == (stopAt != nil))
+                return t.stateForTesting().mapValues(\.scalars)
+            }
+        }
+        let straight = try ranks(try Toy.scratch(), stopAt: nil, resume: false)
+        _ = try ranks(run, stopAt: 3, resume: false)
+        let resumed = try ranks(run, stopAt: nil, resume: true)
+        for rank in 0..<2 {
+            #expect(straight[rank].keys.sorted() == resumed[rank].keys.sorted())
+            for (key, a) in straight[rank] { #expect(a == resumed[rank][key], "rank \(rank): \(key) differs after resume") }
+        }
+        #expect(straight[0]["queue.image"] != nil)
+    }
 }
