@@ -207,7 +207,6 @@ public final class Trainer {
         try source.start(epoch: epoch, batch: position.batch, cursor: position.cursor)
         let progress = Progress(label: "epoch \(epoch + 1)/\(options.epochs)", total: stepsPerEpoch,
                                 initial: position.batch / options.accumFreq, enabled: showsProgress && isLeader)
-        defer { progress.finish() }
         var window: (samples: Int, start: Date) = (0, Date())
         while position.batch / options.accumFreq < stepsPerEpoch && position.step < totalSteps && !outOfTime {
             let started = Date()  // the time budget counts waiting for data too
@@ -255,6 +254,7 @@ public final class Trainer {
                 return .interrupted
             }
         }
+        progress.finish()
         return .completed
     }
 
