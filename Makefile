@@ -144,3 +144,9 @@ EVALSETS := .build/datasets
 eval-sets: $(EVALSETS)/patterns/labels.txt
 $(EVALSETS)/patterns/labels.txt: tools/make_eval_sets.py $(VENV)/.done
 	$(VENV)/bin/python tools/make_eval_sets.py --out $(EVALSETS)
+
+# The example package under Examples/ that uses mm's library products from another package
+# (trains a few steps and classifies an image); `make example` builds and runs it.
+.PHONY: example
+example: deps
+	cd Examples/TrainFromSwift && $(SWIFT) build -c release && .build/release/TrainFromSwift ../..

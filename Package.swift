@@ -15,6 +15,11 @@ let package = Package(
         .library(name: "MMCLIP", targets: ["MMCLIP"]),
         .library(name: "MMImage", targets: ["MMImage"]),
         .library(name: "MMTokenizer", targets: ["MMTokenizer"]),
+        .library(name: "MMData", targets: ["MMData"]),
+        .library(name: "MMEval", targets: ["MMEval"]),
+        .library(name: "MMTrain", targets: ["MMTrain"]),
+        .library(name: "MMDistributed", targets: ["MMDistributed"]),
+        .library(name: "MMDistributedMPI", targets: ["MMDistributedMPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -32,11 +37,13 @@ let package = Package(
         .target(name: "MMText", dependencies: ["MMNN"], swiftSettings: optimise),
         .target(name: "MMCLIP", dependencies: ["MMVision", "MMText"], resources: [.copy("configs")], swiftSettings: optimise),
         .target(name: "MMEval", dependencies: ["MMCLIP", "MMTokenizer", "MMImage"], resources: [.copy("templates")], swiftSettings: optimise),
-        .target(name: "MMTrain", dependencies: ["MMCLIP", "MMEval", "MMData"], swiftSettings: optimise),
+        .target(name: "MMTrain", dependencies: ["MMCLIP", "MMEval", "MMData", "MMDistributed"], swiftSettings: optimise),
 
-        // Data-parallel training over Open MPI (handle macros behind an inline C shim)
+        // Data parallelism over any process group (threads in-process); Open MPI as one transport
+        // (handle macros behind an inline C shim)
+        .target(name: "MMDistributed", dependencies: ["MMTensor"], swiftSettings: optimise),
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
-        .target(name: "MMDistributed", dependencies: ["CMPI", "MMTrain"], swiftSettings: optimise),
+        .target(name: "MMDistributedMPI", dependencies: ["CMPI", "MMDistributed"], swiftSettings: optimise),
 
         // Image decoding (libjpeg-turbo, libpng behind setjmp shims) and open_clip's preprocessing
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
@@ -57,7 +64,7 @@ let package = Package(
             "MMImage",
             "MMTokenizer",
             "MMData",
-            "MMCLIP", "MMEval", "MMTrain", "MMDistributed",
+            "MMCLIP", "MMEval", "MMTrain", "MMDistributed", "MMDistributedMPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mm", dependencies: ["MMCommands"]),
@@ -74,7 +81,7 @@ let package = Package(
         .testTarget(name: "MMTokenizerTests", dependencies: ["MMTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMDataTests", dependencies: ["MMData", "MMImage", "MMTokenizer", "MMTensor"]),
         .testTarget(name: "MMEvalTests", dependencies: ["MMEval", "MMCLIP", "MMImage", "MMTestSupport"]),
-        .testTarget(name: "MMDistributedTests", dependencies: ["MMTensor"]),
+        .testTarget(name: "MMDistributedTests", dependencies: ["MMDistributed", "MMTensor", "MMTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -16,6 +16,11 @@ import MMNN
 /// uniform distribution over a row's positives: −Σⱼ qᵢⱼ log softmax(zᵢ)ⱼ with qᵢⱼ = 1/|P(i)| on
 /// P(i) (Khosla et al.'s L_out, as SupCon and open_clip's duplicate-aware variants use it).
 /// Without duplicates it equals the plain loss.
+///
+/// **Ranks.** Every loss takes `ranks` (default: one process). On several data-parallel ranks
+/// each rank passes its own rows and the loss scores them against every rank's columns (open_clip's
+/// `ClipLoss` with `gather_features` and `local_loss`: targets `i + n·rank`); the mean of the
+/// ranks' losses is then the global batch's loss, and so are their averaged gradients.
 public enum ContrastiveLoss {
     /// Momentum features queued from earlier batches ([K, D] each, unit rows), used as extra
     /// negatives: each image is also scored against the K queued texts and each text against
@@ -39,44 +44,52 @@ public enum ContrastiveLoss {
     /// (the diagonal) being the target. `queued` appends K negative columns to both directions;
     /// `positives` makes every same-key column a target.
     public static func infoNCE(image: Tensor, text: Tensor, logitScale: Tensor, queued: Queued? = nil,
-                               positives: PositiveKeys? = nil) -> Tensor {
-        let n = image.shape[0]
+                               positives: PositiveKeys? = nil, ranks: LossRanks = .single) -> Tensor {
+        let n = image.shape[0], offset = ranks.offset(rows: n)
         precondition(image.shape == text.shape, "paired embeddings differ in shape: \(image.shape) vs \(text.shape)")
         precondition(positives == nil || positives!.count == n, "\(positives!.count) positive keys for a batch of \(n)")
         let scale = logitScale.exp()
-        var textColumns = text, imageColumns = image
+        var textColumns = ranks.columns(text), imageColumns = ranks.columns(image)
         if let queued {
-            textColumns = .concatenate([text, queued.text.detached()], axis: 0)
-            imageColumns = .concatenate([image, queued.image.detached()], axis: 0)
+            textColumns = .concatenate([textColumns, queued.text.detached()], axis: 0)
+            imageColumns = .concatenate([imageColumns, queued.image.detached()], axis: 0)
         }
         let perImage = Tensor.matmul(image, textColumns, transposeB: true) * scale
         let perText = Tensor.matmul(text, imageColumns, transposeB: true) * scale
         guard let positives else {
-            let diagonal = IntTensor(shape: [n], values: (0..<Int32(n)).map { $0 })
+            let diagonal = IntTensor(shape: [n], values: (0..<Int32(n)).map { $0 + Int32(offset) })
             return (perImage.crossEntropy(targets: diagonal) + perText.crossEntropy(targets: diagonal)).scaled(by: 0.5)
         }
-        let columns = queued.map { positives.appending($0.keys ?? .unique(count: $0.image.shape[0])) } ?? positives
-        let q = positives.targets(columns: columns, excludingSelf: false)
+        let batchColumns = ranks.columns(positives)
+        let columns = queued.map { batchColumns.appending($0.keys ?? .unique(count: $0.image.shape[0])) } ?? batchColumns
+        let q = positives.targets(columns: columns)
         return (softCrossEntropy(perImage, q) + softCrossEntropy(perText, q)).scaled(by: 0.5)
     }
 
     /// SimCLR's NT-Xent between two views a, b [N, D] (normalised here): the 2N rows of
     /// z = [a; b] are scored against each other by cosine / `temperature`, self-pairs excluded,
     /// and each row's target is its other view (with `positives`, every other row of the same key).
-    public static func ntXent(_ a: Tensor, _ b: Tensor, temperature: Float, positives: PositiveKeys? = nil) -> Tensor {
+    public static func ntXent(_ a: Tensor, _ b: Tensor, temperature: Float, positives: PositiveKeys? = nil,
+                              ranks: LossRanks = .single) -> Tensor {
         precondition(a.shape == b.shape && a.rank == 2, "two views of the same shape [N, D] expected, got \(a.shape) and \(b.shape)")
-        let n = a.shape[0]
-        let z = Tensor.concatenate([a.l2Normalized(), b.l2Normalized()], axis: 0)
-        // A row never scores itself: −1e9 on the diagonal vanishes under the softmax.
-        var selfMask = [Float](repeating: 0, count: 4 * n * n)
-        for i in 0..<(2 * n) { selfMask[i * 2 * n + i] = -1e9 }
-        let logits = Tensor.matmul(z, z, transposeB: true).scaled(by: 1 / temperature) + Tensor(shape: [2 * n, 2 * n], values: selfMask)
+        let n = a.shape[0], total = n * ranks.count, offset = ranks.offset(rows: n)
+        let (unitA, unitB) = (a.l2Normalized(), b.l2Normalized())
+        let z = Tensor.concatenate([unitA, unitB], axis: 0)
+        let columns = ranks.count == 1 ? z : Tensor.concatenate([ranks.columns(unitA), ranks.columns(unitB)], axis: 0)
+        // Row k of z sits at column self(k) of the columns; its other view at other(k).
+        func selfColumn(_ k: Int) -> Int { k < n ? offset + k : total + offset + k - n }
+        func otherView(_ k: Int) -> Int { k < n ? total + offset + k : offset + k - n }
+        // A row never scores itself: −1e9 on its own column vanishes under the softmax.
+        var selfMask = [Float](repeating: 0, count: 2 * n * 2 * total)
+        for k in 0..<(2 * n) { selfMask[k * 2 * total + selfColumn(k)] = -1e9 }
+        let logits = Tensor.matmul(z, columns, transposeB: true).scaled(by: 1 / temperature)
+            + Tensor(shape: [2 * n, 2 * total], values: selfMask)
         guard let positives else {
-            let otherView = IntTensor(shape: [2 * n], values: (0..<Int32(2 * n)).map { ($0 + Int32(n)) % Int32(2 * n) })
-            return logits.crossEntropy(targets: otherView)
+            return logits.crossEntropy(targets: IntTensor(shape: [2 * n], values: (0..<(2 * n)).map { Int32(otherView($0)) }))
         }
-        let both = positives.appending(positives)
-        return softCrossEntropy(logits, both.targets(columns: both, excludingSelf: true))
+        let gathered = ranks.columns(positives)
+        return softCrossEntropy(logits, positives.appending(positives).targets(columns: gathered.appending(gathered),
+                                                                                excluding: (0..<(2 * n)).map(selfColumn)))
     }
 
     /// SigLIP's sigmoid loss: every pair is an independent binary decision,
@@ -84,15 +97,17 @@ public enum ContrastiveLoss {
     /// diagonal, or with `positives` every same-key pair) and −1 elsewhere (open_clip's
     /// `SigLipLoss` on one device).
     public static func sigmoid(image: Tensor, text: Tensor, logitScale: Tensor, logitBias: Tensor,
-                               positives: PositiveKeys? = nil) -> Tensor {
-        let n = image.shape[0]
+                               positives: PositiveKeys? = nil, ranks: LossRanks = .single) -> Tensor {
+        let n = image.shape[0], offset = ranks.offset(rows: n)
         precondition(image.shape == text.shape, "paired embeddings differ in shape: \(image.shape) vs \(text.shape)")
-        let logits = Tensor.matmul(image, text, transposeB: true) * logitScale.exp() + logitBias
-        var signs = [Float](repeating: -1, count: n * n)
+        let columns = ranks.columns(text), c = columns.shape[0]
+        let columnKeys = positives.map { ranks.columns($0) }
+        let logits = Tensor.matmul(image, columns, transposeB: true) * logitScale.exp() + logitBias
+        var signs = [Float](repeating: -1, count: n * c)
         for i in 0..<n {
-            for j in 0..<n where i == j || positives?.match(i, positives!, j) == true { signs[i * n + j] = 1 }
+            for j in 0..<c where j == offset + i || positives?.match(i, columnKeys!, j) == true { signs[i * c + j] = 1 }
         }
-        return (logits * Tensor(shape: [n, n], values: signs)).logSigmoid().sum().scaled(by: -1 / Float(n))
+        return (logits * Tensor(shape: [n, c], values: signs)).logSigmoid().sum().scaled(by: -1 / Float(n))
     }
 
     /// BYOL's regression loss: the mean over rows of ‖p̂ − ẑ‖² = 2 − 2 cos(p, z) between the
@@ -158,16 +173,46 @@ public struct PositiveKeys: Sendable, Equatable {
     }
 
     /// Row i of the result is the uniform distribution over the columns that match sample i
-    /// ([count, columns.count]). Row i always matches column i (itself) unless `excludingSelf`.
-    func targets(columns: PositiveKeys, excludingSelf: Bool) -> Tensor {
+    /// ([count, columns.count]), leaving out column `excluding[i]` (a row's own column, where it
+    /// must not count as its own positive).
+    func targets(columns: PositiveKeys, excluding: [Int]? = nil) -> Tensor {
         let (r, c) = (count, columns.count)
         var q = [Float](repeating: 0, count: r * c)
         for i in 0..<r {
             var matches: [Int] = []
-            for j in 0..<c where !(excludingSelf && i == j) && match(i, columns, j) { matches.append(j) }
+            for j in 0..<c where j != excluding?[i] && match(i, columns, j) { matches.append(j) }
             precondition(!matches.isEmpty, "sample \(i) has no positive")
             for j in matches { q[i * c + j] = 1 / Float(matches.count) }
         }
         return Tensor(shape: [r, c], values: q)
     }
+}
+
+/// The data-parallel ranks a batch is spread over, as the losses see them: each rank passes its
+/// own n rows, and its columns are every rank's rows stacked in rank order, its own at
+/// `rank·n ..< (rank+1)·n`. `gather` must be differentiable (its backward hands each rank the
+/// gradient of its rows summed over ranks); `MMDistributed.DataParallel` provides both gathers.
+public struct LossRanks {
+    public let rank: Int
+    public let count: Int
+    private let gatherRows: (Tensor) -> Tensor
+    private let gatherKeys: (PositiveKeys) -> PositiveKeys
+
+    public init(rank: Int, count: Int, gather: @escaping (Tensor) -> Tensor, gatherKeys: @escaping (PositiveKeys) -> PositiveKeys) {
+        precondition(count >= 1 && (0..<count).contains(rank), "rank \(rank) of \(count)")
+        self.rank = rank
+        self.count = count
+        gatherRows = gather
+        self.gatherKeys = gatherKeys
+    }
+
+    /// One process: the columns are the rows.
+    public static let single = LossRanks(rank: 0, count: 1, gather: { $0 }, gatherKeys: { $0 })
+
+    /// Where this rank's rows start among the columns.
+    public func offset(rows: Int) -> Int { rank * rows }
+    /// Every rank's rows of `local` (the rows themselves on one process).
+    public func columns(_ local: Tensor) -> Tensor { count == 1 ? local : gatherRows(local) }
+    /// Every rank's keys of `local`.
+    public func columns(_ local: PositiveKeys) -> PositiveKeys { count == 1 ? local : gatherKeys(local) }
 }

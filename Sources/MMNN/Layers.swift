@@ -141,14 +141,18 @@ public final class ResidualAttentionBlock: Module {
 public struct Dropout: Sendable, Equatable {
     public var rate: Float
     public var seed: UInt64
+    /// The ids of the pass's samples in a larger batch (see `Tensor.dropout(samples:)`): masks
+    /// then follow the sample, not its row in this pass.
+    public var samples: [Int]?
 
-    public init(rate: Float, seed: UInt64) {
+    public init(rate: Float, seed: UInt64, samples: [Int]? = nil) {
         self.rate = rate
         self.seed = seed
+        self.samples = samples
     }
 
     public func callAsFunction(_ x: Tensor, site: Int) -> Tensor {
-        x.dropout(rate: rate, seed: Dropout.mix(seed ^ Dropout.mix(UInt64(site) &+ 0xD509)))
+        x.dropout(rate: rate, seed: Dropout.mix(seed ^ Dropout.mix(UInt64(site) &+ 0xD509)), samples: samples)
     }
 
     /// SplitMix64's finaliser: distinct inputs give unrelated outputs.

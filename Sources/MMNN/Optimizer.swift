@@ -99,7 +99,7 @@ public struct WeightDecayRule: Sendable {
 /// Linear warm-up to the base rate, then constant or half-cosine decay to 0 (open_clip's
 /// `cosine_lr`: step s < warmup gives base·(s+1)/warmup).
 public struct LearningRateSchedule: Sendable {
-    public enum Shape: String, Sendable { case cosine, constant }
+    public enum Shape: String, Codable, Sendable, CaseIterable { case cosine, constant }
     public var base: Float
     public var warmup: Int
     public var total: Int

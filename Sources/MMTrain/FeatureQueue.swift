@@ -68,22 +68,29 @@ public final class FeatureQueue {
 
     var tensors: [String: Tensor] { [Self.imageKey: image, Self.textKey: text] }
 
-    var metadata: String {
-        let state = State(capacity: capacity, dimension: dimension, pointer: pointer, count: count,
-                          captionKeys: captionKeys, labelKeys: labelKeys)
-        return String(decoding: try! JSONEncoder().encode(state), as: UTF8.self)
+    /// The bookkeeping beside the two tensors.
+    var state: State {
+        get {
+            State(capacity: capacity, dimension: dimension, pointer: pointer, count: count, captionKeys: captionKeys, labelKeys: labelKeys)
+        }
+        set {
+            precondition(newValue.capacity == capacity && newValue.dimension == dimension, "queue state of another shape")
+            (pointer, count, captionKeys, labelKeys) = (newValue.pointer, newValue.count, newValue.captionKeys, newValue.labelKeys)
+        }
     }
+
+    var metadata: String { String(decoding: try! JSONEncoder().encode(state), as: UTF8.self) }
 
     /// Restores the state saved by `tensors` and `metadata`; `source` names the file in errors.
     func restore(tensors: [String: Tensor], metadata: String?, source: String) throws {
         guard let metadata, let state = try? JSONDecoder().decode(State.self, from: Data(metadata.utf8)),
               let savedImage = tensors[Self.imageKey], let savedText = tensors[Self.textKey] else {
-            throw TrainingError("\(source) has no feature queue (\(Self.imageKey), \(Self.textKey), \(Self.metadataKey)); was the run started with --queue?")
+            throw TrainingError.stateMismatch(file: source, detail: "no feature queue (\(Self.imageKey), \(Self.textKey), \(Self.metadataKey)), which this run's queue option needs")
         }
         guard state.capacity == capacity, state.dimension == dimension, savedImage.shape == image.shape, savedText.shape == text.shape,
               state.captionKeys.count == capacity, state.labelKeys.count == capacity,
               (0..<capacity).contains(state.pointer), (0...capacity).contains(state.count) else {
-            throw TrainingError("\(source): its feature queue is \(savedImage.shape), this run's is \(image.shape)")
+            throw TrainingError.stateMismatch(file: source, detail: "its feature queue is \(savedImage.shape), this run's is \(image.shape)")
         }
         image.data.update(from: savedImage.data, count: image.count)
         text.data.update(from: savedText.data, count: text.count)

@@ -1,5 +1,6 @@
 import Foundation
 import MMCLIP
+import MMDistributed
 
 /// A projection head or predictor: Linear–ReLU–Linear (keys `0.` and `2.`, as torch's
 /// `nn.Sequential(Linear, ReLU, Linear)`).
@@ -64,7 +65,13 @@ final class TrainableModules: Module {
 ///
 /// Under gradient accumulation every term composes: the contrastive term is the big batch's,
 /// the self-supervised ones are averaged over the micro-batches, and dropout masks are seeded
-/// per (step, micro-batch, pass) so the cached and recomputed passes agree.
+/// per (step, micro-batch, pass, sample) so the cached and recomputed passes agree.
+///
+/// On several ranks every term is the global batch's: the losses score this rank's rows against
+/// all ranks' columns (`LossRanks`), the queue receives every rank's momentum features in the
+/// order one process would (so it holds the same rows), and dropout masks follow the sample's
+/// place in the global batch. `EpochOrder` deals rank r the samples r, r + R, r + 2R, … of each
+/// global batch, so local row i is row r + R·i of the one-process batch.
 final class Objective {
     let model: CLIPModel
     let options: TrainingOptions
@@ -73,13 +80,21 @@ final class Objective {
     let momentumModel: CLIPModel?
     let momentumHeads: SSLHeads?
     let queue: FeatureQueue?
-    /// On several ranks (plain objective only): the loss over the all-gathered batch.
+    /// On several ranks: the collectives the terms gather their columns with.
     let parallel: DataParallel?
+    let ranks: LossRanks
 
     init(model: CLIPModel, options: TrainingOptions, parallel: DataParallel? = nil) {
         self.model = model
         self.options = options
         self.parallel = parallel
+        if let parallel {
+            ranks = LossRanks(rank: parallel.rank, count: parallel.size, gather: parallel.gathered, gatherKeys: { keys in
+                PositiveKeys(caption: parallel.gatheredValues(keys.caption), label: keys.label.map { parallel.gatheredValues($0) })
+            })
+        } else {
+            ranks = .single
+        }
         settings = options.contrastive ?? ContrastiveOptions()
         let d = model.config.embedDim
         heads = settings.imageSSL.map { SSLHeads(dimension: d, predictor: $0 == .byol, seed: options.seed) }
@@ -119,14 +134,34 @@ final class Objective {
         let raw = options.lockImage ? withoutGradients { model.encodeImage(b.images, normalize: false) }
                                     : model.encodeImage(b.images, normalize: false)
         return Encoded(rawImage: raw, image: raw.l2Normalized(),
-                       text: model.encodeText(b.ids, dropout: dropout(step: step, micro: micro, pass: 0)))
+                       text: model.encodeText(b.ids, dropout: dropout(step: step, micro: micro, pass: 0, rows: b.count)))
     }
 
-    /// The dropout of one text pass: a pure function of (seed, step, micro-batch, pass).
-    func dropout(step: Int, micro: Int, pass: Int) -> Dropout? {
+    /// The dropout of one text pass: a pure function of (seed, step, micro-batch, pass), each
+    /// sample's mask drawn by its row in the global micro-batch.
+    func dropout(step: Int, micro: Int, pass: Int, rows: Int) -> Dropout? {
         guard settings.textDropout > 0 else { return nil }
         let key = Dropout.mix(options.seed ^ 0x5349_4D43_5345) ^ Dropout.mix(UInt64(step) << 16 | UInt64(micro) << 2 | UInt64(pass))
-        return Dropout(rate: settings.textDropout, seed: Dropout.mix(key))
+        return Dropout(rate: settings.textDropout, seed: Dropout.mix(key), samples: (0..<rows).map { ranks.rank + ranks.count * $0 })
+    }
+
+    /// Every rank's rows of `local` (no gradient), in the row order of one process's batch.
+    func globalRows(_ local: Tensor) -> Tensor {
+        guard let parallel else { return local }
+        let gathered = withoutGradients { parallel.gathered(local) }
+        let (n, width, r) = (local.shape[0], local.count / local.shape[0], parallel.size)
+        let out = Tensor.zeros(gathered.shape)
+        for rank in 0..<r {
+            for i in 0..<n { (out.data + (rank + r * i) * width).update(from: gathered.data + (rank * n + i) * width, count: width) }
+        }
+        return out
+    }
+
+    /// Every rank's `local` values, in the row order of one process's batch.
+    func globalRows(_ local: [Int64]) -> [Int64] {
+        guard let parallel else { return local }
+        let gathered = parallel.gatheredValues(local), (n, r) = (local.count, parallel.size)
+        return (0..<(n * r)).map { gathered[($0 % r) * n + $0 / r] }
     }
 
     /// The multi-positive keys of the samples of `micro`, in order (nil unless --multi-positive).
@@ -140,15 +175,12 @@ final class Objective {
     /// cuts logit_scale (and bias) out of the gradient.
     func contrastive(image: Tensor, text: Tensor, keys: PositiveKeys?, detachTemperature: Bool) -> Tensor {
         let scale = detachTemperature ? model.logitScale.detached() : model.logitScale
-        switch (options.loss, parallel) {
-        case (.clip, nil):
-            return ContrastiveLoss.infoNCE(image: image, text: text, logitScale: scale, queued: queue?.contents, positives: keys)
-        case (.clip, let parallel?):
-            return parallel.infoNCE(image: image, text: text, logitScale: scale)
-        case (.siglip, let parallel):
+        switch options.loss {
+        case .clip:
+            return ContrastiveLoss.infoNCE(image: image, text: text, logitScale: scale, queued: queue?.contents, positives: keys, ranks: ranks)
+        case .siglip:
             let bias = detachTemperature ? model.logitBias!.detached() : model.logitBias!
-            return parallel?.sigmoid(image: image, text: text, logitScale: scale, logitBias: bias)
-                ?? ContrastiveLoss.sigmoid(image: image, text: text, logitScale: scale, logitBias: bias, positives: keys)
+            return ContrastiveLoss.sigmoid(image: image, text: text, logitScale: scale, logitBias: bias, positives: keys, ranks: ranks)
         }
     }
 
@@ -157,12 +189,12 @@ final class Objective {
     func selfSupervised(_ b: TrainingBatch, _ encoded: Encoded, keys: PositiveKeys?, step: Int, micro: Int) -> Tensor? {
         var terms: [Tensor] = []
         if let kind = settings.imageSSL, let heads {
-            guard let view = b.views else { preconditionFailure("--image-ssl needs batches with a second view") }
+            guard let view = b.views else { preconditionFailure("image self-supervision needs batches with a second view") }
             let raw2 = model.encodeImage(view, normalize: false)
             switch kind {
             case .simclr:
                 terms.append(ContrastiveLoss.ntXent(heads.projection(encoded.rawImage), heads.projection(raw2),
-                                                    temperature: settings.sslTemperature, positives: keys))
+                                                    temperature: settings.sslTemperature, positives: keys, ranks: ranks))
             case .byol:
                 let predictor = heads.predictor!, target = momentumModel!, targetHead = momentumHeads!.projection
                 let p1 = predictor(heads.projection(encoded.rawImage)), p2 = predictor(heads.projection(raw2))
@@ -173,8 +205,8 @@ final class Objective {
             }
         }
         if settings.textSSL == .simcse {
-            let second = model.encodeText(b.ids, dropout: dropout(step: step, micro: micro, pass: 1))
-            terms.append(ContrastiveLoss.ntXent(encoded.text, second, temperature: settings.simcseTemperature, positives: keys))
+            let second = model.encodeText(b.ids, dropout: dropout(step: step, micro: micro, pass: 1, rows: b.count))
+            terms.append(ContrastiveLoss.ntXent(encoded.text, second, temperature: settings.simcseTemperature, positives: keys, ranks: ranks))
         }
         guard var total = terms.first else { return nil }
         for t in terms.dropFirst() { total = total + t }
@@ -183,7 +215,8 @@ final class Objective {
 
     // MARK: - After the optimizer step
 
-    /// The momentum update of the copies, then the step's momentum features into the queue.
+    /// The momentum update of the copies, then the step's momentum features into the queue (every
+    /// rank's, so that all ranks keep the same queue).
     func afterStep(_ micro: [TrainingBatch]) {
         guard let momentumModel else { return }
         let m = settings.momentum
@@ -198,8 +231,9 @@ final class Objective {
         if let queue {
             withoutGradients {
                 for b in micro {
-                    queue.enqueue(image: momentumModel.encodeImage(b.images), text: momentumModel.encodeText(b.ids),
-                                  keys: PositiveKeys(ids: b.ids, labels: settings.usesLabels ? b.labels : nil))
+                    let keys = PositiveKeys(ids: b.ids, labels: settings.usesLabels ? b.labels : nil)
+                    queue.enqueue(image: globalRows(momentumModel.encodeImage(b.images)), text: globalRows(momentumModel.encodeText(b.ids)),
+                                  keys: PositiveKeys(caption: globalRows(keys.caption), label: keys.label.map(globalRows)))
                 }
             }
         }
@@ -227,6 +261,12 @@ final class Objective {
         queue.map { [FeatureQueue.metadataKey: $0.metadata] } ?? [:]
     }
 
+    /// Rank 0's momentum copies and queue, on every rank (after rank 0 alone resumed).
+    func synchronize(_ parallel: DataParallel) throws {
+        try parallel.broadcast(stateTensors().sorted { $0.key < $1.key }.map(\.value))
+        if let queue { queue.state = try parallel.group.broadcast(queue.state) }
+    }
+
     func restore(_ file: Safetensors, source: String) throws {
         func part(_ prefix: String) -> [String: Tensor] {
             Dictionary(uniqueKeysWithValues: file.tensors.filter { $0.key.hasPrefix(prefix) }.map { (String($0.key.dropFirst(prefix.count)), $0.value) })
@@ -236,7 +276,7 @@ final class Objective {
             if let momentumModel { try momentumModel.load(part(Self.momentumPrefix).filter { !$0.key.hasPrefix(Self.headsPrefix) }) }
             if let momentumHeads { try momentumHeads.load(part(Self.momentumPrefix + Self.headsPrefix)) }
         } catch let error as LoadError {
-            throw TrainingError("\(source): the contrastive options' modules do not match this run's (\(error))")
+            throw TrainingError.stateMismatch(file: source, detail: "the contrastive options' modules do not match this run's (\(error))")
         }
         try queue?.restore(tensors: file.tensors, metadata: file.metadata[FeatureQueue.metadataKey], source: source)
     }

@@ -2,10 +2,11 @@ import Foundation
 import MMCLIP
 import MMNN
 
-/// Everything that determines a training run; saved in the run folder so `--resume` can
-/// continue it exactly.
+/// How the model is trained: the optimisation part of a `RunConfiguration` (saved with it in the
+/// run folder so that a resumed run continues exactly).
 public struct TrainingOptions: Codable, Sendable, Equatable {
     public enum Loss: String, Codable, Sendable, CaseIterable { case clip, siglip }
+    public typealias Schedule = LearningRateSchedule.Shape
 
     public var epochs: Int = 10
     /// Optimizer steps to stop after, if fewer than the epochs give.
@@ -19,7 +20,7 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var learningRate: Float = 5e-4
     public var weightDecay: Float = 0.2
     public var warmup: Int = 100
-    public var schedule: String = "cosine"
+    public var schedule: Schedule = .cosine
     public var gradClip: Float?
     public var loss: Loss = .clip
     public var lockImage: Bool = false
@@ -34,6 +35,33 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var contrastive: ContrastiveOptions?
 
     public init() {}
+
+    /// Rejects values no run can use, naming the option (`TrainingError.invalidOption`).
+    public func validate() throws {
+        func check(_ ok: Bool, _ name: String, _ value: Any, _ rule: String) throws {
+            if !ok { throw TrainingError.invalidOption(name: name, value: "\(value)", rule: rule) }
+        }
+        try check(epochs >= 1, "epochs", epochs, "at least 1")
+        if let maxSteps { try check(maxSteps >= 1, "steps", maxSteps, "at least 1") }
+        try check(batchSize >= 2, "batch size", batchSize, "at least 2 (contrastive learning needs negatives)")
+        try check(accumFreq >= 1, "accumulation frequency", accumFreq, "at least 1")
+        try check(learningRate.isFinite && learningRate > 0, "learning rate", learningRate, "a positive finite number")
+        try check(weightDecay.isFinite && weightDecay >= 0, "weight decay", weightDecay, "a finite number ≥ 0")
+        try check(warmup >= 0, "warm-up", warmup, "≥ 0")
+        if let gradClip { try check(gradClip.isFinite && gradClip > 0, "gradient clip", gradClip, "a positive finite number") }
+        if let maxSeconds { try check(maxSeconds.isFinite && maxSeconds > 0, "time budget", maxSeconds, "a positive number of seconds") }
+        guard let c = contrastive else { return }
+        try check(c.queueSize >= 0, "queue size", c.queueSize, "≥ 0")
+        try check(c.queueSize == 0 || loss == .clip, "queue size", c.queueSize, "0 with the sigmoid loss (it has no queue form)")
+        try check(c.momentum >= 0 && c.momentum < 1, "momentum", c.momentum, "in [0, 1)")
+        try check(c.imageSSL == nil || !lockImage, "image self-supervision", c.imageSSL?.rawValue ?? "", "off when the image tower is locked")
+        try check(c.textSSL == nil || c.textDropout > 0, "text self-supervision", c.textSSL?.rawValue ?? "", "used with text dropout > 0")
+        try check(c.textDropout >= 0 && c.textDropout < 1, "text dropout", c.textDropout, "in [0, 1)")
+        try check(c.sslTemperature > 0 && c.sslTemperature.isFinite, "SSL temperature", c.sslTemperature, "positive")
+        try check(c.simcseTemperature > 0 && c.simcseTemperature.isFinite, "SimCSE temperature", c.simcseTemperature, "positive")
+        try check(c.sslWeight.isFinite, "SSL weight", c.sslWeight, "finite")
+        try check(!c.usesLabels || c.multiPositive, "labels", c.usesLabels, "used with multi-positive targets")
+    }
 }
 
 /// Options of the contrastive family (issue #9), each off by default and composable with the

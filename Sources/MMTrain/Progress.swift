@@ -48,9 +48,12 @@ final class Progress {
 }
 
 /// Turns SIGINT/SIGTERM into a flag the training loop polls, so that it can write a checkpoint
-/// before exiting. A second signal exits at once.
+/// before exiting. A second signal exits at once, and so does the first while the loop waits for
+/// data (a blocked read — a FIFO, a hung mount — would otherwise never return to the loop).
 enum Interruption {
     nonisolated(unsafe) private static var flag: sig_atomic_t = 0
+    nonisolated(unsafe) private static var waiting: sig_atomic_t = 0
+    private static let waitingNotice = strdup("mm: stopped while waiting for data; the last checkpoint stays as it was\n")!
     /// Printed by the handler itself: a rank blocked in a collective whose peer died may be
     /// killed before it can say anything else.
     nonisolated(unsafe) private static var notice: (text: UnsafeMutablePointer<CChar>, length: Int)?
@@ -65,6 +68,10 @@ enum Interruption {
         for sig in [SIGINT, SIGTERM] {
             signal(sig) { _ in
                 if Interruption.flag != 0 { _exit(130) }
+                if Interruption.waiting != 0 {
+                    _ = write(STDERR_FILENO, Interruption.waitingNotice, strlen(Interruption.waitingNotice))
+                    _exit(130)
+                }
                 Interruption.flag = 1
                 if let (text, length) = Interruption.notice { _ = write(STDERR_FILENO, text, length) }
             }
@@ -72,4 +79,11 @@ enum Interruption {
     }
 
     static var requested: Bool { flag != 0 }
+
+    /// Runs `body` (a wait for data) so that a stop request ends the process at once.
+    static func whileWaiting<R>(_ body: () throws -> R) rethrows -> R {
+        waiting = 1
+        defer { waiting = 0 }
+        return try body()
+    }
 }

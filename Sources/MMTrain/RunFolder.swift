@@ -2,12 +2,14 @@ import Foundation
 import MMCLIP
 
 /// A training run on disk:
-///   options.json            the training options (for --resume)
+///   run.json                the run configuration (data, model, training; for --resume)
 ///   config.json             the model config (open_clip schema)
-///   log.jsonl               one JSON object per logged step / validation / skipped sample
+///   log.jsonl               one `LogRecord` per line: steps, epochs, skipped samples, resumes
 ///   loss.svg                loss curve, refreshed each epoch
 ///   checkpoints/epoch_N.safetensors   weights after epoch N (open_clip keys, loadable anywhere)
 ///   checkpoints/latest.safetensors    weights + optimizer moments + position, for --resume
+/// Folders of earlier versions hold options.json and invocation.json instead of run.json; they
+/// are read the same way.
 public struct RunFolder {
     public let url: URL
     public init(_ url: URL) { self.url = url }
@@ -15,44 +17,108 @@ public struct RunFolder {
     public var checkpoints: URL { url.appendingPathComponent("checkpoints") }
     public var latest: URL { checkpoints.appendingPathComponent("latest.safetensors") }
     public func epochCheckpoint(_ n: Int) -> URL { checkpoints.appendingPathComponent("epoch_\(n).safetensors") }
-    var log: URL { url.appendingPathComponent("log.jsonl") }
-    var options: URL { url.appendingPathComponent("options.json") }
+    public var log: URL { url.appendingPathComponent("log.jsonl") }
+    public var configuration: URL { url.appendingPathComponent("run.json") }
+    var legacyOptions: URL { url.appendingPathComponent("options.json") }
+    var legacyInvocation: URL { url.appendingPathComponent("invocation.json") }
     var config: URL { url.appendingPathComponent("config.json") }
     var lossCurveURL: URL { url.appendingPathComponent("loss.svg") }
 
-    func create(options: TrainingOptions, config: CLIPConfig) throws {
+    /// Whether the folder exists with anything in it.
+    public var isOccupied: Bool { !((try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []).isEmpty }
+
+    func create(configuration: RunConfiguration, config: CLIPConfig) throws {
         try FileManager.default.createDirectory(at: checkpoints, withIntermediateDirectories: true)
-        try JSONEncoder.pretty.encode(options).write(to: self.options, options: .atomic)
+        try JSONEncoder.pretty.encode(configuration).write(to: self.configuration, options: .atomic)
         try Data(config.jsonString.utf8).write(to: self.config, options: .atomic)
     }
 
-    public func readOptions() throws -> TrainingOptions {
-        guard let data = try? Data(contentsOf: options) else {
-            throw TrainingError("\(url.path) is not a run folder (no options.json)")
+    /// Removes what a run writes (and nothing else), for starting over in the same folder.
+    func clear() throws {
+        for file in [configuration, legacyOptions, legacyInvocation, config, log, lossCurveURL, checkpoints]
+        where FileManager.default.fileExists(atPath: file.path) {
+            try FileManager.default.removeItem(at: file)
         }
-        return try JSONDecoder().decode(TrainingOptions.self, from: data)
+    }
+
+    /// The run's configuration (from run.json, or an older folder's options.json and invocation.json).
+    public func readConfiguration() throws -> RunConfiguration {
+        if FileManager.default.fileExists(atPath: configuration.path) { return try Self.decode(RunConfiguration.self, configuration) }
+        guard FileManager.default.fileExists(atPath: legacyOptions.path), FileManager.default.fileExists(atPath: legacyInvocation.path) else {
+            throw TrainingError.notARunFolder(path: url.path)
+        }
+        return RunConfiguration(data: try Self.decode(RunConfiguration.DataSettings.self, legacyInvocation),
+                                model: try Self.decode(RunConfiguration.ModelSettings.self, legacyInvocation),
+                                training: try Self.decode(TrainingOptions.self, legacyOptions))
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ file: URL) throws -> T {
+        do {
+            return try JSONDecoder().decode(type, from: try Data(contentsOf: file))
+        } catch let error as DecodingError {
+            throw TrainingError.unreadableFile(path: file.path, reason: Self.explain(error))
+        } catch {
+            throw TrainingError.unreadableFile(path: file.path, reason: "cannot be read (\(error.localizedDescription))")
+        }
+    }
+
+    static func explain(_ error: DecodingError) -> String {
+        func path(_ c: DecodingError.Context) -> String {
+            c.codingPath.isEmpty ? "" : " at \(c.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: "."))"
+        }
+        switch error {
+        case let .keyNotFound(key, c): return "missing key \(key.stringValue)\(path(c))"
+        case let .typeMismatch(_, c), let .valueNotFound(_, c): return "wrong type\(path(c)): \(c.debugDescription)"
+        case let .dataCorrupted(c): return "not valid JSON\(path(c)): \(c.underlyingError.map { "\($0)" } ?? c.debugDescription)"
+        @unknown default: return "\(error)"
+        }
     }
 
     /// Appends one line to log.jsonl.
-    public func append(_ record: [String: Any]) {
-        guard let data = try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) else { return }
+    public func append(_ record: LogRecord) {
+        let line = Data((record.jsonLine + "\n").utf8)
         if !FileManager.default.fileExists(atPath: log.path) { _ = FileManager.default.createFile(atPath: log.path, contents: nil) }
         guard let handle = try? FileHandle(forWritingTo: log) else { return }
         defer { try? handle.close() }
         _ = try? handle.seekToEnd()
-        try? handle.write(contentsOf: data + Data("\n".utf8))
+        try? handle.write(contentsOf: line)
     }
-}
 
-public struct TrainingError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+    /// The records of log.jsonl (lines that do not decode are left out).
+    public func readLog() -> [LogRecord] {
+        guard let text = try? String(contentsOf: log, encoding: .utf8) else { return [] }
+        return text.split(whereSeparator: \.isNewline).compactMap { try? JSONDecoder().decode(LogRecord.self, from: Data($0.utf8)) }
+    }
+
+    /// Drops the log lines written after `position` (by a run killed after its last checkpoint),
+    /// so that a resumed run's log has each step once.
+    func truncateLog(to position: TrainingPosition) throws {
+        guard let text = try? String(contentsOf: log, encoding: .utf8) else { return }
+        let lines = text.split(whereSeparator: \.isNewline)
+        let kept = lines.filter { line in
+            guard let record = try? JSONDecoder().decode(LogRecord.self, from: Data(line.utf8)) else { return true }
+            switch record {
+            case .epoch(let e): return e.epoch <= position.epoch && e.step <= position.step
+            default: return (record.step ?? 0) <= position.step
+            }
+        }
+        guard kept.count < lines.count else { return }
+        try Data(kept.map { $0 + "\n" }.joined().utf8).write(to: log, options: .atomic)
+    }
+
+    /// Deletes temporary checkpoint files left by a killed run (the atomic writer's hidden `.…tmp`).
+    func removeStaleTemporaries() {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: checkpoints.path)) ?? []
+        for name in names where name.hasPrefix(".") && name.hasSuffix(".tmp") {
+            try? FileManager.default.removeItem(at: checkpoints.appendingPathComponent(name))
+        }
+    }
 }
 
 extension JSONEncoder {
     static var pretty: JSONEncoder {
         let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return e
     }
 }

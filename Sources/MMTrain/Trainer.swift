@@ -1,10 +1,25 @@
 import Foundation
 import MMCLIP
+import MMDistributed
 import MMEval
+
+/// How a `train` call ended.
+public struct TrainingOutcome: Sendable, Equatable {
+    /// Stopped on a request (SIGINT/SIGTERM) after writing `latest`.
+    public var interrupted: Bool
+    /// Images the loader skipped (on this rank).
+    public var skipped: Int
+}
+
+/// The zero-shot check run after each epoch: top-1 and top-5 accuracy of a model, or nil when it
+/// cannot be measured (e.g. no readable image).
+public typealias ZeroShotEvaluation = (CLIPModel) -> (top1: Double, top5: Double)?
 
 /// The contrastive training loop: batches → both towers → loss → AdamW, with open_clip's
 /// gradient accumulation, LiT-style image locking, validation, logging and resumable,
-/// atomically written checkpoints.
+/// atomically written checkpoints. A run is a sequence of two phases: `step` (one optimizer
+/// step over some micro-batches) and `endEpoch` (checkpoints, validation, zero-shot, log);
+/// `train` drives them from a `BatchSource`. `TrainingRun` builds one from a `RunConfiguration`.
 public final class Trainer {
     public let model: CLIPModel
     public let options: TrainingOptions
@@ -26,8 +41,28 @@ public final class Trainer {
     let parallel: DataParallel?
     /// Whether this process writes logs, checkpoints and progress (rank 0 of a job).
     public var isLeader: Bool { parallel?.isLeader ?? true }
-    /// Set by `step` when a stop was requested (on any rank: all ranks agree on it).
-    private var stopRequested = false
+    /// Set by `step` when a stop was requested on any rank (all ranks agree on it).
+    public private(set) var stopRequested = false
+    /// Set by `step` when the time budget is spent on any rank (all ranks agree on it).
+    public private(set) var outOfTime = false
+    /// Seconds spent loading data and stepping (the time budget's clock).
+    public private(set) var trainSeconds = 0.0
+    /// Images skipped by the loader so far (on this rank).
+    public private(set) var skipped = 0
+    /// The epoch checkpoint written last (by this process).
+    public private(set) var lastEpochCheckpoint: URL?
+    /// The epoch checkpoint of the current position: the last one written, or on a resumed run
+    /// with nothing left to do, the one of the epoch it ended in.
+    public var epochCheckpoint: URL {
+        lastEpochCheckpoint ?? run.epochCheckpoint(position.batch > 0 ? position.epoch + 1 : position.epoch)
+    }
+    /// Called after each step, once it is logged (e.g. to report progress, or to `requestStop`).
+    public var afterStep: ((Trainer) -> Void)?
+    private let stopLock = NSLock()
+    private var stopAsked = false
+
+    /// Asks the run to stop after its next step and write `latest`, as SIGINT does (from any thread).
+    public func requestStop() { stopLock.withLock { stopAsked = true } }
 
     /// With `group`, this trainer is one rank of a data-parallel job: its batches are its shard
     /// of each global batch, and the loss and gradients are those of the global batch.
@@ -40,8 +75,6 @@ public final class Trainer {
         self.preprocessing = preprocessing
         self.tokenizer = tokenizer
         parallel = group.flatMap { $0.size > 1 ? DataParallel($0) : nil }
-        precondition(parallel == nil || (options.contrastive == nil && options.maxSeconds == nil),
-                     "the contrastive-family options and the time budget are not supported on several ranks")
         if options.lockImage { model.visual.setRequiresGrad(false) }
         objective = Objective(model: model, options: options, parallel: parallel)
         trainable = TrainableModules(model: model, heads: objective.heads)
@@ -97,29 +130,36 @@ public final class Trainer {
     }
 
     /// One optimizer step over `micro` batches; returns the loss before the update (over the
-    /// global batch on several ranks).
+    /// global batch on several ranks). `started` (when the step's data was asked for) counts the
+    /// step against the time budget; whether a stop was requested or the budget is spent is then
+    /// decided for all ranks together (`stopRequested`, `outOfTime`).
     @discardableResult
-    public func step(_ micro: [TrainingBatch]) throws -> Float {
+    public func step(_ micro: [TrainingBatch], started: Date? = nil) throws -> Float {
         optimizer.zeroGradients()
         var value = accumulateGradients(micro)
-        stopRequested = Interruption.requested
+        let spent = trainSeconds + (started.map { Date().timeIntervalSince($0) } ?? 0)
+        stopRequested = Interruption.requested || stopLock.withLock { stopAsked }
+        outOfTime = options.maxSeconds.map { spent >= $0 } ?? false
         if let parallel {
-            // One round carries the gradients, the ranks' losses and their stop requests.
-            let sums = try parallel.averageGradients(optimizer.groups.flatMap(\.parameters), scalars: [value, stopRequested ? 1 : 0])
-            value = sums[0] / Float(parallel.group.size)
+            // One round carries the gradients, the ranks' losses and their stop decisions.
+            let sums = try parallel.averageGradients(optimizer.groups.flatMap(\.parameters),
+                                                     scalars: [value, stopRequested ? 1 : 0, outOfTime ? 1 : 0])
+            value = sums[0] / Float(parallel.size)
             stopRequested = sums[1] > 0
+            outOfTime = sums[2] > 0
         }
         if let clip = options.gradClip { clipGradientNorm(optimizer.groups.flatMap(\.parameters), maxNorm: clip) }
         optimizer.update(lr: learningRate(at: position.step))
         model.clampLogitScale()
         objective.afterStep(micro)
+        try parallel?.checkFailure()
         position.step += 1
         return value
     }
 
     func learningRate(at step: Int) -> Float {
         LearningRateSchedule(base: options.learningRate, warmup: options.warmup, total: totalSteps,
-                             shape: options.schedule == "constant" ? .constant : .cosine).rate(at: step)
+                             shape: options.schedule).rate(at: step)
     }
 
     /// Optimizer steps the whole run takes (sets the cosine schedule's length).
@@ -127,110 +167,145 @@ public final class Trainer {
 
     // MARK: - The loop
 
+    /// Steps per epoch of `source`; throws when it gives less than one step.
+    func stepsPerEpoch(_ source: BatchSource) throws -> Int {
+        let steps = source.batchesPerEpoch / options.accumFreq
+        guard steps > 0 else {
+            throw TrainingError.tooFewBatches(batches: source.batchesPerEpoch, batchSize: options.batchSize, accumFreq: options.accumFreq)
+        }
+        return steps
+    }
+
+    /// Whether the run has nothing left to do.
+    public var isFinished: Bool { position.epoch >= options.epochs || position.step >= totalSteps || outOfTime }
+
     /// Trains from the current position to the end, validating and checkpointing each epoch.
     /// Returns normally at the end or after writing a checkpoint on SIGINT/SIGTERM
     /// (`interrupted` is then true).
-    public func train(source: BatchSource, validation: BatchSource?, evaluate: ((CLIPModel) -> [String: Any])? = nil) throws -> (interrupted: Bool, skipped: Int) {
-        let stepsPerEpoch = source.batchesPerEpoch / options.accumFreq
-        guard stepsPerEpoch > 0 else {
-            throw TrainingError("the training set has \(source.batchesPerEpoch) full batches of \(options.batchSize), fewer than one optimizer step (accum-freq \(options.accumFreq)); lower --batch-size")
-        }
+    public func train(source: BatchSource, validation: BatchSource?, evaluate: ZeroShotEvaluation? = nil) throws -> TrainingOutcome {
+        let stepsPerEpoch = try stepsPerEpoch(source)
         totalSteps = min(options.epochs * stepsPerEpoch, options.maxSteps ?? .max)
         Interruption.install(notice: parallel.map {
-            "mm rank \($0.group.rank): stopping (Ctrl-C, or mpirun ending the job because a rank or host failed); \($0.isLeader ? "" : "rank 0's ")last checkpoint \(run.latest.path) stays intact"
+            "mm rank \($0.rank): stopping (Ctrl-C, or mpirun ending the job because a rank or host failed); \($0.isLeader ? "" : "rank 0's ")last checkpoint \(run.latest.path) stays intact"
         })
         if let parallel { try synchronize(parallel) }
-        var skipped = 0
-        var stepSeconds = 0.0
-        var outOfTime: Bool { options.maxSeconds.map { stepSeconds >= $0 } ?? false }
-        while position.epoch < options.epochs && position.step < totalSteps && !outOfTime {
-            let epoch = position.epoch
-            try source.start(epoch: epoch, batch: position.batch, cursor: position.cursor)
-            let progress = Progress(label: "epoch \(epoch + 1)/\(options.epochs)", total: stepsPerEpoch,
-                                    initial: position.batch / options.accumFreq, enabled: showsProgress && isLeader)
-            var window: (samples: Int, start: Date) = (0, Date())
-            while position.batch / options.accumFreq < stepsPerEpoch && position.step < totalSteps && !outOfTime {
-                let started = Date()  // the time budget counts waiting for data too
-                var micro: [TrainingBatch] = []
-                while micro.count < options.accumFreq, let b = try source.next() { micro.append(b) }
-                guard micro.count == options.accumFreq else { break }
-                let lr = learningRate(at: position.step)
-                let (stepStart, communicationBefore) = (Date(), parallel?.communicationSeconds ?? 0)
-                let value = try step(micro)
-                stepSeconds += Date().timeIntervalSince(started)
-                position.batch += micro.count
-                position.cursor = source.cursor
-                guard value.isFinite else {
-                    try saveLatest()  // the loss is the ranks' mean: all of them get here
-                    throw TrainingError("loss became \(value) at step \(position.step); checkpoint written to \(run.latest.path). Try a lower --lr or --grad-clip 1")
-                }
-                window.samples += micro.reduce(0) { $0 + $1.count }
-                let rate = Double(window.samples) / max(Date().timeIntervalSince(window.start), 1e-9)
-                trainLosses.append((position.step, Double(value)))
-                for s in source.drainSkipped() {
-                    skipped += 1
-                    if isLeader {
-                        run.append(["event": "skipped", "path": s.path, "reason": s.reason, "step": position.step])
-                    } else {
-                        FileHandle.standardError.write(Data("mm rank \(parallel!.group.rank): skipped \(s.path): \(s.reason)\n".utf8))
-                    }
-                }
+        while !isFinished {
+            if try trainEpoch(source, stepsPerEpoch: stepsPerEpoch) == .interrupted { return TrainingOutcome(interrupted: true, skipped: skipped) }
+            // Stopped by the step limit or the time budget with batches left: a partial epoch.
+            let partial = position.batch / options.accumFreq < stepsPerEpoch && (outOfTime || position.step >= totalSteps)
+            try endEpoch(validation: validation, evaluate: evaluate, partial: partial)
+        }
+        return TrainingOutcome(interrupted: false, skipped: skipped)
+    }
+
+    enum EpochEnd { case completed, interrupted }
+
+    /// The steps of the current epoch from the current position, logging each; stops early at
+    /// the step limit, when out of time, or on a stop request (then writes `latest`).
+    func trainEpoch(_ source: BatchSource, stepsPerEpoch: Int) throws -> EpochEnd {
+        let epoch = position.epoch
+        try source.start(epoch: epoch, batch: position.batch, cursor: position.cursor)
+        let progress = Progress(label: "epoch \(epoch + 1)/\(options.epochs)", total: stepsPerEpoch,
+                                initial: position.batch / options.accumFreq, enabled: showsProgress && isLeader)
+        var window: (samples: Int, start: Date) = (0, Date())
+        while position.batch / options.accumFreq < stepsPerEpoch && position.step < totalSteps && !outOfTime {
+            let started = Date()  // the time budget counts waiting for data too
+            var micro: [TrainingBatch] = []
+            while micro.count < options.accumFreq, let b = try Interruption.whileWaiting({ try source.next() }) { micro.append(b) }
+            guard micro.count == options.accumFreq else { break }
+            let lr = learningRate(at: position.step)
+            let (stepStart, communicationBefore) = (Date(), parallel?.communicationSeconds ?? 0)
+            let value = try step(micro, started: started)
+            trainSeconds += Date().timeIntervalSince(started)
+            guard value.isFinite else {
+                // The update already used the non-finite gradient: keep `latest` as it was.
+                throw TrainingError.diverged(loss: value, step: position.step,
+                                             lastGood: FileManager.default.fileExists(atPath: run.latest.path) ? run.latest.path : nil)
+            }
+            position.batch += micro.count
+            position.cursor = source.cursor
+            window.samples += micro.reduce(0) { $0 + $1.count }
+            let rate = Double(window.samples) / max(Date().timeIntervalSince(window.start), 1e-9) * Double(parallel?.size ?? 1)
+            trainLosses.append((position.step, Double(value)))
+            for s in source.drainSkipped() {
+                skipped += 1
                 if isLeader {
-                    var record: [String: Any] = ["step": position.step, "epoch": epoch, "loss": Double(value), "lr": Double(lr),
-                                                 "logit_scale": Double(Foundation.exp(model.logitScale.item())),
-                                                 "samples_per_s": rate * Double(parallel?.group.size ?? 1)]
-                    if let parallel {
-                        record["communication_share"] = (parallel.communicationSeconds - communicationBefore) / Date().timeIntervalSince(stepStart)
-                    }
-                    run.append(record)
-                }
-                progress.update(position.batch / options.accumFreq, [
-                    ("loss", String(format: "%.4f", value)), ("lr", String(format: "%.2e", lr)),
-                    ("samples/s", String(format: "%.1f", rate * Double(parallel?.group.size ?? 1))), ("skipped", "\(skipped)"),
-                ])
-                if stopRequested {
-                    progress.finish()
-                    try saveLatest()
-                    progress.message("interrupted: checkpoint written to \(run.latest.path); continue with --resume \(run.url.path)")
-                    return (true, skipped)
+                    run.append(.skipped(.init(path: s.path, reason: s.reason, step: position.step)))
+                } else {
+                    FileHandle.standardError.write(Data("mm rank \(parallel!.rank): skipped \(s.path): \(s.reason)\n".utf8))
                 }
             }
-            progress.finish()
+            if isLeader {
+                run.append(.step(.init(step: position.step, epoch: epoch, loss: Double(value), lr: Double(lr),
+                                       logitScale: Double(Foundation.exp(model.logitScale.item())), samplesPerSecond: rate,
+                                       communicationShare: parallel.map {
+                                           ($0.communicationSeconds - communicationBefore) / Date().timeIntervalSince(stepStart)
+                                       })))
+            }
+            progress.update(position.batch / options.accumFreq, [
+                ("loss", String(format: "%.4f", value)), ("lr", String(format: "%.2e", lr)),
+                ("samples/s", String(format: "%.1f", rate)), ("skipped", "\(skipped)"),
+            ])
+            afterStep?(self)
+            if stopRequested {
+                progress.finish()
+                try saveLatest()
+                progress.message("interrupted: checkpoint written to \(run.latest.path)")
+                return .interrupted
+            }
+        }
+        progress.finish()
+        return .completed
+    }
+
+    /// The end of an epoch: the epoch checkpoint, validation and zero-shot results in the log,
+    /// the loss curve, then `latest` — in that order, so that a kill in between leaves `latest`
+    /// at the epoch's start and a resume redoes it, never a `latest` past an epoch checkpoint
+    /// that was not written. A `partial` epoch (stopped by the step limit or the time budget)
+    /// is evaluated and checkpointed the same way (`epoch_N` for the epoch N it stopped in), but
+    /// its position stays where it stopped, so a resume continues it. Collective on several ranks.
+    @discardableResult
+    public func endEpoch(validation: BatchSource?, evaluate: ZeroShotEvaluation? = nil, partial: Bool = false) throws -> LogRecord.Epoch? {
+        let number = position.epoch + 1
+        if !partial {
             position.epoch += 1
             position.batch = 0
             position.cursor = 0
-            try saveLatest()
-            // Rank 0 alone evaluates and writes; the others wait for it (without spinning).
-            guard isLeader else {
-                try parallel?.group.barrier()
-                continue
-            }
-            var record: [String: Any] = ["event": "epoch", "epoch": epoch + 1, "step": position.step, "train_seconds": stepSeconds]
+        }
+        lastEpochCheckpoint = run.epochCheckpoint(number)
+        var record: LogRecord.Epoch?
+        if isLeader {
+            try model.save(to: run.epochCheckpoint(number), preprocessing: preprocessing, tokenizer: tokenizer)
+            var r = LogRecord.Epoch(epoch: number, step: position.step, trainSeconds: trainSeconds)
+            if partial { r.partial = true }
             if let validation {
                 let v = try validate(validation)
                 validationLosses.append((position.step, v.loss))
-                record["val_loss"] = v.loss
-                record["image_to_text_R@1"] = v.metrics.imageToText.recall[1]
-                record["image_to_text_R@5"] = v.metrics.imageToText.recall[5]
-                record["image_to_text_R@10"] = v.metrics.imageToText.recall[10]
-                record["text_to_image_R@1"] = v.metrics.textToImage.recall[1]
-                record["text_to_image_R@5"] = v.metrics.textToImage.recall[5]
-                record["text_to_image_R@10"] = v.metrics.textToImage.recall[10]
+                r.valLoss = v.loss
+                (r.imageToTextR1, r.imageToTextR5, r.imageToTextR10) = (v.metrics.imageToText.recall[1], v.metrics.imageToText.recall[5], v.metrics.imageToText.recall[10])
+                (r.textToImageR1, r.textToImageR5, r.textToImageR10) = (v.metrics.textToImage.recall[1], v.metrics.textToImage.recall[5], v.metrics.textToImage.recall[10])
             }
-            if let evaluate { record.merge(withoutGradients { evaluate(model) }) { a, _ in a } }
-            run.append(record)
-            Progress(label: "", total: 0, enabled: showsProgress).message(record.filter { $0.key != "event" }.sorted { $0.key < $1.key }
-                .map { "\($0.key) \(Self.format($0.value))" }.joined(separator: "  "))
-            try model.save(to: run.epochCheckpoint(position.epoch), preprocessing: preprocessing, tokenizer: tokenizer)
+            if let evaluate, let score = withoutGradients({ evaluate(model) }) {
+                (r.zeroshotTop1, r.zeroshotTop5) = (score.top1, score.top5)
+            }
+            run.append(.epoch(r))
+            Progress(label: "", total: 0, enabled: showsProgress).message(Self.summary(r))
             try Data(LossCurve.svg(train: trainLosses, validation: validationLosses).utf8).write(to: run.lossCurveURL, options: .atomic)
-            try parallel?.group.barrier()
+            record = r
         }
-        return (false, skipped)
+        // Rank 0 alone evaluates and writes; the others wait for it here (without spinning).
+        try saveLatest()
+        return record
     }
 
-    static func format(_ v: Any) -> String {
-        if let d = v as? Double { return String(format: "%.4g", d) }
-        return "\(v)"
+    /// "key value" pairs of an epoch record, sorted by key (counts as integers, measures to 4 digits).
+    static func summary(_ r: LogRecord.Epoch) -> String {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(LogRecord.epoch(r).jsonLine.utf8)) as? [String: Any] else { return "" }
+        return object.filter { $0.key != "event" }.sorted { $0.key < $1.key }.map { key, value in
+            if key == "partial" { return "(partial)" }
+            guard key != "epoch" && key != "step", let n = value as? NSNumber else { return "\(key) \(value)" }
+            return "\(key) \(String(format: "%.4g", n.doubleValue))"
+        }.joined(separator: "  ")
     }
 
     /// Full-set InfoNCE loss and retrieval recall on held-out pairs (eval transform, no tape).
@@ -238,12 +313,12 @@ public final class Trainer {
         try source.start(epoch: 0, batch: 0, cursor: nil)
         var images: [Tensor] = [], texts: [Tensor] = []
         try withoutGradients {
-            while let b = try source.next() {
+            while let b = try Interruption.whileWaiting({ try source.next() }) {
                 images.append(model.encodeImage(b.images))
                 texts.append(model.encodeText(b.ids))
             }
         }
-        guard !images.isEmpty else { throw TrainingError("the validation set produced no batches") }
+        guard !images.isEmpty else { throw TrainingError.emptyValidation }
         let i = Tensor.concatenate(images, axis: 0), t = Tensor.concatenate(texts, axis: 0)
         let l = withoutGradients { ContrastiveLoss.infoNCE(image: i, text: t, logitScale: model.logitScale) }
         return (Double(l.item()), RetrievalMetrics(images: i, texts: t, imageOfText: Array(0..<t.shape[0])))
@@ -255,7 +330,7 @@ public final class Trainer {
     /// ranks: rank 0 writes, with every rank's data cursor.
     func saveLatest() throws {
         var position = position
-        if let parallel { position.rankCursors = try parallel.allGather(position.cursor) }
+        if let parallel { position.rankCursors = try parallel.group.allGather([position.cursor]) }
         guard isLeader else { return }
         var extra: [String: String] = [:]
         extra[Self.positionKey] = String(decoding: try JSONEncoder().encode(position), as: UTF8.self)
@@ -291,8 +366,9 @@ public final class Trainer {
         position.epoch = shared[1]
         position.batch = shared[2]
         optimizer.restore(step: shared[3], moments: optimizer.moments.map { ($0.m.copy(), $0.v.copy()) })
+        try objective.synchronize(parallel)
         position.rankCursors = try parallel.group.broadcast(position.rankCursors ?? [position.cursor])
-        position.cursor = position.cursor(rank: parallel.group.rank, of: parallel.group.size, batchSize: options.batchSize)
+        position.cursor = position.cursor(rank: parallel.rank, of: parallel.size, batchSize: options.batchSize)
     }
 
     /// Restores weights, optimizer and position from a run's latest checkpoint.
@@ -301,7 +377,7 @@ public final class Trainer {
         guard let positionJSON = file.metadata[Self.positionKey],
               let position = try? JSONDecoder().decode(TrainingPosition.self, from: Data(positionJSON.utf8)),
               let optimizerStep = file.metadata[Self.optimizerStepKey].flatMap(Int.init) else {
-            throw TrainingError("\(run.latest.path) has no training position; it is not a resumable checkpoint")
+            throw TrainingError.stateMismatch(file: run.latest.path, detail: "no training position; not a resumable checkpoint")
         }
         try model.load(file.tensors.filter { !$0.key.hasPrefix("optimizer.") && !Objective.isExtra($0.key) })
         try objective.restore(file, source: run.latest.path)
@@ -310,7 +386,7 @@ public final class Trainer {
         for p in optimizer.groups.flatMap(\.parameters) {
             let key = keys[ObjectIdentifier(p)]!
             guard let m = file.tensors["optimizer.m.\(key)"], let v = file.tensors["optimizer.v.\(key)"] else {
-                throw TrainingError("\(run.latest.path) lacks optimizer state for \(key)")
+                throw TrainingError.stateMismatch(file: run.latest.path, detail: "no optimizer state for \(key)")
             }
             moments.append((m, v))
         }
@@ -323,7 +399,7 @@ public final class Trainer {
 extension Trainer {
     /// Creates the run folder and writes the options and model config into it.
     public func prepareRunFolder() throws {
-        try run.create(options: options, config: model.config)
+        try run.create(configuration: RunConfiguration(training: options), config: model.config)
     }
 
     /// The gradient accumulation of one step without the update (for tests).

@@ -14,10 +14,16 @@ struct DataParallelTests {
     /// splits), so: losses to 1e-5 relative, weights to 2e-5 — except the key bias, whose true
     /// gradient is 0 (softmax is shift-invariant) so that Adam turns round-off into steps of up
     /// to the learning rate.
-    @Test(arguments: [("clip", 1), ("siglip", 1), ("clip", 2)])
-    func twoRanksOfHalfTheBatchTakeTheSameStepsAsOne(loss: String, accumulation: Int) throws {
-        let dir = try MPI.scratch("equivalence-\(loss)-\(accumulation)")
+    /// The contrastive family too: the queue (with every rank's momentum features), multi-positive
+    /// targets over gathered keys, and both self-supervised terms over gathered columns (without
+    /// accumulation here: those terms are per micro-batch, so k micro-batches of one process are
+    /// not one batch of k·N).
+    @Test(arguments: [("clip", 1, ""), ("siglip", 1, ""), ("clip", 2, ""), ("clip", 1, "--queue 256 --multi-positive"),
+                      ("clip", 1, "--image-ssl simclr --text-ssl simcse --text-dropout 0.1")])
+    func twoRanksOfHalfTheBatchTakeTheSameStepsAsOne(loss: String, accumulation: Int, extra: String) throws {
+        let dir = try MPI.scratch("equivalence-\(loss)-\(accumulation)-\(extra.split(separator: " ").first ?? "")")
         let common = ["--loss", loss, "--steps", "20", "--epochs", "1", "--warmup", "5", "--lr", "\(Self.learningRate)"]
+            + extra.split(separator: " ").map(String.init)
         let one = try MPI.train(ranks: 1, ["-o", dir + "/one", "--batch-size", "64"] + common, in: dir)
         let two = try MPI.train(ranks: 2, ["-o", dir + "/two", "--batch-size", "\(32 / accumulation)", "--accum-freq", "\(accumulation)"] + common,
                                 in: dir)
@@ -27,9 +33,12 @@ struct DataParallelTests {
 
         let (a, b) = (try MPI.losses(dir + "/one"), try MPI.losses(dir + "/two"))
         #expect(a.count == 20 && b.count == 20)
+        var worst = 0.0
         for (step, (x, y)) in zip(a, b).enumerated() {
-            #expect(abs(x - y) <= 1e-5 * abs(x), "step \(step + 1): loss \(x) on one rank, \(y) on two")
+            worst = max(worst, abs(x - y) / abs(x))
+            #expect(abs(x - y) <= 1e-6 * abs(x), "step \(step + 1): loss \(x) on one rank, \(y) on two")
         }
+        print("mpirun \(loss) ×\(accumulation) \(extra): worst relative loss difference over 20 steps \(worst)")
         try MPI.expectSameWeights(dir + "/one/checkpoints/epoch_1.safetensors", dir + "/two/checkpoints/epoch_1.safetensors",
                                   tolerance: 2e-5, keyBiasTolerance: 20 * Self.learningRate)
     }

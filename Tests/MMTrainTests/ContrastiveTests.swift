@@ -127,6 +127,19 @@ import Testing
         let dropped = a.scalars.filter { $0 == 0 }.count
         #expect(abs(Double(dropped) / 10_000 - 0.25) < 0.02, "dropped \(dropped) of 10,000")
         #expect(a.scalars.allSatisfy { $0 == 0 || abs($0 - 1 / 0.75) < 1e-6 })
+
+        // Per sample: the rate is kept, and a sample's mask is the same wherever its row sits
+        // and however long the rows are (the first 50 of a sample's elements).
+        let bySample = ones.dropout(rate: 0.25, seed: 3, samples: Array(0..<200))
+        let droppedBySample = bySample.scalars.filter { $0 == 0 }.count
+        #expect(abs(Double(droppedBySample) / 10_000 - 0.25) < 0.02, "dropped \(droppedBySample) of 10,000")
+        let moved = Tensor.filled([2, 80], with: 1).dropout(rate: 0.25, seed: 3, samples: [7, 1])
+        #expect(Array(moved.scalars[0..<50]) == Array(bySample.scalars[350..<400]))
+        #expect(Array(moved.scalars[80..<130]) == Array(bySample.scalars[50..<100]))
+        // Another seed draws an independent mask: they agree on 0.75² + 0.25² of the elements.
+        let other = ones.dropout(rate: 0.25, seed: 4, samples: Array(0..<200))
+        let agree = zip(bySample.scalars, other.scalars).filter { $0 == $1 }.count
+        #expect(abs(Double(agree) / 10_000 - 0.625) < 0.02, "masks of two seeds agree on \(agree) of 10,000")
     }
 
     /// Without duplicates, multi-positive targets are the plain one-hot ones.
@@ -222,7 +235,8 @@ import Testing
     }
 
     /// --max-minutes: the run stops after the step that used up the budget, then validates and
-    /// writes its checkpoints as at the end of an epoch.
+    /// writes its checkpoints as at the end of an epoch — but keeps its true position (one step
+    /// into epoch 1), so that a resume continues the epoch instead of skipping the rest of it.
     @Test func timeBudgetStopsAndEvaluates() throws {
         var options = TrainingOptions()
         options.epochs = 3
@@ -233,10 +247,16 @@ import Testing
         t.showsProgress = false
         try t.prepareRunFolder()
         _ = try t.train(source: Toy.Source(count: 12, batch: 4), validation: Toy.Source(count: 8, batch: 4))
-        #expect(t.position.step == 1 && t.position.epoch == 1)
+        #expect(t.position.step == 1 && t.position.epoch == 0 && t.position.batch == 1)
         let log = try String(contentsOf: run.url.appendingPathComponent("log.jsonl"), encoding: .utf8)
-        #expect(log.contains("\"val_loss\"") && log.contains("train_seconds"))
+        #expect(log.contains("\"val_loss\"") && log.contains("train_seconds") && log.contains("\"partial\":true"))
         #expect(FileManager.default.fileExists(atPath: run.epochCheckpoint(1).path))
+        // The saved position is the true one.
+        var longer = options
+        longer.maxSeconds = nil
+        let resumed = Trainer(model: CLIPModel(Toy.config, seed: 5), options: longer, run: run, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
+        try resumed.resume()
+        #expect(resumed.position == t.position)
     }
 
     /// A latest checkpoint without the options' state is a clear error, not a crash.

@@ -23,11 +23,14 @@ enum Toy {
         let images: Tensor, ids: [Int32], count: Int, batch: Int, seed: UInt64
         /// A second "augmented" view per image (--image-ssl), if asked for.
         let views: Tensor?
+        /// A class id per sample (i mod 3), if asked for (multi-positive with labels).
+        let labels: Bool
         var order: [Int] = []
         private(set) var cursor = 0
 
         /// `duplicates`: every third caption repeats the one before it (as template captions do).
-        init(count: Int, batch: Int, seed: UInt64 = 3, views: Bool = false, duplicates: Bool = false) {
+        init(count: Int, batch: Int, seed: UInt64 = 3, views: Bool = false, duplicates: Bool = false, labels: Bool = false) {
+            self.labels = labels
             var g = SeededGenerator(seed: seed)
             images = g.tensor([count, 3, 16, 16], requiresGrad: false)
             var rows: [[Int32]] = []
@@ -62,7 +65,7 @@ enum Toy {
                 return pixels
             }
             return TrainingBatch(images: gather(images), ids: IntTensor(shape: [batch, 8], values: rows.flatMap { ids[($0 * 8)..<($0 * 8 + 8)] }),
-                                 views: views.map(gather))
+                                 views: views.map(gather), labels: labels ? rows.map { Int64($0 % 3) } : nil)
         }
 
         func drainSkipped() -> [SkippedSample] { [] }
@@ -156,5 +159,20 @@ enum Toy {
         // The per-epoch checkpoint is a plain model checkpoint.
         let reloaded = try CLIPModel.load(from: run.epochCheckpoint(6))
         #expect(reloaded.model.logitScale.item() == t.model.logitScale.item())
+    }
+
+    /// Issue 16 #8: `latest` never claims an epoch whose checkpoint is missing — the epoch
+    /// checkpoint is written first (here its write fails: a folder is in its way).
+    @Test func latestNeverPassesAMissingEpochCheckpoint() throws {
+        var options = TrainingOptions()
+        options.epochs = 2
+        options.batchSize = 4
+        let run = try Toy.scratch()
+        let t = Trainer(model: CLIPModel(Toy.config, seed: 5), options: options, run: run, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
+        t.showsProgress = false
+        try t.prepareRunFolder()
+        try FileManager.default.createDirectory(at: run.epochCheckpoint(1).appendingPathComponent("in-the-way"), withIntermediateDirectories: true)
+        #expect(throws: (any Error).self) { _ = try t.train(source: Toy.Source(count: 8, batch: 4), validation: nil) }
+        #expect(!FileManager.default.fileExists(atPath: run.latest.path), "latest was written past the missing epoch_1")
     }
 }

@@ -35,8 +35,11 @@ extension Tensor {
     /// Inverted dropout: each element is zeroed with probability `rate` and the survivors are
     /// scaled by 1/(1 − rate). The mask is a pure function of (`seed`, element index), so a
     /// recomputation with the same seed (gradient accumulation, resume) drops the same elements,
-    /// whatever the thread count.
-    public func dropout(rate: Float, seed: UInt64) -> Tensor {
+    /// whatever the thread count. With `samples`, the first axis holds those samples (ids in a
+    /// larger batch) and an element's draw depends on (seed, its sample's id, its index within
+    /// the sample): a sample gets the same mask whichever part of the batch it is computed in
+    /// (data-parallel ranks) and however long the batch's rows are.
+    public func dropout(rate: Float, seed: UInt64, samples: [Int]? = nil) -> Tensor {
         precondition(rate >= 0 && rate < 1, "dropout rate \(rate) outside [0, 1)")
         if rate == 0 { return self }
         let keep = Tensor.result(shape)  // 0 or 1/(1−rate) per element
@@ -44,9 +47,20 @@ extension Tensor {
         // An element survives when its 24-bit uniform draw is at or above rate·2²⁴.
         let threshold = UInt64((Double(rate) * 16_777_216).rounded())
         let mask = keep.data
-        parallelFor(count, grain: 1 << 14) { r in
-            for i in r {
-                mask[i] = dropoutDraw(seed, i) >= threshold ? scale : 0
+        if let samples {
+            precondition(!samples.isEmpty && count % samples.count == 0, "\(samples.count) samples in a tensor of \(shape)")
+            let perSample = count / samples.count
+            parallelFor(samples.count, grain: max(1, (1 << 14) / max(perSample, 1))) { r in
+                for b in r {
+                    let sampleSeed = dropoutDraw(seed, samples[b]) &* 0xD1B5_4A32_D192_ED03 ^ seed
+                    for j in 0..<perSample { mask[b * perSample + j] = dropoutDraw(sampleSeed, j) >= threshold ? scale : 0 }
+                }
+            }
+        } else {
+            parallelFor(count, grain: 1 << 14) { r in
+                for i in r {
+                    mask[i] = dropoutDraw(seed, i) >= threshold ? scale : 0
+                }
             }
         }
         return self * keep

@@ -1,12 +1,6 @@
 import CMPI
 import Foundation
-import MMTrain
-
-/// A failed or abandoned collective, with the rank and the call it happened in.
-public struct DistributedError: Error, CustomStringConvertible {
-    public let description: String
-    init(_ description: String) { self.description = description }
-}
+import MMDistributed
 
 /// The ranks of an `mpirun` launch, over Open MPI's MPI_COMM_WORLD.
 ///
@@ -96,7 +90,7 @@ public final class MPIGroup: ProcessGroup {
             if done != 0 { return }
             let waited = Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9
             if waited > timeout {
-                throw DistributedError("rank \(rank): the other ranks did not answer for \(Int(timeout)) s during \(what); a rank died or a host is unreachable")
+                throw DistributedError.timedOut(rank: rank, operation: what, seconds: timeout)
             }
             // Spin while the others are likely mid-transfer; then poll gently.
             if waited > 0.02 { usleep(waited > 1 ? 2000 : 200) }
@@ -108,6 +102,6 @@ public final class MPIGroup: ProcessGroup {
         var text = [CChar](repeating: 0, count: 512)
         mm_mpi_error_string(code, &text, Int32(text.count))
         let message = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        throw DistributedError("\(rank.map { "rank \($0): " } ?? "")\(what) failed: \(message) (another rank probably died)")
+        throw DistributedError.failed(rank: rank, operation: what, message: message)
     }
 }

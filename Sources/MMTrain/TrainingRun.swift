@@ -1,0 +1,187 @@
+import Foundation
+import MMCLIP
+import MMData
+import MMDistributed
+import MMImage
+import MMTokenizer
+
+/// A training run built from a `RunConfiguration`: the model (new, or from pretrained weights),
+/// the vocabulary check, the manifests, the epoch order and loaders with the model's
+/// preprocessing, validation and the zero-shot check, and the run folder — started fresh or
+/// resumed from its latest checkpoint, as one process or as one rank of a `ProcessGroup`.
+///
+///     let run = try TrainingRun(configuration, folder: URL(fileURLWithPath: "runs/shapes"))
+///     let outcome = try run.train()
+///
+/// On several ranks every rank makes the same calls; rank 0 alone reads and writes the folder.
+public final class TrainingRun {
+    /// The configuration being run (on resume: the saved one, with the batch per rank adapted).
+    public let configuration: RunConfiguration
+    public let folder: RunFolder
+    public let trainer: Trainer
+    /// The training manifest (its `badLines` were logged when the run started).
+    public let manifest: Manifest
+    public let order: EpochOrder
+    /// Whether the run continued from its latest checkpoint.
+    public let isResumed: Bool
+    /// The ranks the run spans (1 without a group).
+    public let ranks: Int
+    /// The settings a resume changed, as logged ("lr 0.0005 → 0.0001").
+    public let changes: [String]
+    let source: LoaderSource
+    let validation: LoaderSource?
+    /// The zero-shot check after each epoch (rank 0 only).
+    public let zeroShot: ZeroShotCheck?
+
+    /// A new run of `configuration` into `folder`, which must be empty or absent unless
+    /// `overwrite` (then a previous run's files are removed first). `workers`: threads
+    /// decoding images ahead of compute.
+    public convenience init(_ configuration: RunConfiguration, folder: URL, group: ProcessGroup? = nil, workers: Int = 1,
+                            overwrite: Bool = false) throws {
+        try self.init(configuration: configuration, folder: RunFolder(folder), group: group, workers: workers, resume: false, overwrite: overwrite)
+    }
+
+    /// Continues the run in `folder` exactly where its latest checkpoint left it, with any number
+    /// of ranks dividing its global batch. Only rank 0 reads the folder.
+    public static func resume(_ folder: URL, changes: ResumeChanges = ResumeChanges(), group: ProcessGroup? = nil,
+                              workers: Int = 1) throws -> TrainingRun {
+        let run = RunFolder(folder)
+        var saved = (group?.rank ?? 0) == 0 ? try run.readConfiguration() : nil
+        if let group { saved = try group.broadcast(saved) }
+        return try TrainingRun(configuration: saved!, folder: run, group: group, workers: workers, resume: true, overwrite: false,
+                               changes: changes)
+    }
+
+    private init(configuration: RunConfiguration, folder: RunFolder, group: ProcessGroup?, workers: Int, resume: Bool, overwrite: Bool,
+                 changes resumeChanges: ResumeChanges = ResumeChanges()) throws {
+        let rank = group?.rank ?? 0, ranks = group?.size ?? 1
+        var configuration = configuration
+        changes = resumeChanges.apply(to: &configuration.training)
+        if resume {
+            let global = configuration.training.batchSize * (configuration.training.ranks ?? 1)
+            guard global % ranks == 0 else { throw TrainingError.batchNotDivisible(run: folder.url.path, globalBatch: global, ranks: ranks) }
+            configuration.training.batchSize = global / ranks
+        }
+        configuration.training.ranks = ranks
+        try configuration.validate()
+        guard workers >= 1 && workers <= 256 else { throw TrainingError.invalidOption(name: "workers", value: "\(workers)", rule: "in 1...256") }
+        if rank == 0 && !resume && folder.isOccupied {
+            guard overwrite else { throw TrainingError.runFolderNotEmpty(path: folder.url.path) }
+            try folder.clear()
+        }
+        let options = configuration.training, data = configuration.data
+
+        // Model: from the pretrained weights (their recorded config unless a model is named) or new.
+        let vocabulary = try configuration.model.vocab.map { try Vocabulary.load($0) } ?? Vocabulary.clip()
+        let clip: CLIPModel
+        let preprocessing: Preprocessing
+        if let pretrained = configuration.model.pretrained {
+            let loaded = try CLIPModel.load(from: URL(fileURLWithPath: pretrained), config: try configuration.model.name.map { try CLIPConfig(named: $0) })
+            clip = loaded.model
+            preprocessing = loaded.preprocessing
+            guard vocabulary.count <= clip.config.text.vocabSize else {
+                throw TrainingError.vocabularyTooLarge(tokens: vocabulary.count, checkpoint: pretrained, towerTokens: clip.config.text.vocabSize)
+            }
+            guard options.loss == .clip || clip.logitBias != nil else { throw TrainingError.missingLogitBias(checkpoint: pretrained) }
+        } else {
+            var config = try CLIPConfig(named: configuration.model.name ?? "mm-tiny")
+            var changes: [String: Any] = [:]
+            if vocabulary.count != config.text.vocabSize { changes["text_cfg.vocab_size"] = vocabulary.count }
+            if options.loss == .siglip && config.initLogitBias == nil {
+                changes["init_logit_bias"] = -10.0  // SigLIP's initialisation
+                changes["init_logit_scale"] = Foundation.log(10.0)
+            }
+            if !changes.isEmpty { config = try config.updating(changes) }
+            clip = CLIPModel(config, seed: options.seed)
+            preprocessing = Preprocessing(imageSize: config.vision.imageSize)
+        }
+        let tokenizer = Tokenizer(vocabulary: vocabulary, contextLength: clip.config.text.contextLength)
+
+        // Data
+        let manifestOptions = Manifest.Options(imageKey: data.imageKey, captionKey: data.captionKey, separator: data.separatorCharacter,
+                                               skipBad: data.skipBad)
+        var trainOptions = manifestOptions
+        trainOptions.labelKey = data.trainLabelKey
+        let manifest = try Manifest(path: data.pairs, options: trainOptions)
+        let identity = ManifestIdentity(manifest).description
+        if resume, let saved = data.pairsIdentity, saved != identity {
+            throw TrainingError.manifestChanged(path: data.pairs, saved: saved, now: identity)
+        }
+        configuration.data.pairsIdentity = identity
+        let contrastive = options.contrastive ?? ContrastiveOptions()
+        let order = try EpochOrder(sampleCount: manifest.count, batchSize: options.batchSize, seed: options.seed, rank: rank, worldSize: ranks)
+        let normalization = Normalization(mean: SIMD3(preprocessing.mean[0], preprocessing.mean[1], preprocessing.mean[2]),
+                                          std: SIMD3(preprocessing.std[0], preprocessing.std[1], preprocessing.std[2]))
+        let size = clip.config.vision.imageSize
+        source = LoaderSource(training: manifest, order: order, transform: .train(size: size, normalization: normalization),
+                              tokenizer: tokenizer, epochs: options.epochs, threads: workers,
+                              extraView: contrastive.imageSSL != nil, labels: contrastive.usesLabels)
+        validation = try data.val.map {
+            LoaderSource(evaluating: try Manifest(path: $0, options: manifestOptions), batchSize: options.batchSize,
+                         transform: .eval(size: size, normalization: normalization), tokenizer: tokenizer, threads: workers)
+        }
+        if rank == 0, let labels = data.zeroshotLabels, let images = data.zeroshotData {
+            zeroShot = try ZeroShotCheck(labels: labels, data: images,
+                                         options: Manifest.Options(imageKey: data.imageKey, captionKey: nil, labelKey: data.labelKey,
+                                                                   separator: data.separatorCharacter, skipBad: data.skipBad),
+                                         tokenizer: tokenizer, transform: .eval(size: size, normalization: normalization), threads: workers)
+        } else {
+            zeroShot = nil
+        }
+
+        trainer = Trainer(model: clip, options: options, run: folder, preprocessing: preprocessing,
+                          tokenizer: configuration.model.vocab ?? "clip-bpe", group: group)
+        self.configuration = configuration
+        self.folder = folder
+        self.manifest = manifest
+        self.order = order
+        self.ranks = ranks
+        isResumed = resume
+        if rank == 0 {
+            if resume {
+                folder.removeStaleTemporaries()
+                try trainer.resume()
+                try folder.truncateLog(to: trainer.position)
+                folder.append(.resumed(.init(step: trainer.position.step, epoch: trainer.position.epoch, changes: changes.isEmpty ? nil : changes)))
+                // The folder's configuration now holds the changes (and the manifest's identity).
+                try JSONEncoder.pretty.encode(configuration).write(to: folder.configuration, options: .atomic)
+            } else {
+                try folder.create(configuration: configuration, config: clip.config)
+                for bad in manifest.badLines {
+                    folder.append(.skippedLine(.init(file: data.pairs, line: bad.line, reason: bad.reason)))
+                }
+            }
+        }
+    }
+
+    /// Optimizer steps per epoch.
+    public var stepsPerEpoch: Int { order.batchesPerEpoch / configuration.training.accumFreq }
+
+    /// Trains to the end of the run (or a stop request, or the time budget).
+    public func train() throws -> TrainingOutcome {
+        try trainer.train(source: source, validation: validation, evaluate: zeroShot.map { check in { check($0) } })
+    }
+}
+
+/// A manifest's samples in short: their count and an FNV-1a hash of every image file name and
+/// caption, in order ("6016 samples, fnv1a 0x…").
+struct ManifestIdentity: CustomStringConvertible {
+    let count: Int
+    let hash: UInt64
+
+    init(_ manifest: Manifest) {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        func mix(_ s: String) {
+            for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+            h = (h ^ 0xFF) &* 0x100_0000_01B3  // field separator
+        }
+        for i in 0..<manifest.count {
+            mix(URL(fileURLWithPath: manifest.images[i]).lastPathComponent)
+            if let captions = manifest.captions { mix(captions[i]) }
+        }
+        count = manifest.count
+        hash = h
+    }
+
+    var description: String { "\(count) samples, fnv1a \(String(hash, radix: 16))" }
+}

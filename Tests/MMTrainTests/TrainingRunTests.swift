@@ -1,0 +1,219 @@
+import Foundation
+import MMCLIP
+import MMTrain
+import Testing
+
+/// A run through the library API, in process, on the bundled shapes data with a micro model:
+/// configuration → `TrainingRun` → `train()`, resume, and what the run folder must refuse.
+@Suite(.serialized) struct TrainingRunTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// A scratch folder with a micro model config and a 96-pair manifest (absolute image paths).
+    static func scratch() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mm-run-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try """
+            {"embed_dim": 32,
+             "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 8, "head_width": 32, "mlp_ratio": 2.0},
+             "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}
+            """.write(to: dir.appendingPathComponent("micro.json"), atomically: true, encoding: .utf8)
+        let shapes = root.appendingPathComponent("datasets/shapes")
+        for (name, count) in [("train.tsv", 96), ("test_labels.tsv", 32)] {
+            let lines = try String(contentsOf: shapes.appendingPathComponent(name), encoding: .utf8).split(separator: "\n")
+            let rows = lines.dropFirst().prefix(count).map { line -> String in
+                let fields = line.split(separator: "\t", maxSplits: 1)
+                return shapes.appendingPathComponent(String(fields[0])).path + "\t" + fields[1]
+            }
+            try ([String(lines[0])] + rows).joined(separator: "\n").appending("\n").write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
+        }
+        return dir
+    }
+
+    static func configuration(_ dir: URL, epochs: Int = 2) -> RunConfiguration {
+        var training = TrainingOptions()
+        training.epochs = epochs
+        training.batchSize = 16
+        training.warmup = 2
+        training.learningRate = 1e-3
+        return RunConfiguration(
+            data: .init(pairs: dir.appendingPathComponent("train.tsv").path, val: dir.appendingPathComponent("train.tsv").path,
+                        zeroshotLabels: root.appendingPathComponent("datasets/shapes/labels.txt").path,
+                        zeroshotData: dir.appendingPathComponent("test_labels.tsv").path),
+            model: .init(name: dir.appendingPathComponent("micro.json").path),
+            training: training)
+    }
+
+    static func train(_ run: TrainingRun) throws -> TrainingOutcome {
+        run.trainer.showsProgress = false
+        return try run.train()
+    }
+
+    static func stepLosses(_ folder: RunFolder) -> [Int] {
+        folder.readLog().compactMap { if case .step(let s) = $0 { return s.step } else { return nil } }
+    }
+
+    @Test func trainsThroughTheLibraryAndResumesExactly() throws {
+        let dir = try Self.scratch()
+        let straight = try TrainingRun(Self.configuration(dir), folder: dir.appendingPathComponent("straight"))
+        let outcome = try Self.train(straight)
+        #expect(!outcome.interrupted && straight.trainer.position.epoch == 2 && straight.trainer.position.step == 12)
+
+        // The log is typed: 12 steps, then per epoch validation and zero-shot numbers.
+        let log = straight.folder.readLog()
+        #expect(Self.stepLosses(straight.folder) == Array(1...12))
+        let epochs = log.compactMap { if case .epoch(let e) = $0 { return e } else { return nil } }
+        #expect(epochs.map(\.epoch) == [1, 2])
+        #expect(epochs.allSatisfy { $0.valLoss != nil && $0.imageToTextR1 != nil && $0.zeroshotTop1 != nil && $0.zeroshotTop5 != nil })
+        // The folder's configuration is the one given, plus what the run learnt of its data.
+        var saved = try straight.folder.readConfiguration()
+        #expect(saved.data.pairsIdentity?.hasPrefix("96 samples") == true)
+        saved.data.pairsIdentity = nil
+        saved.training.ranks = nil
+        #expect(saved == Self.configuration(dir))
+        _ = try CLIPModel.load(from: straight.folder.epochCheckpoint(2))
+
+        // A run stopped mid-epoch (as by Ctrl-C), then resumed: bitwise the straight run.
+        let folder = dir.appendingPathComponent("resumed")
+        let stopped = try TrainingRun(Self.configuration(dir), folder: folder)
+        stopped.trainer.afterStep = { if $0.position.step == 4 { $0.requestStop() } }
+        #expect(try Self.train(stopped).interrupted)
+        let resumed = try TrainingRun.resume(folder)
+        #expect(resumed.isResumed && resumed.changes.isEmpty && resumed.trainer.position.step == 5 && resumed.trainer.position.batch == 5)
+        _ = try Self.train(resumed)
+        for ((key, a), (_, b)) in zip(straight.trainer.model.namedParameters(), resumed.trainer.model.namedParameters()) {
+            #expect(a.scalars == b.scalars, "\(key) differs after resume")
+        }
+        #expect(Self.stepLosses(resumed.folder) == Array(1...12))
+        #expect(resumed.folder.readLog().contains { if case .resumed(let r) = $0 { return r.step == 5 } else { return false } })
+    }
+
+    /// Issue 16 #4: what a resume may change is applied, logged and saved.
+    @Test func aResumeAppliesAndLogsItsChanges() throws {
+        let dir = try Self.scratch()
+        let folder = dir.appendingPathComponent("run")
+        _ = try Self.train(try TrainingRun(Self.configuration(dir, epochs: 1), folder: folder))
+        let resumed = try TrainingRun.resume(folder, changes: ResumeChanges(epochs: 2, learningRate: 5e-4))
+        #expect(resumed.changes == ["epochs 1 → 2", "lr 0.001 → 0.0005"])
+        #expect(resumed.trainer.options.learningRate == 5e-4 && resumed.trainer.options.epochs == 2)
+        _ = try Self.train(resumed)
+        #expect(resumed.trainer.position.epoch == 2)
+        #expect(resumed.folder.readLog().contains { if case .resumed(let r) = $0 { return r.changes == resumed.changes } else { return false } })
+        #expect(try resumed.folder.readConfiguration().training.epochs == 2)
+    }
+
+    /// Issue 16 #6: a folder holding a run is not trained into again unless asked to overwrite.
+    @Test func aRunFolderThatHoldsARunIsRefusedUnlessOverwritten() throws {
+        let dir = try Self.scratch()
+        var c = Self.configuration(dir, epochs: 1)
+        c.training.maxSteps = 1
+        let folder = dir.appendingPathComponent("run")
+        _ = try Self.train(try TrainingRun(c, folder: folder))
+        let before = try Data(contentsOf: folder.appendingPathComponent("log.jsonl"))
+        #expect(throws: TrainingError.runFolderNotEmpty(path: folder.path)) { _ = try TrainingRun(c, folder: folder) }
+        #expect(try Data(contentsOf: folder.appendingPathComponent("log.jsonl")) == before)
+        _ = try Self.train(try TrainingRun(c, folder: folder, overwrite: true))
+        #expect(Self.stepLosses(RunFolder(folder)) == [1])
+    }
+
+    /// Issue 16 #4: the manifest is part of the run; a changed one is refused on resume.
+    @Test func aChangedManifestIsRefusedOnResume() throws {
+        let dir = try Self.scratch()
+        var c = Self.configuration(dir, epochs: 1)
+        c.training.maxSteps = 1
+        let folder = dir.appendingPathComponent("run")
+        _ = try Self.train(try TrainingRun(c, folder: folder))
+        let pairs = dir.appendingPathComponent("train.tsv")
+        let lines = try String(contentsOf: pairs, encoding: .utf8).split(separator: "\n")
+        try (lines.dropLast(16).joined(separator: "\n") + "\n").write(to: pairs, atomically: true, encoding: .utf8)
+        #expect { _ = try TrainingRun.resume(folder) } throws: { error in
+            if case .manifestChanged(let path, _, let now)? = error as? TrainingError { return path == pairs.path && now.hasPrefix("80 samples") }
+            return false
+        }
+    }
+
+    /// Issue 16 #15: values no run can use are refused before anything is written.
+    @Test(arguments: [("steps", 0 as Float), ("lr", .nan), ("lr", .infinity), ("lr", -1), ("epochs", 0)])
+    func unusableValuesAreRefusedUpFront(option: String, value: Float) throws {
+        let dir = try Self.scratch()
+        var c = Self.configuration(dir)
+        switch option {
+        case "steps": c.training.maxSteps = Int(value)
+        case "epochs": c.training.epochs = Int(value)
+        default: c.training.learningRate = value
+        }
+        let folder = dir.appendingPathComponent("run")
+        #expect(throws: TrainingError.self) { _ = try TrainingRun(c, folder: folder) }
+        #expect(!FileManager.default.fileExists(atPath: folder.path))
+    }
+
+    /// Issue 16 #15: a corrupt run file is named in the error.
+    @Test func aCorruptRunFileIsNamed() throws {
+        let dir = try Self.scratch()
+        var c = Self.configuration(dir, epochs: 1)
+        c.training.maxSteps = 1
+        let folder = dir.appendingPathComponent("run")
+        _ = try Self.train(try TrainingRun(c, folder: folder))
+        let file = folder.appendingPathComponent("run.json")
+        try Data("{\"data\": 3".utf8).write(to: file)
+        #expect { _ = try TrainingRun.resume(folder) } throws: { error in
+            if case .unreadableFile(let path, _)? = error as? TrainingError { return path == file.path }
+            return false
+        }
+    }
+
+    /// Issue 16 #7: divergence never overwrites the last good checkpoint, and a resume with a
+    /// lower learning rate continues from it.
+    @Test func divergenceKeepsTheLastGoodCheckpoint() throws {
+        let dir = try Self.scratch()
+        let folder = dir.appendingPathComponent("run")
+        _ = try Self.train(try TrainingRun(Self.configuration(dir, epochs: 1), folder: folder))
+        let latest = RunFolder(folder).latest
+        let good = try Data(contentsOf: latest)
+        let wild = try TrainingRun.resume(folder, changes: ResumeChanges(epochs: 3, learningRate: 1e30))
+        #expect { _ = try Self.train(wild) } throws: { error in
+            if case .diverged(_, _, let lastGood)? = error as? TrainingError { return lastGood == latest.path }
+            return false
+        }
+        #expect(try Data(contentsOf: latest) == good)
+        let calm = try TrainingRun.resume(folder, changes: ResumeChanges(epochs: 2, learningRate: 1e-4))
+        #expect(calm.trainer.position.epoch == 1)
+        _ = try Self.train(calm)
+        #expect(calm.trainer.position.epoch == 2)
+    }
+
+    /// Issue 16 #8: a killed run's temporary checkpoint files and log lines past its last
+    /// checkpoint are cleaned up when it resumes.
+    @Test func aResumeCleansUpAfterAKilledRun() throws {
+        let dir = try Self.scratch()
+        let folder = RunFolder(dir.appendingPathComponent("run"))
+        _ = try Self.train(try TrainingRun(Self.configuration(dir, epochs: 1), folder: folder.url))
+        let stale = folder.checkpoints.appendingPathComponent(".latest.safetensors.4242.17.tmp")
+        try Data(count: 1000).write(to: stale)
+        // Steps logged after the last checkpoint (then killed): the resumed run logs them again.
+        folder.append(.step(.init(step: 7, epoch: 1, loss: 1, lr: 1, logitScale: 1, samplesPerSecond: 1)))
+        folder.append(.step(.init(step: 8, epoch: 1, loss: 1, lr: 1, logitScale: 1, samplesPerSecond: 1)))
+        let resumed = try TrainingRun.resume(folder.url, changes: ResumeChanges(epochs: 2))
+        #expect(!FileManager.default.fileExists(atPath: stale.path))
+        _ = try Self.train(resumed)
+        #expect(Self.stepLosses(folder) == Array(1...12))
+    }
+
+    /// Run folders of earlier versions (options.json + invocation.json) still resume.
+    @Test func anOlderRunFolderResumes() throws {
+        let dir = try Self.scratch()
+        let folder = RunFolder(dir.appendingPathComponent("run"))
+        _ = try Self.train(try TrainingRun(Self.configuration(dir, epochs: 1), folder: folder.url))
+        let c = try folder.readConfiguration()
+        let e = JSONEncoder()
+        try e.encode(c.training).write(to: folder.url.appendingPathComponent("options.json"))
+        let data = try JSONSerialization.jsonObject(with: e.encode(c.data)) as! [String: Any]
+        let model = try JSONSerialization.jsonObject(with: e.encode(c.model)) as! [String: Any]
+        try JSONSerialization.data(withJSONObject: data.merging(model) { a, _ in a }.filter { $0.key != "pairsIdentity" })
+            .write(to: folder.url.appendingPathComponent("invocation.json"))
+        try FileManager.default.removeItem(at: folder.configuration)
+        let resumed = try TrainingRun.resume(folder.url, changes: ResumeChanges(epochs: 2))
+        #expect(resumed.configuration.data == c.data && resumed.configuration.model == c.model)
+        _ = try Self.train(resumed)
+        #expect(resumed.trainer.position.epoch == 2)
+    }
+}
