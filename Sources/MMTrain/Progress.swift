@@ -48,15 +48,19 @@ final class Progress {
 }
 
 /// Turns SIGINT/SIGTERM into a flag the training loop polls, so that it can write a checkpoint
-/// before exiting. A second signal exits at once, and so does the first while the loop waits for
-/// data (a blocked read — a FIFO, a hung mount — would otherwise never return to the loop).
+/// before exiting. A second signal exits at once. A first signal that finds the loop waiting for
+/// data and the wait still unfinished `dataGrace` seconds later (a blocked read — a FIFO, a hung
+/// mount — never returns to the loop) ends the process too, with the last checkpoint as it was.
 enum Interruption {
     nonisolated(unsafe) private static var flag: sig_atomic_t = 0
-    nonisolated(unsafe) private static var waiting: sig_atomic_t = 0
-    private static let waitingNotice = strdup("mm: stopped while waiting for data; the last checkpoint stays as it was\n")!
+    /// Counts the waits for data; odd while one is in progress.
+    nonisolated(unsafe) private static var waits: sig_atomic_t = 0
+    /// How long a wait for data may outlast a stop request.
+    static let dataGrace: Double = 10
     /// Printed by the handler itself: a rank blocked in a collective whose peer died may be
     /// killed before it can say anything else.
     nonisolated(unsafe) private static var notice: (text: UnsafeMutablePointer<CChar>, length: Int)?
+    nonisolated(unsafe) private static var watching = false
 
     static func install(notice line: String? = nil) {
         if let line, notice == nil { notice = (strdup(line + "\n")!, line.utf8.count + 1) }
@@ -68,22 +72,37 @@ enum Interruption {
         for sig in [SIGINT, SIGTERM] {
             signal(sig) { _ in
                 if Interruption.flag != 0 { _exit(130) }
-                if Interruption.waiting != 0 {
-                    _ = write(STDERR_FILENO, Interruption.waitingNotice, strlen(Interruption.waitingNotice))
-                    _exit(130)
-                }
                 Interruption.flag = 1
                 if let (text, length) = Interruption.notice { _ = write(STDERR_FILENO, text, length) }
+            }
+        }
+        if !watching {
+            watching = true
+            Thread.detachNewThread(watchDataWaits)
+        }
+    }
+
+    /// After a stop request, ends the process if one wait for data lasts longer than `dataGrace`.
+    private static func watchDataWaits() {
+        var stuck: (wait: sig_atomic_t, since: Date)?
+        while true {
+            usleep(200_000)
+            let wait = waits
+            guard flag != 0, wait % 2 == 1 else { stuck = nil; continue }
+            if stuck?.wait != wait { stuck = (wait, Date()) }
+            if Date().timeIntervalSince(stuck!.since) >= dataGrace {
+                FileHandle.standardError.write(Data("mm: stopped while waiting for data; the last checkpoint stays as it was\n".utf8))
+                _exit(130)
             }
         }
     }
 
     static var requested: Bool { flag != 0 }
 
-    /// Runs `body` (a wait for data) so that a stop request ends the process at once.
+    /// Runs `body`, a wait for data, so that after a stop request it cannot block forever.
     static func whileWaiting<R>(_ body: () throws -> R) rethrows -> R {
-        waiting = 1
-        defer { waiting = 0 }
+        waits &+= 1
+        defer { waits &+= 1 }
         return try body()
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import MMCLIP
+import MMDistributed
 import MMTrain
 import Testing
 
@@ -215,5 +216,35 @@ import Testing
         #expect(resumed.configuration.data == c.data && resumed.configuration.model == c.model)
         _ = try Self.train(resumed)
         #expect(resumed.trainer.position.epoch == 2)
+    }
+
+    /// The library run on two in-process ranks (threads) with the real loaders and epoch order:
+    /// 2 × 8 pairs take the same steps as 1 × 16, with a queue and multi-positive targets.
+    @Test func twoThreadRanksTrainLikeOneProcess() throws {
+        let dir = try Self.scratch()
+        var c = Self.configuration(dir, epochs: 2)
+        c.data.val = nil
+        c.data.zeroshotLabels = nil
+        c.data.zeroshotData = nil
+        c.training.contrastive = ContrastiveOptions()
+        c.training.contrastive!.queueSize = 24
+        c.training.contrastive!.multiPositive = true
+        let one = try TrainingRun(c, folder: dir.appendingPathComponent("one"))
+        _ = try Self.train(one)
+        c.training.batchSize = 8
+        let folder = dir.appendingPathComponent("two")
+        let positions = try ThreadGroup.run(size: 2) { group -> TrainingPosition in
+            let run = try TrainingRun(c, folder: folder, group: group)
+            _ = try Self.train(run)
+            return run.trainer.position
+        }
+        #expect(positions.allSatisfy { $0.step == one.trainer.position.step && $0.epoch == one.trainer.position.epoch })
+        let losses = { (folder: RunFolder) in folder.readLog().compactMap { if case .step(let s) = $0 { return s.loss } else { return nil } } }
+        let (a, b) = (losses(one.folder), losses(RunFolder(folder)))
+        #expect(a.count == 12 && b.count == 12)
+        for (step, (x, y)) in zip(a, b).enumerated() {
+            #expect(abs(x - y) <= 1e-6 * abs(x), "step \(step + 1): loss \(x) on one process, \(y) on two ranks")
+        }
+        #expect(try RunFolder(folder).readConfiguration().training.ranks == 2)
     }
 }
