@@ -1,6 +1,6 @@
 # Everything a fresh Debian machine needs: `make test` runs the test suite, `make bench` the
 # benchmarks against PyTorch/open_clip. Each target installs the Debian packages it needs.
-DEBS   := libopenblas-dev libjpeg-dev libpng-dev libicu-dev zlib1g-dev pkg-config libopenmpi-dev openmpi-bin
+DEBS   := libopenblas-dev libjpeg-dev libpng-dev libwebp-dev libicu-dev zlib1g-dev pkg-config libopenmpi-dev openmpi-bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SWIFT  ?= swift
 PYTHON ?= python3
