@@ -39,8 +39,10 @@ struct TrainCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "Training pairs (CSV/TSV). Not needed with --resume.")
+    @Argument(help: "Training pairs (CSV/TSV), or WebDataset shards ('data/{00000..00099}.tar'). Not needed with --resume.")
     var pairs: String?
+
+    @OptionGroup(title: "WebDataset shards") var shardOptions: ShardOptions
 
     @Option(help: "Held-out pairs: validation loss and image↔text recall@1/5/10 after each epoch.")
     var val: String?
@@ -98,6 +100,7 @@ struct TrainCommand: ParsableCommand {
 
     func validate() throws {
         if pairs == nil && resume == nil { throw ValidationError("give a pairs file, or --resume RUN") }
+        try shardOptions.validateShards()
         guard TrainingOptions.Loss(rawValue: loss) != nil else { throw ValidationError("--loss must be clip or siglip, got \(loss)") }
         guard ["cosine", "constant"].contains(schedule) else { throw ValidationError("--schedule must be cosine or constant") }
         guard batchSize >= 2 else { throw ValidationError("--batch-size must be at least 2 (contrastive learning needs negatives)") }
@@ -202,7 +205,9 @@ struct TrainCommand: ParsableCommand {
         if ranks > 1 && (options.contrastive != nil || options.maxSeconds != nil) {
             throw CommandError("--queue, --image-ssl, --text-ssl, --text-dropout, --multi-positive and --max-minutes are not supported under mpirun yet; train with them in one process")
         }
-        let inv = saved ?? Invocation(pairs: URL(fileURLWithPath: pairs!).path, val: val, zeroshotLabels: zeroshotLabels,
+        var shards = resume == nil ? (ShardURLs.looksLikeShards(pairs!) ? shardOptions.settings : nil) : ShardSettings.read(from: runURL)
+        if let group { shards = try group.broadcast(shards) }
+        let inv = saved ?? Invocation(pairs: shards != nil ? ShardOptions.absolute(pairs!) : URL(fileURLWithPath: pairs!).path, val: val, zeroshotLabels: zeroshotLabels,
                                       zeroshotData: zeroshotData, imageKey: imageKey, captionKey: captionKey, labelKey: labelKey,
                                       separator: separator, skipBad: skipBad, model: model, pretrained: pretrained, vocab: vocab,
                                       trainLabelKey: labelsKey)
@@ -241,15 +246,27 @@ struct TrainCommand: ParsableCommand {
         let manifestOptions = Manifest.Options(imageKey: inv.imageKey, captionKey: inv.captionKey, separator: sep, skipBad: inv.skipBad)
         var trainOptions = manifestOptions
         trainOptions.labelKey = inv.trainLabelKey
-        let train = try Manifest(path: inv.pairs, options: trainOptions)
         let contrastive = options.contrastive ?? ContrastiveOptions()
-        let order = try EpochOrder(sampleCount: train.count, batchSize: options.batchSize, seed: options.seed, rank: rank, worldSize: ranks)
         let normalization = Normalization(mean: SIMD3(preprocessing.mean[0], preprocessing.mean[1], preprocessing.mean[2]),
                                           std: SIMD3(preprocessing.std[0], preprocessing.std[1], preprocessing.std[2]))
         let size = config.vision.imageSize
-        let source = LoaderSource(training: train, order: order, transform: .train(size: size, normalization: normalization),
+        let source: LoaderSource, sampleCount: Int, badLines: [Manifest.BadLine]
+        if let shards {
+            if contrastive.usesLabels { throw CommandError("--labels-key reads a manifest column; shards have none") }
+            (source, sampleCount) = try shardTrainingSource(inv.pairs, settings: shards, batchSize: options.batchSize, seed: options.seed,
+                                                            rank: rank, ranks: ranks, epochs: options.epochs, threads: workers,
+                                                            transform: .train(size: size, normalization: normalization), tokenizer: tokenizer,
+                                                            extraView: contrastive.imageSSL != nil,
+                                                            cache: URL(fileURLWithPath: runURL.path + ".shard-counts.json"), say: say)
+            badLines = []
+        } else {
+            let train = try Manifest(path: inv.pairs, options: trainOptions)
+            let order = try EpochOrder(sampleCount: train.count, batchSize: options.batchSize, seed: options.seed, rank: rank, worldSize: ranks)
+            source = LoaderSource(training: train, order: order, transform: .train(size: size, normalization: normalization),
                                   tokenizer: tokenizer, epochs: options.epochs, threads: workers,
                                   extraView: contrastive.imageSSL != nil, labels: contrastive.usesLabels)
+            (sampleCount, badLines) = (train.count, train.badLines)
+        }
         let validation = try inv.val.map {
             LoaderSource(evaluating: try Manifest(path: $0, options: manifestOptions), batchSize: options.batchSize,
                          transform: .eval(size: size, normalization: normalization), tokenizer: tokenizer, threads: workers)
@@ -277,21 +294,22 @@ struct TrainCommand: ParsableCommand {
             } else {
                 try trainer.prepareRunFolder()
                 try inv.write(to: runURL)
+                try shards?.write(to: runURL)
             }
-            for bad in train.badLines {
+            for bad in badLines {
                 warn("skipped \(inv.pairs) \(bad)")
                 if resume == nil { run.append(["event": "skipped_line", "file": inv.pairs, "line": bad.line, "reason": bad.reason]) }
             }
         }
         let perStep = options.batchSize * options.accumFreq
         say("""
-            training \(inv.model ?? inv.pretrained ?? "mm-tiny") (\(clip.parameterCount.formatted()) parameters) on \(train.count) pairs, \
-            \(order.batchesPerEpoch / options.accumFreq) steps per epoch of \(ranks > 1 ? "\(ranks) ranks × \(perStep) = " : "")\(perStep * ranks) pairs \
+            training \(inv.model ?? inv.pretrained ?? "mm-tiny") (\(clip.parameterCount.formatted()) parameters) on \(sampleCount) pairs, \
+            \(source.batchesPerEpoch / options.accumFreq) steps per epoch of \(ranks > 1 ? "\(ranks) ranks × \(perStep) = " : "")\(perStep * ranks) pairs \
             → \(runURL.path)
             """)
         let result = try trainer.train(source: source, validation: validation, evaluate: zeroShot)
-        if result.skipped > 0 || !train.badLines.isEmpty {
-            say("skipped \(result.skipped) unreadable images\(ranks > 1 ? " on rank 0" : "") and \(train.badLines.count) malformed lines (listed in \(runURL.path)/log.jsonl)")
+        if result.skipped > 0 || !badLines.isEmpty {
+            say("skipped \(result.skipped) unreadable images\(ranks > 1 ? " on rank 0" : "") and \(badLines.count) malformed lines (listed in \(runURL.path)/log.jsonl)")
         }
         if result.interrupted { throw ExitCode(130) }
         say("done: \(run.epochCheckpoint(trainer.position.epoch).path)")
