@@ -22,7 +22,7 @@ build: deps
 # venv present, the ViT-B-32 and zero-shot parity fixtures are generated first (else those tests
 # are skipped).
 test: deps
-	@if [ -x $(VENV)/bin/python ]; then $(MAKE) --no-print-directory fixtures-vitb32 fixtures-zeroshot; fi
+	@if [ -x $(VENV)/bin/python ]; then $(MAKE) --no-print-directory fixtures-vitb32 fixtures-zeroshot fixtures-webdataset; fi
 	$(SWIFT) test -c release
 
 # The main job: train the default small model on the bundled shapes data, with validation
@@ -118,3 +118,21 @@ bench-contrastive: build
 
 ablation-contrastive: build
 	tools/ablation_contrastive.sh runs/ablation
+
+# WebDataset shards (tools/make_webdataset_fixtures.py): img2dataset (in its own venv,
+# .venv-img2dataset) downloads 96 shapes pairs from a local http.server into jpg and webp shards,
+# plus damaged shards; open_clip's WebDataset pipeline and Pillow record what they hold (≈1 min,
+# ≈0.5 MB, not committed). ShardFixtureTests skips with a reason while they are absent. WebP
+# image goldens (committed, Tests/MMImageTests/Fixtures/webp) come from tools/make_webp_fixtures.py.
+WEBDATASET := .build/fixtures/webdataset
+.PHONY: fixtures-webdataset fixtures-webp bench-shards
+fixtures-webdataset: $(WEBDATASET)/done
+$(WEBDATASET)/done: tools/make_webdataset_fixtures.py tools/requirements-img2dataset.txt $(VENV)/.done
+	$(VENV)/bin/python tools/make_webdataset_fixtures.py $(WEBDATASET)
+
+fixtures-webp: venv
+	$(VENV)/bin/python tools/make_webp_fixtures.py
+
+# Shard reading + decoding + preprocessing: mm against open_clip's get_wds_dataset (2 workers).
+bench-shards: build venv fixtures-webdataset
+	$(VENV)/bin/python tools/bench/bench_shards.py

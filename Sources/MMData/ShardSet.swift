@@ -137,7 +137,8 @@ public final class ShardSet: @unchecked Sendable {
 ///   A rank that reaches the end of its shards before the epoch ends starts them again.
 /// - **Samples.** The rank's samples, shard after shard, are shuffled in consecutive blocks of
 ///   `shuffleBuffer` samples (each block permuted with a generator seeded from `(seed, e, r,
-///   block)`); `shuffleBuffer` ≤ 1 keeps shard order. Only one block is in memory.
+///   block)`, never across the start of a new pass over the rank's shards); `shuffleBuffer` ≤ 1
+///   keeps shard order. Only one block is in memory.
 /// - **Epochs** have `batchesPerEpoch = epochSize / (batchSize × worldSize)` full batches.
 /// - **Resume.** A position in the stream fixes the block it is in; the loader finds the block's
 ///   start by counting headers (no data read) and re-reads at most that one block.
@@ -285,18 +286,29 @@ final class ShardFeed: SampleFeed {
         }
         // Anything the headers skipped on the way was logged when it was first read.
         reportedSkips = reader?.skips.count ?? 0
-        var samples: [FeedSample] = []
+        var samples: [FeedSample] = [], rounds: [Int] = []
         samples.reserveCapacity(blockSize)
-        while samples.count < blockSize, let sample = try nextRaw() { samples.append(sample) }
+        while samples.count < blockSize, let sample = try nextRaw() {
+            samples.append(sample)
+            rounds.append(currentRound)
+        }
         block = samples
         blockIndex = b
         blockOrder = Array(0..<samples.count)
         if let order, order.shuffles {
+            // Shuffle within each pass over the rank's shards, never across: a pass keeps its
+            // own stream positions, so an epoch of one pass's length sees every sample once.
             var rng = SeededGenerator(seed: Seeds.block(seed: order.seed, epoch: epoch, rank: order.rank, block: b))
-            var i = samples.count - 1
-            while i > 0 {
-                blockOrder.swapAt(i, Int(rng.below(UInt64(i + 1))))
-                i -= 1
+            var start = 0
+            while start < samples.count {
+                var end = start + 1
+                while end < samples.count && rounds[end] == rounds[start] { end += 1 }
+                var i = end - 1
+                while i > start {
+                    blockOrder.swapAt(i, start + Int(rng.below(UInt64(i - start + 1))))
+                    i -= 1
+                }
+                start = end
             }
         }
     }
