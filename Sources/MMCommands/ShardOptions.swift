@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import MMCLIP
 import MMData
+import MMEval
 import MMImage
 import MMTokenizer
 import MMTrain
@@ -92,4 +94,60 @@ func shardTrainingSource(_ spec: String, settings: ShardSettings, batchSize: Int
     let source = LoaderSource(training: set, order: order, transform: transform, tokenizer: tokenizer, epochs: epochs,
                               threads: threads, extraView: extraView)
     return (source, size.count)
+}
+
+/// The embeddings of shard samples for `mm embed`, `mm index build` and `mm eval retrieval`:
+/// every usable sample of the shards in order (open_clip's eval transform), rows named by
+/// `__key__`, with captions; each skipped sample is reported.
+struct ShardEmbeddings {
+    var keys: [String] = []
+    var captions: [String] = []
+    var embeddings: Tensor
+    var skipped = 0
+
+    init(_ embedder: Embedder, _ shards: ShardSet, batchSize: Int) throws {
+        let loader = try PairLoader(evaluating: shards, batchSize: batchSize, transform: embedder.preprocessing.evalTransform,
+                                    tokenizer: nil)
+        var parts: [Tensor] = []
+        while let b = try loader.next() {
+            for s in b.skipped { warn("skipped \(s)") }
+            skipped += b.skipped.count
+            keys += b.names
+            captions += b.captions
+            parts.append(withoutGradients { embedder.model.encodeImage(b.images) })
+        }
+        guard !parts.isEmpty else { throw CommandError("\(shards.spec): no readable samples") }
+        embeddings = Tensor.concatenate(parts, axis: 0)
+    }
+}
+
+extension EvalCommand.Retrieval {
+    /// Retrieval over shards: each sample is one image and its caption.
+    func runOnShards() throws {
+        let embedder = try modelOptions.embedder()
+        let samples = try ShardEmbeddings(embedder, try shardOptions.open(pairs), batchSize: 32)
+        let texts = embedder.embed(texts: samples.captions)
+        let m = RetrievalMetrics(images: samples.embeddings, texts: texts, imageOfText: Array(samples.keys.indices))
+        try report(m, images: samples.keys.count, captions: samples.captions.count, skipped: samples.skipped)
+        if samples.skipped > 0 { throw ExitCode(1) }
+    }
+
+    func report(_ m: RetrievalMetrics, images: Int, captions: Int, skipped: Int) throws {
+        if json {
+            var out: [String: Any] = ["images": images, "captions": captions, "skipped_images": skipped]
+            for (name, d) in [("image_to_text", m.imageToText), ("text_to_image", m.textToImage)] {
+                for (k, r) in d.recall { out["\(name)_R@\(k)"] = r }
+                out["\(name)_mean_rank"] = d.meanRank
+                out["\(name)_median_rank"] = d.medianRank
+            }
+            try printJSON(out)
+        } else {
+            print("retrieval on \(images) images, \(captions) captions")
+            print("              R@1      R@5     R@10   mean rank   median rank")
+            for (name, d) in [("image→text", m.imageToText), ("text→image", m.textToImage)] {
+                print(name + String(format: "  %6.2f%%  %6.2f%%  %6.2f%%  %10.2f  %12.0f", d.recall[1]! * 100, d.recall[5]! * 100, d.recall[10]! * 100,
+                                    d.meanRank, d.medianRank))
+            }
+        }
+    }
 }
