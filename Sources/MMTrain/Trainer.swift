@@ -153,6 +153,7 @@ public final class Trainer {
                 let started = Date()  // the time budget counts waiting for data too
                 var micro: [TrainingBatch] = []
                 while micro.count < options.accumFreq, let b = try source.next() { micro.append(b) }
+                let dataWait = Date().timeIntervalSince(started)  // blocked on the loader
                 guard micro.count == options.accumFreq else { break }
                 let lr = learningRate(at: position.step)
                 let (stepStart, communicationBefore) = (Date(), parallel?.communicationSeconds ?? 0)
@@ -178,7 +179,8 @@ public final class Trainer {
                 if isLeader {
                     var record: [String: Any] = ["step": position.step, "epoch": epoch, "loss": Double(value), "lr": Double(lr),
                                                  "logit_scale": Double(Foundation.exp(model.logitScale.item())),
-                                                 "samples_per_s": rate * Double(parallel?.group.size ?? 1)]
+                                                 "samples_per_s": rate * Double(parallel?.group.size ?? 1),
+                                                 "data_wait_seconds": dataWait, "step_seconds": Date().timeIntervalSince(started)]
                     if let parallel {
                         record["communication_share"] = (parallel.communicationSeconds - communicationBefore) / Date().timeIntervalSince(stepStart)
                     }
