@@ -31,9 +31,9 @@ struct ShardOptions: ParsableArguments {
     }
 
     /// What a run saves (shards.json) so that `--resume` reads the same shards the same way.
-    var settings: ShardSettings {
+    func settings(ranks: Int? = nil) -> ShardSettings {
         ShardSettings(keys: keys, trainNumSamples: trainNumSamples, resampled: datasetResampled,
-                      shuffleBuffer: shuffleBuffer, skipMissing: skipMissing)
+                      shuffleBuffer: shuffleBuffer, skipMissing: skipMissing, ranks: ranks)
     }
 
     func validateShards() throws {
@@ -42,7 +42,7 @@ struct ShardOptions: ParsableArguments {
         guard !keys.images.isEmpty else { throw ValidationError("--image-extensions names no extension") }
     }
 
-    func open(_ spec: String) throws -> ShardSet { try settings.open(spec) }
+    func open(_ spec: String) throws -> ShardSet { try settings().open(spec) }
 
     /// `spec` with every local source made absolute, so that `--resume` finds the shards from
     /// any working directory.
@@ -60,6 +60,8 @@ struct ShardSettings: Codable {
     var resampled: Bool
     var shuffleBuffer: Int
     var skipMissing: Bool
+    /// The ranks the run started with: each rank's position is in its own shards.
+    var ranks: Int?
 
     func open(_ spec: String) throws -> ShardSet {
         let set = try ShardSet(spec, keys: keys, skipMissing: skipMissing)
@@ -84,6 +86,9 @@ struct ShardSettings: Codable {
 func shardTrainingSource(_ spec: String, settings: ShardSettings, batchSize: Int, seed: UInt64, rank: Int, ranks: Int,
                          epochs: Int, threads: Int, transform: ImageTransform, tokenizer: Tokenizer, extraView: Bool,
                          cache: URL, say: @escaping (String) -> Void) throws -> (source: LoaderSource, samples: Int) {
+    if let saved = settings.ranks, saved != ranks {
+        throw CommandError("this run reads shards on \(saved) rank\(saved == 1 ? "" : "s") (each rank's position is in its own shards); resume it with \(saved)")
+    }
     let set = try settings.open(spec)
     let size = try set.epochSize(given: settings.trainNumSamples, cache: cache) { done, total in
         if done == 1 || done == total || done % 10 == 0 { say("counting samples: \(done)/\(total) shards") }

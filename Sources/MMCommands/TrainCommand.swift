@@ -205,7 +205,7 @@ struct TrainCommand: ParsableCommand {
         if ranks > 1 && (options.contrastive != nil || options.maxSeconds != nil) {
             throw CommandError("--queue, --image-ssl, --text-ssl, --text-dropout, --multi-positive and --max-minutes are not supported under mpirun yet; train with them in one process")
         }
-        var shards = resume == nil ? (ShardURLs.looksLikeShards(pairs!) ? shardOptions.settings : nil) : ShardSettings.read(from: runURL)
+        var shards = resume == nil ? (ShardURLs.looksLikeShards(pairs!) ? shardOptions.settings(ranks: ranks) : nil) : ShardSettings.read(from: runURL)
         if let group { shards = try group.broadcast(shards) }
         let inv = saved ?? Invocation(pairs: shards != nil ? ShardOptions.absolute(pairs!) : URL(fileURLWithPath: pairs!).path, val: val, zeroshotLabels: zeroshotLabels,
                                       zeroshotData: zeroshotData, imageKey: imageKey, captionKey: captionKey, labelKey: labelKey,

@@ -149,7 +149,8 @@ public final class PairLoader {
     }
 
     /// A training loader over shards in `order` (see `ShardOrder`): the same batches, augmentation
-    /// and failure handling as for a manifest.
+    /// and failure handling as for a manifest, except that by default only a whole epoch of
+    /// failures in a row stops it (a shard of broken images must not end a long run).
     public convenience init(training shards: ShardSet, order: ShardOrder, transform: ImageTransform,
                             tokenizer: Tokenizer, contextLength: Int? = nil, start: LoaderPosition = .start,
                             epochs: Int? = nil, threads: Int = Threads.count, prefetch: Int = 2,
@@ -158,8 +159,8 @@ public final class PairLoader {
         try self.init(feed: try ShardFeed(shards, order: order), transform: transform, order: nil, seed: order.seed,
                       batchesPerEpoch: order.batchesPerEpoch, batchSize: order.batchSize,
                       tokenizer: tokenizer, contextLength: contextLength, start: start, epochs: epochs,
-                      threads: threads, prefetch: prefetch, background: background, maxFailuresInARow: maxFailuresInARow,
-                      extraView: extraView)
+                      threads: threads, prefetch: prefetch, background: background,
+                      maxFailuresInARow: maxFailuresInARow ?? (order.epochSize / order.worldSize + 1), extraView: extraView)
     }
 
     /// An evaluation loader: manifest order, the last batch partial (use `ImageTransform.eval(size:)`:

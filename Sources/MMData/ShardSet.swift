@@ -238,6 +238,9 @@ final class ShardFeed: SampleFeed {
 
     var streamLength: Int? { nil }
 
+    /// Larger members are skipped unread: a hostile size must not become an allocation.
+    static let maxImageBytes = 1 << 28, maxCaptionBytes = 1 << 24
+
     func drainSkips() -> [SkippedImage] {
         defer { skips = [] }
         return skips
@@ -386,7 +389,9 @@ final class ShardFeed: SampleFeed {
             let id = Int(bitPattern: UInt(Seeds.mix(UInt64(currentShard) << 32 | UInt64(sample.ordinal)) ^ UInt64(currentRound) &* 0x9E37_79B9_7F4A_7C15))
             var imageBytes: [UInt8] = [], captionBytes: [UInt8] = []
             var failure: String?
-            if !shardReader.reader.read(sample.image, into: &imageBytes) || !shardReader.reader.read(sample.caption, into: &captionBytes) {
+            if sample.image.size > Self.maxImageBytes || sample.caption.size > Self.maxCaptionBytes {
+                failure = "member too large (image \(sample.image.size) bytes, caption \(sample.caption.size) bytes)"
+            } else if !shardReader.reader.read(sample.image, into: &imageBytes) || !shardReader.reader.read(sample.caption, into: &captionBytes) {
                 failure = "cannot read the sample's members"
             }
             var caption: String?

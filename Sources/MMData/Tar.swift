@@ -78,11 +78,10 @@ final class TarReader {
                 return finish(.badHeader(at: start, reason: "invalid size field"))
             }
             let dataStart = start + 512
-            let (padded, overflow) = size.addingReportingOverflow(511)
-            guard !overflow else { return finish(.badHeader(at: start, reason: "size \(size) too large")) }
-            let next = dataStart + (padded & ~511)
+            // Checked against the file before any arithmetic: a hostile size cannot overflow.
+            if size > fileSize - dataStart { return finish(.truncated(at: start)) }
+            let next = dataStart + ((size + 511) & ~511)
             let type = header[156]
-            if dataStart + size > fileSize { return finish(.truncated(at: start)) }
             offset = next
 
             switch type {
