@@ -68,15 +68,17 @@ final class TarReader {
     func next() -> TarMember? {
         if end != nil { return nil }
         var longName: String?
+        var paxSize: Int?
         while true {
             let start = offset
             if start == fileSize { return finish(.clean) }
             guard start + 512 <= fileSize, readFully(&header, at: start, count: 512) else { return finish(.truncated(at: start)) }
             if header.allSatisfy({ $0 == 0 }) { return finish(.clean) }
             guard checksumMatches() else { return finish(.badHeader(at: start, reason: "header checksum mismatch")) }
-            guard let size = numericField(124, 12), size >= 0 else {
+            guard var size = numericField(124, 12), size >= 0 else {
                 return finish(.badHeader(at: start, reason: "invalid size field"))
             }
+            if let paxSize { size = paxSize }  // a pax `size` record overrides the header's
             let dataStart = start + 512
             // Checked against the file before any arithmetic: a hostile size cannot overflow.
             if size > fileSize - dataStart { return finish(.truncated(at: start)) }
@@ -94,15 +96,23 @@ final class TarReader {
                 if type == UInt8(ascii: "L") {
                     let bytes = data.prefix { $0 != 0 }
                     longName = String(decoding: bytes, as: UTF8.self)
-                } else if let path = Self.paxPath(data) {
-                    longName = path
+                } else {
+                    let records = Self.paxRecords(data)
+                    if let path = records["path"] { longName = path }
+                    if let text = records["size"] {
+                        guard let n = Int(text), n >= 0 else { return finish(.badHeader(at: start, reason: "pax size '\(text)'")) }
+                        paxSize = n
+                    }
                 }
             case UInt8(ascii: "0"), 0, UInt8(ascii: "7"):
                 let name = longName ?? ustarName()
                 return TarMember(name: name, offset: dataStart, size: size)
+            case UInt8(ascii: "g"), UInt8(ascii: "K"):
+                break  // global pax headers, GNU long link names: they change nothing here
             default:
-                // Directories, links, global pax headers, GNU sparse/volume entries: not sample data.
+                // Directories, links, devices, GNU sparse/volume entries: not sample data.
                 longName = nil
+                paxSize = nil
             }
         }
     }
@@ -183,24 +193,25 @@ final class TarReader {
         return name
     }
 
-    /// The `path` record of a pax extended header ("<length> path=<value>\n" records).
-    static func paxPath(_ data: [UInt8]) -> String? {
-        var i = 0, path: String?
+    /// The records of a pax extended header ("<length> <key>=<value>\n" each); a malformed
+    /// record ends the list.
+    static func paxRecords(_ data: [UInt8]) -> [String: String] {
+        var i = 0, records: [String: String] = [:]
         while i < data.count {
             var length = 0, j = i
             while j < data.count, data[j] >= UInt8(ascii: "0"), data[j] <= UInt8(ascii: "9"), length < data.count {
                 length = length * 10 + Int(data[j] - UInt8(ascii: "0"))
                 j += 1
             }
-            guard j < data.count, data[j] == UInt8(ascii: " "), length > j - i, i + length <= data.count else { return path }
+            guard j < data.count, data[j] == UInt8(ascii: " "), length > j - i, i + length <= data.count else { return records }
             let record = data[(j + 1)..<(i + length)]
-            if let eq = record.firstIndex(of: UInt8(ascii: "=")), record[record.startIndex..<eq].elementsEqual("path".utf8) {
+            if let eq = record.firstIndex(of: UInt8(ascii: "=")) {
                 var value = record[(eq + 1)...]
                 if value.last == UInt8(ascii: "\n") { value = value.dropLast() }
-                path = String(decoding: value, as: UTF8.self)
+                records[String(decoding: record[record.startIndex..<eq], as: UTF8.self)] = String(decoding: value, as: UTF8.self)
             }
             i += length
         }
-        return path
+        return records
     }
 }

@@ -215,3 +215,85 @@ enum ShardFixtures {
         return Array(raw[(10 + headerLength)...])
     }
 }
+
+/// Hostile tar headers, written byte by byte: every field is checked before it sizes anything.
+struct TarHeaderTests {
+    static let jpeg = [UInt8](FileManager.default.contents(atPath: Paths.shapes + "/images/train/000000.jpg")!)
+
+    /// A ustar header for `name` with the given size field (12 bytes) and type.
+    static func header(_ name: String, sizeField: [UInt8], type: UInt8 = UInt8(ascii: "0"), breakChecksum: Bool = false) -> [UInt8] {
+        var h = [UInt8](repeating: 0, count: 512)
+        for (i, b) in name.utf8.prefix(100).enumerated() { h[i] = b }
+        for (i, b) in "0000644\0".utf8.enumerated() { h[100 + i] = b }
+        for (i, b) in sizeField.enumerated() { h[124 + i] = b }
+        h[156] = type
+        for (i, b) in "ustar\0" .utf8.enumerated() { h[257 + i] = b }
+        h[263] = UInt8(ascii: "0"); h[264] = UInt8(ascii: "0")
+        for i in 148..<156 { h[i] = UInt8(ascii: " ") }
+        var sum = h.reduce(0) { $0 + Int($1) }
+        if breakChecksum { sum += 1 }
+        for (i, b) in Self.zeroPadded(String(sum, radix: 8), 6).utf8.enumerated() { h[148 + i] = b }
+        h[154] = 0; h[155] = UInt8(ascii: " ")
+        return h
+    }
+
+    static func zeroPadded(_ s: String, _ width: Int) -> String { String(repeating: "0", count: max(0, width - s.count)) + s }
+
+    static func octal(_ n: Int) -> [UInt8] {
+        Array(zeroPadded(String(n, radix: 8), 11).utf8) + [0]
+    }
+
+    static func member(_ name: String, _ data: [UInt8]) -> [UInt8] {
+        header(name, sizeField: octal(data.count)) + data + [UInt8](repeating: 0, count: (512 - data.count % 512) % 512)
+    }
+
+    static func pax(_ records: [String: String]) -> [UInt8] {
+        var body: [UInt8] = []
+        for (k, v) in records.sorted(by: { $0.key < $1.key }) {
+            let rest = " \(k)=\(v)\n"
+            var length = rest.utf8.count + 1
+            while String(length).count + rest.utf8.count != length { length += 1 }
+            body += Array("\(length)\(rest)".utf8)
+        }
+        return header("PaxHeader", sizeField: octal(body.count), type: UInt8(ascii: "x")) + body
+            + [UInt8](repeating: 0, count: (512 - body.count % 512) % 512)
+    }
+
+    static func read(_ tars: [String: [UInt8]]) throws -> (names: [String], skipped: [String]) {
+        let dir = Paths.scratch("tar-headers")
+        for (name, bytes) in tars { Paths.write(dir, name, bytes) }
+        let set = try ShardSet(tars.keys.sorted().map { dir + "/" + $0 }.joined(separator: "::"))
+        let loader = try PairLoader(evaluating: set, batchSize: 4, transform: .eval(size: 16), tokenizer: nil, threads: 1)
+        var names: [String] = [], skipped: [String] = []
+        while let b = try loader.next() {
+            names += b.names
+            skipped += b.skipped.map(\.reason)
+        }
+        return (names, skipped)
+    }
+
+    @Test func goodSampleThenHostileHeaders() throws {
+        let good = Self.member("a.jpg", Self.jpeg) + Self.member("a.txt", Array("a red circle".utf8))
+        let end = [UInt8](repeating: 0, count: 1024)
+        var huge = [UInt8](repeating: 0xFF, count: 12); huge[0] = 0x80  // base-256 size near Int.max
+        var negative = [UInt8](repeating: 0xFF, count: 12); negative[0] = 0xFF
+        let cases: [String: [UInt8]] = [
+            "0-good.tar": good + end,
+            "1-checksum.tar": good + Self.header("b.jpg", sizeField: Self.octal(10), breakChecksum: true) + end,
+            "2-huge.tar": good + Self.header("b.jpg", sizeField: huge) + end,
+            "3-negative.tar": good + Self.header("b.jpg", sizeField: negative) + end,
+            "4-garbage-size.tar": good + Self.header("b.jpg", sizeField: Array("12x4\0\0\0\0\0\0\0\0".utf8)) + end,
+            "5-pax-size.tar": good + Self.pax(["size": "99999999999", "path": "b.jpg"]) + Self.member("b.jpg", Self.jpeg) + end,
+            "6-pax-path.tar": Self.pax(["path": String(repeating: "p", count: 250) + "/key.jpg"]) + Self.member("x.jpg", Self.jpeg)
+                + Self.pax(["path": String(repeating: "p", count: 250) + "/key.txt"]) + Self.member("x.txt", Array("long".utf8)) + end,
+            "7-cut-header.tar": good + Array(Self.header("b.jpg", sizeField: Self.octal(10)).prefix(100)),
+        ]
+        let (names, skipped) = try Self.read(cases)
+        for s in skipped { print("tar: \(s)") }
+        #expect(names == Array(repeating: "a", count: 6) + [String(repeating: "p", count: 250) + "/key"] + ["a"])
+        #expect(skipped.filter { $0.contains("checksum") }.count == 1)
+        #expect(skipped.filter { $0.contains("invalid size field") }.count == 3)  // huge, negative, garbage
+        #expect(skipped.filter { $0.contains("truncated shard") }.count == 2)  // pax size past the end, cut header
+        #expect(skipped.count == 6)
+    }
+}
