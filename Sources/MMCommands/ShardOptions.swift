@@ -44,6 +44,14 @@ struct ShardOptions: ParsableArguments {
 
     func open(_ spec: String) throws -> ShardSet { try settings().open(spec) }
 
+    /// The default run folder name for shards: the first source's folder (`data/laion/{0..9}.tar` → `laion`).
+    static func runName(_ spec: String) -> String {
+        let first = spec.components(separatedBy: "::").first { !$0.isEmpty } ?? spec
+        let folder = URL(fileURLWithPath: first.hasPrefix("file://") ? String(first.dropFirst(7)) : first).deletingLastPathComponent()
+        let name = folder.lastPathComponent
+        return name.isEmpty || name == "/" || name.contains("{") ? "shards" : name
+    }
+
     /// `spec` with every local source made absolute, so that `--resume` finds the shards from
     /// any working directory.
     static func absolute(_ spec: String) -> String {

@@ -165,7 +165,8 @@ struct TrainCommand: ParsableCommand {
     func train(group: MPIGroup?) throws {
         let rank = group?.rank ?? 0, ranks = group?.size ?? 1
         let say: (String) -> Void = { line in if rank == 0 { FileHandle.standardError.write(Data((line + "\n").utf8)) } }
-        let runURL = URL(fileURLWithPath: resume ?? output ?? "runs/" + URL(fileURLWithPath: pairs!).deletingPathExtension().lastPathComponent)
+        let runURL = URL(fileURLWithPath: resume ?? output ?? "runs/" + (ShardURLs.looksLikeShards(pairs!) ? ShardOptions.runName(pairs!)
+                                                                   : URL(fileURLWithPath: pairs!).deletingPathExtension().lastPathComponent))
         let run = RunFolder(runURL)
         var options = TrainingOptions()
         var saved: Invocation?
