@@ -295,6 +295,7 @@ struct TrainCommand: ParsableCommand {
             } else {
                 try trainer.prepareRunFolder()
                 try inv.write(to: runURL)
+                shards?.trainNumSamples = sampleCount  // --resume keeps the epoch size, whatever happens to the counts
                 try shards?.write(to: runURL)
             }
             for bad in badLines {
