@@ -259,17 +259,37 @@ struct TarHeaderTests {
             + [UInt8](repeating: 0, count: (512 - body.count % 512) % 512)
     }
 
-    static func read(_ tars: [String: [UInt8]]) throws -> (names: [String], skipped: [String]) {
-        let dir = Paths.scratch("tar-headers")
+    static func read(_ tars: [String: [UInt8]], keys: WebDatasetKeys = WebDatasetKeys()) throws
+        -> (names: [String], captions: [String], skipped: [String]) {
+        let dir = Paths.scratch("tar-" + UUID().uuidString)
         for (name, bytes) in tars { Paths.write(dir, name, bytes) }
-        let set = try ShardSet(tars.keys.sorted().map { dir + "/" + $0 }.joined(separator: "::"))
+        let set = try ShardSet(tars.keys.sorted().map { dir + "/" + $0 }.joined(separator: "::"), keys: keys)
         let loader = try PairLoader(evaluating: set, batchSize: 4, transform: .eval(size: 16), tokenizer: nil, threads: 1)
-        var names: [String] = [], skipped: [String] = []
+        var names: [String] = [], captions: [String] = [], skipped: [String] = []
         while let b = try loader.next() {
             names += b.names
+            captions += b.captions
             skipped += b.skipped.map(\.reason)
         }
-        return (names, skipped)
+        return (names, captions, skipped)
+    }
+
+    /// Captions from `.txt` (UTF-8 only) or from a field of `.json` (--json-text-key).
+    @Test func captionsFromTextOrJSON() throws {
+        let shard = Self.member("a.jpg", Self.jpeg) + Self.member("a.txt", [0x61, 0xFF, 0x62])
+            + Self.member("b.jpg", Self.jpeg) + Self.member("b.json", Array(#"{"caption": "a blue square", "n": 1}"#.utf8))
+            + Self.member("c.jpg", Self.jpeg) + Self.member("c.json", Array(#"{"title": 3}"#.utf8))
+            + Self.member("d.jpg", Self.jpeg) + Self.member("d.txt", Array("a green star".utf8))
+            + [UInt8](repeating: 0, count: 1024)
+        let text = try Self.read(["s.tar": shard])
+        #expect(text.names == ["d"] && text.captions == ["a green star"])
+        #expect(text.skipped.count == 3, "\(text.skipped)")
+        #expect(text.skipped.filter { $0.contains("not valid UTF-8") }.count == 1)
+        #expect(text.skipped.filter { $0.contains("no caption (.txt)") }.count == 2)
+        let json = try Self.read(["s.tar": shard], keys: WebDatasetKeys(jsonText: "caption"))
+        #expect(json.names == ["b"] && json.captions == ["a blue square"])
+        #expect(json.skipped.filter { $0.contains("no string field 'caption'") }.count == 1)
+        #expect(json.skipped.filter { $0.contains("no caption (.json)") }.count == 2, "\(json.skipped)")
     }
 
     @Test func goodSampleThenHostileHeaders() throws {
@@ -288,7 +308,7 @@ struct TarHeaderTests {
                 + Self.pax(["path": String(repeating: "p", count: 250) + "/key.txt"]) + Self.member("x.txt", Array("long".utf8)) + end,
             "7-cut-header.tar": good + Array(Self.header("b.jpg", sizeField: Self.octal(10)).prefix(100)),
         ]
-        let (names, skipped) = try Self.read(cases)
+        let (names, _, skipped) = try Self.read(cases)
         for s in skipped { print("tar: \(s)") }
         #expect(names == Array(repeating: "a", count: 6) + [String(repeating: "p", count: 250) + "/key"] + ["a"])
         #expect(skipped.filter { $0.contains("checksum") }.count == 1)
