@@ -1,6 +1,6 @@
 # Everything a fresh Debian machine needs: `make test` runs the test suite, `make bench` the
 # benchmarks against PyTorch/open_clip. Each target installs the Debian packages it needs.
-DEBS   := libopenblas-dev libjpeg-dev libpng-dev libicu-dev zlib1g-dev pkg-config libopenmpi-dev openmpi-bin
+DEBS   := libopenblas-dev libjpeg-dev libpng-dev libwebp-dev libicu-dev zlib1g-dev pkg-config libopenmpi-dev openmpi-bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SWIFT  ?= swift
 PYTHON ?= python3
@@ -22,7 +22,7 @@ build: deps
 # venv present, the ViT-B-32 and zero-shot parity fixtures are generated first (else those tests
 # are skipped).
 test: deps
-	@if [ -x $(VENV)/bin/python ]; then $(MAKE) --no-print-directory fixtures-vitb32 fixtures-zeroshot; fi
+	@if [ -x $(VENV)/bin/python ]; then $(MAKE) --no-print-directory fixtures-vitb32 fixtures-zeroshot fixtures-webdataset; fi
 	$(SWIFT) test -c release
 
 # The main job: train the default small model on the bundled shapes data, with validation
@@ -130,7 +130,7 @@ lint:
 # Every committed generated file (the HTML entity table, the golden fixtures) is rewritten by its
 # script from the pinned reference; CI fails if any differs from what is committed.
 GENERATORS := make_tokenizer_tables make_tensor_fixtures make_model_fixtures make_image_fixtures \
-	make_tokenizer_fixtures make_contrastive_fixtures make_patch_dropout_fixture
+	make_tokenizer_fixtures make_contrastive_fixtures make_patch_dropout_fixture make_webp_fixtures
 check-generated: venv
 	@for g in $(GENERATORS); do echo "tools/$$g.py"; $(VENV)/bin/python tools/$$g.py > /dev/null || exit 1; done
 	@changed=$$(git status --porcelain -- Sources Tests); \
@@ -150,3 +150,21 @@ $(EVALSETS)/patterns/labels.txt: tools/make_eval_sets.py $(VENV)/.done
 .PHONY: example
 example: deps
 	cd Examples/TrainFromSwift && $(SWIFT) build -c release && .build/release/TrainFromSwift ../..
+
+# WebDataset shards (tools/make_webdataset_fixtures.py): img2dataset (in its own venv,
+# .venv-img2dataset) downloads 96 shapes pairs from a local http.server into jpg and webp shards,
+# plus damaged shards; open_clip's WebDataset pipeline and Pillow record what they hold (≈1 min,
+# ≈0.5 MB, not committed). ShardFixtureTests skips with a reason while they are absent. WebP
+# image goldens (committed, Tests/MMImageTests/Fixtures/webp) come from tools/make_webp_fixtures.py.
+WEBDATASET := .build/fixtures/webdataset
+.PHONY: fixtures-webdataset fixtures-webp bench-shards
+fixtures-webdataset: $(WEBDATASET)/done
+$(WEBDATASET)/done: tools/make_webdataset_fixtures.py tools/requirements-img2dataset.txt $(VENV)/.done
+	$(VENV)/bin/python tools/make_webdataset_fixtures.py $(WEBDATASET)
+
+fixtures-webp: venv
+	$(VENV)/bin/python tools/make_webp_fixtures.py
+
+# Shard reading + decoding + preprocessing: mm against open_clip's get_wds_dataset (2 workers).
+bench-shards: build venv fixtures-webdataset
+	$(VENV)/bin/python tools/bench/bench_shards.py

@@ -45,10 +45,11 @@ let package = Package(
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "MMDistributedMPI", dependencies: ["CMPI", "MMDistributed"], swiftSettings: optimise),
 
-        // Image decoding (libjpeg-turbo, libpng behind setjmp shims) and open_clip's preprocessing
+        // Image decoding (libjpeg-turbo, libpng behind setjmp shims, libwebp) and open_clip's preprocessing
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
         .target(name: "CPNG", linkerSettings: [.linkedLibrary("png16")]),
-        .target(name: "MMImage", dependencies: ["CJPEG", "CPNG", "MMTensor"], swiftSettings: optimise),
+        .target(name: "CWebP", linkerSettings: [.linkedLibrary("webpdemux"), .linkedLibrary("webp")]),
+        .target(name: "MMImage", dependencies: ["CJPEG", "CPNG", "CWebP", "MMTensor"], swiftSettings: optimise),
 
         // CLIP tokenizer: ICU (behind a C shim) for normalisation and case, zlib for the gzipped vocabulary
         .target(name: "CICU", linkerSettings: [.linkedLibrary("icuuc")]),

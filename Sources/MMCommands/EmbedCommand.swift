@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MMCLIP
+import MMData
 import MMEval
 
 /// `mm embed`: normalised embeddings of images or texts.
@@ -20,8 +21,10 @@ struct EmbedCommand: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
 
-    @Argument(help: "Image files.")
+    @Argument(help: "Image files, or WebDataset shards (rows named by __key__).")
     var images: [String] = []
+
+    @OptionGroup(title: "WebDataset shards") var shardOptions: ShardOptions
 
     @Option(name: .long, help: "A text to embed (repeatable).")
     var text: [String] = []
@@ -55,6 +58,11 @@ struct EmbedCommand: ParsableCommand {
             }
             names = lines
             all = embedder.embed(texts: lines, batchSize: batchSize)
+        } else if images.count == 1 && ShardURLs.looksLikeShards(images[0]) {
+            let samples = try ShardEmbeddings(embedder, try shardOptions.open(images[0]), batchSize: batchSize)
+            failed = samples.skipped
+            names = samples.keys
+            all = samples.embeddings
         } else {
             let embedded = embedImageFiles(embedder, images, batchSize: batchSize)
             failed = embedded.failures.count

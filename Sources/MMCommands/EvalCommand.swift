@@ -117,11 +117,13 @@ struct EvalCommand: ParsableCommand {
 
         @OptionGroup var modelOptions: ModelOptions
         @OptionGroup var manifestOptions: ManifestOptions
-        @Argument(help: "Manifest of image–caption pairs.") var pairs: String
+        @Argument(help: "Manifest of image–caption pairs, or WebDataset shards.") var pairs: String
         @Option(help: "Caption column.") var captionKey = Manifest.Options.defaultCaptionKey
         @Flag(help: "Print the results as one JSON object, with open_clip's metric names.") var json = false
+        @OptionGroup(title: "WebDataset shards") var shardOptions: ShardOptions
 
         func run() throws {
+            if ShardURLs.looksLikeShards(pairs) { return try runOnShards() }
             let manifest = try Manifest(path: pairs, options: Manifest.Options(
                 imageKey: manifestOptions.imageKey, captionKey: captionKey,
                 separator: manifestOptions.separatorCharacter, skipBad: manifestOptions.skipBad))
@@ -146,22 +148,7 @@ struct EvalCommand: ParsableCommand {
             let m = RetrievalMetrics(images: images.embeddings, texts: texts, imageOfText: used.map { row[imageOfRow[$0]] })
             let kept = images.paths
             let skipped = uniqueImages.count - kept.count
-            if json {
-                var out: [String: Any] = ["images": kept.count, "captions": used.count, "skipped_images": skipped]
-                for (name, d) in [("image_to_text", m.imageToText), ("text_to_image", m.textToImage)] {
-                    for (k, r) in d.recall { out["\(name)_R@\(k)"] = r }
-                    out["\(name)_mean_rank"] = d.meanRank
-                    out["\(name)_median_rank"] = d.medianRank
-                }
-                try printJSON(out)
-            } else {
-                print("retrieval on \(kept.count) images, \(used.count) captions")
-                print("              R@1      R@5     R@10   mean rank   median rank")
-                for (name, d) in [("image→text", m.imageToText), ("text→image", m.textToImage)] {
-                    print(name + String(format: "  %6.2f%%  %6.2f%%  %6.2f%%  %10.2f  %12.0f", d.recall[1]! * 100, d.recall[5]! * 100, d.recall[10]! * 100,
-                                        d.meanRank, d.medianRank))
-                }
-            }
+            try report(m, images: kept.count, captions: used.count, skipped: skipped)
             if skipped > 0 || !manifest.badLines.isEmpty { throw ExitCode(1) }
         }
     }

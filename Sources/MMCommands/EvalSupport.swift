@@ -51,10 +51,10 @@ func embedImageFiles(_ embedder: Embedder, _ paths: [String], batchSize: Int = 3
 }
 
 /// Image files named on the command line: files as given, folders searched recursively for
-/// .jpg/.jpeg/.png (sorted). Missing paths are reported; `missing` counts them.
+/// .jpg/.jpeg/.png/.webp (sorted). Missing paths are reported; `missing` counts them.
 func collectImages(_ arguments: [String]) -> (paths: [String], missing: Int) {
     let fm = FileManager.default
-    let extensions: Set<String> = ["jpg", "jpeg", "png"]
+    let extensions: Set<String> = ["jpg", "jpeg", "png", "webp"]
     var paths: [String] = [], missing = 0
     for argument in arguments {
         var isFolder: ObjCBool = false

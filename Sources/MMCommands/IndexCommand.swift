@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MMCLIP
+import MMData
 import MMEval
 
 /// `mm index`: embed a gallery of images into an index file for `mm search`.
@@ -14,7 +15,7 @@ struct IndexCommand: ParsableCommand {
     struct Build: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "build",
-            abstract: "Embed images (files or folders, searched for .jpg/.jpeg/.png) into an index file.",
+            abstract: "Embed images (files or folders, searched for .jpg/.jpeg/.png/.webp) into an index file.",
             discussion: """
                 The index records the model's fingerprint (a hash of its weights), so searching it \
                 with another model is refused. It is checked on reading (magic, version, checksum).
@@ -24,11 +25,24 @@ struct IndexCommand: ParsableCommand {
         )
 
         @OptionGroup var modelOptions: ModelOptions
-        @Argument(help: "Image files or folders.") var paths: [String]
+        @Argument(help: "Image files or folders, or WebDataset shards (rows named by __key__).") var paths: [String]
         @Option(name: [.short, .long], help: "Index file to write.") var output: String
         @Option(help: "Images per forward pass.") var batchSize = 32
+        @OptionGroup(title: "WebDataset shards") var shardOptions: ShardOptions
 
         func run() throws {
+            if paths.count == 1 && ShardURLs.looksLikeShards(paths[0]) {
+                let embedder = try modelOptions.embedder()
+                let samples = try ShardEmbeddings(embedder, try shardOptions.open(paths[0]), batchSize: batchSize)
+                let index = EmbeddingIndex(modelFingerprint: embedder.fingerprint, names: samples.keys, embeddings: samples.embeddings,
+                                           modified: samples.keys.map { _ in -1 })
+                do { try index.save(to: URL(fileURLWithPath: output)) } catch {
+                    throw CommandError("\(output): cannot write the index (\(error.localizedDescription))")
+                }
+                warn("indexed \(index.count) shard samples → \(output)")
+                if samples.skipped > 0 { throw ExitCode(1) }
+                return
+            }
             let (files, missing) = collectImages(paths)
             guard !files.isEmpty else { throw CommandError("no images to index") }
             let embedder = try modelOptions.embedder()

@@ -41,7 +41,7 @@ struct TrainCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "Training pairs (CSV/TSV). Not needed with --resume.")
+    @Argument(help: "Training pairs (CSV/TSV), or WebDataset shards ('shards/{00000..00099}.tar', sources joined with ::). Not needed with --resume.")
     var pairs: String?
 
     @OptionGroup(title: "Data") var data: TrainDataOptions
@@ -49,6 +49,7 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup(title: "Optimisation") var optimisation: OptimisationOptions
     @OptionGroup(title: "Contrastive family") var contrastive: ContrastiveFlags
     @OptionGroup(title: "Run") var runOptions: RunOptions
+    @OptionGroup(title: "WebDataset shards") var shardOptions: ShardOptions
 
     func validate() throws {
         if let resume = runOptions.resume {
@@ -60,6 +61,7 @@ struct TrainCommand: ParsableCommand {
         } else if pairs == nil {
             throw ValidationError("give a pairs file, or --resume RUN")
         }
+        try shardOptions.validateShards()
         guard runOptions.workers >= 1 && runOptions.workers <= 256 else { throw ValidationError("--workers must be in 1...256") }
         guard runOptions.mpiTimeout > 0 else { throw ValidationError("--mpi-timeout must be positive") }
         if (data.zeroshotLabels == nil) != (data.zeroshotData == nil) { throw ValidationError("--zeroshot-labels and --zeroshot-data go together") }
@@ -84,12 +86,15 @@ struct TrainCommand: ParsableCommand {
         training.lockImage = model.lockImage
         training.ranks = ranks
         training.contrastive = contrastive.options
-        return RunConfiguration(
-            data: .init(pairs: URL(fileURLWithPath: pairs).path, val: data.val, zeroshotLabels: data.zeroshotLabels, zeroshotData: data.zeroshotData,
+        let shards = ShardURLs.looksLikeShards(pairs)
+        var configuration = RunConfiguration(
+            data: .init(pairs: shards ? ShardOptions.absolute(pairs) : URL(fileURLWithPath: pairs).path, val: data.val, zeroshotLabels: data.zeroshotLabels, zeroshotData: data.zeroshotData,
                         imageKey: data.imageKey ?? Manifest.Options.defaultImageKey, captionKey: data.captionKey ?? Manifest.Options.defaultCaptionKey,
                         labelKey: data.labelKey ?? "label", separator: data.separator, skipBad: data.skipBad, trainLabelKey: contrastive.labelsKey),
             model: .init(name: model.model, pretrained: model.pretrained, vocab: model.vocab),
             training: training)
+        if shards { configuration.data.shards = shardOptions.settings(ranks: ranks) }
+        return configuration
     }
 
     func run() throws {
@@ -123,27 +128,28 @@ struct TrainCommand: ParsableCommand {
         if let resume = runOptions.resume {
             var changes = ResumeChanges()
             optimisation.applyChanges(to: &changes)
-            run = try TrainingRun.resume(URL(fileURLWithPath: resume), changes: changes, group: group, workers: runOptions.workers)
+            run = try TrainingRun.resume(URL(fileURLWithPath: resume), changes: changes, group: group, workers: runOptions.workers, notify: say)
             let p = run.trainer.position
             say("resuming \(run.folder.url.path) at epoch \(p.epoch + 1), step \(p.step)\(run.changes.isEmpty ? "" : " with " + run.changes.joined(separator: ", "))")
         } else {
-            let folder = runOptions.output ?? "runs/" + URL(fileURLWithPath: pairs!).deletingPathExtension().lastPathComponent
-            run = try TrainingRun(configuration(pairs: pairs!, ranks: ranks), folder: URL(fileURLWithPath: folder), group: group,
-                                  workers: runOptions.workers, overwrite: runOptions.overwrite)
-            if rank == 0 { for bad in run.manifest.badLines { warn("skipped \(run.configuration.data.pairs) \(bad)") } }
+            let name = ShardURLs.looksLikeShards(pairs!) ? ShardOptions.runName(pairs!) : URL(fileURLWithPath: pairs!).deletingPathExtension().lastPathComponent
+            run = try TrainingRun(configuration(pairs: pairs!, ranks: ranks), folder: URL(fileURLWithPath: runOptions.output ?? "runs/" + name),
+                                  group: group, workers: runOptions.workers, overwrite: runOptions.overwrite, notify: say)
+            if rank == 0 { for bad in run.manifest?.badLines ?? [] { warn("skipped \(run.configuration.data.pairs) \(bad)") } }
             if let check = run.zeroShot, let labels = run.configuration.data.zeroshotLabels {
                 for d in check.classes.duplicates { warn("\(labels):\(d.line): label '\(d.name)' appears again; ignored") }
             }
         }
         let o = run.configuration.training, perStep = o.batchSize * o.accumFreq
         say("""
-            training \(run.configuration.model.label) (\(run.trainer.model.parameterCount.formatted()) parameters) on \(run.manifest.count) pairs, \
+            training \(run.configuration.model.label) (\(run.trainer.model.parameterCount.formatted()) parameters) on \(run.sampleCount) pairs, \
             \(run.stepsPerEpoch) steps per epoch of \(ranks > 1 ? "\(ranks) ranks × \(perStep) = " : "")\(perStep * ranks) pairs \
             → \(run.folder.url.path)
             """)
         let outcome = try run.train()
-        if outcome.skipped > 0 || !run.manifest.badLines.isEmpty {
-            say("skipped \(outcome.skipped) unreadable images\(ranks > 1 ? " on rank 0" : "") and \(run.manifest.badLines.count) malformed lines (listed in \(run.folder.log.path))")
+        let badLines = run.manifest?.badLines.count ?? 0
+        if outcome.skipped > 0 || badLines > 0 {
+            say("skipped \(outcome.skipped) unreadable images\(ranks > 1 ? " on rank 0" : "") and \(badLines) malformed lines (listed in \(run.folder.log.path))")
         }
         if outcome.interrupted {
             say("continue with --resume \(run.folder.url.path)")

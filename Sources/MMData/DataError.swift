@@ -22,6 +22,17 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     /// Too many images in a row failed to load, or too few load at all to fill a batch.
     case tooManyBadImages(count: Int, reason: String, last: String)
 
+    /// A shard file that cannot be opened.
+    case unreadableShard(path: String, reason: String)
+    /// A shard specification that names no usable local files.
+    case badShardSpec(spec: String, reason: String)
+    /// Named shards that do not exist.
+    case missingShards([String])
+    /// Fewer shards than data-parallel ranks (ranks read disjoint shards).
+    case tooFewShards(shards: Int, ranks: Int)
+    /// A rank's shards yield no usable samples at all.
+    case noShardSamples(spec: String, rank: Int)
+
     public var description: String {
         switch self {
         case let .unreadable(path, reason):
@@ -43,6 +54,17 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
             return "separator \(separator) must be one ASCII character other than a quote or line break"
         case let .badPosition(what):
             return "cannot resume the data loader: \(what)"
+        case let .unreadableShard(path, reason):
+            return "\(path): cannot read shard (\(reason))"
+        case let .badShardSpec(spec, reason):
+            return "\(spec): \(reason)"
+        case let .missingShards(paths):
+            let list = paths.prefix(3).joined(separator: ", ") + (paths.count > 3 ? " and \(paths.count - 3) more" : "")
+            return "\(paths.count) shard\(paths.count == 1 ? "" : "s") not found: \(list)"
+        case let .tooFewShards(shards, ranks):
+            return "\(shards) shard\(shards == 1 ? "" : "s") cannot be split over \(ranks) ranks (each rank reads its own shards)"
+        case let .noShardSamples(spec, rank):
+            return "\(spec): the shards of rank \(rank) hold no usable samples (members with a caption and an image)"
         case let .tooManyBadImages(count, reason, last):
             return "\(count) images failed to load \(reason) (last: \(last)); check the image paths in the manifest"
         }

@@ -29,17 +29,36 @@ extension EpochOrder {
     }
 }
 
-/// An image that could not be loaded and was left out of its batch.
+/// A sample that was left out: its image could not be loaded, its caption could not be read, or
+/// (shards) it lacked a caption or image member or sat in a damaged part of an archive.
 public struct SkippedImage: Sendable, Equatable, CustomStringConvertible {
-    /// The sample's index in the manifest.
+    /// The sample's index in the manifest (for shards, its sample id; -1 when it never had one).
     public let index: Int
-    /// The manifest line it came from.
+    /// The manifest line it came from (0 for shards).
     public let line: Int
-    /// Names the file and the reason.
-    public let error: ImageError
+    /// Where it is: `line 12` of a manifest, or `shard.tar sample 000010005`.
+    public let location: String
+    /// The image error, when the image was what failed.
+    public let error: ImageError?
+    /// Why it was left out, one line.
+    public let reason: String
+    /// The image file, or the shard.
+    public let path: String
 
-    public var path: String { error.path }
-    public var description: String { "line \(line): \(error)" }
+    init(index: Int, line: Int, location: String, path: String, error: ImageError) {
+        self.init(index: index, line: line, location: location, path: path, reason: error.explanation, error: error)
+    }
+
+    init(index: Int, line: Int, location: String, path: String, reason: String, error: ImageError? = nil) {
+        self.index = index
+        self.line = line
+        self.location = location
+        self.path = path
+        self.reason = reason
+        self.error = error
+    }
+
+    public var description: String { error.map { "\(location): \($0)" } ?? "\(location): \(reason)" }
 }
 
 /// One batch of samples, ready for the model.
@@ -51,8 +70,10 @@ public struct PairBatch {
     public let views: Tensor?
     /// `[count, contextLength]` token ids; `[count, 0]` without captions or tokenizer.
     public let ids: IntTensor
-    /// The samples' manifest indices, in batch order.
+    /// The samples' manifest indices (shards: sample ids), in batch order.
     public let indices: [Int]
+    /// The samples' names: image paths of a manifest, `__key__`s of shards.
+    public let names: [String]
     /// The samples' captions (empty without a caption column).
     public let captions: [String]
     public let epoch: Int
@@ -66,7 +87,10 @@ public struct PairBatch {
     public var count: Int { indices.count }
 }
 
-/// Loads image–caption batches ahead of the training loop.
+/// Loads image–caption batches ahead of the training loop, from either sample source: a
+/// manifest (`init(training:order:…)`) or WebDataset shards (`init(training:shards:…)`). Both
+/// hand the loader a *feed* of samples by stream position; this one engine decodes them in
+/// parallel into batch slots, refills after failures and prefetches.
 ///
 /// **Threads.** `threads` threads (default `Threads.count`) decode, augment and tokenise: one
 /// composes batches in order and shares each batch's images with the others. They keep at most
@@ -86,12 +110,11 @@ public struct PairBatch {
 /// batch, the loader stops with `DataError.tooManyBadImages`.
 ///
 /// **Training** visits `order`'s shuffled batches from `start`, epoch after epoch, until
-/// `epochs` (exclusive) or forever. **Evaluation** visits the samples in manifest order with no
-/// augmentation and keeps the last, partial batch.
+/// `epochs` (exclusive) or forever. **Evaluation** visits the samples in manifest (shard) order
+/// with no augmentation and keeps the last, partial batch.
 public final class PairLoader {
-    public let manifest: Manifest
     public let transform: ImageTransform
-    /// nil for an evaluation loader.
+    /// The manifest's order (nil for shards and for evaluation).
     public let order: EpochOrder?
     public let batchSize: Int
     public let contextLength: Int
@@ -100,6 +123,8 @@ public final class PairLoader {
     public let prefetch: Int
     /// Whether the threads run at idle priority (see `init(training:…)`).
     public let background: Bool
+    /// Full batches per epoch (nil for evaluation).
+    public let batchesPerEpoch: Int?
 
     private let producer: Producer
     private let queue: BatchQueue
@@ -115,13 +140,27 @@ public final class PairLoader {
                             background: Bool = false, maxFailuresInARow: Int? = nil, extraView: Bool = false) throws {
         precondition(order.sampleCount == manifest.count, "order made for \(order.sampleCount) samples, manifest has \(manifest.count)")
         guard manifest.captions != nil else { throw DataError.noCaptions(path: manifest.path) }
-        guard start.epoch >= 0, start.batch >= 0, start.batch < order.batchesPerEpoch, start.cursor >= start.batch * order.batchSize else {
-            throw DataError.badPosition("\(start) is outside an epoch of \(order.batchesPerEpoch) batches of \(order.batchSize)")
-        }
-        try self.init(manifest: manifest, transform: transform, order: order, batchSize: order.batchSize,
+        try Self.check(start, batches: order.batchesPerEpoch, batchSize: order.batchSize)
+        try self.init(feed: ManifestFeed(manifest, order: order), transform: transform, order: order, seed: order.seed,
+                      batchesPerEpoch: order.batchesPerEpoch, batchSize: order.batchSize,
                       tokenizer: tokenizer, contextLength: contextLength, start: start, epochs: epochs,
                       threads: threads, prefetch: prefetch, background: background, maxFailuresInARow: maxFailuresInARow,
                       extraView: extraView)
+    }
+
+    /// A training loader over shards in `order` (see `ShardOrder`): the same batches, augmentation
+    /// and failure handling as for a manifest, except that by default only a whole epoch of
+    /// failures in a row stops it (a shard of broken images must not end a long run).
+    public convenience init(training shards: ShardSet, order: ShardOrder, transform: ImageTransform,
+                            tokenizer: Tokenizer, contextLength: Int? = nil, start: LoaderPosition = .start,
+                            epochs: Int? = nil, threads: Int = Threads.count, prefetch: Int = 2,
+                            background: Bool = false, maxFailuresInARow: Int? = nil, extraView: Bool = false) throws {
+        try Self.check(start, batches: order.batchesPerEpoch, batchSize: order.batchSize)
+        try self.init(feed: try ShardFeed(shards, order: order), transform: transform, order: nil, seed: order.seed,
+                      batchesPerEpoch: order.batchesPerEpoch, batchSize: order.batchSize,
+                      tokenizer: tokenizer, contextLength: contextLength, start: start, epochs: epochs,
+                      threads: threads, prefetch: prefetch, background: background,
+                      maxFailuresInARow: maxFailuresInARow ?? (order.epochSize / order.worldSize + 1), extraView: extraView)
     }
 
     /// An evaluation loader: manifest order, the last batch partial (use `ImageTransform.eval(size:)`:
@@ -129,29 +168,45 @@ public final class PairLoader {
     public convenience init(evaluating manifest: Manifest, batchSize: Int, transform: ImageTransform,
                             tokenizer: Tokenizer?, contextLength: Int? = nil, threads: Int = Threads.count,
                             prefetch: Int = 2, background: Bool = false, maxFailuresInARow: Int? = nil) throws {
-        try self.init(manifest: manifest, transform: transform, order: nil, batchSize: batchSize,
-                      tokenizer: manifest.captions == nil ? nil : tokenizer, contextLength: contextLength,
+        try self.init(feed: ManifestFeed(manifest, order: nil), transform: transform, order: nil, seed: 0, batchesPerEpoch: nil,
+                      batchSize: batchSize, tokenizer: manifest.captions == nil ? nil : tokenizer, contextLength: contextLength,
                       start: .start, epochs: nil, threads: threads, prefetch: prefetch, background: background,
                       maxFailuresInARow: maxFailuresInARow, extraView: false)
     }
 
-    private init(manifest: Manifest, transform: ImageTransform, order: EpochOrder?, batchSize: Int,
-                 tokenizer: Tokenizer?, contextLength: Int?, start: LoaderPosition, epochs: Int?,
+    /// An evaluation loader over every usable sample of `shards`, shard by shard in the given order.
+    public convenience init(evaluating shards: ShardSet, batchSize: Int, transform: ImageTransform,
+                            tokenizer: Tokenizer?, contextLength: Int? = nil, threads: Int = Threads.count,
+                            prefetch: Int = 2, background: Bool = false, maxFailuresInARow: Int? = nil) throws {
+        try self.init(feed: try ShardFeed(shards, order: nil), transform: transform, order: nil, seed: 0, batchesPerEpoch: nil,
+                      batchSize: batchSize, tokenizer: tokenizer, contextLength: contextLength,
+                      start: .start, epochs: nil, threads: threads, prefetch: prefetch, background: background,
+                      maxFailuresInARow: maxFailuresInARow, extraView: false)
+    }
+
+    private static func check(_ start: LoaderPosition, batches: Int, batchSize: Int) throws {
+        guard start.epoch >= 0, start.batch >= 0, start.batch < batches, start.cursor >= start.batch * batchSize else {
+            throw DataError.badPosition("\(start) is outside an epoch of \(batches) batches of \(batchSize)")
+        }
+    }
+
+    private init(feed: SampleFeed, transform: ImageTransform, order: EpochOrder?, seed: UInt64, batchesPerEpoch: Int?,
+                 batchSize: Int, tokenizer: Tokenizer?, contextLength: Int?, start: LoaderPosition, epochs: Int?,
                  threads: Int, prefetch: Int, background: Bool, maxFailuresInARow: Int?, extraView: Bool) throws {
         precondition(batchSize > 0, "batch size must be positive")
         precondition(threads > 0, "thread count must be positive")
         precondition(prefetch > 0, "prefetch depth must be positive")
-        self.manifest = manifest
         self.transform = transform
         self.order = order
         self.batchSize = batchSize
+        self.batchesPerEpoch = batchesPerEpoch
         self.contextLength = tokenizer == nil ? 0 : (contextLength ?? tokenizer!.contextLength)
         self.threads = threads
         self.prefetch = prefetch
         self.background = background
         queue = BatchQueue(capacity: prefetch)
-        producer = Producer(manifest: manifest, transform: transform, tokenizer: tokenizer,
-                            contextLength: self.contextLength, order: order, batchSize: batchSize,
+        producer = Producer(feed: feed, transform: transform, tokenizer: tokenizer,
+                            contextLength: self.contextLength, seed: seed, batchesPerEpoch: batchesPerEpoch, batchSize: batchSize,
                             start: start, epochs: epochs, threads: threads, background: background,
                             failureLimit: maxFailuresInARow ?? batchSize, queue: queue, extraView: extraView)
         let producer = self.producer, done = self.done
@@ -172,7 +227,7 @@ public final class PairLoader {
         return try queue.take()
     }
 
-    /// Every image found bad so far, by manifest index (each once).
+    /// Every image found bad so far, by sample index (each once).
     public var badImages: [SkippedImage] { producer.badImages }
 
     /// Stops the threads (after the batch being built) and drops prefetched batches.
@@ -184,12 +239,77 @@ public final class PairLoader {
     }
 }
 
+/// One sample as a feed hands it to the loader: what to decode and tokenise, and who it is.
+struct FeedSample {
+    /// Seeds the sample's augmentation (with the run seed and epoch) and keys the known-bad list.
+    var id: Int
+    var image: ImageInput
+    var caption: String?
+    /// Manifest line (0 for shards).
+    var line: Int
+    /// `line 12`, or `shard.tar sample KEY`, for the log.
+    var location: String
+    /// The image path (manifest) or `__key__` (shards).
+    var name: String
+    /// Known unusable before decoding (e.g. a caption that is not UTF-8).
+    var failure: String?
+}
+
+/// The sample source behind a loader, by position in one rank's stream of an epoch.
+protocol SampleFeed: AnyObject {
+    /// The samples at positions `start ..< start + count` of `epoch`'s stream; fewer only at the
+    /// end of a finite (evaluation) stream. Training streams never end.
+    func samples(epoch: Int, from start: Int, count: Int) throws -> [FeedSample]
+    /// Positions per epoch before the stream wraps, when finite: a batch that cannot fill in one
+    /// pass over them never will.
+    var streamLength: Int? { get }
+    /// Samples dropped before they reached the loader (shards: members without caption or image,
+    /// damaged archives) since the last call.
+    func drainSkips() -> [SkippedImage]
+}
+
+/// A manifest's samples in `EpochOrder`'s stream (training) or in file order (evaluation).
+final class ManifestFeed: SampleFeed {
+    let manifest: Manifest
+    let order: EpochOrder?
+    private var permutation: [Int] = []
+    private var permutationEpoch = -1
+
+    init(_ manifest: Manifest, order: EpochOrder?) {
+        self.manifest = manifest
+        self.order = order
+    }
+
+    var streamLength: Int? { order?.streamLength }
+
+    func samples(epoch: Int, from start: Int, count: Int) throws -> [FeedSample] {
+        var indices: [Int]
+        if let order {
+            if permutationEpoch != epoch {
+                permutation = order.permutation(epoch: epoch)
+                permutationEpoch = epoch
+            }
+            indices = (start..<start + count).map { order.sample(at: $0, in: permutation) }
+        } else {
+            indices = Array(start..<min(start + count, manifest.count))
+        }
+        return indices.map { i in
+            let path = manifest.images[i]
+            return FeedSample(id: i, image: .file(path), caption: manifest.captions?[i], line: manifest.lines[i],
+                              location: "line \(manifest.lines[i])", name: path, failure: nil)
+        }
+    }
+
+    func drainSkips() -> [SkippedImage] { [] }
+}
+
 /// Builds batches in order on the loader's first thread, with the others decoding alongside.
 private final class Producer: @unchecked Sendable {
-    let manifest: Manifest
+    let feed: SampleFeed
     let tokenizer: Tokenizer?
     let contextLength: Int
-    let order: EpochOrder?
+    let seed: UInt64
+    let batchesPerEpoch: Int?
     let batchSize: Int
     let epochs: Int?
     let failureLimit: Int
@@ -202,20 +322,19 @@ private final class Producer: @unchecked Sendable {
     let extraView: Bool
 
     private var position: LoaderPosition
-    private var permutation: [Int] = []
-    private var permutationEpoch = -1
     private var failuresInARow = 0
     private let badLock = NSLock()
     private var bad: [Int: SkippedImage] = [:]
 
-    init(manifest: Manifest, transform: ImageTransform, tokenizer: Tokenizer?, contextLength: Int, order: EpochOrder?,
-         batchSize: Int, start: LoaderPosition, epochs: Int?, threads: Int, background: Bool, failureLimit: Int,
-         queue: BatchQueue, extraView: Bool) {
-        self.manifest = manifest
+    init(feed: SampleFeed, transform: ImageTransform, tokenizer: Tokenizer?, contextLength: Int, seed: UInt64,
+         batchesPerEpoch: Int?, batchSize: Int, start: LoaderPosition, epochs: Int?, threads: Int, background: Bool,
+         failureLimit: Int, queue: BatchQueue, extraView: Bool) {
+        self.feed = feed
         self.extraView = extraView
         self.tokenizer = tokenizer
         self.contextLength = contextLength
-        self.order = order
+        self.seed = seed
+        self.batchesPerEpoch = batchesPerEpoch
         self.batchSize = batchSize
         self.epochs = epochs
         self.failureLimit = max(1, failureLimit)
@@ -253,27 +372,23 @@ private final class Producer: @unchecked Sendable {
     }
 
     private func nextBatch(_ pool: WorkerPool) throws -> PairBatch? {
-        if let order {
+        if let batches = batchesPerEpoch {
             if let epochs, position.epoch >= epochs { return nil }
-            if permutationEpoch != position.epoch {
-                permutation = order.permutation(epoch: position.epoch)
-                permutationEpoch = position.epoch
-            }
-            let permutation = self.permutation
             let epoch = position.epoch
-            let filled = try fill(pool, from: position.cursor, end: nil, epoch: epoch, limit: order.streamLength,
-                                  sampleAt: { order.sample(at: $0, in: permutation) })
-            let last = position.batch + 1 == order.batchesPerEpoch
+            let filled = try fill(pool, from: position.cursor, epoch: epoch, limit: feed.streamLength)
+            let last = position.batch + 1 == batches
             let next = last ? LoaderPosition(epoch: epoch + 1, batch: 0, cursor: 0)
                             : LoaderPosition(epoch: epoch, batch: position.batch + 1, cursor: filled.cursor)
             defer { position = next }
             return filled.batch(epoch: epoch, index: position.batch, next: next)
         } else {
-            guard position.cursor < manifest.count else { return nil }
-            let filled = try fill(pool, from: position.cursor, end: manifest.count, epoch: 0, limit: nil, sampleAt: { $0 })
-            if filled.indices.isEmpty { return nil }
-            let next = LoaderPosition(epoch: 0, batch: position.batch + 1, cursor: filled.cursor)
+            if position.epoch > 0 { return nil }
+            let filled = try fill(pool, from: position.cursor, epoch: 0, limit: nil)
+            let next = filled.ended ? LoaderPosition(epoch: 1, batch: 0, cursor: 0)
+                                    : LoaderPosition(epoch: 0, batch: position.batch + 1, cursor: filled.cursor)
             defer { position = next }
+            if filled.indices.isEmpty && filled.skipped.isEmpty { return nil }
+            if filled.indices.isEmpty { position = next; return try nextBatch(pool) }
             return filled.batch(epoch: 0, index: position.batch, next: next)
         }
     }
@@ -284,9 +399,11 @@ private final class Producer: @unchecked Sendable {
         var views: TensorStorage?
         var ids: [Int32]
         var indices: [Int]
+        var names: [String]
         var captions: [String]
         var skipped: [SkippedImage]
         var cursor: Int
+        var ended = false
         let batchSize: Int, planeCount: Int, size: Int, contextLength: Int
 
         func batch(epoch: Int, index: Int, next: LoaderPosition) -> PairBatch {
@@ -300,27 +417,24 @@ private final class Producer: @unchecked Sendable {
             return PairBatch(images: Tensor(shape: [n, 3, size, size], storage: storage),
                              views: views.map { Tensor(shape: [n, 3, size, size], storage: $0) },
                              ids: IntTensor(shape: [n, contextLength], values: tokens),
-                             indices: indices, captions: captions, epoch: epoch, index: index,
+                             indices: indices, names: names, captions: captions, epoch: epoch, index: index,
                              skipped: skipped, next: next)
         }
     }
 
-    /// Takes samples from stream positions `cursor…` until `batchSize` have loaded (or `end`).
-    /// `limit`: the stream length; consuming more than that for one batch means it cannot fill.
-    private func fill(_ pool: WorkerPool, from start: Int, end: Int?, epoch: Int, limit: Int?,
-                      sampleAt: (Int) -> Int) throws -> Filled {
+    /// Takes samples from stream positions `cursor…` until `batchSize` have loaded (or the feed
+    /// ends). `limit`: the stream length; consuming more than that for one batch means it cannot fill.
+    private func fill(_ pool: WorkerPool, from start: Int, epoch: Int, limit: Int?) throws -> Filled {
         let plane = planeCount, context = contextLength
         var out = Filled(images: TensorStorage(count: batchSize * plane, zeroed: false),
                          views: extraView ? TensorStorage(count: batchSize * plane, zeroed: false) : nil,
-                         ids: [Int32](repeating: 0, count: batchSize * context), indices: [], captions: [],
+                         ids: [Int32](repeating: 0, count: batchSize * context), indices: [], names: [], captions: [],
                          skipped: [], cursor: start, batchSize: batchSize, planeCount: plane, size: size,
                          contextLength: context)
         out.indices.reserveCapacity(batchSize)
         var consumed = 0
         while out.indices.count < batchSize {
-            var want = batchSize - out.indices.count
-            if let end { want = min(want, end - out.cursor) }
-            if want == 0 { break }
+            let want = batchSize - out.indices.count
             if let limit, consumed + want > limit {
                 throw DataError.tooManyBadImages(count: out.skipped.count,
                                                  reason: "in one pass over this rank's \(limit) samples, too few left to fill a batch of \(batchSize)",
@@ -329,35 +443,43 @@ private final class Producer: @unchecked Sendable {
             if queue.isCancelled { throw Cancelled() }
 
             let first = out.indices.count
-            let candidates = (0..<want).map { sampleAt(out.cursor + $0) }
-            var errors = [ImageError?](repeating: nil, count: want)
+            let candidates = try feed.samples(epoch: epoch, from: out.cursor, count: want)
+            out.skipped += feed.drainSkips()
+            let got = candidates.count
+            if got == 0 { out.ended = true; break }
+            var errors = [String?](repeating: nil, count: got)
+            var imageErrors = [ImageError?](repeating: nil, count: got)
             badLock.lock()
-            for j in 0..<want { errors[j] = bad[candidates[j]]?.error }
+            for j in 0..<got {
+                if let known = bad[candidates[j].id] { errors[j] = known.reason; imageErrors[j] = known.error }
+                else if let failure = candidates[j].failure { errors[j] = failure }
+            }
             badLock.unlock()
 
             let images = out.images.base, views = out.views?.base
+            let seed = self.seed
             out.ids.withUnsafeMutableBufferPointer { ids in
                 errors.withUnsafeMutableBufferPointer { errors in
-                    let ids = ids.baseAddress!, errors = errors.baseAddress!
-                    pool.run(want) { worker, j in
-                        if errors[j] != nil { return }  // known bad
-                        let sample = candidates[j], slot = first + j
-                        let path = self.manifest.images[sample]
-                        do {
-                            let seed = Seeds.augmentation(seed: self.order?.seed ?? 0, epoch: epoch, sample: sample)
-                            try self.pipelines[worker].process(path: path, into: images + slot * plane, seed: seed)
-                            if let views {  // the second view: the same image under another draw of the augmentation
-                                try self.pipelines[worker].process(path: path, into: views + slot * plane, seed: Seeds.mix(seed ^ 0x5649_4557))
+                    imageErrors.withUnsafeMutableBufferPointer { imageErrors in
+                        let ids = ids.baseAddress!, errors = errors.baseAddress!, imageErrors = imageErrors.baseAddress!
+                        pool.run(got) { worker, j in
+                            if errors[j] != nil { return }  // known bad
+                            let sample = candidates[j], slot = first + j
+                            do {
+                                let seed = Seeds.augmentation(seed: seed, epoch: epoch, sample: sample.id)
+                                try self.pipelines[worker].process(sample.image, into: images + slot * plane, seed: seed)
+                                if let views {  // the second view: the same image under another draw of the augmentation
+                                    try self.pipelines[worker].process(sample.image, into: views + slot * plane, seed: Seeds.mix(seed ^ 0x5649_4557))
+                                }
+                            } catch {
+                                let e = error as? ImageError ?? ImageError(path: sample.image.name, reason: .unreadable("\(error)"))
+                                imageErrors[j] = e
+                                errors[j] = e.explanation
+                                return
                             }
-                        } catch let error as ImageError {
-                            errors[j] = error
-                            return
-                        } catch {
-                            errors[j] = ImageError(path: path, reason: .unreadable("\(error)"))
-                            return
-                        }
-                        if let tokenizer = self.tokenizer, let captions = self.manifest.captions {
-                            tokenizer.tokenize([captions[sample]], contextLength: context, threads: 1, into: ids + slot * context)
+                            if let tokenizer = self.tokenizer, let caption = sample.caption {
+                                tokenizer.tokenize([caption], contextLength: context, threads: 1, into: ids + slot * context)
+                            }
                         }
                     }
                 }
@@ -365,12 +487,13 @@ private final class Producer: @unchecked Sendable {
 
             // Keep the loaded samples in stream order, closing the gaps the failures left.
             var slot = first
-            for j in 0..<want {
+            for j in 0..<got {
                 let sample = candidates[j]
-                if let error = errors[j] {
-                    let skip = SkippedImage(index: sample, line: manifest.lines[sample], error: error)
+                if let reason = errors[j] {
+                    let skip = SkippedImage(index: sample.id, line: sample.line, location: sample.location,
+                                            path: sample.image.name, reason: reason, error: imageErrors[j])
                     out.skipped.append(skip)
-                    badLock.lock(); bad[sample] = skip; badLock.unlock()
+                    badLock.lock(); bad[sample.id] = skip; badLock.unlock()
                     failuresInARow += 1
                     if failuresInARow >= failureLimit {
                         throw DataError.tooManyBadImages(count: failuresInARow, reason: "in a row", last: skip.description)
@@ -385,12 +508,14 @@ private final class Producer: @unchecked Sendable {
                         (ids.baseAddress! + slot * context).update(from: ids.baseAddress! + (first + j) * context, count: context)
                     }
                 }
-                out.indices.append(sample)
-                if let captions = manifest.captions { out.captions.append(captions[sample]) }
+                out.indices.append(sample.id)
+                out.names.append(sample.name)
+                if let caption = sample.caption { out.captions.append(caption) }
                 slot += 1
             }
-            out.cursor += want
-            consumed += want
+            out.cursor += got
+            consumed += got
+            if got < want { out.ended = true; break }
         }
         return out
     }

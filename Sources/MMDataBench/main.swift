@@ -4,6 +4,8 @@
 //        mm-data-bench overlap MANIFEST SIZE BATCH THREADS BATCHES CONTEXT GEMM   (a training step
 //          stand-in: GEMM³ matrix products on all cores per batch, with the loader at normal
 //          and at background priority)
+//        mm-data-bench shards SPEC SIZE BATCH THREADS SAMPLES   (training loader over shards, resampled,
+//          open_clip's train transform; resident memory every 5,000 samples)
 import Foundation
 import MMData
 import MMImage
@@ -22,6 +24,15 @@ func cpuSeconds() -> Double {
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
     return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
 }
+
+/// Resident and peak resident memory of this process, from /proc/self/status, in MB.
+func residentMB(_ field: String = "VmRSS:") -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) }) else { return 0 }
+    return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
+}
+
+func peakMB() -> Double { residentMB("VmHWM:") }
 
 func emit(_ fields: [String: Any]) {
     let data = try! JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
@@ -82,6 +93,22 @@ do {
         emit(["what": "overlap", "threads": threads, "batch": batch, "size": size, "batches": batches, "gemm": n,
               "compute_seconds": compute, "loader_seconds": alone, "together_normal_seconds": normal,
               "together_background_seconds": idle])
+    case "shards":
+        let set = try ShardSet(args[1])
+        let (size, batch, threads, total) = (Int(args[2])!, Int(args[3])!, Int(args[4])!, Int(args[5])!)
+        let order = try ShardOrder(epochSize: total + batch, batchSize: batch, seed: 0, resampled: true)
+        let loader = try PairLoader(training: set, order: order, transform: .train(size: size),
+                                    tokenizer: try Tokenizer(contextLength: 77), epochs: 1, threads: threads)
+        _ = try loader.next()  // warm-up
+        var samples = 0, rss: [[Double]] = [], nextMark = 0
+        let s = try seconds {
+            while samples < total, let b = try loader.next() {
+                samples += b.count
+                if samples >= nextMark { rss.append([Double(samples), residentMB()]); nextMark += 5000 }
+            }
+        }
+        emit(["what": "shards", "threads": threads, "batch": batch, "size": size, "samples": samples, "seconds": s,
+              "samples_per_second": Double(samples) / s, "rss_mb": rss, "peak_rss_mb": peakMB()])
     default:
         FileHandle.standardError.write(Data("usage: mm-data-bench manifest PATH | loader MANIFEST SIZE BATCH THREADS BATCHES [CONTEXT]\n".utf8))
         exit(2)

@@ -1,5 +1,6 @@
 import CJPEG
 import CPNG
+import CWebP
 import Foundation
 
 /// How the 4 bytes of each decoded pixel are to be read, following the mode PIL opens the file
@@ -38,7 +39,22 @@ struct DecodedImage {
     func address(x: Int, y: Int) -> UnsafeMutablePointer<UInt8> { pixels + (y - originY) * stride + (x - originX) * 4 }
 }
 
-/// Reads files and decodes JPEG/PNG into a reused buffer. Not thread-safe: one per thread.
+/// Where an image's encoded bytes are: a file, or bytes already in memory (a member of a tar
+/// shard) with the name errors should give.
+public enum ImageInput: Sendable {
+    case file(String)
+    case bytes([UInt8], name: String)
+
+    /// The name errors give: the path, or the member's name.
+    public var name: String {
+        switch self {
+        case .file(let path): return path
+        case .bytes(_, let name): return name
+        }
+    }
+}
+
+/// Reads files and decodes JPEG/PNG/WebP into a reused buffer. Not thread-safe: one per thread.
 final class Decoder {
     private let jpeg: OpaquePointer
     private let file = ByteBuffer(capacity: 1 << 20)
@@ -62,12 +78,26 @@ final class Decoder {
     /// is told the image size before the pixels are decoded; a JPEG then decodes only what it
     /// returns (libjpeg skips the IDCT and colour conversion elsewhere).
     func decode(path: String, minShortSide: Int? = nil, region: Region? = nil) throws -> DecodedImage {
-        try read(path)
+        try decode(.file(path), minShortSide: minShortSide, region: region)
+    }
+
+    /// Decodes a file or in-memory bytes (see `decode(path:…)`).
+    func decode(_ input: ImageInput, minShortSide: Int? = nil, region: Region? = nil) throws -> DecodedImage {
+        let path = input.name
+        switch input {
+        case .file(let path):
+            try read(path)
+        case .bytes(let bytes, _):
+            file.reserve(bytes.count)
+            bytes.withUnsafeBufferPointer { if let b = $0.baseAddress { file.base.update(from: b, count: $0.count) } }
+            fileCount = bytes.count
+        }
         let bytes = UnsafeRawBufferPointer(start: file.base, count: fileCount)
         if fileCount == 0 { throw ImageError(path: path, reason: .empty) }
         switch ImageFormat.detect(bytes) {
         case .jpeg: return try decodeJPEG(path, minShortSide: minShortSide, region: region)
         case .png: return try decodePNG(path, region: region)
+        case .webp: return try decodeWebP(path, region: region)
         case .unsupported(let name): throw ImageError(path: path, reason: .unsupported(format: name))
         case .unknown: throw ImageError(path: path, reason: .unrecognised(ImageFormat.describeUnknown(bytes)))
         }
@@ -95,7 +125,7 @@ final class Decoder {
         }
     }
 
-    private func checkSize(_ path: String, _ width: Int, _ height: Int) throws {
+    fileprivate func checkSize(_ path: String, _ width: Int, _ height: Int) throws {
         if width <= 0 || height <= 0 {
             throw ImageError(path: path, reason: .corrupt(format: "image", detail: "size \(width)×\(height)"))
         }
@@ -179,6 +209,31 @@ final class Decoder {
         let layout: PixelLayout = kind == MM_PNG_ALPHA ? .rgba : kind == MM_PNG_INDEXED ? .indexed : .rgb
         return DecodedImage(width: width, height: height, layout: layout, pixels: pixels.base, stride: width * 4, format: .png,
                             sourceWidth: width, sourceHeight: height)
+    }
+}
+
+extension Decoder {
+    /// WebP as Pillow opens it: the first frame on the canvas, RGBA when the container's alpha
+    /// flag is set (resized premultiplied, like PNG with alpha), else RGB. An animated file gives
+    /// its first frame, as `Image.open` does before any `seek`.
+    fileprivate func decodeWebP(_ path: String, region: Region?) throws -> DecodedImage {
+        var info = mm_webp_info()
+        var message: UnsafePointer<CChar>?
+        guard mm_webp_read_info(file.base, fileCount, &info, &message) == 0 else {
+            let detail = message.map { String(cString: $0) } ?? "invalid"
+            let truncated = detail.contains("ends")
+            throw ImageError(path: path, reason: truncated ? .truncated(format: "WebP", detail: detail) : .corrupt(format: "WebP", detail: detail))
+        }
+        let width = Int(info.width), height = Int(info.height)
+        try checkSize(path, width, height)
+        lastSourceSize = (width, height)
+        _ = region?(width, height)  // no partial decode
+        pixels.reserve(width * height * 4)
+        guard mm_webp_decode_first_frame(file.base, fileCount, pixels.base, width * 4, &message) == 0 else {
+            throw ImageError(path: path, reason: .corrupt(format: "WebP", detail: message.map { String(cString: $0) } ?? "invalid"))
+        }
+        return DecodedImage(width: width, height: height, layout: info.has_alpha != 0 ? .rgba : .rgb, pixels: pixels.base,
+                            stride: width * 4, format: .webp, sourceWidth: width, sourceHeight: height)
     }
 }
 

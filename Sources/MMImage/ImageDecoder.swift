@@ -5,7 +5,7 @@ public struct RGBImage: Sendable, Equatable {
     public var pixels: [UInt8]
 }
 
-/// Decodes JPEG and PNG files to RGB the way PIL's `Image.open(path).convert("RGB")` does.
+/// Decodes JPEG, PNG and WebP files to RGB the way PIL's `Image.open(path).convert("RGB")` does.
 /// Reuses its buffers: one per thread.
 public final class ImageDecoder {
     private let decoder = Decoder()

@@ -11,7 +11,7 @@ public struct ImageError: Error, CustomStringConvertible, Sendable, Equatable {
         case truncated(format: String, detail: String)
         /// Bytes that are not an image format at all (text, random data…).
         case unrecognised(String)
-        /// A real image format that mm does not decode (GIF, BMP, WebP…).
+        /// A real image format that mm does not decode (GIF, BMP, TIFF…).
         case unsupported(format: String)
         /// The decoder rejected the data.
         case corrupt(format: String, detail: String)
@@ -35,7 +35,7 @@ public struct ImageError: Error, CustomStringConvertible, Sendable, Equatable {
         case .empty: return "empty file (0 bytes)"
         case .truncated(let format, let detail): return "truncated \(format) (\(detail))"
         case .unrecognised(let what): return "not an image: \(what)"
-        case .unsupported(let format): return "\(format) images are not supported (convert to JPEG or PNG)"
+        case .unsupported(let format): return "\(format) images are not supported (convert to JPEG, PNG or WebP)"
         case .corrupt(let format, let detail): return "corrupt \(format) (\(detail))"
         case .tooLarge(let w, let h): return "image is \(w)×\(h), more than the \(ImageLimits.maxPixels) pixels allowed"
         }

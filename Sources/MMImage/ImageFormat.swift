@@ -2,7 +2,8 @@
 public enum ImageFormat: Sendable, Equatable {
     case jpeg
     case png
-    /// A known format that mm does not decode, by name ("GIF", "WebP"…).
+    case webp
+    /// A known format that mm does not decode, by name ("GIF", "TIFF"…).
     case unsupported(String)
     /// No known signature.
     case unknown
@@ -17,7 +18,7 @@ public enum ImageFormat: Sendable, Equatable {
         if starts([0xFF, 0xD8, 0xFF]) { return .jpeg }
         if starts([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) { return .png }
         if starts(Array("GIF87a".utf8)) || starts(Array("GIF89a".utf8)) { return .unsupported("GIF") }
-        if starts(Array("RIFF".utf8)) && starts(Array("WEBP".utf8), at: 8) { return .unsupported("WebP") }
+        if starts(Array("RIFF".utf8)) && starts(Array("WEBP".utf8), at: 8) { return .webp }
         if starts(Array("BM".utf8)) && bytes.count >= 26 { return .unsupported("BMP") }
         if starts([0x49, 0x49, 0x2A, 0x00]) || starts([0x4D, 0x4D, 0x00, 0x2A]) { return .unsupported("TIFF") }
         if starts(Array("ftyp".utf8), at: 4) {

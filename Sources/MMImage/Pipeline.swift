@@ -26,10 +26,15 @@ public final class ImagePipeline {
     /// Decodes and transforms `path` into `out` (3·size·size floats, channel planes R, G, B).
     /// `seed` drives the training augmentation and is ignored for evaluation.
     public func process(path: String, into out: UnsafeMutablePointer<Float>, seed: UInt64 = 0) throws {
+        try process(.file(path), into: out, seed: seed)
+    }
+
+    /// Decodes and transforms a file or in-memory encoded image (a shard member) into `out`.
+    public func process(_ input: ImageInput, into out: UnsafeMutablePointer<Float>, seed: UInt64 = 0) throws {
         var rng = SplitMix64(seed: seed)
         var plan: ResizePlan?
         let size = transform.size
-        var image = try decoder.decode(path: path, minShortSide: minShortSide) { width, height in
+        var image = try decoder.decode(input, minShortSide: minShortSide) { width, height in
             let p = self.transform.augmentation.map {
                 ResizePlan.train(width: width, height: height, size: size, augmentation: $0, using: &rng)
             } ?? ResizePlan.eval(width: width, height: height, size: size)

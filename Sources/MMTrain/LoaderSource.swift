@@ -4,9 +4,13 @@ import MMTokenizer
 
 /// Adapts MMData's prefetching `PairLoader` to the trainer: one loader streams the run's epochs;
 /// it is only re-created when the trainer asks for a position it is not at (start, resume).
+/// The samples come from a manifest or from WebDataset shards.
 public final class LoaderSource: BatchSource {
-    public let manifest: Manifest
+    /// The manifest (nil when reading shards).
+    public let manifest: Manifest?
     public let order: EpochOrder?
+    /// The shards and their order, when reading shards.
+    public let shards: (set: ShardSet, order: ShardOrder)?
     private let transform: ImageTransform
     private let tokenizer: Tokenizer
     private let batchSize: Int
@@ -38,6 +42,22 @@ public final class LoaderSource: BatchSource {
         }
         self.manifest = manifest
         self.order = order
+        shards = nil
+        self.transform = transform
+        self.tokenizer = tokenizer
+        batchSize = order.batchSize
+        self.epochs = epochs
+        self.threads = threads
+    }
+
+    /// A training source over shards read in `order`, augmented.
+    public init(training shards: ShardSet, order: ShardOrder, transform: ImageTransform, tokenizer: Tokenizer,
+                epochs: Int, threads: Int, extraView: Bool = false) {
+        self.extraView = extraView
+        labelIDs = nil
+        manifest = nil
+        self.order = nil
+        self.shards = (shards, order)
         self.transform = transform
         self.tokenizer = tokenizer
         batchSize = order.batchSize
@@ -51,6 +71,7 @@ public final class LoaderSource: BatchSource {
         labelIDs = nil
         self.manifest = manifest
         order = nil
+        shards = nil
         self.transform = transform
         self.tokenizer = tokenizer
         self.batchSize = batchSize
@@ -58,12 +79,24 @@ public final class LoaderSource: BatchSource {
         self.threads = threads
     }
 
-    public var batchesPerEpoch: Int { order?.batchesPerEpoch ?? (manifest.count + batchSize - 1) / batchSize }
+    public var batchesPerEpoch: Int {
+        shards?.order.batchesPerEpoch ?? order?.batchesPerEpoch ?? ((manifest?.count ?? 0) + batchSize - 1) / batchSize
+    }
 
     public func start(epoch: Int, batch: Int, cursor: Int?) throws {
         self.epoch = epoch
-        guard let order else {
-            loader = try PairLoader(evaluating: manifest, batchSize: batchSize, transform: transform, tokenizer: tokenizer, threads: threads)
+        if let (set, shardOrder) = shards {
+            let wanted = LoaderPosition(epoch: epoch, batch: batch, cursor: cursor ?? batch * shardOrder.batchSize)
+            if loader == nil || nextPosition != wanted {
+                loader = try PairLoader(training: set, order: shardOrder, transform: transform, tokenizer: tokenizer,
+                                        start: wanted, epochs: epochs, threads: threads, extraView: extraView)
+                nextPosition = wanted
+            }
+            self.cursor = wanted.cursor
+            return
+        }
+        guard let order, let manifest else {
+            loader = try PairLoader(evaluating: manifest!, batchSize: batchSize, transform: transform, tokenizer: tokenizer, threads: threads)
             nextPosition = .start
             return
         }
@@ -78,11 +111,11 @@ public final class LoaderSource: BatchSource {
 
     public func next() throws -> TrainingBatch? {
         // The loader runs on into the next epoch; stop at this epoch's end without taking more.
-        guard let loader, let position = nextPosition, order == nil || position.epoch == epoch,
+        guard let loader, let position = nextPosition, (order == nil && shards == nil) || position.epoch == epoch,
               let b = try loader.next() else { return nil }
         nextPosition = b.next
         cursor = b.next.cursor
-        skipped += b.skipped.map { SkippedSample(path: $0.path, reason: "line \($0.line): \($0.error.explanation)") }
+        skipped += b.skipped.map { SkippedSample(path: $0.path, reason: $0.line > 0 ? "line \($0.line): \($0.reason)" : $0.description) }
         return TrainingBatch(images: b.images, ids: b.ids, views: b.views, labels: labelIDs.map { ids in b.indices.map { ids[$0] } })
     }
 

@@ -24,16 +24,21 @@ public enum LogRecord: Codable, Equatable, Sendable {
         public var samplesPerSecond: Double
         /// Share of the step's wall time spent in collectives (several ranks only).
         public var communicationShare: Double?
+        /// Seconds the step waited for the loader, and the step's whole wall time.
+        public var dataWaitSeconds: Double?
+        public var stepSeconds: Double?
 
         public init(step: Int, epoch: Int, loss: Double, lr: Double, logitScale: Double, samplesPerSecond: Double,
-                    communicationShare: Double? = nil) {
+                    communicationShare: Double? = nil, dataWaitSeconds: Double? = nil, stepSeconds: Double? = nil) {
             (self.step, self.epoch, self.loss, self.lr) = (step, epoch, loss, lr)
             (self.logitScale, self.samplesPerSecond, self.communicationShare) = (logitScale, samplesPerSecond, communicationShare)
+            (self.dataWaitSeconds, self.stepSeconds) = (dataWaitSeconds, stepSeconds)
         }
 
         enum CodingKeys: String, CodingKey {
             case step, epoch, loss, lr
             case logitScale = "logit_scale", samplesPerSecond = "samples_per_s", communicationShare = "communication_share"
+            case dataWaitSeconds = "data_wait_seconds", stepSeconds = "step_seconds"
         }
     }
 

@@ -67,6 +67,8 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         /// What the training manifest held when the run started (`ManifestIdentity`), set by
         /// `TrainingRun`; a resumed run refuses a manifest that differs.
         public var pairsIdentity: String?
+        /// Set when `pairs` names WebDataset shards (docs/webdataset.md) rather than a manifest.
+        public var shards: ShardSettings?
 
         public init(pairs: String, val: String? = nil, zeroshotLabels: String? = nil, zeroshotData: String? = nil,
                     imageKey: String = Manifest.Options.defaultImageKey, captionKey: String = Manifest.Options.defaultCaptionKey,
@@ -106,6 +108,32 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
 
         /// How the run names its model in messages.
         public var label: String { name ?? pretrained ?? "mm-tiny" }
+    }
+
+    /// How a run reads WebDataset shards: saved with the run so that a resume reads the same
+    /// shards the same way.
+    public struct ShardSettings: Codable, Sendable, Equatable {
+        public var keys: WebDatasetKeys
+        /// Samples per epoch over all ranks (nil: from the shards' metadata, or counted).
+        public var trainNumSamples: Int?
+        /// Shards drawn with replacement each epoch (open_clip's --dataset-resampled).
+        public var resampled: Bool
+        /// Samples shuffled together in memory (0 or 1: shard order).
+        public var shuffleBuffer: Int
+        /// Leave out shards that do not exist instead of stopping.
+        public var skipMissing: Bool
+        /// The ranks the run started with: each rank's position is in its own shards.
+        public var ranks: Int?
+
+        public init(keys: WebDatasetKeys = WebDatasetKeys(), trainNumSamples: Int? = nil, resampled: Bool = false,
+                    shuffleBuffer: Int = ShardOrder.defaultShuffleBuffer, skipMissing: Bool = false, ranks: Int? = nil) {
+            self.keys = keys
+            self.trainNumSamples = trainNumSamples
+            self.resampled = resampled
+            self.shuffleBuffer = shuffleBuffer
+            self.skipMissing = skipMissing
+            self.ranks = ranks
+        }
     }
 
     public var data: DataSettings

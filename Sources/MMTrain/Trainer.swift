@@ -212,6 +212,7 @@ public final class Trainer {
             let started = Date()  // the time budget counts waiting for data too
             var micro: [TrainingBatch] = []
             while micro.count < options.accumFreq, let b = try Interruption.whileWaiting({ try source.next() }) { micro.append(b) }
+            let dataWait = Date().timeIntervalSince(started)  // blocked on the loader
             guard micro.count == options.accumFreq else { break }
             let lr = learningRate(at: position.step)
             let (stepStart, communicationBefore) = (Date(), parallel?.communicationSeconds ?? 0)
@@ -240,7 +241,7 @@ public final class Trainer {
                                        logitScale: Double(Foundation.exp(model.logitScale.item())), samplesPerSecond: rate,
                                        communicationShare: parallel.map {
                                            ($0.communicationSeconds - communicationBefore) / Date().timeIntervalSince(stepStart)
-                                       })))
+                                       }, dataWaitSeconds: dataWait, stepSeconds: Date().timeIntervalSince(started))))
             }
             progress.update(position.batch / options.accumFreq, [
                 ("loss", String(format: "%.4f", value)), ("lr", String(format: "%.2e", lr)),

@@ -19,9 +19,12 @@ public final class TrainingRun {
     public let configuration: RunConfiguration
     public let folder: RunFolder
     public let trainer: Trainer
-    /// The training manifest (its `badLines` were logged when the run started).
-    public let manifest: Manifest
-    public let order: EpochOrder
+    /// The training manifest (its `badLines` were logged when the run started); nil for shards.
+    public let manifest: Manifest?
+    /// Samples per epoch (a manifest's count, or the shards' epoch size).
+    public let sampleCount: Int
+    /// Micro-batches per epoch on this rank.
+    let batchesPerEpoch: Int
     /// Whether the run continued from its latest checkpoint.
     public let isResumed: Bool
     /// The ranks the run spans (1 without a group).
@@ -36,24 +39,27 @@ public final class TrainingRun {
     /// A new run of `configuration` into `folder`, which must be empty or absent unless
     /// `overwrite` (then a previous run's files are removed first). `workers`: threads
     /// decoding images ahead of compute.
+    /// `notify` hears what the run found out about its data (the shards' epoch size and where
+    /// it came from, missing shards, counting progress).
     public convenience init(_ configuration: RunConfiguration, folder: URL, group: ProcessGroup? = nil, workers: Int = 1,
-                            overwrite: Bool = false) throws {
-        try self.init(configuration: configuration, folder: RunFolder(folder), group: group, workers: workers, resume: false, overwrite: overwrite)
+                            overwrite: Bool = false, notify: ((String) -> Void)? = nil) throws {
+        try self.init(configuration: configuration, folder: RunFolder(folder), group: group, workers: workers, resume: false, overwrite: overwrite,
+                      notify: notify)
     }
 
     /// Continues the run in `folder` exactly where its latest checkpoint left it, with any number
     /// of ranks dividing its global batch. Only rank 0 reads the folder.
     public static func resume(_ folder: URL, changes: ResumeChanges = ResumeChanges(), group: ProcessGroup? = nil,
-                              workers: Int = 1) throws -> TrainingRun {
+                              workers: Int = 1, notify: ((String) -> Void)? = nil) throws -> TrainingRun {
         let run = RunFolder(folder)
         var saved = (group?.rank ?? 0) == 0 ? try run.readConfiguration() : nil
         if let group { saved = try group.broadcast(saved) }
         return try TrainingRun(configuration: saved!, folder: run, group: group, workers: workers, resume: true, overwrite: false,
-                               changes: changes)
+                               changes: changes, notify: notify)
     }
 
     private init(configuration: RunConfiguration, folder: RunFolder, group: ProcessGroup?, workers: Int, resume: Bool, overwrite: Bool,
-                 changes resumeChanges: ResumeChanges = ResumeChanges()) throws {
+                 changes resumeChanges: ResumeChanges = ResumeChanges(), notify: ((String) -> Void)?) throws {
         let rank = group?.rank ?? 0, ranks = group?.size ?? 1
         var configuration = configuration
         changes = resumeChanges.apply(to: &configuration.training)
@@ -100,22 +106,43 @@ public final class TrainingRun {
         // Data
         let manifestOptions = Manifest.Options(imageKey: data.imageKey, captionKey: data.captionKey, separator: data.separatorCharacter,
                                                skipBad: data.skipBad)
-        var trainOptions = manifestOptions
-        trainOptions.labelKey = data.trainLabelKey
-        let manifest = try Manifest(path: data.pairs, options: trainOptions)
-        let identity = ManifestIdentity(manifest).description
-        if resume, let saved = data.pairsIdentity, saved != identity {
-            throw TrainingError.manifestChanged(path: data.pairs, saved: saved, now: identity)
-        }
-        configuration.data.pairsIdentity = identity
         let contrastive = options.contrastive ?? ContrastiveOptions()
-        let order = try EpochOrder(sampleCount: manifest.count, batchSize: options.batchSize, seed: options.seed, rank: rank, worldSize: ranks)
         let normalization = Normalization(mean: SIMD3(preprocessing.mean[0], preprocessing.mean[1], preprocessing.mean[2]),
                                           std: SIMD3(preprocessing.std[0], preprocessing.std[1], preprocessing.std[2]))
         let size = clip.config.vision.imageSize
-        source = LoaderSource(training: manifest, order: order, transform: .train(size: size, normalization: normalization),
-                              tokenizer: tokenizer, epochs: options.epochs, threads: workers,
-                              extraView: contrastive.imageSSL != nil, labels: contrastive.usesLabels)
+        let transform = ImageTransform.train(size: size, normalization: normalization)
+        if let shards = data.shards {
+            if let started = shards.ranks, started != ranks {
+                throw TrainingError.invalidOption(name: "ranks", value: "\(ranks)",
+                                                  rule: "\(started), the ranks this shard run started with (each rank's position is in its own shards)")
+            }
+            if contrastive.usesLabels { throw TrainingError.invalidOption(name: "labels", value: "on", rule: "off for shards (they have no label column)") }
+            configuration.data.shards?.ranks = ranks
+            let set = try ShardSet(data.pairs, keys: shards.keys, skipMissing: shards.skipMissing)
+            for path in set.missing { notify?("skipped missing shard \(path)") }
+            let epoch = try set.epochSize(given: shards.trainNumSamples, cache: URL(fileURLWithPath: folder.url.path + ".shard-counts.json")) { done, total in
+                if done == 1 || done == total || done % 10 == 0 { notify?("counting samples: \(done)/\(total) shards") }
+            }
+            notify?("\(set.shards.count) shards, \(epoch.count) samples per epoch (from \(epoch.source.rawValue))")
+            let order = try ShardOrder(epochSize: epoch.count, batchSize: options.batchSize, seed: options.seed, rank: rank, worldSize: ranks,
+                                       shuffleBuffer: shards.shuffleBuffer, resampled: shards.resampled)
+            source = LoaderSource(training: set, order: order, transform: transform, tokenizer: tokenizer, epochs: options.epochs,
+                                  threads: workers, extraView: contrastive.imageSSL != nil)
+            (manifest, sampleCount, batchesPerEpoch) = (nil, epoch.count, order.batchesPerEpoch)
+        } else {
+            var trainOptions = manifestOptions
+            trainOptions.labelKey = data.trainLabelKey
+            let manifest = try Manifest(path: data.pairs, options: trainOptions)
+            let identity = ManifestIdentity(manifest).description
+            if resume, let saved = data.pairsIdentity, saved != identity {
+                throw TrainingError.manifestChanged(path: data.pairs, saved: saved, now: identity)
+            }
+            configuration.data.pairsIdentity = identity
+            let order = try EpochOrder(sampleCount: manifest.count, batchSize: options.batchSize, seed: options.seed, rank: rank, worldSize: ranks)
+            source = LoaderSource(training: manifest, order: order, transform: transform, tokenizer: tokenizer, epochs: options.epochs,
+                                  threads: workers, extraView: contrastive.imageSSL != nil, labels: contrastive.usesLabels)
+            (self.manifest, sampleCount, batchesPerEpoch) = (manifest, manifest.count, order.batchesPerEpoch)
+        }
         validation = try data.val.map {
             LoaderSource(evaluating: try Manifest(path: $0, options: manifestOptions), batchSize: options.batchSize,
                          transform: .eval(size: size, normalization: normalization), tokenizer: tokenizer, threads: workers)
@@ -133,8 +160,6 @@ public final class TrainingRun {
                           tokenizer: configuration.model.vocab ?? "clip-bpe", group: group)
         self.configuration = configuration
         self.folder = folder
-        self.manifest = manifest
-        self.order = order
         self.ranks = ranks
         isResumed = resume
         if rank == 0 {
@@ -147,7 +172,7 @@ public final class TrainingRun {
                 try JSONEncoder.pretty.encode(configuration).write(to: folder.configuration, options: .atomic)
             } else {
                 try folder.create(configuration: configuration, config: clip.config)
-                for bad in manifest.badLines {
+                for bad in manifest?.badLines ?? [] {
                     folder.append(.skippedLine(.init(file: data.pairs, line: bad.line, reason: bad.reason)))
                 }
             }
@@ -155,7 +180,7 @@ public final class TrainingRun {
     }
 
     /// Optimizer steps per epoch.
-    public var stepsPerEpoch: Int { order.batchesPerEpoch / configuration.training.accumFreq }
+    public var stepsPerEpoch: Int { batchesPerEpoch / configuration.training.accumFreq }
 
     /// Trains to the end of the run (or a stop request, or the time budget).
     public func train() throws -> TrainingOutcome {

@@ -1,0 +1,138 @@
+import Foundation
+import MMTensor
+import Testing
+
+/// `mm train` from img2dataset's shards, end to end (the `mm` executable beside this test
+/// binary, a micro model, runs of seconds).
+@Suite(.serialized, .enabled(if: ShardFixtures.present && FileManager.default.isExecutableFile(atPath: MM.path),
+                             "needs .build/fixtures/webdataset (`make fixtures-webdataset`) and the mm product built"))
+struct ShardTrainingTests {
+    static let shards = ShardFixtures.dir + "/jpg/{00000..00005}.tar"
+
+    /// N steps straight = k steps, a stop (SIGTERM mid-epoch), `--resume`, N − k steps: the
+    /// final weights are bitwise equal — with a shuffle buffer, and with --dataset-resampled.
+    @Test(arguments: [["--shuffle-buffer", "40"], ["--shuffle-buffer", "40", "--dataset-resampled"]])
+    func anInterruptedRunResumesBitwise(_ order: [String]) throws {
+        let dir = try MM.scratch("resume-\(order.count)")
+        let args = [Self.shards, "--model", dir + "/micro.json", "--batch-size", "16", "--epochs", "2", "--warmup", "3",
+                    "--train-num-samples", "1600", "--workers", "2"] + order
+        let full = try MM.run(args + ["-o", dir + "/full"], in: dir)
+        #expect(full.status == 0, "\(full.output)")
+        #expect(full.output.contains("1600 samples per epoch (from --train-num-samples)"), "\(full.output)")
+
+        let job = try MM.start(args + ["-o", dir + "/stopped"], in: dir)
+        try MM.waitUntil(seconds: 120) { MM.losses(dir + "/stopped").count >= 130 }  // in epoch 2 (100 steps each)
+        kill(job.process.processIdentifier, SIGTERM)
+        job.process.waitUntilExit()
+        let stoppedAt = MM.losses(dir + "/stopped").count
+        #expect(job.output().contains("interrupted: checkpoint written"), "\(job.output())")
+        #expect(stoppedAt < 200, "the run ended before the stop")
+
+        let resumed = try MM.run(["--resume", dir + "/stopped"], in: dir)
+        #expect(resumed.status == 0, "\(resumed.output)")
+        #expect(resumed.output.contains("step \(stoppedAt)"), "\(resumed.output)")
+        #expect(MM.losses(dir + "/stopped") == MM.losses(dir + "/full"), "the losses of the resumed run differ")
+        let a = try Safetensors(contentsOf: URL(fileURLWithPath: dir + "/full/checkpoints/epoch_2.safetensors")).tensors
+        let b = try Safetensors(contentsOf: URL(fileURLWithPath: dir + "/stopped/checkpoints/epoch_2.safetensors")).tensors
+        #expect(Set(a.keys) == Set(b.keys) && !a.isEmpty)
+        for (key, t) in a { #expect(t.scalars == b[key]?.scalars, "\(key) differs after resume") }
+    }
+
+    /// 2 ranks × 16 from shards take the same steps as 1 process × 32 (shuffle buffer off, and
+    /// shards of 16 samples: rank r's shards are the global batch's rows r·16…). Losses to 1e-5
+    /// relative, as for manifests (round-off of the gathered loss differs).
+    @Test(.enabled(if: MM.mpirun != nil, "needs Open MPI's mpirun"))
+    func twoRanksOfBTakeTheStepsOfOneRankOf2B() throws {
+        let dir = try MM.scratch("mpi")
+        let common = [Self.shards, "--model", dir + "/micro.json", "--epochs", "3", "--warmup", "2", "--shuffle-buffer", "0"]
+        let one = try MM.run(common + ["--batch-size", "32", "-o", dir + "/one"], in: dir)
+        let two = try MM.run(common + ["--batch-size", "16", "-o", dir + "/two"], ranks: 2, in: dir)
+        #expect(one.status == 0, "\(one.output)")
+        #expect(two.status == 0, "\(two.output)")
+        let (a, b) = (MM.losses(dir + "/one"), MM.losses(dir + "/two"))
+        #expect(a.count == 9 && b.count == 9, "\(a) \(b)")
+        for (step, (x, y)) in zip(a, b).enumerated() {
+            #expect(abs(x - y) <= 1e-5 * abs(x), "step \(step + 1): loss \(x) on one rank, \(y) on two")
+        }
+    }
+
+    /// A bad shard set stops with one line naming it; damaged shards are skipped, logged and counted.
+    @Test func damagedShardsAreLoggedAndTheRunFinishes() throws {
+        let dir = try MM.scratch("bad")
+        let bad = ShardFixtures.dir + "/bad/{corrupt,empty,gnuname,nocaption,paxname,truncated}.tar"
+        let run = try MM.run([bad, "--model", dir + "/micro.json", "--batch-size", "4", "--epochs", "1", "--shuffle-buffer", "0",
+                              "-o", dir + "/run"], in: dir)
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.output.contains("samples per epoch (from counting pass over the tar headers)"), "\(run.output)")
+        let log = (try? String(contentsOfFile: dir + "/run/log.jsonl", encoding: .utf8)) ?? ""
+        #expect(log.contains("truncated shard") && log.contains("corrupt JPEG") && log.contains("no caption"), "\(log)")
+        let missing = try MM.run([ShardFixtures.dir + "/jpg/{00000..00009}.tar", "--model", dir + "/micro.json", "-o", dir + "/m"], in: dir)
+        #expect(missing.status != 0 && missing.output.contains("4 shards not found"), "\(missing.output)")
+        let scheme = try MM.run(["s3://bucket/{0..1}.tar", "-o", dir + "/s"], in: dir)
+        #expect(scheme.status != 0 && scheme.output.contains("s3://bucket/0.tar"), "\(scheme.output)")
+    }
+}
+
+/// Running the `mm` executable.
+enum MM {
+    static var path: String {
+        let products = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+            .deletingLastPathComponent()
+        return products.appendingPathComponent("mm").path
+    }
+    static let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    static func scratch(_ name: String) throws -> String {
+        let dir = Paths.scratch("train-" + name)
+        try """
+            {"embed_dim": 32,
+             "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32, "mlp_ratio": 2.0},
+             "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
+            """.write(toFile: dir + "/micro.json", atomically: true, encoding: .utf8)
+        return dir
+    }
+
+    struct Job {
+        let process: Process
+        let log: String
+        func output() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+    }
+
+    static func start(_ arguments: [String], ranks: Int = 1, in dir: String) throws -> Job {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: ranks == 1 ? path : mpirun!)
+        p.arguments = ranks == 1 ? ["train"] + arguments : ["-np", "\(ranks)", "--oversubscribe", path, "train"] + arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        p.environment = environment
+        p.currentDirectoryURL = URL(fileURLWithPath: dir)
+        let log = dir + "/output-\(UUID().uuidString).txt"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        p.standardOutput = handle
+        p.standardError = handle
+        try p.run()
+        return Job(process: p, log: log)
+    }
+
+    static func run(_ arguments: [String], ranks: Int = 1, in dir: String) throws -> (status: Int32, output: String) {
+        let job = try start(arguments, ranks: ranks, in: dir)
+        job.process.waitUntilExit()
+        return (job.process.terminationStatus, job.output())
+    }
+
+    static func waitUntil(seconds: Double, _ condition: () -> Bool) throws {
+        let end = Date().addingTimeInterval(seconds)
+        while !condition() {
+            guard Date() < end else { throw CancellationError() }
+            usleep(10_000)
+        }
+    }
+
+    static func losses(_ run: String) -> [Double] {
+        ((try? String(contentsOfFile: run + "/log.jsonl", encoding: .utf8)) ?? "").split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["loss"] as? Double
+        }
+    }
+}
