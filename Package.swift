@@ -10,6 +10,7 @@ let package = Package(
     name: "mm",
     products: [
         .executable(name: "mm", targets: ["mm"]),
+        .library(name: "MMFoundation", targets: ["MMFoundation"]),
         .library(name: "MMTensor", targets: ["MMTensor"]),
         .library(name: "MMNN", targets: ["MMNN"]),
         .library(name: "MMCLIP", targets: ["MMCLIP"]),
@@ -23,16 +24,20 @@ let package = Package(
         // System libraries
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
 
+        // The shared base: seeded streams, hashing, atomic writes and file reading, text and lines,
+        // the thread count, resource lookup
+        .target(name: "MMFoundation", swiftSettings: optimise),
+
         // Tensor core and neural-network layers
-        .target(name: "MMTensor", dependencies: ["CBLAS"], swiftSettings: optimise),
+        .target(name: "MMTensor", dependencies: ["MMFoundation", "CBLAS"], swiftSettings: optimise),
         .target(name: "MMNN", dependencies: ["MMTensor"], swiftSettings: optimise),
 
         // The two towers and the CLIP model
         .target(name: "MMVision", dependencies: ["MMNN"], swiftSettings: optimise),
         .target(name: "MMText", dependencies: ["MMNN"], swiftSettings: optimise),
         .target(name: "MMCLIP", dependencies: ["MMVision", "MMText"], resources: [.copy("configs")], swiftSettings: optimise),
-        .target(name: "MMEval", dependencies: ["MMCLIP", "MMTokenizer", "MMImage"], resources: [.copy("templates")], swiftSettings: optimise),
-        .target(name: "MMTrain", dependencies: ["MMCLIP", "MMEval", "MMData"], swiftSettings: optimise),
+        .target(name: "MMEval", dependencies: ["MMFoundation", "MMCLIP", "MMTokenizer", "MMImage"], resources: [.copy("templates")], swiftSettings: optimise),
+        .target(name: "MMTrain", dependencies: ["MMCLIP", "MMData"], swiftSettings: optimise),
 
         // Data-parallel training over Open MPI (handle macros behind an inline C shim)
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
@@ -41,12 +46,12 @@ let package = Package(
         // Image decoding (libjpeg-turbo, libpng behind setjmp shims) and open_clip's preprocessing
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
         .target(name: "CPNG", linkerSettings: [.linkedLibrary("png16")]),
-        .target(name: "MMImage", dependencies: ["CJPEG", "CPNG", "MMTensor"], swiftSettings: optimise),
+        .target(name: "MMImage", dependencies: ["MMFoundation", "CJPEG", "CPNG", "MMTensor"], swiftSettings: optimise),
 
         // CLIP tokenizer: ICU (behind a C shim) for normalisation and case, zlib for the gzipped vocabulary
         .target(name: "CICU", linkerSettings: [.linkedLibrary("icuuc")]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        .target(name: "MMTokenizer", dependencies: ["CICU", "CZlib"], resources: [.copy("vocab")], swiftSettings: optimise),
+        .target(name: "MMTokenizer", dependencies: ["MMFoundation", "CICU", "CZlib"], resources: [.copy("vocab")], swiftSettings: optimise),
 
         // Manifests, seeded epoch order, the prefetching image–caption loader
         .target(name: "MMData", dependencies: ["MMImage", "MMTokenizer"], swiftSettings: optimise),
@@ -66,6 +71,7 @@ let package = Package(
 
         // Tests, with shared helpers (fixture loading, tolerances, gradient checks)
         .target(name: "MMTestSupport", dependencies: ["MMTensor"], path: "Tests/Support"),
+        .testTarget(name: "MMFoundationTests", dependencies: ["MMFoundation"]),
         .testTarget(name: "MMTensorTests", dependencies: ["MMTensor", "MMTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMNNTests", dependencies: ["MMNN", "MMTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMCLIPTests", dependencies: ["MMCLIP", "MMTestSupport"], resources: [.copy("Fixtures")]),

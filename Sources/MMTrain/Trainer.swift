@@ -1,6 +1,5 @@
 import Foundation
 import MMCLIP
-import MMEval
 
 /// The contrastive training loop: batches → both towers → loss → AdamW, with open_clip's
 /// gradient accumulation, LiT-style image locking, validation, logging and resumable,
@@ -246,7 +245,7 @@ public final class Trainer {
         guard !images.isEmpty else { throw TrainingError("the validation set produced no batches") }
         let i = Tensor.concatenate(images, axis: 0), t = Tensor.concatenate(texts, axis: 0)
         let l = withoutGradients { ContrastiveLoss.infoNCE(image: i, text: t, logitScale: model.logitScale) }
-        return (Double(l.item()), RetrievalMetrics(images: i, texts: t, imageOfText: Array(0..<t.shape[0])))
+        return (Double(l.item()), try RetrievalMetrics(images: i, texts: t, imageOfText: Array(0..<t.shape[0])))
     }
 
     // MARK: - Checkpoints
