@@ -10,6 +10,11 @@ public struct MetricsError: Error, CustomStringConvertible, Equatable {
     /// Its row (0-based).
     public let row: Int
 
+    public init(what: String, row: Int) {
+        self.what = what
+        self.row = row
+    }
+
     public var description: String { "\(what) \(row) is not finite (NaN or infinity): the model's weights or input are broken" }
 }
 

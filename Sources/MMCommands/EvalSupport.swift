@@ -69,7 +69,7 @@ func classIndices(_ manifest: Manifest, _ classes: [[String]], file: String) thr
     guard let labels = manifest.labels else { throw CommandError("\(file): no label column") }
     return try labels.enumerated().map { row, label in
         guard let i = index[label.lowercased()] else {
-            throw CommandError("\(file):\(manifest.lines[row]): label '\(label)' is not in the labels file")
+            throw CommandError("\(file):\(manifest.lines[row]): label '\(Text.excerpt(label[...]))' is not in the labels file")
         }
         return i
     }

@@ -100,6 +100,11 @@ public struct Manifest: Sendable {
         let quoting = options.quoting ?? (sep != UInt8(ascii: "\t"))
         // Fields stay in the file's bytes (quoted ones unescaped in place); columns are offsets.
         var bytes = bytes
+        // Lines that end in CR alone (old Mac files) are lines too, as for every text file mm
+        // reads (`Text.lines`): a file with CRs and no LF at all has them as its line breaks.
+        if !bytes.contains(0x0A) {
+            for i in bytes.indices where bytes[i] == 0x0D { bytes[i] = 0x0A }
+        }
         let parsed = try bytes.withUnsafeMutableBufferPointer { buffer in
             try ManifestParser(path: path, bytes: buffer, separator: sep, quoting: quoting, options: options).run()
         }

@@ -8,7 +8,7 @@ import Testing
     /// A model that scores everything alike (zeroed projection, diverged weights) must not rank
     /// its matches first: ties are not wins, as with open_clip's argsort/topk.
     @Test func tiedScoresAreNotWins() throws {
-        let same = Tensor(shape: [4, 2], values: [Float](repeating: 0.5.squareRoot(), count: 8))
+        let same = Tensor(shape: [4, 2], values: [Float](repeating: Float(0.5).squareRoot(), count: 8))
         let m = try RetrievalMetrics(images: same, texts: same, imageOfText: [0, 1, 2, 3])
         #expect(m.imageToText.recall[1] == 0 && m.textToImage.recall[1] == 0)
         #expect(m.imageToText.meanRank == 4 && m.textToImage.meanRank == 4)
