@@ -118,3 +118,21 @@ bench-contrastive: build
 
 ablation-contrastive: build
 	tools/ablation_contrastive.sh runs/ablation
+
+# Robustness (docs/robustness.md). Fuzzing with libFuzzer: every harness in tools/fuzz/harnesses
+# for FUZZ_SECONDS (default 60) each; fuzz-ci runs each for 30 s and replays every committed
+# crash input. test-hostile runs the release mm over a folder of hostile inputs.
+.PHONY: fuzz fuzz-ci fuzz-replay test-hostile
+fuzz: deps
+	tools/fuzz/run.sh
+
+fuzz-ci: deps
+	FUZZ_SECONDS=30 tools/fuzz/run.sh
+	tools/fuzz/run.sh --replay
+
+fuzz-replay: deps
+	tools/fuzz/run.sh --replay
+
+test-hostile: build
+	$(PYTHON) tools/hostile/make_inputs.py --mm .build/release/mm .build/hostile
+	$(PYTHON) tools/hostile/check.py --mm .build/release/mm .build/hostile

@@ -16,6 +16,8 @@ let package = Package(
         .library(name: "MMCLIP", targets: ["MMCLIP"]),
         .library(name: "MMImage", targets: ["MMImage"]),
         .library(name: "MMTokenizer", targets: ["MMTokenizer"]),
+        .library(name: "MMData", targets: ["MMData"]),
+        .library(name: "MMEval", targets: ["MMEval"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

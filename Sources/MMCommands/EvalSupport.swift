@@ -85,6 +85,7 @@ func embedImages(_ model: CLIPModel, _ manifest: Manifest, size: Int, normalizat
     while let b = try loader.next() {
         parts.append(withoutGradients { model.encodeImage(b.images) })
         rows += b.indices
+        for s in b.skipped { warn("skipped \(manifest.path) \(s)") }
     }
     guard !parts.isEmpty else { throw CommandError("\(manifest.path): no readable images") }
     return (Tensor.concatenate(parts, axis: 0), rows)
@@ -97,8 +98,9 @@ func embedImageFiles(_ embedder: Embedder, _ paths: [String], batchSize: Int = 3
     return result
 }
 
-/// Image files named on the command line: files as given, folders searched recursively for
-/// .jpg/.jpeg/.png (sorted). Missing paths are reported; `missing` counts them.
+/// Image files named on the command line: files as absolute paths, each once; folders searched
+/// recursively for .jpg/.jpeg/.png (sorted). Missing paths and folders without images are
+/// reported; `missing` counts them.
 func collectImages(_ arguments: [String]) -> (paths: [String], missing: Int) {
     let fm = FileManager.default
     let extensions: Set<String> = ["jpg", "jpeg", "png"]
@@ -118,7 +120,10 @@ func collectImages(_ arguments: [String]) -> (paths: [String], missing: Int) {
                 found.append(url.path)
             }
         }
-        if found.isEmpty { warn("\(argument): no .jpg, .jpeg or .png files in this folder") }
+        if found.isEmpty {
+            warn("\(argument): no .jpg, .jpeg or .png files in this folder")
+            missing += 1
+        }
         paths += found.sorted()
     }
     return (uniqueFiles(paths), missing)
