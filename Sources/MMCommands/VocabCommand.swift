@@ -51,7 +51,7 @@ struct VocabCommand: ParsableCommand {
         }
 
         func run() throws {
-            let lines = try readCaptions(captions, replaceInvalid: replaceInvalid)
+            let lines = try withCaptionAdvice { try readCaptions(captions, replaceInvalid: replaceInvalid) }
             let trained = try VocabularyTrainer.train(captions: lines, size: size, minFrequency: minFrequency, threads: threads)
             try trained.write(to: output)
             if let reason = trained.stoppedEarly {

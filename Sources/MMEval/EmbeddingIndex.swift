@@ -153,6 +153,7 @@ public struct EmbeddingIndex {
             throw EvalError("\(file): cannot read the index (\(error.reason))")
         }
         let bytes = map.bytes
+        guard !bytes.isEmpty else { throw EvalError("\(file): not an mm index (empty file)") }
         func read<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
             T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
         }
