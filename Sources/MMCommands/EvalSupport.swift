@@ -9,20 +9,6 @@ import MMTokenizer
 
 // Helpers shared by the commands that classify, evaluate or index images.
 
-/// The bounds of the numeric options of the commands that embed, classify and evaluate, checked
-/// in one place: a zero, negative or absurd value is a usage error, never a trap or a hang.
-enum OptionBounds {
-    static let batchSize = 1...4096
-    static let workers = 1...1024
-    static let k = 1...100_000
-
-    static func check(_ value: Int, _ name: String, _ range: ClosedRange<Int>) throws {
-        guard range.contains(value) else {
-            throw ValidationError("\(name) must be in \(range.lowerBound)…\(range.upperBound), not \(value)")
-        }
-    }
-}
-
 /// Refuses embeddings holding NaN or infinity before they are printed, written or ranked,
 /// naming the first item (a diverged or corrupted checkpoint gives such embeddings).
 func requireFiniteEmbeddings(_ embeddings: Tensor, names: [String], checkpoint: String) throws {

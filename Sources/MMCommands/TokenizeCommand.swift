@@ -59,9 +59,9 @@ struct TokenizeCommand: ParsableCommand {
         guard (text == nil) != (file == nil) else {
             throw ValidationError("give either a text or --file, not both or neither")
         }
-        guard contextLength >= 1 else { throw ValidationError("--context-length must be at least 1, got \(contextLength)") }
-        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1, got \(t)") }
-        guard passes >= 1 else { throw ValidationError("--passes must be at least 1, got \(passes)") }
+        try OptionBounds.check(contextLength, "--context-length", OptionBounds.contextLength)
+        try OptionBounds.check(threads, "--threads", OptionBounds.threads)
+        try OptionBounds.check(passes, "--passes", OptionBounds.passes)
         if benchmark && file == nil { throw ValidationError("--benchmark needs --file") }
     }
 

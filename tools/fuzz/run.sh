@@ -28,7 +28,7 @@ if [ $# -gt 0 ]; then names=("$@"); else
 fi
 
 # The generated package: one executable per harness (the harness defines `fuzzOne`; FuzzMain.swift
-# is its main, FuzzScratch.swift a scratch file for readers that take a path),
+# is its main, FuzzSupport.swift a scratch file for readers that take a path),
 # depending on every library product of mm (by path, so mm's own flags apply).
 mkdir -p "$PKG/Sources"
 {
@@ -42,7 +42,7 @@ mkdir -p "$PKG/Sources"
         [ -f "$FUZZ/harnesses/$name.swift" ] || { echo "no harness tools/fuzz/harnesses/$name.swift" >&2; exit 2; }
         mkdir -p "$PKG/Sources/fuzz_$name"
         ln -sf "$FUZZ/harnesses/$name.swift" "$PKG/Sources/fuzz_$name/harness.swift"
-        ln -sf "$FUZZ/FuzzScratch.swift" "$PKG/Sources/fuzz_$name/FuzzScratch.swift"
+        ln -sf "$FUZZ/FuzzSupport.swift" "$PKG/Sources/fuzz_$name/FuzzSupport.swift"
         ln -sf "$FUZZ/FuzzMain.swift" "$PKG/Sources/fuzz_$name/main.swift"
         echo "    .executableTarget(name: \"fuzz_$name\", dependencies: libraries.map { .product(name: \$0, package: \"mm\") }, swiftSettings: harness, linkerSettings: [.unsafeFlags([\"-sanitize=fuzzer\"])]),"
     done
