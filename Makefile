@@ -168,3 +168,21 @@ fixtures-webp: venv
 # Shard reading + decoding + preprocessing: mm against open_clip's get_wds_dataset (2 workers).
 bench-shards: build venv fixtures-webdataset
 	$(VENV)/bin/python tools/bench/bench_shards.py
+
+# Robustness (docs/robustness.md). Fuzzing with libFuzzer: every harness in tools/fuzz/harnesses
+# for FUZZ_SECONDS (default 60) each; fuzz-ci runs each for 30 s and replays every committed
+# crash input. test-hostile runs the release mm over a folder of hostile inputs.
+.PHONY: fuzz fuzz-ci fuzz-replay test-hostile
+fuzz: deps
+	tools/fuzz/run.sh
+
+fuzz-ci: deps
+	FUZZ_SECONDS=30 tools/fuzz/run.sh
+	tools/fuzz/run.sh --replay
+
+fuzz-replay: deps
+	tools/fuzz/run.sh --replay
+
+test-hostile: build
+	$(PYTHON) tools/hostile/make_inputs.py --mm .build/release/mm .build/hostile
+	$(PYTHON) tools/hostile/check.py --mm .build/release/mm .build/hostile

@@ -10,6 +10,7 @@ let package = Package(
     name: "mm",
     products: [
         .executable(name: "mm", targets: ["mm"]),
+        .library(name: "MMFoundation", targets: ["MMFoundation"]),
         .library(name: "MMTensor", targets: ["MMTensor"]),
         .library(name: "MMNN", targets: ["MMNN"]),
         .library(name: "MMCLIP", targets: ["MMCLIP"]),
@@ -28,15 +29,19 @@ let package = Package(
         // System libraries
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
 
+        // The shared base: seeded streams, hashing, atomic writes and file reading, text and lines,
+        // the thread count, resource lookup
+        .target(name: "MMFoundation", swiftSettings: optimise),
+
         // Tensor core and neural-network layers
-        .target(name: "MMTensor", dependencies: ["CBLAS"], swiftSettings: optimise),
+        .target(name: "MMTensor", dependencies: ["MMFoundation", "CBLAS"], swiftSettings: optimise),
         .target(name: "MMNN", dependencies: ["MMTensor"], swiftSettings: optimise),
 
         // The two towers and the CLIP model
         .target(name: "MMVision", dependencies: ["MMNN"], swiftSettings: optimise),
         .target(name: "MMText", dependencies: ["MMNN"], swiftSettings: optimise),
         .target(name: "MMCLIP", dependencies: ["MMVision", "MMText"], resources: [.copy("configs")], swiftSettings: optimise),
-        .target(name: "MMEval", dependencies: ["MMCLIP", "MMTokenizer", "MMImage"], resources: [.copy("templates")], swiftSettings: optimise),
+        .target(name: "MMEval", dependencies: ["MMFoundation", "MMCLIP", "MMTokenizer", "MMImage"], resources: [.copy("templates")], swiftSettings: optimise),
         .target(name: "MMTrain", dependencies: ["MMCLIP", "MMEval", "MMData", "MMDistributed"], swiftSettings: optimise),
 
         // Data parallelism over any process group (threads in-process); Open MPI as one transport
@@ -49,12 +54,12 @@ let package = Package(
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
         .target(name: "CPNG", linkerSettings: [.linkedLibrary("png16")]),
         .target(name: "CWebP", linkerSettings: [.linkedLibrary("webpdemux"), .linkedLibrary("webp")]),
-        .target(name: "MMImage", dependencies: ["CJPEG", "CPNG", "CWebP", "MMTensor"], swiftSettings: optimise),
+        .target(name: "MMImage", dependencies: ["MMFoundation", "CJPEG", "CPNG", "CWebP", "MMTensor"], swiftSettings: optimise),
 
         // CLIP tokenizer: ICU (behind a C shim) for normalisation and case, zlib for the gzipped vocabulary
         .target(name: "CICU", linkerSettings: [.linkedLibrary("icuuc")]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        .target(name: "MMTokenizer", dependencies: ["CICU", "CZlib"], resources: [.copy("vocab")], swiftSettings: optimise),
+        .target(name: "MMTokenizer", dependencies: ["MMFoundation", "CICU", "CZlib"], resources: [.copy("vocab")], swiftSettings: optimise),
 
         // Manifests, seeded epoch order, the prefetching image–caption loader
         .target(name: "MMData", dependencies: ["MMImage", "MMTokenizer"], swiftSettings: optimise),
@@ -74,6 +79,7 @@ let package = Package(
 
         // Tests, with shared helpers (fixture loading, tolerances, gradient checks)
         .target(name: "MMTestSupport", dependencies: ["MMTensor"], path: "Tests/Support"),
+        .testTarget(name: "MMFoundationTests", dependencies: ["MMFoundation"]),
         .testTarget(name: "MMTensorTests", dependencies: ["MMTensor", "MMTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMNNTests", dependencies: ["MMNN", "MMTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMCLIPTests", dependencies: ["MMCLIP", "MMTestSupport"], resources: [.copy("Fixtures")]),

@@ -3,6 +3,7 @@ import Foundation
 import MMCLIP
 import MMData
 import MMEval
+import MMFoundation
 
 /// `mm embed`: normalised embeddings of images or texts.
 struct EmbedCommand: ParsableCommand {
@@ -12,7 +13,10 @@ struct EmbedCommand: ParsableCommand {
         discussion: """
             Output is one JSON object per line ({"image": path, "embedding": [...]} or \
             {"text": ..., "embedding": [...]}), or with -o a float32 .npy of [N, embed_dim] plus \
-            OUT.txt naming each row. Unreadable images are reported and left out (exit status 1).
+            OUT.txt naming each row (images by absolute path, each file once; a backslash, line \
+            break or carriage return in a name is written \\\\, \\n, \\r). Unreadable images are \
+            reported and left out (exit status 1); embeddings that are not finite (a broken \
+            checkpoint) are an error and nothing is written.
 
               mm embed -c model.safetensors photos/*.jpg > embeddings.jsonl
               mm embed -c model.safetensors --text "a red car" --text "a blue boat" -o texts.npy
@@ -41,7 +45,7 @@ struct EmbedCommand: ParsableCommand {
     func validate() throws {
         let textCount = text.count + (texts == nil ? 0 : 1)
         if images.isEmpty == (textCount == 0) { throw ValidationError("give either image files or --text/--texts") }
-        guard batchSize >= 1 else { throw ValidationError("--batch-size must be positive") }
+        try OptionBounds.check(batchSize, "--batch-size", OptionBounds.batchSize)
     }
 
     func run() throws {
@@ -51,10 +55,10 @@ struct EmbedCommand: ParsableCommand {
         if images.isEmpty {
             var lines = text
             if let file = texts {
-                guard let data = FileManager.default.contents(atPath: file), let s = String(data: data, encoding: .utf8) else {
-                    throw CommandError("\(file): cannot read as UTF-8 text")
-                }
-                lines += s.split(whereSeparator: \.isNewline).map(String.init)
+                let s: String?
+                do { s = try ReadableFile(file, maxSize: 1 << 30).readText() } catch let error as FileError { throw CommandError(error.description) }
+                guard let s else { throw CommandError("\(file): not UTF-8 text") }
+                lines += Text.lines(s).filter { !$0.isEmpty }.map(String.init)
             }
             names = lines
             all = embedder.embed(texts: lines, batchSize: batchSize)
@@ -64,16 +68,17 @@ struct EmbedCommand: ParsableCommand {
             names = samples.keys
             all = samples.embeddings
         } else {
-            let embedded = embedImageFiles(embedder, images, batchSize: batchSize)
+            let embedded = embedImageFiles(embedder, uniqueFiles(images), batchSize: batchSize)
             failed = embedded.failures.count
             names = embedded.paths
             all = embedded.embeddings
         }
         guard !names.isEmpty else { throw CommandError("nothing could be embedded") }
+        try requireFiniteEmbeddings(all, names: names, checkpoint: modelOptions.checkpoint)
         let d = all.shape[1]
         if let output {
             try writeNPY(all.scalars, shape: all.shape, to: output)
-            try (names.joined(separator: "\n") + "\n").write(toFile: output + ".txt", atomically: true, encoding: .utf8)
+            try writeNames(names, to: output + ".txt")
         } else {
             let key = images.isEmpty ? "text" : "image"
             for (i, name) in names.enumerated() {

@@ -3,6 +3,7 @@ import Foundation
 import MMCLIP
 import MMData
 import MMEval
+import MMFoundation
 import MMImage
 
 /// `mm eval`: measure a model on labelled images or image–caption pairs.
@@ -21,6 +22,8 @@ struct EvalCommand: ParsableCommand {
         @Option(help: "Threads decoding images.") var workers = Threads.count
 
         var separatorCharacter: Character? { separator.map { Character($0 == "\\t" ? "\t" : $0) } }
+
+        func validate() throws { try OptionBounds.check(workers, "--workers", OptionBounds.workers) }
     }
 
     struct ZeroShot: ParsableCommand {
@@ -51,6 +54,8 @@ struct EvalCommand: ParsableCommand {
             confusion.map { $0.lowercased().hasSuffix(".csv") ? String($0.dropLast(4)) + ".svg" : $0 + ".svg" }
         }
 
+        func validate() throws { try manifestOptions.validate() }
+
         func run() throws {
             let classes = try readClassNames(labels)
             let prompts = try PromptTemplates.named(templates)
@@ -60,17 +65,18 @@ struct EvalCommand: ParsableCommand {
             for bad in manifest.badLines { warn("skipped \(data) \(bad)") }
             let truth = try classIndices(manifest, classes, file: data)
             let (model, preprocessing, tokenizer) = try modelOptions.load()
-            let classifier = zeroShotClassifier(model, tokenizer, options: modelOptions, classes: classes, templates: prompts, useCache: !noCache)
+            let classifier = try zeroShotClassifier(model, tokenizer, options: modelOptions, classes: classes, templates: prompts, useCache: !noCache)
             let p = preprocessing
             let (images, rows) = try embedImages(model, manifest, size: p.imageSize,
                                                  normalization: Normalization(mean: SIMD3(p.mean[0], p.mean[1], p.mean[2]), std: SIMD3(p.std[0], p.std[1], p.std[2])),
                                                  threads: manifestOptions.workers)
             if rows.count < manifest.count { warn("skipped \(manifest.count - rows.count) unreadable images") }
-            let report = ZeroShotReport(logits: classifier.logits(images), truth: rows.map { truth[$0] }, classNames: classifier.classNames)
+            try requireFiniteEmbeddings(images, names: rows.map { manifest.images[$0] }, checkpoint: modelOptions.checkpoint)
+            let report = try ZeroShotReport(logits: classifier.logits(images), truth: rows.map { truth[$0] }, classNames: classifier.classNames)
             if let confusion, let confusionPicture {
                 for (file, text) in [(confusion, report.confusionCSV), (confusionPicture, report.confusionSVG)] {
-                    do { try text.write(toFile: file, atomically: true, encoding: .utf8) } catch {
-                        throw CommandError("\(file): cannot write the confusion matrix (\(error.localizedDescription))")
+                    do { try AtomicFile.write(text, to: file) } catch let error as FileError {
+                        throw CommandError("\(file): cannot write the confusion matrix (\(error.reason))")
                     }
                 }
             }
@@ -122,6 +128,8 @@ struct EvalCommand: ParsableCommand {
         @Flag(help: "Print the results as one JSON object, with open_clip's metric names.") var json = false
         @OptionGroup(title: "WebDataset shards") var shardOptions: ShardOptions
 
+        func validate() throws { try manifestOptions.validate() }
+
         func run() throws {
             if ShardURLs.looksLikeShards(pairs) { return try runOnShards() }
             let manifest = try Manifest(path: pairs, options: Manifest.Options(
@@ -130,7 +138,10 @@ struct EvalCommand: ParsableCommand {
             for bad in manifest.badLines { warn("skipped \(pairs) \(bad)") }
             guard let captions = manifest.captions, manifest.count > 0 else { throw CommandError("\(pairs): no image–caption pairs") }
             var imageIndex: [String: Int] = [:], uniqueImages: [String] = []
-            let imageOfRow = manifest.images.map { path -> Int in
+            // One row per file however it is spelled (x.jpg, ./x.jpg): a second spelling would be
+            // a distinct candidate scoring exactly like the match.
+            let imageOfRow = manifest.images.map { given -> Int in
+                let path = canonicalPath(given)
                 if let i = imageIndex[path] { return i }
                 imageIndex[path] = uniqueImages.count
                 uniqueImages.append(path)
@@ -145,7 +156,9 @@ struct EvalCommand: ParsableCommand {
             let row = uniqueImages.map { rowOfPath[$0] ?? -1 }
             let used = (0..<manifest.count).filter { row[imageOfRow[$0]] >= 0 }
             let texts = embedder.embed(texts: used.map { captions[$0] })
-            let m = RetrievalMetrics(images: images.embeddings, texts: texts, imageOfText: used.map { row[imageOfRow[$0]] })
+            try requireFiniteEmbeddings(images.embeddings, names: images.paths, checkpoint: modelOptions.checkpoint)
+            try requireFiniteEmbeddings(texts, names: used.map { "\(pairs):\(manifest.lines[$0]): caption" }, checkpoint: modelOptions.checkpoint)
+            let m = try RetrievalMetrics(images: images.embeddings, texts: texts, imageOfText: used.map { row[imageOfRow[$0]] })
             let kept = images.paths
             let skipped = uniqueImages.count - kept.count
             try report(m, images: kept.count, captions: used.count, skipped: skipped)

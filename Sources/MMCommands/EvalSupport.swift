@@ -1,11 +1,44 @@
+import ArgumentParser
 import Foundation
 import MMCLIP
 import MMData
 import MMEval
+import MMFoundation
 import MMImage
 import MMTokenizer
 
 // Helpers shared by the commands that classify, evaluate or index images.
+
+/// Refuses embeddings holding NaN or infinity before they are printed, written or ranked,
+/// naming the first item (a diverged or corrupted checkpoint gives such embeddings).
+func requireFiniteEmbeddings(_ embeddings: Tensor, names: [String], checkpoint: String) throws {
+    do { try requireFinite(embeddings, "embedding") } catch let error as MetricsError {
+        let name = error.row < names.count ? names[error.row] : "row \(error.row)"
+        throw CommandError("\(name): its embedding is not finite (NaN or infinity); the checkpoint \(checkpoint) is broken")
+    }
+}
+
+/// One spelling per file (`x.jpg`, `./x.jpg` and `/abs/x.jpg` are one image): the absolute,
+/// standardised path, so a name stays valid from any working directory.
+func canonicalPath(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
+
+/// `paths` canonicalised, each file once (in first-seen order); repeats are reported.
+func uniqueFiles(_ paths: [String]) -> [String] {
+    var seen = Set<String>(), out: [String] = []
+    for p in paths {
+        let c = canonicalPath(p)
+        if seen.insert(c).inserted { out.append(c) } else { warn("\(p): given more than once; used once") }
+    }
+    return out
+}
+
+/// Writes the names file beside an embeddings/index file: one escaped name a line
+/// (`Text.escapedLine`), atomically.
+func writeNames(_ names: [String], to path: String) throws {
+    do { try AtomicFile.write(names.map { Text.escapedLine($0) + "\n" }.joined(), to: path) } catch let error as FileError {
+        throw CommandError(error.description)
+    }
+}
 
 /// Class names, one per line; `a|b` gives synonyms of one class. Blank lines are ignored;
 /// a repeated class is reported and dropped.
@@ -22,7 +55,7 @@ func classIndices(_ manifest: Manifest, _ classes: [[String]], file: String) thr
     guard let labels = manifest.labels else { throw CommandError("\(file): no label column") }
     return try labels.enumerated().map { row, label in
         guard let i = index[label.lowercased()] else {
-            throw CommandError("\(file):\(manifest.lines[row]): label '\(label)' is not in the labels file")
+            throw CommandError("\(file):\(manifest.lines[row]): label '\(Text.excerpt(label[...]))' is not in the labels file")
         }
         return i
     }
@@ -38,6 +71,7 @@ func embedImages(_ model: CLIPModel, _ manifest: Manifest, size: Int, normalizat
     while let b = try loader.next() {
         parts.append(withoutGradients { model.encodeImage(b.images) })
         rows += b.indices
+        for s in b.skipped { warn("skipped \(manifest.path) \(s)") }
     }
     guard !parts.isEmpty else { throw CommandError("\(manifest.path): no readable images") }
     return (Tensor.concatenate(parts, axis: 0), rows)
@@ -50,8 +84,9 @@ func embedImageFiles(_ embedder: Embedder, _ paths: [String], batchSize: Int = 3
     return result
 }
 
-/// Image files named on the command line: files as given, folders searched recursively for
-/// .jpg/.jpeg/.png/.webp (sorted). Missing paths are reported; `missing` counts them.
+/// Image files named on the command line: files as absolute paths, each once; folders searched
+/// recursively for .jpg/.jpeg/.png/.webp (sorted). Missing paths and folders without images are
+/// reported; `missing` counts them.
 func collectImages(_ arguments: [String]) -> (paths: [String], missing: Int) {
     let fm = FileManager.default
     let extensions: Set<String> = ["jpg", "jpeg", "png", "webp"]
@@ -63,7 +98,7 @@ func collectImages(_ arguments: [String]) -> (paths: [String], missing: Int) {
             missing += 1
             continue
         }
-        guard isFolder.boolValue else { paths.append(argument); continue }
+        guard isFolder.boolValue else { paths.append(canonicalPath(argument)); continue }
         let root = URL(fileURLWithPath: argument)
         var found: [String] = []
         if let walker = fm.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey]) {
@@ -71,29 +106,36 @@ func collectImages(_ arguments: [String]) -> (paths: [String], missing: Int) {
                 found.append(url.path)
             }
         }
-        if found.isEmpty { warn("\(argument): no .jpg, .jpeg or .png files in this folder") }
+        if found.isEmpty {
+            warn("\(argument): no .jpg, .jpeg or .png files in this folder")
+            missing += 1
+        }
         paths += found.sorted()
     }
-    return (paths, missing)
+    return (uniqueFiles(paths), missing)
 }
 
 /// The zero-shot classifier for these classes and templates: read from the on-disk cache when
 /// this model, tokenizer, classes and templates were seen before, else built and cached.
 func zeroShotClassifier(_ model: CLIPModel, _ tokenizer: Tokenizer, options: ModelOptions, classes: [[String]],
-                        templates: [String], useCache: Bool) -> ZeroShotClassifier {
+                        templates: [String], useCache: Bool) throws -> ZeroShotClassifier {
     let cache = ClassifierCache()
-    let entry = cache.entry(checkpoint: options.checkpoint, tokenizer: "\(options.vocab ?? "default")|\(options.model ?? "")",
+    let fingerprint = EmbeddingIndex.fingerprint(model)
+    var words = FNV1a()
+    for token in tokenizer.vocabulary.tokens { words.combine(bytes: token.utf8); words.combine(word: 0x0A) }
+    let entry = cache.entry(modelFingerprint: fingerprint, tokenizer: "\(FNV1a.hex(words.value))|\(tokenizer.contextLength)",
                             classes: classes, templates: templates)
-    if useCache, let cached = cache.read(entry, classNames: classes.map { $0[0] }) {
+    if useCache, let cached = cache.read(entry, classNames: classes.map { $0[0] }, modelFingerprint: fingerprint, dimension: model.config.embedDim) {
         warn("using cached label embeddings \(entry.path)")
         return cached
     }
     let prompts = classes.reduce(0) { $0 + $1.count } * templates.count
     warn("embedding \(classes.count) labels × \(templates.count) templates (\(prompts) prompts)…")
     let classifier = ZeroShotClassifier(model: model, tokenizer: tokenizer, classes: classes, templates: templates)
+    try requireFiniteEmbeddings(classifier.weights, names: classifier.classNames.map { "label '\($0)'" }, checkpoint: options.checkpoint)
     if useCache {
         do {
-            try cache.write(classifier, to: entry)
+            try cache.write(classifier, modelFingerprint: fingerprint, to: entry)
             warn("cached label embeddings in \(entry.path)")
         } catch {
             warn("could not cache label embeddings in \(cache.directory.path): \(error)")

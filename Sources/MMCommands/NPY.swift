@@ -1,5 +1,5 @@
-import ArgumentParser
 import Foundation
+import MMFoundation
 
 /// Writes float32 little-endian .npy (format 1.0).
 func writeNPY(_ values: [Float], shape: [Int], to path: String) throws {
@@ -13,12 +13,5 @@ func writeNPY(_ values: [Float], shape: [Int], to path: String) throws {
     data.append(contentsOf: [UInt8(length & 0xFF), UInt8(length >> 8)])
     data.append(contentsOf: Array(header.utf8))
     values.withUnsafeBufferPointer { data.append(UnsafeBufferPointer(start: UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: UInt8.self), count: $0.count * 4)) }
-    let temporary = path + ".partial"
-    guard FileManager.default.createFile(atPath: temporary, contents: data) else {
-        throw ValidationError("\(path): cannot write")
-    }
-    guard rename(temporary, path) == 0 else {
-        unlink(temporary)
-        throw ValidationError("\(path): cannot write (\(String(cString: strerror(errno))))")
-    }
+    do { try AtomicFile.write(data, to: path) } catch let error as FileError { throw CommandError(error.description) }
 }

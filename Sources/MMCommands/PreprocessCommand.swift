@@ -66,10 +66,10 @@ struct PreprocessCommand: ParsableCommand {
     var memory = false
 
     func validate() throws {
-        guard size >= 1 else { throw ValidationError("--size must be at least 1, got \(size)") }
-        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
-        guard passes >= 1 else { throw ValidationError("--repeat must be at least 1, got \(passes)") }
-        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1, got \(t)") }
+        try OptionBounds.check(size, "--size", OptionBounds.imageSize)
+        try OptionBounds.check(batchSize, "--batch-size", OptionBounds.batchSize)
+        try OptionBounds.check(passes, "--repeat", OptionBounds.passes)
+        try OptionBounds.check(threads, "--threads", OptionBounds.threads)
         if output != nil && (benchmark || memory) { throw ValidationError("--output cannot be combined with --benchmark or --memory") }
         if files.isEmpty && list == nil { throw ValidationError("give image files or --list") }
     }

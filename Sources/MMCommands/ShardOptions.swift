@@ -97,7 +97,7 @@ extension EvalCommand.Retrieval {
         let embedder = try modelOptions.embedder()
         let samples = try ShardEmbeddings(embedder, try shardOptions.open(pairs), batchSize: 32)
         let texts = embedder.embed(texts: samples.captions)
-        let m = RetrievalMetrics(images: samples.embeddings, texts: texts, imageOfText: Array(samples.keys.indices))
+        let m = try RetrievalMetrics(images: samples.embeddings, texts: texts, imageOfText: Array(samples.keys.indices))
         try report(m, images: samples.keys.count, captions: samples.captions.count, skipped: samples.skipped)
         if samples.skipped > 0 { throw ExitCode(1) }
     }

@@ -59,9 +59,9 @@ struct TokenizeCommand: ParsableCommand {
         guard (text == nil) != (file == nil) else {
             throw ValidationError("give either a text or --file, not both or neither")
         }
-        guard contextLength >= 1 else { throw ValidationError("--context-length must be at least 1, got \(contextLength)") }
-        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1, got \(t)") }
-        guard passes >= 1 else { throw ValidationError("--passes must be at least 1, got \(passes)") }
+        try OptionBounds.check(contextLength, "--context-length", OptionBounds.contextLength)
+        try OptionBounds.check(threads, "--threads", OptionBounds.threads)
+        try OptionBounds.check(passes, "--passes", OptionBounds.passes)
         if benchmark && file == nil { throw ValidationError("--benchmark needs --file") }
     }
 
@@ -72,7 +72,7 @@ struct TokenizeCommand: ParsableCommand {
             print(render(text, tokenizer.tokenize(text), tokenizer))
             return
         }
-        let captions = try readCaptions(file!, replaceInvalid: replaceInvalid)
+        let captions = try withCaptionAdvice { try readCaptions(file!, replaceInvalid: replaceInvalid) }
         if benchmark {
             try runBenchmark(captions, vocabulary)
             return
@@ -135,5 +135,13 @@ struct TokenizeCommand: ParsableCommand {
         }
         print("{\"captions\": \(captions.count), \"threads\": \(threadCount), \"warm\": \(warm), \"seconds\": \(best), "
             + "\"captions_per_second\": \(Double(captions.count) / best), \"checksum\": \(checksum)}")
+    }
+}
+
+/// A caption file's invalid UTF-8 with what the command line can do about it.
+func withCaptionAdvice<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let error as TokenizerError {
+        guard case .invalidUTF8 = error else { throw error }
+        throw CommandError("\(error); re-encode the file as UTF-8 or pass --replace-invalid")
     }
 }

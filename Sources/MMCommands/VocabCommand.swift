@@ -46,12 +46,13 @@ struct VocabCommand: ParsableCommand {
             guard size >= VocabularyTrainer.baseSize else {
                 throw ValidationError("--size must be at least \(VocabularyTrainer.baseSize) (512 byte symbols + 2 special tokens), got \(size)")
             }
-            guard minFrequency >= 1 else { throw ValidationError("--min-frequency must be at least 1, got \(minFrequency)") }
-            if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1, got \(t)") }
+            try OptionBounds.check(size, "--size", OptionBounds.vocabularySize)
+            try OptionBounds.check(minFrequency, "--min-frequency", 1...Int.max)
+            try OptionBounds.check(threads, "--threads", OptionBounds.threads)
         }
 
         func run() throws {
-            let lines = try readCaptions(captions, replaceInvalid: replaceInvalid)
+            let lines = try withCaptionAdvice { try readCaptions(captions, replaceInvalid: replaceInvalid) }
             let trained = try VocabularyTrainer.train(captions: lines, size: size, minFrequency: minFrequency, threads: threads)
             try trained.write(to: output)
             if let reason = trained.stoppedEarly {

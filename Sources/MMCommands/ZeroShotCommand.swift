@@ -17,8 +17,9 @@ struct ZeroShotCommand: ParsableCommand {
             (exit status 1).
 
             The label embeddings are cached in ~/.cache/mm/zeroshot (or $XDG_CACHE_HOME/mm/zeroshot, \
-            or $MM_CACHE_DIR/zeroshot), keyed by the checkpoint file (path, size, modification \
-            time), the labels and the templates, so a second call only embeds the images.
+            or $MM_CACHE_DIR/zeroshot), keyed by the model's weights (a hash of their bits), the \
+            tokenizer, the labels and the templates, and checked when read, so a second call \
+            only embeds the images.
 
               mm zeroshot -c model.safetensors --labels labels.txt photo.jpg photos/
               mm zeroshot -c model.safetensors --labels labels.txt --templates simple -k 3 --json *.jpg
@@ -49,8 +50,8 @@ struct ZeroShotCommand: ParsableCommand {
     var batchSize = 32
 
     func validate() throws {
-        guard k >= 1 else { throw ValidationError("-k must be at least 1") }
-        guard batchSize >= 1 else { throw ValidationError("--batch-size must be positive") }
+        try OptionBounds.check(k, "-k", OptionBounds.k)
+        try OptionBounds.check(batchSize, "--batch-size", OptionBounds.batchSize)
     }
 
     func run() throws {
@@ -59,8 +60,9 @@ struct ZeroShotCommand: ParsableCommand {
         let (paths, missing) = collectImages(images)
         guard !paths.isEmpty else { throw CommandError("no images to classify") }
         let embedder = try modelOptions.embedder()
-        let classifier = zeroShotClassifier(embedder.model, embedder.tokenizer, options: modelOptions, classes: classes, templates: prompts, useCache: !noCache)
+        let classifier = try zeroShotClassifier(embedder.model, embedder.tokenizer, options: modelOptions, classes: classes, templates: prompts, useCache: !noCache)
         let images = embedImageFiles(embedder, paths, batchSize: batchSize)
+        try requireFiniteEmbeddings(images.embeddings, names: images.paths, checkpoint: modelOptions.checkpoint)
         let top = classifier.predictions(images.embeddings, k: k)
         for (path, labels) in zip(images.paths, top) {
             if json {

@@ -1,3 +1,4 @@
+import MMFoundation
 /// Bad input to the data pipeline. Each description is one line that names the file (and line)
 /// and says what to do.
 public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
@@ -40,7 +41,9 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
         case let .badLine(path, line, reason):
             return "\(path):\(line): \(reason); fix the line or pass --skip-bad to skip and count bad lines"
         case let .missingColumn(path, key, role, columns):
-            let list = columns.map { "'\($0)'" }.joined(separator: ", ")
+            // Quoted in short: a header that is really the whole file must not become the message.
+            var list = columns.prefix(12).map { "'\(Text.excerpt($0[...], limit: 40))'" }.joined(separator: ", ")
+            if columns.count > 12 { list += ", … (\(columns.count) in all)" }
             return "\(path):1: the header has no \(role) column '\(key)' (its columns: \(list)); pass --\(role)-key naming one of them, or add a header line"
         case let .empty(path):
             return "\(path): the manifest has no samples (it needs lines of image path and caption)"

@@ -68,14 +68,9 @@ public struct EpochOrder: Sendable, Equatable {
 
 /// Seeds derived from the run seed; each use has its own tag so streams never coincide.
 enum Seeds {
-    /// SplitMix64's finaliser: a bijection on UInt64, so distinct inputs stay distinct.
+    /// SplitMix64's step: a bijection on UInt64, so distinct inputs stay distinct.
     @inline(__always)
-    static func mix(_ x: UInt64) -> UInt64 {
-        var z = x &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    static func mix(_ x: UInt64) -> UInt64 { SeededGenerator.mix(x) }
 
     static func permutation(seed: UInt64, epoch: Int) -> UInt64 {
         mix(mix(seed ^ 0x5045_524D) ^ UInt64(truncatingIfNeeded: epoch))

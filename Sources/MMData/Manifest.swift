@@ -1,4 +1,5 @@
 import Foundation
+import MMFoundation
 
 /// A list of image–caption samples in open_clip's CSV/TSV format.
 ///
@@ -99,6 +100,11 @@ public struct Manifest: Sendable {
         let quoting = options.quoting ?? (sep != UInt8(ascii: "\t"))
         // Fields stay in the file's bytes (quoted ones unescaped in place); columns are offsets.
         var bytes = bytes
+        // Lines that end in CR alone (old Mac files) are lines too, as for every text file mm
+        // reads (`Text.lines`): a file with CRs and no LF at all has them as its line breaks.
+        if !bytes.contains(0x0A) {
+            for i in bytes.indices where bytes[i] == 0x0D { bytes[i] = 0x0A }
+        }
         let parsed = try bytes.withUnsafeMutableBufferPointer { buffer in
             try ManifestParser(path: path, bytes: buffer, separator: sep, quoting: quoting, options: options).run()
         }
@@ -458,65 +464,15 @@ private final class ManifestParser {
     /// nil for valid UTF-8, else "byte 0xFF at byte 14 of the field".
     private func invalidUTF8(_ field: Field) -> String? {
         let bytes = UnsafeBufferPointer(start: base + field.start, count: field.count)
-        guard let offset = firstInvalidUTF8(bytes) else { return nil }
+        guard let offset = Text.firstInvalidUTF8(bytes) else { return nil }
         let hex = String(bytes[offset], radix: 16, uppercase: true)
         return "byte 0x\(hex.count == 1 ? "0" + hex : hex) at byte \(offset + 1) of the field"
     }
 }
 
-/// The offset of the first byte that does not start a valid UTF-8 sequence (overlong forms,
-/// surrogates and values past U+10FFFF are invalid, as in Swift's own decoder); nil when valid.
-/// Runs of ASCII are skipped eight bytes at a time.
-func firstInvalidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
-    guard let p = bytes.baseAddress else { return nil }
-    let n = bytes.count
-    var i = 0
-    while i < n {
-        if i + 8 <= n && UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self) & 0x8080_8080_8080_8080 == 0 {
-            i += 8
-            continue
-        }
-        let b = p[i]
-        if b < 0x80 { i += 1; continue }
-        let length: Int
-        var low: UInt8 = 0x80, high: UInt8 = 0xBF  // allowed range of the second byte
-        switch b {
-        case 0xC2...0xDF: length = 2
-        case 0xE0: length = 3; low = 0xA0
-        case 0xE1...0xEC, 0xEE...0xEF: length = 3
-        case 0xED: length = 3; high = 0x9F
-        case 0xF0: length = 4; low = 0x90
-        case 0xF1...0xF3: length = 4
-        case 0xF4: length = 4; high = 0x8F
-        default: return i
-        }
-        guard i + length <= n, p[i + 1] >= low && p[i + 1] <= high else { return i }
-        for k in 2..<length where p[i + k] & 0xC0 != 0x80 { return i }
-        i += length
-    }
-    return nil
-}
-
-/// The whole file, or an error with the system's reason.
+/// The whole file (a regular file: a FIFO or device is refused), or an error with the reason.
 private func readFile(_ path: String) throws -> [UInt8] {
-    let fd = open(path, O_RDONLY)
-    guard fd >= 0 else { throw DataError.unreadable(path: path, reason: String(cString: strerror(errno))) }
-    defer { close(fd) }
-    var info = stat()
-    guard fstat(fd, &info) == 0 else { throw DataError.unreadable(path: path, reason: String(cString: strerror(errno))) }
-    if (info.st_mode & S_IFMT) == S_IFDIR { throw DataError.unreadable(path: path, reason: "is a directory") }
-    var bytes = [UInt8](repeating: 0, count: max(Int(info.st_size), 0) + 1)
-    var count = 0
-    while true {
-        if count == bytes.count { bytes.append(contentsOf: repeatElement(0, count: bytes.count)) }
-        let got = bytes.withUnsafeMutableBufferPointer { read(fd, $0.baseAddress! + count, $0.count - count) }
-        if got < 0 {
-            if errno == EINTR { continue }
-            throw DataError.unreadable(path: path, reason: String(cString: strerror(errno)))
-        }
-        if got == 0 { break }
-        count += got
+    do { return try ReadableFile(path).readAll() } catch let error as FileError {
+        throw DataError.unreadable(path: path, reason: error.reason)
     }
-    bytes.removeLast(bytes.count - count)
-    return bytes
 }

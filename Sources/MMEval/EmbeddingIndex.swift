@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import MMCLIP
+import MMFoundation
 
 /// A gallery of normalised embeddings with the names they belong to, searched exactly: per block
 /// of rows one BLAS product with the queries, then each query's running top k is updated.
@@ -63,7 +64,7 @@ public struct EmbeddingIndex {
         case .memory(let t): return t
         case .mapped(let file, let offset):
             let t = Tensor.zeros([count, dimension])
-            UnsafeMutableRawPointer(t.data).copyMemory(from: file.bytes + offset, byteCount: t.count * 4)
+            UnsafeMutableRawPointer(t.data).copyMemory(from: file.bytes.baseAddress! + offset, byteCount: t.count * 4)
             return t
         }
     }
@@ -95,13 +96,13 @@ public struct EmbeddingIndex {
 
     /// A fingerprint of a model's weights: a hash over every parameter's bits, with the config.
     public static func fingerprint(_ model: CLIPModel) -> String {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        var h = FNV1a()
         for (key, t) in model.namedParameters() {
-            for byte in key.utf8 { h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+            h.combine(bytes: key.utf8)
             let words = UnsafeRawPointer(t.data).assumingMemoryBound(to: UInt32.self)
-            for i in 0..<t.count { h = (h ^ UInt64(words[i])) &* 0x0000_0100_0000_01b3 }
+            for i in 0..<t.count { h.combine(word: UInt64(words[i])) }
         }
-        return String(format: "%016llx-d%d", h, model.config.embedDim)
+        return "\(FNV1a.hex(h.value))-d\(model.config.embedDim)"
     }
 
     /// Throws unless the queries' model (its `fingerprint`) is the one that built the index.
@@ -121,53 +122,46 @@ public struct EmbeddingIndex {
         header += [UInt8](repeating: 0x20, count: (64 - (16 + header.count) % 64) % 64)
         append(UInt32(header.count), to: &head)
         head += header
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
-        guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
-            throw EvalError("\(temporary.path): cannot create the index file")
-        }
-        let out = try FileHandle(forWritingTo: temporary)
-        do {
-            var sum = Checksum()
+        do { try AtomicFile.write(to: url.path) { out in
+            var sum = FNV1a()
             try head.withUnsafeBytes { raw in
-                sum.add(raw)
-                try out.write(contentsOf: raw)
+                sum.combine(words: raw)
+                try out.write(raw)
             }
             // Rows straight from memory or the mapped file, in blocks (one copy at most).
             try withRowBytes { raw in
                 var start = 0
                 while start < raw.count {
                     let part = UnsafeRawBufferPointer(rebasing: raw[start..<min(raw.count, start + Self.blockBytes)])
-                    sum.add(part)
-                    try out.write(contentsOf: part)
+                    sum.combine(words: part)
+                    try out.write(part)
                     start += part.count
                 }
             }
-            try withUnsafeBytes(of: sum.value.littleEndian) { try out.write(contentsOf: $0) }
-            try out.synchronize()
-            try out.close()
-        } catch {
-            try? out.close()
-            try? FileManager.default.removeItem(at: temporary)
-            throw error
+            try withUnsafeBytes(of: sum.value.littleEndian) { try out.write($0) }
+        } } catch let error as FileError {
+            throw EvalError(error.description)
         }
-        _ = try? FileManager.default.removeItem(at: url)
-        try FileManager.default.moveItem(at: temporary, to: url)
     }
 
     /// Maps an index file read-only and verifies it; a wrong magic, version, size or checksum is
     /// an error naming the file. The rows are not copied: searches read them from the map.
     public static func load(from url: URL) throws -> EmbeddingIndex {
         let file = url.path
-        let map = try MappedFile(path: file)
-        let bytes = UnsafeRawBufferPointer(start: map.bytes, count: map.count)
+        let map: MappedFile
+        do { map = try MappedFile(file) } catch let error as FileError {
+            throw EvalError("\(file): cannot read the index (\(error.reason))")
+        }
+        let bytes = map.bytes
+        guard !bytes.isEmpty else { throw EvalError("\(file): not an mm index (empty file)") }
         func read<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
             T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
         }
         guard bytes.count >= 24, Array(bytes[0..<8]) == magic else { throw EvalError("\(file): not an mm index (no MMINDEX magic)") }
         let version = read(UInt32.self, at: 8)
         guard version == Self.version else { throw EvalError("\(file): index version \(version), this mm reads version \(Self.version)") }
-        var sum = Checksum()
-        sum.add(UnsafeRawBufferPointer(rebasing: bytes[0..<(bytes.count - 8)]))
+        var sum = FNV1a()
+        sum.combine(words: UnsafeRawBufferPointer(rebasing: bytes[0..<(bytes.count - 8)]))
         guard read(UInt64.self, at: bytes.count - 8) == sum.value else {
             throw EvalError("\(file): checksum mismatch, the index is corrupt (rebuild it)")
         }
@@ -244,7 +238,7 @@ public struct EmbeddingIndex {
             for first in stride(from: 0, to: count, by: blockRows) {
                 let n = min(blockRows, count - first)
                 if buffer?.shape[0] != n { buffer = Tensor.zeros([n, dimension]) }
-                UnsafeMutableRawPointer(buffer!.data).copyMemory(from: file.bytes + offset + first * dimension * 4, byteCount: n * dimension * 4)
+                UnsafeMutableRawPointer(buffer!.data).copyMemory(from: file.bytes.baseAddress! + offset + first * dimension * 4, byteCount: n * dimension * 4)
                 body(buffer!, first)
             }
         }
@@ -253,7 +247,7 @@ public struct EmbeddingIndex {
     private func withRowBytes(_ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
         switch rows {
         case .memory(let t): try body(UnsafeRawBufferPointer(start: t.data, count: t.count * 4))
-        case .mapped(let file, let offset): try body(UnsafeRawBufferPointer(start: file.bytes + offset, count: count * dimension * 4))
+        case .mapped(let file, let offset): try body(UnsafeRawBufferPointer(start: file.bytes.baseAddress! + offset, count: count * dimension * 4))
         }
     }
 
@@ -279,44 +273,5 @@ private func keepBest(_ scores: UnsafePointer<Float>, count: Int, first: Int, k:
         }
         best[slot] = v
         at[slot] = first + j
-    }
-}
-
-/// A file mapped read-only for the lifetime of this object (shared by copies of an index).
-final class MappedFile: @unchecked Sendable {
-    let bytes: UnsafeRawPointer
-    let count: Int
-
-    init(path: String) throws {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw EvalError("\(path): cannot read the index (\(String(cString: strerror(errno))))") }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw EvalError("\(path): cannot read the index (\(String(cString: strerror(errno))))") }
-        count = Int(info.st_size)
-        guard count > 0 else { throw EvalError("\(path): not an mm index (empty file)") }
-        guard let p = mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0), p != UnsafeMutableRawPointer(bitPattern: -1) else {
-            throw EvalError("\(path): cannot map the index (\(String(cString: strerror(errno))))")
-        }
-        bytes = UnsafeRawPointer(p)
-    }
-
-    deinit { munmap(UnsafeMutableRawPointer(mutating: bytes), count) }
-}
-
-/// 64-bit FNV-1a over bytes, eight at a time (one multiply per word keeps large files fast).
-/// Fed in pieces, every piece but the last must be a multiple of 8 bytes.
-struct Checksum {
-    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
-    private var finished = false
-
-    mutating func add(_ raw: UnsafeRawBufferPointer) {
-        precondition(!finished, "only the last piece may have a length that is not a multiple of 8")
-        let words = raw.count / 8
-        var h = value
-        for i in 0..<words { h = (h ^ raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) &* 0x0000_0100_0000_01b3 }
-        for i in (words * 8)..<raw.count { h = (h ^ UInt64(raw[i])) &* 0x0000_0100_0000_01b3 }
-        value = h
-        finished = raw.count % 8 != 0
     }
 }

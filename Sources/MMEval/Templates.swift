@@ -1,4 +1,15 @@
 import Foundation
+import MMFoundation
+
+/// A small text file (templates, labels): a regular UTF-8 file of at most 64 MiB.
+func readTextFile(_ path: String, what: String) throws -> String {
+    let text: String?
+    do { text = try ReadableFile(path, maxSize: 64 << 20).readText() } catch let error as FileError {
+        throw EvalError("\(path): cannot read the \(what) (\(error.reason))")
+    }
+    guard let text else { throw EvalError("\(path): not UTF-8") }
+    return text
+}
 
 /// Prompt templates for zero-shot classification: `{}` marks where the class name goes.
 public enum PromptTemplates {
@@ -8,26 +19,28 @@ public enum PromptTemplates {
         switch name {
         case "none": return ["{}"]
         case "openai", "simple":
-            guard let url = Bundle.module.url(forResource: name, withExtension: "txt", subdirectory: "templates") else {
+            guard let path = Resources.locate("templates/\(name).txt", target: "MMEval").path else {
                 throw EvalError("the bundled '\(name)' templates are missing from this build")
             }
-            return try parse(try Data(contentsOf: url), file: url.path)
+            return try parse(text: try readTextFile(path, what: "templates file"), file: path)
         default:
-            guard let data = FileManager.default.contents(atPath: name) else {
-                throw EvalError("\(name): cannot read the templates file (or use openai, simple, none)")
-            }
-            return try parse(data, file: name)
+            return try parse(text: try readTextFile(name, what: "templates file"), file: name)
         }
     }
 
     /// One template per non-blank line; each must contain `{}`.
     public static func parse(_ data: Data, file: String) throws -> [String] {
         guard let text = String(data: data, encoding: .utf8) else { throw EvalError("\(file): not UTF-8") }
+        return try parse(text: text, file: file)
+    }
+
+    /// One template per non-blank line (LF, CRLF or CR); each must contain `{}`.
+    public static func parse(text: String, file: String) throws -> [String] {
         var templates: [String] = []
-        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (n, line) in Text.lines(text).enumerated() {
             let t = line.trimmingCharacters(in: .whitespacesAndNewlines)
             if t.isEmpty { continue }
-            guard t.contains("{}") else { throw EvalError("\(file):\(n + 1): template '\(t)' has no {} for the class name") }
+            guard t.contains("{}") else { throw EvalError("\(file):\(n + 1): template '\(Text.excerpt(t[...]))' has no {} for the class name") }
             templates.append(t)
         }
         guard !templates.isEmpty else { throw EvalError("\(file): no templates (one per line, {} marks the class name)") }
@@ -47,8 +60,7 @@ public struct ClassLabels: Equatable {
     }
 
     public init(contentsOf path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else { throw EvalError("\(path): cannot read the labels file") }
-        try self.init(parsing: data, file: path)
+        try self.init(parsing: Data(try readTextFile(path, what: "labels file").utf8), file: path)
     }
 
     /// Blank lines are ignored; an empty result or non-UTF-8 text is an error.
@@ -57,7 +69,7 @@ public struct ClassLabels: Equatable {
         var seen = Set<String>()
         classes = []
         duplicates = []
-        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (n, line) in Text.lines(text).enumerated() {
             let names = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
             guard let first = names.first else { continue }
             if seen.insert(first.lowercased()).inserted { classes.append(names) } else { duplicates.append((n + 1, first)) }

@@ -106,10 +106,3 @@ func topIndices(_ values: UnsafePointer<Float>, count: Int, k: Int) -> [Int] {
     }
     return best
 }
-
-/// Top-k accuracy of rankings against true class indices.
-public func topKAccuracy(_ rankings: [[Int]], _ truth: [Int], k: Int) -> Double {
-    precondition(rankings.count == truth.count, "one ranking per label")
-    guard !truth.isEmpty else { return 0 }
-    return Double(zip(rankings, truth).filter { $0.prefix(k).contains($1) }.count) / Double(truth.count)
-}

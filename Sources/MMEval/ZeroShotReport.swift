@@ -23,25 +23,23 @@ public struct ZeroShotReport: Sendable, Equatable {
     /// `confusion[t][p]`: samples of class t predicted as class p.
     public var confusion: [[Int]]
 
-    /// `logits` [N, C]; `truth[i]` the class of sample i.
-    public init(logits: Tensor, truth: [Int], classNames: [String]) {
+    /// `logits` [N, C]; `truth[i]` the class of sample i. A sample counts for top-k when fewer
+    /// than k other classes score at least as high as its own (ties are not wins, so a model
+    /// that scores every class alike gets 0, not 100 %); non-finite logits are an error.
+    public init(logits: Tensor, truth: [Int], classNames: [String]) throws {
         let (n, c) = (logits.shape[0], logits.shape[1])
         precondition(truth.count == n && classNames.count == c && truth.allSatisfy { $0 >= 0 && $0 < c }, "one class index per row")
+        let ranks = try classRanks(logits: logits, truth: truth)
         var confusion = [[Int]](repeating: [Int](repeating: 0, count: c), count: c)
         var hits1 = [Int](repeating: 0, count: c), hits5 = [Int](repeating: 0, count: c), support = [Int](repeating: 0, count: c)
         for i in 0..<n {
             let row = logits.data + i * c
             let t = truth[i]
-            // Rank of the true class = how many classes score strictly higher.
-            var above = 0, argmax = 0
-            let target = row[t]
-            for j in 0..<c {
-                if row[j] > target { above += 1 }
-                if row[j] > row[argmax] { argmax = j }
-            }
+            var argmax = 0
+            for j in 0..<c where row[j] > row[argmax] { argmax = j }
             support[t] += 1
-            if above < 1 { hits1[t] += 1 }
-            if above < 5 { hits5[t] += 1 }
+            if ranks[i] < 1 { hits1[t] += 1 }
+            if ranks[i] < 5 { hits5[t] += 1 }
             confusion[t][argmax] += 1
         }
         count = n

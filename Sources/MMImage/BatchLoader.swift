@@ -26,7 +26,7 @@ public final class ImageBatchLoader {
     }
 
     /// Loads `paths` into `[paths.count, 3, size, size]`. Sample `i` is augmented with the
-    /// stream `SplitMix64(seed: seed, index: i)` — pass a new seed per batch and epoch.
+    /// stream `SeededGenerator(seed: seed, index: i)` — pass a new seed per batch and epoch.
     public func load(_ paths: [String], seed: UInt64 = 0) -> ImageBatch {
         let size = transform.size
         let shape = [paths.count, 3, size, size]
@@ -43,7 +43,7 @@ public final class ImageBatchLoader {
             while case let i = next.take(), i < paths.count {
                 let dst = base + i * sampleCount
                 do {
-                    try pipeline.process(path: paths[i], into: dst, seed: SplitMix64(seed: seed, index: i).seedValue)
+                    try pipeline.process(path: paths[i], into: dst, seed: SeededGenerator(seed: seed, index: i).seedValue)
                 } catch let error as ImageError {
                     dst.update(repeating: 0, count: sampleCount)
                     failures.add(i, error)
@@ -62,7 +62,7 @@ public final class ImageBatchLoader {
     }
 }
 
-extension SplitMix64 {
+extension SeededGenerator {
     /// A single seed value summarising this stream, for `ImagePipeline.process(seed:)`.
     var seedValue: UInt64 { var copy = self; return copy.next() }
 }

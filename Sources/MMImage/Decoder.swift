@@ -2,6 +2,7 @@ import CJPEG
 import CPNG
 import CWebP
 import Foundation
+import MMFoundation
 
 /// How the 4 bytes of each decoded pixel are to be read, following the mode PIL opens the file
 /// in — which decides how open_clip resizes it (`Image.resize` depends on the mode) and how it
@@ -94,6 +95,9 @@ final class Decoder {
         }
         let bytes = UnsafeRawBufferPointer(start: file.base, count: fileCount)
         if fileCount == 0 { throw ImageError(path: path, reason: .empty) }
+        if let name = ImageFormat.truncatedSignature(bytes) {
+            throw ImageError(path: path, reason: .truncated(format: name, detail: "the file ends after \(fileCount) bytes"))
+        }
         switch ImageFormat.detect(bytes) {
         case .jpeg: return try decodeJPEG(path, minShortSide: minShortSide, region: region)
         case .png: return try decodePNG(path, region: region)
@@ -103,25 +107,28 @@ final class Decoder {
         }
     }
 
+    /// Reads a regular file of at most `ImageLimits.maxFileBytes` into `file`, after its first
+    /// bytes show an image format: a FIFO, a device or a huge file of anything is refused
+    /// before it is read.
     private func read(_ path: String) throws {
         fileCount = 0
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw ImageError(path: path, reason: .unreadable(String(cString: strerror(errno)))) }
-        defer { close(fd) }
-        var info = stat()
-        if fstat(fd, &info) == 0 {
-            if (info.st_mode & S_IFMT) == S_IFDIR { throw ImageError(path: path, reason: .unreadable("is a directory")) }
-            if Int(info.st_size) > file.capacity { file.reserve(Int(info.st_size)) }
+        let source: ReadableFile
+        do { source = try ReadableFile(path, maxSize: ImageLimits.maxFileBytes) } catch let error as FileError {
+            if case .tooLarge(_, let size, _) = error { throw ImageError(path: path, reason: .fileTooLarge(bytes: size)) }
+            throw ImageError(path: path, reason: .unreadable(error.reason))
         }
-        while true {
-            if fileCount == file.capacity { file.grow(keeping: fileCount, to: max(2 * file.capacity, 1 << 16)) }
-            let n = Foundation.read(fd, file.base + fileCount, file.capacity - fileCount)
-            if n == 0 { break }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ImageError(path: path, reason: .unreadable(String(cString: strerror(errno))))
+        if source.size == 0 { throw ImageError(path: path, reason: .empty) }
+        if source.size > file.capacity { file.reserve(source.size) }
+        do {
+            fileCount = try source.read(into: file.base, count: min(source.size, 64), at: 0)
+            switch ImageFormat.detect(UnsafeRawBufferPointer(start: file.base, count: fileCount)) {
+            case .jpeg, .png, .webp:
+                fileCount += try source.read(into: file.base + fileCount, count: source.size - fileCount, at: fileCount)
+            case .unsupported, .unknown:
+                break  // the first bytes say enough for the error
             }
-            fileCount += n
+        } catch let error as FileError {
+            throw ImageError(path: path, reason: .unreadable(error.reason))
         }
     }
 

@@ -16,6 +16,8 @@ public struct ImageError: Error, CustomStringConvertible, Sendable, Equatable {
         /// The decoder rejected the data.
         case corrupt(format: String, detail: String)
         case tooLarge(width: Int, height: Int)
+        /// A file larger than `ImageLimits.maxFileBytes`, refused before reading.
+        case fileTooLarge(bytes: Int)
     }
 
     public let path: String
@@ -38,6 +40,7 @@ public struct ImageError: Error, CustomStringConvertible, Sendable, Equatable {
         case .unsupported(let format): return "\(format) images are not supported (convert to JPEG, PNG or WebP)"
         case .corrupt(let format, let detail): return "corrupt \(format) (\(detail))"
         case .tooLarge(let w, let h): return "image is \(w)×\(h), more than the \(ImageLimits.maxPixels) pixels allowed"
+        case .fileTooLarge(let n): return "file is \(n) bytes, more than the \(ImageLimits.maxFileBytes) allowed for an image"
         }
     }
 }
@@ -46,4 +49,7 @@ public enum ImageLimits {
     /// Larger images are refused before decoding: a decompression bomb must not take the machine
     /// down. 2²⁸ pixels is a 16384×16384 image, far beyond any training photo.
     public static let maxPixels = 1 << 28
+    /// Larger files are refused before reading (a sparse multi-GB file named .jpg must not be
+    /// read into memory); 512 MiB is far beyond any real photo.
+    public static let maxFileBytes = 1 << 29
 }

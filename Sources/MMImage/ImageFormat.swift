@@ -1,3 +1,5 @@
+import MMFoundation
+
 /// Image container formats, recognised from the file's first bytes (never from its name).
 public enum ImageFormat: Sendable, Equatable {
     case jpeg
@@ -34,11 +36,25 @@ public enum ImageFormat: Sendable, Equatable {
         return .unknown
     }
 
+    /// The format whose signature the file starts but stops inside (a JPEG of two bytes is a
+    /// truncated JPEG, not text).
+    public static func truncatedSignature(_ bytes: UnsafeRawBufferPointer) -> String? {
+        for (name, signature) in [("JPEG", [0xFF, 0xD8, 0xFF]), ("PNG", [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])] as [(String, [UInt8])]
+        where !bytes.isEmpty && bytes.count < signature.count && signature.starts(with: bytes) {
+            return name
+        }
+        return nil
+    }
+
     /// A short account of unrecognised bytes for error messages.
     static func describeUnknown(_ bytes: UnsafeRawBufferPointer) -> String {
         let head = bytes.prefix(64)
+        // Text: printable ASCII and whitespace, with any other bytes valid UTF-8 (the sample
+        // may cut the last character short).
         let printable = head.allSatisfy { ($0 >= 0x20 && $0 < 0x7F) || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D || $0 >= 0x80 }
-        if printable && !head.isEmpty { return "the file looks like text, not image data" }
+        let invalid = Array(head).withUnsafeBufferPointer { Text.firstInvalidUTF8($0) }
+        let utf8 = invalid == nil || (bytes.count > head.count && invalid! >= head.count - 3)
+        if printable && utf8 && !head.isEmpty { return "the file looks like text, not image data" }
         let hex = bytes.prefix(8).map { String($0, radix: 16).leftPadded(to: 2) }.joined(separator: " ")
         return "unknown format (first bytes \(hex))"
     }

@@ -31,7 +31,7 @@ public final class ImagePipeline {
 
     /// Decodes and transforms a file or in-memory encoded image (a shard member) into `out`.
     public func process(_ input: ImageInput, into out: UnsafeMutablePointer<Float>, seed: UInt64 = 0) throws {
-        var rng = SplitMix64(seed: seed)
+        var rng = SeededGenerator(seed: SeededGenerator.finalize(seed))
         var plan: ResizePlan?
         let size = transform.size
         var image = try decoder.decode(input, minShortSide: minShortSide) { width, height in
@@ -64,7 +64,7 @@ public final class ImagePipeline {
         precondition(crop.left >= 0 && crop.top >= 0 && crop.width > 0 && crop.height > 0
                      && crop.left + crop.width <= image.sourceWidth && crop.top + crop.height <= image.sourceHeight,
                      "crop \(crop) outside the \(image.sourceWidth)×\(image.sourceHeight) image \(path)")
-        var rng = SplitMix64(seed: 0)
+        var rng = SeededGenerator(seed: 0)
         render(&image, plan!, into: out, rng: &rng)
     }
 
@@ -91,7 +91,7 @@ public final class ImagePipeline {
     }
 
     private func render(_ image: inout DecodedImage, _ plan: ResizePlan, into out: UnsafeMutablePointer<Float>,
-                        rng: inout SplitMix64) {
+                        rng: inout SeededGenerator) {
         let size = transform.size
         if image.layout == .rgba { premultiply(&image, plan) }
         let stride = (size * 4 + 15) & ~15

@@ -120,29 +120,6 @@ extension Augmentation {
     }
 }
 
-/// A small, fast, seedable generator (SplitMix64). Each sample gets its own stream from
-/// (seed, index), so results do not depend on which thread takes which image.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-
-    public init(seed: UInt64) { state = Self.mix(seed) }
-
-    /// The stream for item `index` of a run seeded with `seed`.
-    public init(seed: UInt64, index: Int) { state = Self.mix(seed ^ Self.mix(UInt64(truncatingIfNeeded: index) &+ 0x632B_E59B_D9B4_E019)) }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        return Self.mix(state)
-    }
-
-    static func mix(_ x: UInt64) -> UInt64 {
-        var z = x
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Which source pixels become the output, and how the output is cut.
 struct ResizePlan: Equatable {
     /// The source rectangle that is resized (all of it for eval, the random crop for train).

@@ -155,13 +155,8 @@ public struct Dropout: Sendable, Equatable {
         x.dropout(rate: rate, seed: Dropout.mix(seed ^ Dropout.mix(UInt64(site) &+ 0xD509)), samples: samples)
     }
 
-    /// SplitMix64's finaliser: distinct inputs give unrelated outputs.
-    public static func mix(_ x: UInt64) -> UInt64 {
-        var z = x &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    /// SplitMix64's step: distinct inputs give unrelated outputs.
+    public static func mix(_ x: UInt64) -> UInt64 { SeededGenerator.mix(x) }
 }
 
 /// A stack of residual attention blocks (`resblocks.0.…`).

@@ -1,5 +1,9 @@
 import CBLAS
 
+/// OpenBLAS runs single-threaded: mm splits products across its own `Threads.count` workers,
+/// so the two pools never oversubscribe the cores. Set once, before the first product.
+private let blasSingleThreaded: Void = openblas_set_num_threads(1)
+
 /// C[M×N] = alpha·op(A)·op(B) + beta·C, row-major with explicit leading dimensions, so that
 /// attention can address one head inside a packed [L, 3W] buffer without copying.
 /// Large products are split by rows of C across `Threads.count` single-threaded BLAS calls.
@@ -15,6 +19,7 @@ func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
         for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } }
         return
     }
+    _ = blasSingleThreaded
     func call(_ rows: Range<Int>) {
         let aRow = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,

@@ -1,4 +1,5 @@
 import Foundation
+import MMFoundation
 
 // The format is little-endian and we copy raw bytes straight into tensors.
 #if _endian(big)
@@ -31,7 +32,6 @@ public struct Safetensors {
     public init(contentsOf url: URL) throws {
         let file = url.path
         let fd = try SafetensorsFile(reading: file)
-        defer { fd.close() }
         let size = fd.size
 
         guard size >= 8 else { throw SafetensorsError.truncated(file: file, key: nil, needed: 8, size: size) }
@@ -85,14 +85,14 @@ public struct Safetensors {
         let keys = tensors.keys.sorted() + ids.keys.sorted()
         var members: [String] = []
         if !metadata.isEmpty {
-            let pairs = metadata.sorted { $0.key < $1.key }.map { jsonString($0.key) + ":" + jsonString($0.value) }
-            members.append(jsonString("__metadata__") + ":{" + pairs.joined(separator: ",") + "}")
+            let pairs = metadata.sorted { $0.key < $1.key }.map { Text.jsonQuoted($0.key) + ":" + Text.jsonQuoted($0.value) }
+            members.append(Text.jsonQuoted("__metadata__") + ":{" + pairs.joined(separator: ",") + "}")
         }
         var offset: UInt64 = 0
         for key in keys {
             let (dtype, shape) = tensors[key].map { ("F32", $0.shape) } ?? ("I32", ids[key]!.shape)
             let end = offset + UInt64(shape.reduce(1, *) * 4)
-            members.append(jsonString(key) + ":{\"dtype\":\"\(dtype)\",\"shape\":["
+            members.append(Text.jsonQuoted(key) + ":{\"dtype\":\"\(dtype)\",\"shape\":["
                            + shape.map(String.init).joined(separator: ",")
                            + "],\"data_offsets\":[\(offset),\(end)]}")
             offset = end
@@ -103,7 +103,8 @@ public struct Safetensors {
         header += [UInt8](repeating: 0x20, count: (8 - header.count % 8) % 8)
         var prefix = UInt64(header.count).littleEndian
 
-        try SafetensorsFile.writeAtomically(file) { out in
+        // One atomic write: a reader or a crash sees the old file or the new one.
+        do { try AtomicFile.write(to: file) { out in
             try out.write(&prefix, count: 8)
             try header.withUnsafeBytes { try out.write($0.baseAddress!, count: $0.count) }
             for key in keys {
@@ -113,6 +114,8 @@ public struct Safetensors {
                     try i.values.withUnsafeBytes { try out.write($0.baseAddress!, count: $0.count) }
                 }
             }
+        } } catch let error as FileError {
+            throw SafetensorsError.io(file: file, reason: error.reason)
         }
     }
 }
@@ -323,23 +326,6 @@ private func checkLayout(_ entries: [SafetensorsEntry], dataStart: UInt64, fileS
     if expected < dataSize {
         throw SafetensorsError.trailingBytes(file: file, count: dataSize - expected)
     }
-}
-
-/// JSON string literal with the escapes JSON requires; other characters stay UTF-8.
-private func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
-        default: out.unicodeScalars.append(u)
-        }
-    }
-    return out + "\""
 }
 
 /// Just enough JSON for a safetensors header, and stricter than JSONSerialization where it
@@ -574,52 +560,30 @@ private struct HeaderJSON {
 
 // MARK: - File access
 
-/// A file descriptor with whole-range reads and writes. Reads use `pread` rather than a memory
-/// map: the copy out of the page cache costs the same, and a file truncated under us (say, by a
-/// non-atomic `cp`) yields a short read and an error, where a map would kill us with SIGBUS.
+/// A safetensors file being read: `ReadableFile`'s whole-range `pread`s (a file truncated
+/// under us gives a short read and a `truncated` error, where a map would die with SIGBUS),
+/// with errors in safetensors' terms.
 private struct SafetensorsFile {
-    let fd: Int32
-    let path: String
-    let size: UInt64
+    let file: ReadableFile
+    var path: String { file.path }
+    var size: UInt64 { UInt64(file.size) }
 
     init(reading path: String) throws {
-        self.path = path
-        fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SafetensorsError.io(file: path, reason: "cannot open: \(errnoText())") }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            let reason = errnoText()
-            Foundation.close(fd)
-            throw SafetensorsError.io(file: path, reason: "cannot stat: \(reason)")
+        do { file = try ReadableFile(path) } catch let error as FileError {
+            throw SafetensorsError.io(file: path, reason: error.reason)
         }
-        guard st.st_mode & S_IFMT == S_IFREG else {
-            Foundation.close(fd)
-            throw SafetensorsError.io(file: path, reason: "not a regular file")
-        }
-        size = UInt64(st.st_size)
     }
-
-    private init(writing fd: Int32, path: String) {
-        self.fd = fd
-        self.path = path
-        self.size = 0
-    }
-
-    func close() { Foundation.close(fd) }
 
     /// Fills `count` bytes from file offset `offset`; the file shrinking under us is truncation.
     func read(into dst: UnsafeMutableRawPointer, count: Int, at offset: Int, key: String? = nil) throws {
-        var done = 0
-        while done < count {
-            let n = pread(fd, dst + done, min(count - done, 1 << 30), off_t(offset + done))
-            if n > 0 { done += n; continue }
-            if n < 0 && errno == EINTR { continue }
-            if n == 0 {
-                var st = stat()
-                let now = fstat(fd, &st) == 0 ? UInt64(st.st_size) : 0
-                throw SafetensorsError.truncated(file: path, key: key, needed: UInt64(offset + count), size: now)
-            }
-            throw SafetensorsError.io(file: path, reason: "read failed: \(errnoText())")
+        let got: Int
+        do { got = try file.read(into: dst, count: count, at: offset) } catch let error as FileError {
+            throw SafetensorsError.io(file: path, reason: error.reason)
+        }
+        if got < count {
+            var st = stat()
+            let now = fstat(file.descriptor, &st) == 0 ? UInt64(st.st_size) : 0
+            throw SafetensorsError.truncated(file: path, key: key, needed: UInt64(offset + count), size: now)
         }
     }
 
@@ -683,49 +647,8 @@ private struct SafetensorsFile {
         }
     }
 
-    /// Writes into a temporary file beside `path`, then syncs it and renames it over `path`.
-    /// On any failure the temporary file is removed and `path` is left as it was.
-    static func writeAtomically(_ path: String, _ body: (SafetensorsFile) throws -> Void) throws {
-        let url = URL(fileURLWithPath: path)
-        let directory = url.deletingLastPathComponent().path
-        // Hidden, unique, and short enough for NAME_MAX whatever the target's name.
-        let temp = directory + "/." + String(String.UnicodeScalarView(url.lastPathComponent.unicodeScalars.prefix(50)))
-            + ".\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw SafetensorsError.io(file: path, reason: "cannot create temporary file \(temp): \(errnoText())")
-        }
-        do {
-            defer { Foundation.close(fd) }
-            try body(SafetensorsFile(writing: fd, path: path))
-            // fsync reports any deferred write error, so close's own result adds nothing.
-            guard fsync(fd) == 0 else { throw SafetensorsError.io(file: path, reason: "fsync failed: \(errnoText())") }
-        } catch {
-            unlink(temp)
-            throw error
-        }
-        guard rename(temp, path) == 0 else {
-            let reason = errnoText()
-            unlink(temp)
-            throw SafetensorsError.io(file: path, reason: "cannot rename the temporary file into place: \(reason)")
-        }
-        // Make the rename itself durable; the data is already safe, so failure here is not fatal.
-        let dir = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dir >= 0 { fsync(dir); Foundation.close(dir) }
-    }
-
-    func write(_ src: UnsafeRawPointer, count: Int) throws {
-        var done = 0
-        while done < count {
-            let n = Foundation.write(fd, src + done, min(count - done, 1 << 30))
-            if n > 0 { done += n; continue }
-            if n < 0 && errno == EINTR { continue }
-            throw SafetensorsError.io(file: path, reason: "write failed: \(n < 0 ? errnoText() : "no progress")")
-        }
-    }
 }
 
-private func errnoText() -> String { String(cString: strerror(errno)) }
 
 /// Keeps the first error thrown by any worker of a parallel loop.
 private final class FirstFailure: @unchecked Sendable {

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import MMFoundation
 
 /// open_clip's CLIP tokenizer: clean, split, byte-level BPE with `</w>` word ends, then
 /// `[SOT] ids [EOT]` cut to the context length (keeping EOT last) and padded with 0.
@@ -29,11 +30,8 @@ public final class Tokenizer: @unchecked Sendable {
         self.init(vocabulary: try Vocabulary.clip(), contextLength: contextLength)
     }
 
-    /// Threads used by batch calls when none is given: `MM_THREADS` if set, else the core count.
-    public static let defaultThreads: Int = {
-        if let s = ProcessInfo.processInfo.environment["MM_THREADS"], let n = Int(s), n > 0 { return n }
-        return ProcessInfo.processInfo.activeProcessorCount
-    }()
+    /// Threads used by batch calls when none is given: the process-wide `Threads.count`.
+    public static var defaultThreads: Int { Threads.count }
 
     // MARK: encoding
 

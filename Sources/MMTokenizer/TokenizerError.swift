@@ -1,5 +1,6 @@
 /// Bad input to the tokenizer: unreadable or malformed vocabulary files, invalid caption files.
-/// Each description is one line that names the file (and line) and says what to do.
+/// Each description is one line that names the file (and line); command-line advice is the
+/// CLI's to add.
 public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     /// A file could not be opened or read.
     case unreadable(path: String, reason: String)
@@ -21,7 +22,7 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
             return "\(place): malformed vocabulary: \(reason)"
         case let .invalidUTF8(path, line, column, byte):
             let hex = String(byte, radix: 16, uppercase: true)
-            return "\(path):\(line): invalid UTF-8 (byte 0x\(hex.count == 1 ? "0" + hex : hex) at byte \(column) of the line); re-encode the file as UTF-8 or pass --replace-invalid"
+            return "\(path):\(line): invalid UTF-8 (byte 0x\(hex.count == 1 ? "0" + hex : hex) at byte \(column) of the line)"
         case let .vocabularyNotFound(searched):
             return "CLIP vocabulary not found (looked in \(searched.joined(separator: ", "))); set MM_VOCAB to the merges file or a vocabulary directory"
         case let .invalidTrainingRequest(reason):

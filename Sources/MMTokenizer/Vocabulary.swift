@@ -1,5 +1,6 @@
 import CZlib
 import Foundation
+import MMFoundation
 
 /// A byte-level BPE vocabulary: token strings by id, the ranked merges, and the special tokens.
 ///
@@ -76,7 +77,7 @@ public final class Vocabulary: @unchecked Sendable {
     /// vocabulary slot without merging anything, as in open_clip).
     public convenience init(mergesFile path: String, maxMerges: Int = Vocabulary.clipMergeLimit) throws {
         // Only the header and the first `maxMerges` lines matter (the CLIP file has 262,145).
-        let lines = try readText(path).split(separator: "\n", maxSplits: maxMerges + 1, omittingEmptySubsequences: false)
+        let lines = Text.lines(try readText(path), maxSplits: maxMerges + 1)
         guard lines.count > 1 else {
             throw TokenizerError.malformedVocabulary(path: path, line: 1, reason: "no merges after the header line")
         }
@@ -143,7 +144,7 @@ public final class Vocabulary: @unchecked Sendable {
             tokens[Int(id)] = token
         }
         var pairs: [(String, String, line: Int)] = []
-        let lines = try readText(mergesPath).split(separator: "\n", omittingEmptySubsequences: false)
+        let lines = Text.lines(try readText(mergesPath))
         for (k, line) in lines.enumerated() {
             if k == 0 && line.hasPrefix("#") { continue }
             let fields = Vocabulary.fields(line)
@@ -184,10 +185,9 @@ public final class Vocabulary: @unchecked Sendable {
 
     /// The CLIP vocabulary that ships with mm (49,408 tokens), read once per process.
     ///
-    /// Looked for, in order: `$MM_VOCAB` (a merges file or vocabulary directory); the SwiftPM
-    /// resource bundle `mm_MMTokenizer.resources/vocab/` beside the running executable (SwiftPM puts it
-    /// there on `swift build`; copy it along when installing `mm`); the `vocab/` directory of the
-    /// source checkout this library was built from.
+    /// Looked for as `Resources.locate` does: `$MM_VOCAB` (a merges file or vocabulary
+    /// directory), the resource bundle `mm_MMTokenizer.resources/vocab/` beside the running
+    /// executable, then `Sources/MMTokenizer/vocab/` of the source checkout.
     public static func clip() throws -> Vocabulary {
         clipLock.lock()
         defer { clipLock.unlock() }
@@ -201,25 +201,14 @@ public final class Vocabulary: @unchecked Sendable {
     private static var clipShared: Vocabulary?
 
     static func locateCLIP() throws -> String {
-        if let path = ProcessInfo.processInfo.environment["MM_VOCAB"], !path.isEmpty {
-            guard FileManager.default.fileExists(atPath: path) else {
-                throw TokenizerError.unreadable(path: path, reason: "no such file or directory, named by MM_VOCAB")
+        let found = Resources.locate("vocab/" + clipFileName, target: "MMTokenizer", environment: "MM_VOCAB")
+        guard let path = found.path else {
+            if ProcessInfo.processInfo.environment["MM_VOCAB"].map({ !$0.isEmpty }) == true {
+                throw TokenizerError.unreadable(path: found.searched[0], reason: "no such file or directory, named by MM_VOCAB")
             }
-            return path
+            throw TokenizerError.vocabularyNotFound(searched: found.searched)
         }
-        var candidates: [String] = []
-        let bundleName = "mm_MMTokenizer.resources"
-        if let exe = Bundle.main.executableURL?.resolvingSymlinksInPath().deletingLastPathComponent() {
-            candidates.append(exe.appendingPathComponent(bundleName).appendingPathComponent("vocab").appendingPathComponent(clipFileName).path)
-        }
-        if let resources = Bundle.main.resourceURL {
-            candidates.append(resources.appendingPathComponent(bundleName).appendingPathComponent("vocab").appendingPathComponent(clipFileName).path)
-        }
-        let checkout = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent()
-        candidates.append(checkout.appendingPathComponent("vocab").appendingPathComponent(clipFileName).path)
-        for path in candidates where FileManager.default.isReadableFile(atPath: path) { return path }
-        throw TokenizerError.vocabularyNotFound(searched: candidates)
+        return path
     }
 
     /// Bytes of a token sequence mapped back through the byte alphabet (not yet UTF-8-decoded).
@@ -252,7 +241,7 @@ public final class Vocabulary: @unchecked Sendable {
         var entries: [(String, Int)] = []
         for (i, t) in tokens.enumerated().reversed() where seen.insert(t).inserted { entries.append((t, i)) }
         for (n, (t, i)) in entries.reversed().enumerated() {
-            json += (n == 0 ? "" : ",") + "\n  " + jsonString(rename[t] ?? t) + ": \(i)"
+            json += (n == 0 ? "" : ",") + "\n  " + Text.jsonQuoted(rename[t] ?? t) + ": \(i)"
         }
         json += "\n}\n"
         let merges = (["#version: 0.2"] + mergeLines).joined(separator: "\n")
@@ -368,27 +357,32 @@ final class PairTable: @unchecked Sendable {
     }
 }
 
-/// Reads a whole file, gunzipping it when it is gzip data (zlib passes plain files through).
-func readBytes(_ path: String) throws -> [UInt8] {
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-        throw TokenizerError.unreadable(path: path, reason: "no such file")
+/// Reads a whole regular file, gunzipping it when it is gzip data (zlib passes plain files
+/// through). Neither the file nor what it inflates to may pass `maxBytes` (a gzip bomb or
+/// `/dev/zero` is refused, not read until memory runs out).
+func readBytes(_ path: String, maxBytes: Int = 1 << 30) throws -> [UInt8] {
+    let file: ReadableFile
+    do { file = try ReadableFile(path, maxSize: maxBytes) } catch let error as FileError {
+        throw TokenizerError.unreadable(path: path, reason: error.reason)
     }
-    guard !isDirectory.boolValue else { throw TokenizerError.unreadable(path: path, reason: "is a directory") }
-    guard let file = gzopen(path, "rb") else {
+    // zlib closes its own duplicate of the descriptor.
+    guard let gz = gzdopen(dup(file.descriptor), "rb") else {
         throw TokenizerError.unreadable(path: path, reason: String(cString: strerror(errno)))
     }
-    defer { gzclose(file) }
+    defer { gzclose(gz) }
     var out: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 1 << 16)
     while true {
-        let n = chunk.withUnsafeMutableBytes { gzread(file, $0.baseAddress, UInt32($0.count)) }
+        let n = chunk.withUnsafeMutableBytes { gzread(gz, $0.baseAddress, UInt32($0.count)) }
         if n < 0 {
             var code: Int32 = 0
-            let message = gzerror(file, &code).map { String(cString: $0) } ?? "read error"
+            let message = gzerror(gz, &code).map { String(cString: $0) } ?? "read error"
             throw TokenizerError.unreadable(path: path, reason: message)
         }
         if n == 0 { break }
+        guard out.count + Int(n) <= maxBytes else {
+            throw TokenizerError.unreadable(path: path, reason: "more than \(maxBytes) bytes of text")
+        }
         out += chunk[0..<Int(n)]
     }
     return out
@@ -397,73 +391,15 @@ func readBytes(_ path: String) throws -> [UInt8] {
 /// A vocabulary file as text; it must be UTF-8.
 func readText(_ path: String) throws -> String {
     let bytes = try readBytes(path)
-    if let (line, column, byte) = firstInvalidUTF8(bytes[...]) {
+    if let (line, column, byte) = Text.firstInvalidUTF8Position(bytes) {
         throw TokenizerError.malformedVocabulary(path: path, line: line, reason: "invalid UTF-8 (byte 0x\(String(byte, radix: 16)) at byte \(column))")
     }
     return String(decoding: bytes, as: UTF8.self)
 }
 
-/// (line, column, byte) of the first byte that breaks UTF-8, all 1-based, or nil.
-func firstInvalidUTF8(_ bytes: ArraySlice<UInt8>) -> (Int, Int, UInt8)? {
-    var line = 1, lineStart = bytes.startIndex
-    var i = bytes.startIndex
-    while i < bytes.endIndex {
-        let b = bytes[i]
-        if b < 0x80 {
-            if b == 0x0A { line += 1; lineStart = i + 1 }
-            i += 1
-            continue
-        }
-        let need: Int, lowest: UInt32
-        switch b {
-        case 0xC2...0xDF: need = 1; lowest = 0x80
-        case 0xE0...0xEF: need = 2; lowest = 0x800
-        case 0xF0...0xF4: need = 3; lowest = 0x10000
-        default: return (line, i - lineStart + 1, b)
-        }
-        var v = UInt32(b) & (0x3F >> need)
-        for k in 1...need {
-            guard i + k < bytes.endIndex, bytes[i + k] & 0xC0 == 0x80 else {
-                return (line, i + k - lineStart + 1, i + k < bytes.endIndex ? bytes[i + k] : b)
-            }
-            v = v << 6 | UInt32(bytes[i + k] & 0x3F)
-        }
-        if v < lowest || v > 0x10FFFF || (0xD800...0xDFFF).contains(v) { return (line, i - lineStart + 1, b) }
-        i += need + 1
-    }
-    return nil
-}
-
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if u.value < 0x20 {
-                let hex = String(u.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            } else {
-                out.unicodeScalars.append(u)
-            }
-        }
-    }
-    return out + "\""
-}
-
-/// Writes through a temporary file and a rename, so a reader never sees half a file.
+/// Writes atomically, naming the file in the error.
 func atomicWrite(_ bytes: [UInt8], to path: String) throws {
-    let temporary = path + ".tmp-\(getpid())"
-    guard FileManager.default.createFile(atPath: temporary, contents: Data(bytes)) else {
-        throw TokenizerError.unreadable(path: temporary, reason: "cannot write")
-    }
-    guard rename(temporary, path) == 0 else {
-        let reason = String(cString: strerror(errno))
-        unlink(temporary)
-        throw TokenizerError.unreadable(path: path, reason: "cannot write: \(reason)")
+    do { try AtomicFile.write(bytes, to: path) } catch let error as FileError {
+        throw TokenizerError.unreadable(path: path, reason: error.reason)
     }
 }

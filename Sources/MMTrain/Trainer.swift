@@ -1,7 +1,6 @@
 import Foundation
 import MMCLIP
 import MMDistributed
-import MMEval
 
 /// How a `train` call ended.
 public struct TrainingOutcome: Sendable, Equatable {
@@ -322,7 +321,7 @@ public final class Trainer {
         guard !images.isEmpty else { throw TrainingError.emptyValidation }
         let i = Tensor.concatenate(images, axis: 0), t = Tensor.concatenate(texts, axis: 0)
         let l = withoutGradients { ContrastiveLoss.infoNCE(image: i, text: t, logitScale: model.logitScale) }
-        return (Double(l.item()), RetrievalMetrics(images: i, texts: t, imageOfText: Array(0..<t.shape[0])))
+        return (Double(l.item()), try RetrievalMetrics(images: i, texts: t, imageOfText: Array(0..<t.shape[0])))
     }
 
     // MARK: - Checkpoints

@@ -16,7 +16,7 @@ import Testing
                 truth.append(t)
             }
         }
-        return ZeroShotReport(logits: Tensor(shape: [truth.count, c], values: logits), truth: truth, classNames: names)
+        return try! ZeroShotReport(logits: Tensor(shape: [truth.count, c], values: logits), truth: truth, classNames: names)
     }
 
     func count(_ needle: String, in text: String) -> Int { text.components(separatedBy: needle).count - 1 }

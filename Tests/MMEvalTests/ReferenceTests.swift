@@ -44,7 +44,7 @@ import Testing
 
         // Accuracy: open_clip_train.zero_shot.accuracy on 100 · images @ weights.
         let classifier = ZeroShotClassifier(classNames: (0..<c).map { "c\($0)" }, weights: weights)
-        let report = ZeroShotReport(logits: classifier.logits(images), truth: truth, classNames: classifier.classNames)
+        let report = try ZeroShotReport(logits: classifier.logits(images), truth: truth, classNames: classifier.classNames)
         let ranking = classifier.ranking(images)
         for (name, ours, k) in [("top1", report.top1, 1), ("top5", report.top5, 5)] {
             let theirs = try #require(reference[name] as? Double)
@@ -54,7 +54,7 @@ import Testing
         #expect(report.top1 > 0.1 && report.top1 < 0.95, "the data should make accuracy informative, got \(report.top1)")
 
         // Retrieval: open_clip_train.train.get_clip_metrics.
-        let metrics = RetrievalMetrics(images: images, texts: texts, imageOfText: Array(0..<n))
+        let metrics = try RetrievalMetrics(images: images, texts: texts, imageOfText: Array(0..<n))
         let theirs = try #require(reference["retrieval"] as? [String: Double])
         for (name, direction) in [("image_to_text", metrics.imageToText), ("text_to_image", metrics.textToImage)] {
             var ours = ["\(name)_mean_rank": direction.meanRank, "\(name)_median_rank": direction.medianRank]

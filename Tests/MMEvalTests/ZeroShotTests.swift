@@ -74,30 +74,38 @@ import Testing
         #expect(classifier.ranking(image)[0] == [1, 0, 2])
     }
 
-    @Test func cacheRoundTripAndKeys() throws {
+    /// The cache is keyed by the weights' fingerprint, and an entry is used only when its
+    /// model, class names, dimension and values (finite unit rows) all check out.
+    @Test func labelCacheIsKeyedByWeightsAndValidatedOnRead() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mm-eval-cache-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
         let cache = ClassifierCache(directory: dir)
-        let checkpoint = dir.appendingPathComponent("model.safetensors").path
         let classes = [["cat"], ["dog", "puppy"]]
-        let entry = cache.entry(checkpoint: checkpoint, tokenizer: "clip", classes: classes, templates: ["a {}."])
-        #expect(entry != cache.entry(checkpoint: checkpoint, tokenizer: "clip", classes: classes, templates: ["the {}."]))
-        #expect(entry != cache.entry(checkpoint: checkpoint, tokenizer: "clip", classes: [["cat"], ["dog"]], templates: ["a {}."]))
-        #expect(entry == cache.entry(checkpoint: checkpoint, tokenizer: "clip", classes: classes, templates: ["a {}."]))
-        #expect(cache.read(entry, classNames: ["cat", "dog"]) == nil)
+        let entry = cache.entry(modelFingerprint: "m1", tokenizer: "clip", classes: classes, templates: ["a {}."])
+        #expect(entry != cache.entry(modelFingerprint: "m1", tokenizer: "clip", classes: classes, templates: ["the {}."]))
+        #expect(entry != cache.entry(modelFingerprint: "m1", tokenizer: "clip", classes: [["cat"], ["dog"]], templates: ["a {}."]))
+        #expect(entry != cache.entry(modelFingerprint: "m2", tokenizer: "clip", classes: classes, templates: ["a {}."]))
+        #expect(entry == cache.entry(modelFingerprint: "m1", tokenizer: "clip", classes: classes, templates: ["a {}."]))
+        #expect(cache.read(entry, classNames: ["cat", "dog"], modelFingerprint: "m1", dimension: 3) == nil)
         let w = Tensor(shape: [2, 3], values: [1, 0, 0, 0, 0.6, 0.8])
-        try cache.write(ZeroShotClassifier(classNames: ["cat", "dog"], weights: w), to: entry)
-        let back = try #require(cache.read(entry, classNames: ["cat", "dog"]))
+        try cache.write(ZeroShotClassifier(classNames: ["cat", "dog"], weights: w), modelFingerprint: "m1", to: entry)
+        let back = try #require(cache.read(entry, classNames: ["cat", "dog"], modelFingerprint: "m1", dimension: 3))
         #expect(back.weights.scalars == w.scalars)
-        #expect(cache.read(entry, classNames: ["cat", "wolf"]) == nil)
-        // A changed checkpoint (size or time) gives another entry.
-        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: checkpoint))
-        #expect(entry != cache.entry(checkpoint: checkpoint, tokenizer: "clip", classes: classes, templates: ["a {}."]))
+        #expect(cache.read(entry, classNames: ["cat", "wolf"], modelFingerprint: "m1", dimension: 3) == nil)
+        #expect(cache.read(entry, classNames: ["dog", "cat"], modelFingerprint: "m1", dimension: 3) == nil, "swapped rows")
+        #expect(cache.read(entry, classNames: ["cat", "dog"], modelFingerprint: "m2", dimension: 3) == nil, "another model's entry")
+        #expect(cache.read(entry, classNames: ["cat", "dog"], modelFingerprint: "m1", dimension: 4) == nil, "another dimension")
+        for bad: [Float] in [[.nan, 0, 0, 0, 0.6, 0.8], [1, 0, 0, 0, 6, 8], [.infinity, 0, 0, 0, 0.6, 0.8]] {
+            try cache.write(ZeroShotClassifier(classNames: ["cat", "dog"], weights: Tensor(shape: [2, 3], values: bad)), modelFingerprint: "m1", to: entry)
+            #expect(cache.read(entry, classNames: ["cat", "dog"], modelFingerprint: "m1", dimension: 3) == nil, "\(bad)")
+        }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix(".") }
+        #expect(leftovers.isEmpty, "temporary files left: \(leftovers)")
     }
 }
 
 @Suite struct MetricsTests {
-    @Test func zeroShotReportCountsAndConfusion() {
+    @Test func zeroShotReportCountsAndConfusion() throws {
         // 4 samples, 3 classes.
         let logits = Tensor(shape: [4, 3], values: [
             3, 1, 0,   // true 0 → 0
@@ -105,7 +113,7 @@ import Testing
             0, 0.5, 1, // true 2 → 2
             0, 1, 2,   // true 0 → 2 (rank 3)
         ])
-        let r = ZeroShotReport(logits: logits, truth: [0, 1, 2, 0], classNames: ["a", "b", "c"])
+        let r = try ZeroShotReport(logits: logits, truth: [0, 1, 2, 0], classNames: ["a", "b", "c"])
         #expect(r.count == 4)
         #expect(r.top1 == 0.5)
         #expect(r.top5 == 1)
@@ -116,11 +124,11 @@ import Testing
         #expect(r.confusionCSV == "true\\predicted,a,b,c\na,1,0,1\nb,1,0,0\nc,0,0,1\n")
     }
 
-    @Test func retrievalRanksWithSeveralCaptionsPerImage() {
+    @Test func retrievalRanksWithSeveralCaptionsPerImage() throws {
         // Images on the axes; captions 0,1 of image 0, caption 2 of image 1.
         let images = Tensor(shape: [2, 2], values: [1, 0, 0, 1])
         let texts = Tensor(shape: [3, 2], values: [0.6, 0.8, 1, 0, 0.8, 0.6])
-        let m = RetrievalMetrics(images: images, texts: texts, imageOfText: [0, 0, 1])
+        let m = try RetrievalMetrics(images: images, texts: texts, imageOfText: [0, 0, 1])
         // Image 0: best caption is 1 (score 1), rank 0. Image 1: caption 2 scores 0.6, below 0.8 → rank 1.
         #expect(m.imageToText.recall[1] == 0.5)
         #expect(m.imageToText.meanRank == 1.5)

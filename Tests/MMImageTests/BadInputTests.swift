@@ -23,7 +23,7 @@ import Testing
     /// Deterministic shuffle of `bytes[from...]`.
     static func scrambled(_ bytes: [UInt8], from start: Int) -> [UInt8] {
         var out = bytes
-        var rng = SplitMix64(seed: 7)
+        var rng = SeededGenerator(seed: SeededGenerator.finalize(7))
         var tail = Array(out[start...])
         tail.shuffle(using: &rng)
         out.replaceSubrange(start..., with: tail)

@@ -9,7 +9,7 @@ import Testing
     /// Training crops follow torchvision's rules: area within `scale`, inside the image.
     @Test func randomCropStaysInRange() {
         let augmentation = Augmentation(scale: 0.08...1.0)
-        var rng = SplitMix64(seed: 1)
+        var rng = SeededGenerator(seed: 1)
         for _ in 0..<2000 {
             let (w, h) = (Int.random(in: 1...900, using: &rng), Int.random(in: 1...900, using: &rng))
             let box = augmentation.randomCrop(width: w, height: h, using: &rng)

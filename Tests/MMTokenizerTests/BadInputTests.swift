@@ -42,6 +42,30 @@ import Testing
         #expect(try readCaptions(path) == ["one", "", "two"])
     }
 
+    /// A merges.txt (and a caption file) written on Windows, or with old Mac line ends, reads
+    /// as the same vocabulary: lines end at LF, CRLF or CR.
+    @Test func vocabularyAndCaptionFilesAcceptEveryLineEnd() throws {
+        let merges = ["#version: 0.2", "a b", "ab c", "c d</w>"]
+        var ids: [[Int32]] = []
+        for (k, end) in ["\n", "\r\n", "\r"].enumerated() {
+            let folder = dir.appendingPathComponent("hf\(k)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            let v = try Vocabulary(mergesFile: write("hf\(k)/merges.txt", merges.joined(separator: end) + end))
+            #expect(v.mergeCount == 3, "line end \(Array(end.utf8))")
+            ids.append(Tokenizer(vocabulary: v).encode("abc cd"))
+            #expect(try readCaptions(write("cap\(k).txt", ["one", "", "two"].joined(separator: end) + end)) == ["one", "", "two"])
+        }
+        #expect(ids[0] == ids[1] && ids[1] == ids[2])
+    }
+
+    /// What is not a regular file is refused at once, never read forever or waited on.
+    @Test func vocabularyFilesMustBeRegularFiles() throws {
+        let fifo = dir.appendingPathComponent("merges.fifo").path
+        #expect(mkfifo(fifo, 0o644) == 0)
+        #expect(message { _ = try Vocabulary(mergesFile: fifo) }?.contains("is a FIFO, not a regular file") == true)
+        #expect(message { _ = try Vocabulary(mergesFile: "/dev/zero") }?.contains("is a character device") == true)
+    }
+
     @Test func missingAndUnreadableVocabularies() {
         let missing = dir.appendingPathComponent("nope.txt.gz").path
         #expect(message { _ = try Vocabulary.load(missing) }?.contains(missing) == true)
@@ -52,7 +76,7 @@ import Testing
     }
 
     @Test func corruptGzip() {
-        let gz = try! Data(contentsOf: Fixtures.checkout.appendingPathComponent("vocab/bpe_simple_vocab_16e6.txt.gz"))
+        let gz = try! Data(contentsOf: Fixtures.checkout.appendingPathComponent("Sources/MMTokenizer/vocab/bpe_simple_vocab_16e6.txt.gz"))
         var bytes = [UInt8](gz.prefix(4096))
         for i in stride(from: 200, to: 4096, by: 7) { bytes[i] ^= 0x5A }
         let path = write("broken.txt.gz", bytes)

@@ -11,13 +11,6 @@ import Testing
         #expect(v.tokens[0] == "!" && v.tokens[256] == "!</w>" && v.tokens[49406] == "<start_of_text>")
     }
 
-    /// The bundled resource and vocab/ hold the same bytes.
-    @Test func bundledCopyEqualsVendoredFile() throws {
-        let vendored = Fixtures.checkout.appendingPathComponent("vocab/bpe_simple_vocab_16e6.txt.gz")
-        let bundled = Fixtures.checkout.appendingPathComponent("Sources/MMTokenizer/vocab/bpe_simple_vocab_16e6.txt.gz")
-        #expect(try Data(contentsOf: vendored) == Data(contentsOf: bundled))
-    }
-
     /// Written as Hugging Face vocab.json + merges.txt and read back, CLIP gives the same ids.
     @Test func huggingFaceFilesGiveTheSameIDs() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mm-tok-hf-\(getpid())")

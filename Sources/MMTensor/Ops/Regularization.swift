@@ -85,8 +85,5 @@ extension Tensor {
 /// The top 24 bits of SplitMix64 of (seed, index): one independent uniform draw per element.
 @inline(__always)
 func dropoutDraw(_ seed: UInt64, _ index: Int) -> UInt64 {
-    var z = seed &+ UInt64(truncatingIfNeeded: index) &* 0x9E37_79B9_7F4A_7C15
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return (z ^ (z >> 31)) >> 40
+    SeededGenerator.finalize(seed &+ UInt64(truncatingIfNeeded: index) &* SeededGenerator.increment) >> 40
 }
