@@ -2,6 +2,7 @@
 
 #include <faiss/AutoTune.h>
 #include <faiss/Index.h>
+#include <faiss/IndexIVFPQ.h>
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
 
@@ -34,6 +35,10 @@ int mmf_build(const char *factory, int d, const float *train, int64_t ntrain, co
               mmf_index **out, char *error, size_t error_size) {
     return guarded(error, error_size, [&] {
         std::unique_ptr<faiss::Index> index(faiss::index_factory(d, factory, faiss::METRIC_INNER_PRODUCT));
+        // The factory turns on polysemous training for IVF-PQ: a simulated-annealing reordering of
+        // the codes that only Hamming-filtered search uses (mm does not), and that dominates the
+        // build time (35 s of 36 for 21,000 16-d rows, seen with faiss 1.15 as well).
+        if (auto *ivfpq = dynamic_cast<faiss::IndexIVFPQ *>(index.get())) ivfpq->do_polysemous_training = false;
         if (!index->is_trained) index->train(ntrain, train);
         index->add(n, rows);
         *out = new mmf_index{std::move(index)};

@@ -36,6 +36,15 @@ public final class ApproximateIndex: @unchecked Sendable {
     public let info: Info
     private let handle: OpaquePointer
 
+    /// faiss's OpenMP threads: 1 unless `MM_FAISS_THREADS` says otherwise. libgomp's threads spin
+    /// at every barrier, and faiss opens a parallel region per small block: on two cores shared
+    /// with BLAS's own threads (or other processes) that spinning made an IVF-PQ build 5× slower
+    /// (17.5 s against 3.5 s for 21,000 rows, load ≈ 12). BLAS inside faiss still uses every core.
+    static let threads: Int32 = {
+        if let s = ProcessInfo.processInfo.environment["MM_FAISS_THREADS"], let n = Int32(s), n > 0 { return n }
+        return 1
+    }()
+
     /// Below this many rows `mm index build --ann` still builds what is asked, but searches stay
     /// exact: streaming 20,000 512-d rows (40 MB) costs a few milliseconds a query on two cores,
     /// the same order as an approximate search's fixed costs, and exact has perfect recall.
@@ -52,10 +61,11 @@ public final class ApproximateIndex: @unchecked Sendable {
     public static func factory(_ kind: Kind, rows: Int, dimension: Int) -> String {
         switch kind {
         case .ivfpq:
-            // √n·4 lists (a power of two, 16…65,536); PQ with 4 dimensions a sub-quantiser when
-            // they divide evenly (64 bytes a 512-d row), else 8-bit scalar codes.
+            // About 4·√n lists (the power of two nearest it, 16…65,536: 4,096 for a million rows);
+            // PQ with 4 dimensions a sub-quantiser when they divide evenly (64 bytes a 512-d row),
+            // else 8-bit scalar codes.
             var lists = 16
-            while lists < 65_536 && lists * lists < 16 * rows { lists *= 2 }
+            while lists < 65_536 && Double(lists) * 1.414 < 4 * Double(rows).squareRoot() { lists *= 2 }
             let code = dimension % 4 == 0 ? "PQ\(dimension / 4)" : "SQ8"
             return "IVF\(lists),\(code)"
         case .hnsw:
@@ -69,11 +79,11 @@ public final class ApproximateIndex: @unchecked Sendable {
         guard let checksum = index.checksum else { throw EvalError("an approximate index is built from a saved index file") }
         guard index.count > 0 else { throw EvalError("\(index.file ?? "index"): no rows to index") }
         let started = DispatchTime.now().uptimeNanoseconds
-        mmf_set_threads(Int32(Threads.count))
+        mmf_set_threads(threads)
         let factory = factory(kind, rows: index.count, dimension: index.dimension)
         let rows = index.embeddings
         // k-means and the PQ codebooks converge on a sample: faiss itself caps training at 256 rows a centroid.
-        let sampleSize = min(index.count, 100_000)
+        let sampleSize = min(index.count, 150_000)
         let step = Double(index.count) / Double(sampleSize)
         let sample = index.embeddings(rows: (0..<sampleSize).map { Int(Double($0) * step) })
         var error = [CChar](repeating: 0, count: 512)
@@ -141,7 +151,7 @@ public final class ApproximateIndex: @unchecked Sendable {
         guard mmf_count(handle) == Int64(index.count), Int(mmf_dimension(handle)) == index.dimension, mmf_is_inner_product(handle) == 1 else {
             throw EvalError("\(faissURL.path): holds \(mmf_count(handle)) rows of dimension \(mmf_dimension(handle)), the index \(index.count) of \(index.dimension)")
         }
-        mmf_set_threads(Int32(Threads.count))
+        mmf_set_threads(threads)
         try loaded.applySearchParameters()
         return loaded
     }

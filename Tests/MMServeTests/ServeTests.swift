@@ -8,11 +8,13 @@ import Testing
     static let testImage = "datasets/shapes/images/test/000000.jpg"  // a purple heart (test_labels.tsv)
 
     /// clip-retrieval's own client queries by text, by image and by embedding. Asserted: the text
-    /// query's top 10 are mostly of the named colour (chance: 1 in 8) and the image query finds its
+    /// query's top 10 are mostly of the named colour (chance: 1 in 8) and hold at least 2 of the
+    /// named colour and shape (chance: 10 in 64; a one-minute model knows colour far better than
+    /// shape, seen: 10/10 red, 3/10 red circles), and the image query finds its
     /// own image first (cosine 1); the embedding of a text (from /embed) gives the text query's
     /// results exactly; the text modality answers with class names; metadata (caption,
     /// image_path) and the base64 file come with the results.
-    @Test(.enabled(if: ReferenceVenv.available, ReferenceVenv.missingReason)) func clipRetrievalClientQueriesByTextImageAndEmbedding() throws {
+    @Test(.enabled(if: ReferenceVenv.available, Comment(rawValue: ReferenceVenv.missingReason))) func clipRetrievalClientQueriesByTextImageAndEmbedding() throws {
         let server = try RunningServer()
         defer { server.stop() }
         let text = "red circle"
@@ -31,6 +33,7 @@ import Testing
         let red = captions.filter { $0.contains("red") }.count
         print("ClipClient text '\(text)': \(red)/10 red, \(captions.filter { $0.contains("circle") }.count)/10 circles: \(captions)")
         #expect(red >= 6, "top 10 for '\(text)' should be mostly red: \(captions)")
+        #expect(captions.filter { $0.contains("circle") }.count >= 2, "circles above chance (10/64 expected): \(captions)")
         #expect(byEmbedding.map { $0["id"] as? Int } == byText.map { $0["id"] as? Int }, "embedding_input of the same text gives the same results")
         let first = try #require(byImage.first)
         #expect((first["image_path"] as? String)?.hasSuffix(Self.testImage) == true, "\(first)")
@@ -126,7 +129,8 @@ import Testing
 
         // Still serving, and the refusals were counted.
         let ok = try HTTP.post(p, "/search", json: ["text": "red circle", "k": 3])
-        #expect(ok.status == 200 && ((try ok.json() as? [String: Any])?["results"] as? [Any])?.count == 3)
+        let okResults = (try ok.json() as? [String: Any])?["results"] as? [Any]
+        #expect(ok.status == 200 && okResults?.count == 3)
         #expect(try HTTP.request(p, "GET", "/health").status == 200)
         let metrics = try HTTP.request(p, "GET", "/metrics").text
         #expect(metrics.contains("mm_http_requests_total{route=\"/search\",status=\"400\"}"), "\(metrics.prefix(500))")
@@ -226,7 +230,8 @@ import Testing
         // Any Content-Type: the body is JSON regardless (clip-retrieval's front sends none).
         let form = try HTTP.request(p, "POST", "/knn-service", body: Array(#"{"text":"red circle","num_images":3,"indice_name":"gallery","modality":"image"}"#.utf8),
                                     headers: ["Content-Type: application/x-www-form-urlencoded"])
-        #expect(form.status == 200 && (try form.json() as? [Any])?.count == 3)
+        let formResults = try form.json() as? [Any]
+        #expect(form.status == 200 && formResults?.count == 3)
     }
 }
 
