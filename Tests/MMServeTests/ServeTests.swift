@@ -43,6 +43,9 @@ import Testing
         #expect(similarities == similarities.sorted(by: >), "best first")
         let texts = try #require(answers["image_to_text"])
         #expect(texts.count == 5 && texts.allSatisfy { $0["kind"] as? String == "text" })
+        // deduplicate drops results within cosine 0.94 of an earlier one: never more, never a new one.
+        let deduplicated = try #require(answers["image_to_text_deduplicated"]).compactMap { $0["id"] as? Int }
+        #expect(!deduplicated.isEmpty && deduplicated.count <= 5 && deduplicated.first == texts.first?["id"] as? Int)
         print("ClipClient image→text for a purple heart: \(texts.map { $0["caption"] as? String ?? "" })")
     }
 

@@ -37,9 +37,10 @@ def main():
         "embedding": client.query(embedding_input=embedding),
     }
     # The texts modality: image → text rows (the class names indexed as texts).
-    texts = clip_client.ClipClient(url=url + "/knn-service", indice_name=index, num_images=5,
-                                   modality=clip_client.Modality.TEXT)
-    answers["image_to_text"] = texts.query(image=image)
+    for dedup in (False, True):
+        texts = clip_client.ClipClient(url=url + "/knn-service", indice_name=index, num_images=5,
+                                       modality=clip_client.Modality.TEXT, deduplicate=dedup)
+        answers["image_to_text" + ("_deduplicated" if dedup else "")] = texts.query(image=image)
     for results in answers.values():
         for r in results:
             r["image_bytes"] = len(r.pop("image", ""))  # base64 of the file: only its size is kept

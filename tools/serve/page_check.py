@@ -22,14 +22,16 @@ class Browser:
         to_child_r, self.to_child = os.pipe()
         self.from_child, from_child_w = os.pipe()
 
-        def wire():  # the child reads commands on fd 3 and answers on fd 4
+        # The child reads commands on fd 3 and answers on fd 4 (dup2 in the child, which then
+        # keeps exactly those two: pass_fds applies after preexec_fn).
+        def wire():
             os.dup2(to_child_r, 3)
             os.dup2(from_child_w, 4)
 
         self.process = subprocess.Popen(
             [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
              "--remote-debugging-pipe", f"--user-data-dir={self.profile}", "--window-size=1100,800", "about:blank"],
-            preexec_fn=wire, pass_fds=(to_child_r, from_child_w), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            preexec_fn=wire, pass_fds=(3, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(to_child_r)
         os.close(from_child_w)
         self.buffer = b""
