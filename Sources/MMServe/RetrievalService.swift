@@ -72,6 +72,65 @@ public final class RetrievalService: @unchecked Sendable {
 
     // MARK: Queries
 
+    /// Text searches waiting to run as one batch: one forward pass for all their texts and one
+    /// product per index with all their embeddings, instead of one of each per request.
+    private var pendingTextSearches: [PendingTextSearch] = []
+    private let pendingLock = NSLock()
+
+    struct PendingTextSearch {
+        let text: String
+        let served: ServedIndex
+        let k: Int
+        let kind: EmbeddingIndex.RowKind?
+        let continuation: CheckedContinuation<[EmbeddingIndex.Match], Error>
+    }
+
+    /// The best `k` rows for a text, batched with the other text searches waiting at that moment.
+    func textSearch(_ text: String, in served: ServedIndex, k: Int, kind: EmbeddingIndex.RowKind?) async throws -> [EmbeddingIndex.Match] {
+        try await withCheckedThrowingContinuation { continuation in
+            let (first, full) = pendingLock.withLock { () -> (Bool, Bool) in
+                guard pendingTextSearches.count < compute.maximumWaiting else { return (false, true) }
+                pendingTextSearches.append(PendingTextSearch(text: text, served: served, k: k, kind: kind, continuation: continuation))
+                return (pendingTextSearches.count == 1, false)
+            }
+            if full { return continuation.resume(throwing: ServeError(503, "busy: \(compute.maximumWaiting) text searches are waiting; retry later")) }
+            guard first else { return }
+            // The first of a batch queues the job that will take every search waiting when it runs.
+            Task {
+                do {
+                    try await compute.run { self.runPendingTextSearches() }
+                } catch {
+                    for p in self.takePending() { p.continuation.resume(throwing: error) }
+                }
+            }
+        }
+    }
+
+    private func takePending() -> [PendingTextSearch] {
+        pendingLock.withLock { defer { pendingTextSearches.removeAll() }; return pendingTextSearches }
+    }
+
+    /// Runs on the compute queue.
+    private func runPendingTextSearches() {
+        let batch = takePending()
+        guard !batch.isEmpty else { return }
+        let queries = embedder.embed(texts: batch.map(\.text))
+        let d = queries.shape[1]
+        // One search per (index, kind) over all its queries, with the largest k asked.
+        var groups: [String: [Int]] = [:]
+        for (i, p) in batch.enumerated() { groups["\(p.served.name)\u{0}\(p.kind?.rawValue ?? "")", default: []].append(i) }
+        for members in groups.values {
+            let first = batch[members[0]]
+            let rows = Tensor(shape: [members.count, d], values: members.flatMap { i in Array(UnsafeBufferPointer(start: queries.data + i * d, count: d)) })
+            do {
+                let found = try first.served.index.search(rows, k: members.map { batch[$0].k }.max()!, kind: first.kind, approximate: first.served.approximate)
+                for (j, i) in members.enumerated() { batch[i].continuation.resume(returning: Array(found[j].prefix(batch[i].k))) }
+            } catch {
+                for i in members { batch[i].continuation.resume(throwing: error) }
+            }
+        }
+    }
+
     /// The query of a request as a unit embedding [1, D]: `text`, `image` (base64), an embedding
     /// (`embeddingKey`), or an indexed row (`id`, searching by a result). Exactly one must be given.
     func queryEmbedding(_ body: JSONBody, embeddingKey: String, in served: ServedIndex) async throws -> Tensor {
@@ -157,6 +216,14 @@ public final class RetrievalService: @unchecked Sendable {
         }
     }
 
+    /// The best `count` rows for a request's query: text queries go through the batch.
+    func matches(_ body: JSONBody, embeddingKey: String, in served: ServedIndex, count: Int, kind: EmbeddingIndex.RowKind?) async throws -> [EmbeddingIndex.Match] {
+        if let text = try body.string("text", maxLength: 10_000), ["image", "image_url", embeddingKey, "id"].allSatisfy({ !body.has($0) }) {
+            return try await textSearch(text, in: served, k: count, kind: kind)
+        }
+        return try await nearest(try await queryEmbedding(body, embeddingKey: embeddingKey, in: served), in: served, count: count, kind: kind)
+    }
+
     /// clip-retrieval's deduplication: drop a result whose embedding has cosine ≥ 0.94 with an earlier kept one.
     func deduplicated(_ matches: [EmbeddingIndex.Match], in index: EmbeddingIndex) -> [EmbeddingIndex.Match] {
         guard matches.count > 1 else { return matches }
@@ -220,8 +287,7 @@ public final class RetrievalService: @unchecked Sendable {
         let numIDs = max(numImages, try body.int("num_result_ids", in: 1...limits.resultIDs) ?? numImages)
         let kind = try modality(body)
         for ignored in ["use_safety_model", "use_violence_detector", "use_mclip"] { _ = try body.bool(ignored) }
-        let query = try await queryEmbedding(body, embeddingKey: "embedding_input", in: served)
-        var matches = try await nearest(query, in: served, count: numIDs, kind: kind)
+        var matches = try await matches(body, embeddingKey: "embedding_input", in: served, count: numIDs, kind: kind)
         if try body.bool("deduplicate") ?? false { matches = deduplicated(matches, in: served.index) }
         return matches.enumerated().map { i, m -> [String: Any] in
             var out: [String: Any] = i < numImages ? describe(row: m.index, in: served, withImage: true) : [:]
@@ -256,8 +322,7 @@ public final class RetrievalService: @unchecked Sendable {
         let served = try served(try body.string("index", maxLength: 200))
         let k = try body.int("k", in: 1...limits.results) ?? 10
         let kind = try modality(body)
-        let query = try await queryEmbedding(body, embeddingKey: "embedding", in: served)
-        let matches = try await nearest(query, in: served, count: k, kind: kind)
+        let matches = try await matches(body, embeddingKey: "embedding", in: served, count: k, kind: kind)
         return ["index": served.name,
                 "results": matches.map { m -> [String: Any] in
                     var out = describe(row: m.index, in: served, withImage: false)

@@ -86,7 +86,7 @@ def main():
     if rss:
         third = max(1, len(rss) // 3)
         report.update({"rss_mb_first_third": round(sum(rss[:third]) / third), "rss_mb_last_third": round(sum(rss[-third:]) / third),
-                       "rss_mb_max": round(max(rss))})
+                       "rss_mb_max": round(max(rss)), "rss_mb_every_10s": [round(r) for r in rss[::10]]})
     print(json.dumps(report))
 
 
