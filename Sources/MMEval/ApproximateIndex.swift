@@ -9,7 +9,7 @@ import MMTensor
 /// compressed code (PQ, SQ8) costs recall only, never precision of the scores.
 public final class ApproximateIndex: @unchecked Sendable {
     public enum Kind: String, Codable, Sendable, CaseIterable {
-        /// Inverted file of √n-sized lists with 8-bit product-quantised codes: small (64 bytes a
+        /// Inverted file of √n-sized lists with 8-bit product-quantised codes: small (128 bytes a
         /// 512-d row), quick to build; `nprobe` lists are scanned per query.
         case ivfpq = "ivf-pq"
         /// Hierarchical navigable small-world graph (32 links a node) over 8-bit scalar-quantised
@@ -62,7 +62,7 @@ public final class ApproximateIndex: @unchecked Sendable {
         switch kind {
         case .ivfpq:
             // About 4·√n lists (the power of two nearest it, 16…65,536: 4,096 for a million rows);
-            // PQ with 4 dimensions a sub-quantiser when they divide evenly (64 bytes a 512-d row),
+            // PQ with 4 dimensions a sub-quantiser when they divide evenly (128 bytes a 512-d row),
             // else 8-bit scalar codes.
             var lists = 16
             while lists < 65_536 && Double(lists) * 1.414 < 4 * Double(rows).squareRoot() { lists *= 2 }
