@@ -12,6 +12,7 @@ enum Fixture {
     static let folder: String = {
         let dir = FileManager.default.temporaryDirectory.path + "/mm-serve-tests-\(getpid())"
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        atexit { try? FileManager.default.removeItem(atPath: Fixture.folder) }
         return dir
     }()
 
