@@ -1,6 +1,6 @@
 # Everything a fresh Debian machine needs: `make test` runs the test suite, `make bench` the
 # benchmarks against PyTorch/open_clip. Each target installs the Debian packages it needs.
-DEBS   := libopenblas-dev libjpeg-dev libpng-dev libwebp-dev libicu-dev zlib1g-dev pkg-config libopenmpi-dev openmpi-bin
+DEBS   := libopenblas-dev libjpeg-dev libpng-dev libwebp-dev libicu-dev zlib1g-dev pkg-config libopenmpi-dev openmpi-bin libfaiss-dev chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SWIFT  ?= swift
 PYTHON ?= python3
@@ -34,9 +34,10 @@ train: build
 
 # The PyTorch/open_clip reference environment (several GB), created when missing.
 venv: $(VENV)/.done
-$(VENV)/.done: tools/requirements.txt
+$(VENV)/.done: tools/requirements.txt tools/requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r tools/requirements.txt
+	$(VENV)/bin/pip install -q --no-deps -r tools/requirements-nodeps.txt
 	touch $@
 
 # mm against PyTorch/open_clip on the same machine, in one run each (see README, Performance).
@@ -186,3 +187,12 @@ fuzz-replay: deps
 test-hostile: build
 	$(PYTHON) tools/hostile/make_inputs.py --mm .build/release/mm .build/hostile
 	$(PYTHON) tools/hostile/check.py --mm .build/release/mm .build/hostile
+
+# mm serve (docs/serve.md): load test (50 clients, 60 s, /search on a 100,000-row index) and the
+# approximate-index benchmark (recall@10 and queries/s against exact search).
+.PHONY: bench-serve bench-ann
+bench-serve: build
+	tools/serve/bench_serve.sh
+
+bench-ann: build
+	tools/serve/bench_ann.sh

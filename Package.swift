@@ -24,6 +24,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // System libraries
@@ -41,7 +43,9 @@ let package = Package(
         .target(name: "MMVision", dependencies: ["MMNN"], swiftSettings: optimise),
         .target(name: "MMText", dependencies: ["MMNN"], swiftSettings: optimise),
         .target(name: "MMCLIP", dependencies: ["MMVision", "MMText"], resources: [.copy("configs")], swiftSettings: optimise),
-        .target(name: "MMEval", dependencies: ["MMFoundation", "MMCLIP", "MMTokenizer", "MMImage"], resources: [.copy("templates")], swiftSettings: optimise),
+        // faiss (Debian's static libfaiss, OpenMP) behind mm's own extern "C" shim: Debian ships no compiled C API
+        .target(name: "CFaiss", linkerSettings: [.linkedLibrary("faiss"), .linkedLibrary("openblas"), .linkedLibrary("gomp"), .linkedLibrary("stdc++")]),
+        .target(name: "MMEval", dependencies: ["MMFoundation", "MMCLIP", "MMTokenizer", "MMImage", "CFaiss"], resources: [.copy("templates")], swiftSettings: optimise),
         .target(name: "MMTrain", dependencies: ["MMCLIP", "MMEval", "MMData", "MMDistributed"], swiftSettings: optimise),
 
         // Data parallelism over any process group (threads in-process); Open MPI as one transport
@@ -64,13 +68,21 @@ let package = Package(
         // Manifests, seeded epoch order, the prefetching image–caption loader
         .target(name: "MMData", dependencies: ["MMImage", "MMTokenizer"], swiftSettings: optimise),
 
+        // The retrieval service (Hummingbird): clip-retrieval's API, mm's API, the web page
+        .target(name: "MMServe", dependencies: [
+            "MMEval",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+        ], resources: [.copy("page")], swiftSettings: optimise),
+
         // Command line
         .target(name: "MMCommands", dependencies: [
             "MMTensor", "MMNN",
             "MMImage",
             "MMTokenizer",
             "MMData",
-            "MMCLIP", "MMEval", "MMTrain", "MMDistributed", "MMDistributedMPI",
+            "MMCLIP", "MMEval", "MMTrain", "MMDistributed", "MMDistributedMPI", "MMServe",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mm", dependencies: ["MMCommands"]),
@@ -89,6 +101,7 @@ let package = Package(
         .testTarget(name: "MMDataTests", dependencies: ["MMData", "MMImage", "MMTokenizer", "MMTensor"]),
         .testTarget(name: "MMEvalTests", dependencies: ["MMEval", "MMCLIP", "MMImage", "MMTestSupport"]),
         .testTarget(name: "MMDistributedTests", dependencies: ["MMDistributed", "MMTensor", "MMTestSupport"]),
+        .testTarget(name: "MMServeTests", dependencies: ["MMServe", "MMEval", "MMTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -4,59 +4,164 @@ import MMCLIP
 import MMData
 import MMEval
 
-/// `mm index`: embed a gallery of images into an index file for `mm search`.
+/// `mm index`: embed a gallery of images (and texts) into an index file for `mm search` and `mm serve`.
 struct IndexCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "index",
-        abstract: "Build a retrieval index of image embeddings.",
-        subcommands: [Build.self, Add.self, Export.self, Bench.self]
+        abstract: "Build a retrieval index of image (and text) embeddings.",
+        subcommands: [Build.self, Add.self, Ann.self, Export.self, Bench.self]
     )
+
+    /// Images per forward pass, shared by build and add.
+    struct Batching: ParsableArguments {
+        @Option(help: "Images per forward pass (1…4096).") var batchSize = 32
+
+        func validate() throws {
+            guard (1...4096).contains(batchSize) else { throw ValidationError("--batch-size must be 1…4096, got \(batchSize)") }
+        }
+    }
 
     struct Build: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "build",
-            abstract: "Embed images (files or folders, searched for .jpg/.jpeg/.png/.webp) into an index file.",
+            abstract: "Embed images (files or folders, searched for .jpg/.jpeg/.png/.webp, or WebDataset shards) and texts into an index file.",
             discussion: """
                 The index records the model's fingerprint (a hash of its weights), so searching it \
                 with another model is refused. It is checked on reading (magic, version, checksum).
+                Rows get stable integer ids; image paths are stored absolute.
 
                   mm index build photos/ -o gallery.mmi -c model.safetensors
+                  mm index build -c model.safetensors --captions test.tsv -o gallery.mmi     # images + captions from a manifest
+                  mm index build photos/ --captions captions.tsv --texts captions.txt --ann hnsw -o gallery.mmi
+
+                --captions reads a TSV/CSV with a header (as `mm train` manifests): the image column \
+                (--image-key, default filepath; relative to the file), the caption column (--caption-key, \
+                default title), and every other column, all kept as row metadata. With no image \
+                arguments, the captions file's images are indexed.
                 """
         )
 
         @OptionGroup var modelOptions: ModelOptions
-        @Argument(help: "Image files or folders, or WebDataset shards (rows named by __key__).") var paths: [String]
+        @Argument(help: "Image files or folders, or WebDataset shards (rows named by __key__, captions kept).") var paths: [String] = []
         @Option(name: [.short, .long], help: "Index file to write.") var output: String
-        @Option(help: "Images per forward pass.") var batchSize = 32
+        @OptionGroup var batching: Batching
+        @Option(help: "Captions and metadata: a TSV/CSV with a header naming the image column.") var captions: String?
+        @Option(help: "Image column of --captions.") var imageKey = "filepath"
+        @Option(help: "Caption column of --captions.") var captionKey = "title"
+        @Option(help: "Texts to index as text rows, one per line (for text→text and image→text search).") var texts: String?
+        @Option(help: "Also build an approximate index beside the file: ivf-pq or hnsw.") var ann: ApproximateIndex.Kind?
+        @Option(help: "IVF lists scanned per query (ivf-pq).") var nprobe: Int?
+        @Option(help: "Graph search breadth (hnsw).") var efSearch: Int?
         @OptionGroup(title: "WebDataset shards") var shardOptions: ShardOptions
 
+        func validate() throws {
+            guard !paths.isEmpty || captions != nil || texts != nil else { throw ValidationError("give images, --captions or --texts") }
+            try validateSearchBreadth(nprobe: nprobe, efSearch: efSearch)
+        }
+
         func run() throws {
-            if paths.count == 1 && ShardURLs.looksLikeShards(paths[0]) {
-                let embedder = try modelOptions.embedder()
-                let samples = try ShardEmbeddings(embedder, try shardOptions.open(paths[0]), batchSize: batchSize)
-                let index = EmbeddingIndex(modelFingerprint: embedder.fingerprint, names: samples.keys, embeddings: samples.embeddings,
-                                           modified: samples.keys.map { _ in -1 })
-                do { try index.save(to: URL(fileURLWithPath: output)) } catch {
-                    throw CommandError("\(output): cannot write the index (\(error.localizedDescription))")
-                }
-                warn("indexed \(index.count) shard samples → \(output)")
-                if samples.skipped > 0 { throw ExitCode(1) }
-                return
-            }
-            let (files, missing) = collectImages(paths)
-            guard !files.isEmpty else { throw CommandError("no images to index") }
+            if paths.count == 1 && ShardURLs.looksLikeShards(paths[0]) { return try buildFromShards(paths[0]) }
+            let metadata = try captions.map { try CaptionsFile(path: $0, imageKey: imageKey, captionKey: captionKey) }
+            let (files, missing) = paths.isEmpty ? (metadata?.images ?? [], 0) : collectImages(paths)
+            let textRows = try texts.map(readTextRows) ?? []
+            guard !files.isEmpty || !textRows.isEmpty else { throw CommandError("no images or texts to index") }
             let embedder = try modelOptions.embedder()
-            let images = embedImageFiles(embedder, files, batchSize: batchSize)
-            guard !images.paths.isEmpty else { throw CommandError("none of the \(files.count) images could be read") }
-            let index = EmbeddingIndex(modelFingerprint: embedder.fingerprint, names: images.paths, embeddings: images.embeddings,
-                                       modified: images.paths.map(modificationTime))
-            do { try index.save(to: URL(fileURLWithPath: output)) } catch {
-                throw CommandError("\(output): cannot write the index (\(error.localizedDescription))")
+            let images = embedImageFiles(embedder, files.map(absolutePath), batchSize: batching.batchSize)
+            guard !images.paths.isEmpty || files.isEmpty else { throw CommandError("none of the \(files.count) images could be read") }
+            var index = EmbeddingIndex(modelFingerprint: embedder.fingerprint, names: images.paths, embeddings: images.embeddings,
+                                       modified: images.paths.map(modificationTime),
+                                       columns: metadata?.columns ?? [], metadata: metadata.map { m in images.paths.map { m.row(for: $0) } })
+            if !textRows.isEmpty {
+                index.add(names: textRows, embeddings: embedder.embed(texts: textRows), modified: textRows.map { _ in -1 }, kind: .text)
             }
-            warn("indexed \(index.count) images → \(output)")
+            let url = URL(fileURLWithPath: output)
+            do { try index.save(to: url) } catch {
+                throw CommandError("\(output): cannot write the index (\(error))")
+            }
+            warn("indexed \(images.paths.count) images and \(textRows.count) texts → \(output)")
+            if let ann { try buildApproximate(url, kind: ann, nprobe: nprobe, efSearch: efSearch) } else { removeStaleApproximate(url) }
             if missing > 0 || !images.failures.isEmpty { throw ExitCode(1) }
         }
+
+        /// Shard samples as image rows named by `__key__`, their captions as the `caption` column.
+        func buildFromShards(_ spec: String) throws {
+            let embedder = try modelOptions.embedder()
+            let samples = try ShardEmbeddings(embedder, try shardOptions.open(spec), batchSize: batching.batchSize)
+            let index = EmbeddingIndex(modelFingerprint: embedder.fingerprint, names: samples.keys, embeddings: samples.embeddings,
+                                       modified: samples.keys.map { _ in -1 }, columns: ["caption"], metadata: samples.captions.map { [$0] })
+            let url = URL(fileURLWithPath: output)
+            do { try index.save(to: url) } catch { throw CommandError("\(output): cannot write the index (\(error))") }
+            warn("indexed \(index.count) shard samples → \(output)")
+            if let ann { try buildApproximate(url, kind: ann, nprobe: nprobe, efSearch: efSearch) } else { removeStaleApproximate(url) }
+            if samples.skipped > 0 { throw ExitCode(1) }
+        }
     }
+}
+
+func validateSearchBreadth(nprobe: Int?, efSearch: Int?) throws {
+    if let nprobe, !(1...65_536).contains(nprobe) { throw ValidationError("--nprobe must be 1…65536") }
+    if let efSearch, !(1...65_536).contains(efSearch) { throw ValidationError("--ef-search must be 1…65536") }
+}
+
+/// Builds (or rebuilds) the approximate index beside a saved index file.
+func buildApproximate(_ url: URL, kind: ApproximateIndex.Kind, nprobe: Int?, efSearch: Int?) throws {
+    let index = try EmbeddingIndex.load(from: url)
+    let built = try ApproximateIndex.build(index, kind: kind, nprobe: nprobe, efSearch: efSearch)
+    try built.save(beside: url)
+    let note = index.count < ApproximateIndex.exactBelowRows ? " (searches stay exact below \(ApproximateIndex.exactBelowRows) rows)" : ""
+    warn("approximate index \(built.info.factory) over \(index.count) rows in \(String(format: "%.1f", built.info.buildSeconds ?? 0)) s → \(url.path).ann\(note)")
+}
+
+/// An approximate index left from an earlier version of this file would be refused as stale: remove it.
+func removeStaleApproximate(_ url: URL) {
+    let (faiss, info) = ApproximateIndex.files(beside: url)
+    for f in [faiss, info] where FileManager.default.fileExists(atPath: f.path) {
+        try? FileManager.default.removeItem(at: f)
+        warn("removed \(f.path) (built from the previous index)")
+    }
+}
+
+/// A path made absolute and standardised, so the index names files wherever it is used.
+func absolutePath(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
+
+/// Text rows: one per non-empty line (LF, CRLF or CR).
+func readTextRows(_ path: String) throws -> [String] {
+    guard let data = FileManager.default.contents(atPath: path) else { throw CommandError("\(path): cannot read the texts file") }
+    guard let text = String(data: data, encoding: .utf8) else { throw CommandError("\(path): not UTF-8 text") }
+    let rows = text.components(separatedBy: .newlines).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    guard !rows.isEmpty else { throw CommandError("\(path): no texts") }
+    return rows
+}
+
+/// A captions file: a manifest (TSV/CSV with a header) whose image column names files and whose
+/// other columns are kept as row metadata; the caption column is stored as `caption`.
+struct CaptionsFile {
+    let columns: [String]
+    let images: [String]
+    private let rows: [String: [String]]
+
+    init(path: String, imageKey: String, captionKey: String) throws {
+        let head: Manifest
+        do { head = try Manifest(path: path, options: .init(imageKey: imageKey, captionKey: nil)) } catch { throw CommandError("\(error)") }
+        guard head.hasHeader else { throw CommandError("\(path): needs a header line naming its columns") }
+        let others = head.columns.filter { $0 != imageKey }
+        // The manifest reader keeps one extra column per pass: read the file once per column.
+        var values: [[String]] = []
+        for column in others {
+            let m: Manifest
+            do { m = try Manifest(path: path, options: .init(imageKey: imageKey, captionKey: nil, labelKey: column)) } catch { throw CommandError("\(error)") }
+            values.append(Array(m.labels!))
+        }
+        columns = others.map { $0 == captionKey ? "caption" : $0 }
+        images = head.images.map(absolutePath)
+        var rows: [String: [String]] = [:]
+        for (r, image) in images.enumerated() where rows[image] == nil { rows[image] = values.map { $0[r] } }
+        self.rows = rows
+        if !head.badLines.isEmpty { for b in head.badLines { warn("\(path): \(b)") } }
+    }
+
+    /// The metadata of an image (absolute path); empty values when the file does not list it.
+    func row(for image: String) -> [String] { rows[image] ?? Array(repeating: "", count: columns.count) }
 }
 
 extension IndexCommand {
@@ -65,6 +170,8 @@ extension IndexCommand {
             commandName: "add",
             abstract: "Add images to an index; files already there and unchanged (same modification time) are not re-embedded.",
             discussion: """
+                An approximate index beside the file is rebuilt.
+
                   mm index add gallery.mmi new_photos/ -c model.safetensors
                 """
         )
@@ -72,33 +179,56 @@ extension IndexCommand {
         @OptionGroup var modelOptions: ModelOptions
         @Argument(help: "Index file to update.") var index: String
         @Argument(help: "Image files or folders.") var paths: [String]
-        @Option(help: "Images per forward pass.") var batchSize = 32
+        @OptionGroup var batching: Batching
 
         func run() throws {
             let url = URL(fileURLWithPath: index)
             var gallery = try EmbeddingIndex.load(from: url)
+            let approximate = try? ApproximateIndex.load(beside: gallery)
             let (files, missing) = collectImages(paths)
             let embedder = try modelOptions.embedder()
-            try gallery.requireModel(embedder.fingerprint)
+            try gallery.requireModel(embedder.fingerprint, dimension: embedder.model.config.embedDim)
             var row: [String: Int] = [:]
-            for (i, name) in gallery.names.enumerated() { row[name] = i }
-            // Rows to (re-)embed: new files and files changed since they were embedded.
-            let stale = files.filter { path in
+            for (i, name) in gallery.names.enumerated() where gallery.kinds[i] == .image { row[name] = i }
+            // Rows to (re-)embed: new files and files changed since they were embedded (names as
+            // stored: absolute for indexes built by this version, as given for older ones).
+            let stale = files.map { row[$0] != nil ? $0 : absolutePath($0) }.filter { path in
                 guard let i = row[path], let times = gallery.modified else { return true }
                 return times[i] != modificationTime(path)
             }
-            let images = embedImageFiles(embedder, stale, batchSize: batchSize)
+            let images = embedImageFiles(embedder, stale, batchSize: batching.batchSize)
             gallery.add(names: images.paths, embeddings: images.embeddings, modified: images.paths.map(modificationTime))
-            do { try gallery.save(to: url) } catch { throw CommandError("\(index): cannot write the index (\(error.localizedDescription))") }
+            do { try gallery.save(to: url) } catch { throw CommandError("\(index): cannot write the index (\(error))") }
             warn("embedded \(images.paths.count) new or changed images, \(files.count - stale.count) unchanged; \(gallery.count) in \(index)")
+            if let kind = approximate?.info.kind { try buildApproximate(url, kind: kind, nprobe: approximate?.info.nprobe, efSearch: approximate?.info.efSearch) }
+            else { removeStaleApproximate(url) }
             if missing > 0 || !images.failures.isEmpty { throw ExitCode(1) }
         }
+    }
+
+    struct Ann: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "ann",
+            abstract: "Build an approximate (faiss) index beside an index file: ivf-pq or hnsw.",
+            discussion: """
+                  mm index ann gallery.mmi --kind hnsw     # writes gallery.mmi.ann and gallery.mmi.ann.json
+                """
+        )
+
+        @Argument(help: "Index file.") var index: String
+        @Option(help: "ivf-pq or hnsw.") var kind: ApproximateIndex.Kind
+        @Option(help: "IVF lists scanned per query (ivf-pq).") var nprobe: Int?
+        @Option(help: "Graph search breadth (hnsw).") var efSearch: Int?
+
+        func validate() throws { try validateSearchBreadth(nprobe: nprobe, efSearch: efSearch) }
+
+        func run() throws { try buildApproximate(URL(fileURLWithPath: index), kind: kind, nprobe: nprobe, efSearch: efSearch) }
     }
 
     struct Export: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "export",
-            abstract: "Write an index's embeddings as a float32 .npy of [N, D] and OUT.txt with one path per row.",
+            abstract: "Write an index's embeddings as a float32 .npy of [N, D] and OUT.txt with one name per row.",
             discussion: """
                   mm index export gallery.mmi -o gallery.npy    # numpy: np.load("gallery.npy")
                 """
@@ -108,6 +238,10 @@ extension IndexCommand {
         @Option(name: [.short, .long], help: "The .npy to write.") var output: String
 
         func run() throws {
+            // Neither output may replace the index it is read from.
+            for target in [output, output + ".txt"] where sameFile(target, index) {
+                throw CommandError("\(target): is the index being exported; choose another output name")
+            }
             let gallery = try EmbeddingIndex.load(from: URL(fileURLWithPath: index))
             try writeNPY(gallery.embeddings.scalars, shape: gallery.embeddings.shape, to: output)
             try (gallery.names.joined(separator: "\n") + "\n").write(toFile: output + ".txt", atomically: true, encoding: .utf8)
@@ -115,11 +249,21 @@ extension IndexCommand {
     }
 }
 
+/// Whether two paths name the same file (same device and inode, or the same standardised path).
+func sameFile(_ a: String, _ b: String) -> Bool {
+    var sa = stat(), sb = stat()
+    if stat(a, &sa) == 0, stat(b, &sb) == 0 { return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino }
+    return absolutePath(a) == absolutePath(b)
+}
+
+extension ApproximateIndex.Kind: ExpressibleByArgument {}
+
 extension IndexCommand {
-    /// Timing of exact search on random unit vectors, for tools/bench/bench_search.py.
+    /// Timing of exact search on random unit vectors (tools/bench/bench_search.py), and of the
+    /// approximate indexes against it (tools/bench/bench_ann.sh): recall@k, queries/s, build time.
     struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "bench", abstract: "Time exact search over random embeddings (prints JSON).", shouldDisplay: false)
+            commandName: "bench", abstract: "Time exact (and approximate) search over random embeddings or an index file (prints JSON).", shouldDisplay: false)
 
         @Option var rows = 1_000_000
         @Option var dim = 512
@@ -127,30 +271,66 @@ extension IndexCommand {
         @Option(name: .short) var k = 10
         @Option var runs = 3
         @Option(help: "Save the index to this file and search it memory-mapped (the file is removed after).") var mapped: String?
+        @Option(help: "Also build this approximate index over the rows (needs --mapped or --index) and compare.") var ann: ApproximateIndex.Kind?
+        @Option(help: "Bench this index file instead of random rows; queries mix two random rows.") var index: String?
+        @Option var nprobe: Int?
+        @Option var efSearch: Int?
 
         func run() throws {
             var g = SeededGenerator(seed: 1)
-            let gallery = Tensor.zeros([rows, dim]), query = Tensor.zeros([queries, dim])
-            gallery.fillNormal(std: 1, using: &g)
-            query.fillNormal(std: 1, using: &g)
-            var index = EmbeddingIndex(modelFingerprint: "bench", names: [String](repeating: "", count: rows),
-                                       embeddings: withoutGradients { gallery.l2Normalized() })
-            if let mapped {
-                let url = URL(fileURLWithPath: mapped)
-                try index.save(to: url)
-                defer { try? FileManager.default.removeItem(at: url) }
-                index = try EmbeddingIndex.load(from: url)
+            var gallery: EmbeddingIndex
+            var file: URL?
+            let query: Tensor
+            if let index {
+                gallery = try EmbeddingIndex.load(from: URL(fileURLWithPath: index))
+                let a = gallery.embeddings(rows: (0..<queries).map { _ in Int.random(in: 0..<gallery.count, using: &g) })
+                let b = gallery.embeddings(rows: (0..<queries).map { _ in Int.random(in: 0..<gallery.count, using: &g) })
+                query = withoutGradients { (a + b).l2Normalized() }
+            } else {
+                let rowsTensor = Tensor.zeros([rows, dim]), q = Tensor.zeros([queries, dim])
+                rowsTensor.fillNormal(std: 1, using: &g)
+                q.fillNormal(std: 1, using: &g)
+                gallery = EmbeddingIndex(modelFingerprint: "bench", names: [String](repeating: "", count: rows),
+                                         embeddings: withoutGradients { rowsTensor.l2Normalized() })
+                query = withoutGradients { q.l2Normalized() }
+                if let mapped {
+                    file = URL(fileURLWithPath: mapped)
+                    try gallery.save(to: file!)
+                    gallery = try EmbeddingIndex.load(from: file!)
+                }
             }
-            let q = withoutGradients { query.l2Normalized() }
-            _ = index.search(q, k: k)  // warm-up
-            var times: [Double] = []
-            for _ in 0..<max(1, runs) {
-                let t = DispatchTime.now().uptimeNanoseconds
-                _ = index.search(q, k: k)
-                times.append(Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9)
+            defer { if let file { for f in [file.path, file.path + ".ann", file.path + ".ann.json"] { try? FileManager.default.removeItem(atPath: f) } } }
+            func timed<T>(_ body: () throws -> T) rethrows -> (T, Double) {
+                var times: [Double] = [], result: T?
+                for _ in 0..<max(1, runs) {
+                    let t = DispatchTime.now().uptimeNanoseconds
+                    result = try body()
+                    times.append(Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9)
+                }
+                return (result!, times.sorted()[times.count / 2])
             }
-            try printJSON(["rows": rows, "dim": dim, "queries": queries, "k": k, "threads": Threads.count, "mapped": mapped != nil,
-                           "seconds": times.sorted()[times.count / 2]])
+            _ = gallery.search(query, k: k)  // warm-up
+            let (exact, seconds) = timed { gallery.search(query, k: k) }
+            var report: [String: Any] = ["rows": gallery.count, "dim": gallery.dimension, "queries": queries, "k": k, "threads": Threads.count,
+                                         "mapped": mapped != nil || index != nil, "seconds": seconds, "exact_queries_per_s": Double(queries) / seconds]
+            if let ann {
+                guard file != nil || index != nil else { throw ValidationError("--ann needs --mapped or --index") }
+                let built = try ApproximateIndex.build(gallery, kind: ann, nprobe: nprobe, efSearch: efSearch)
+                // Saved (to measure its size) only beside the temporary file, never beside a user's index.
+                if let file { try built.save(beside: file) }
+                _ = try gallery.search(query, k: k, approximate: built)
+                let (found, annSeconds) = try timed { try gallery.search(query, k: k, approximate: built) }
+                let hits = zip(exact, found).map { Set($0.map(\.index)).intersection($1.map(\.index)).count }.reduce(0, +)
+                var usage = rusage()
+                getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+                let annBytes = file.flatMap { try? FileManager.default.attributesOfItem(atPath: $0.path + ".ann")[.size] as? Int } ?? -1
+                report.merge(["ann": built.info.factory, "nprobe": built.info.nprobe as Any, "ef_search": built.info.efSearch as Any,
+                              "build_seconds": built.info.buildSeconds ?? -1, "ann_seconds": annSeconds,
+                              "ann_queries_per_s": Double(queries) / annSeconds, "speedup": seconds / annSeconds,
+                              "recall_at_k": Double(hits) / Double(queries * k), "ann_file_mb": Double(annBytes) / 1e6,
+                              "peak_rss_mb": Double(usage.ru_maxrss) / 1024]) { $1 }
+            }
+            try printJSON(report.filter { !($0.value is NSNull) })
         }
     }
 }
@@ -164,7 +344,7 @@ func modificationTime(_ path: String) -> Double {
 struct SearchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "search",
-        abstract: "Search an index by text or by image (exact cosine search).",
+        abstract: "Search an index by text or by image (cosine; through the approximate index when one is beside the file).",
         discussion: """
               mm search gallery.mmi -c model.safetensors --text "a red circle" -k 5
               mm search gallery.mmi -c model.safetensors --image query.jpg --json
@@ -176,21 +356,27 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "Text query.") var text: String?
     @Option(help: "Image query.") var image: String?
     @Option(name: .short, help: "Results to show.") var k = 10
-    @Flag(help: "One JSON object: {\"query\", \"results\": [{\"path\", \"score\"}…]}.") var json = false
+    @Option(help: "Rows to search: image or text (default: all).") var modality: EmbeddingIndex.RowKind?
+    @Flag(help: "Search every row exactly even when an approximate index is beside the file.") var exact = false
+    @Flag(help: "One JSON object: {\"query\", \"results\": [{\"id\", \"path\", \"score\"}…]}.") var json = false
 
     func validate() throws {
         if (text == nil) == (image == nil) { throw ValidationError("give either --text or --image") }
-        guard k >= 1 else { throw ValidationError("-k must be at least 1") }
+        guard (1...100_000).contains(k) else { throw ValidationError("-k must be 1…100000") }
     }
 
     func run() throws {
         let gallery = try EmbeddingIndex.load(from: URL(fileURLWithPath: index))
+        let approximate = exact ? nil : try ApproximateIndex.load(beside: gallery)
         let embedder = try modelOptions.embedder()
-        let results = try text.map { try embedder.search(gallery, text: $0, k: k) } ?? embedder.search(gallery, imageFile: image!, k: k)
+        let results = try text.map { try embedder.search(gallery, text: $0, k: k, kind: modality, approximate: approximate) }
+            ?? embedder.search(gallery, imageFile: image!, k: k, kind: modality, approximate: approximate)
         if json {
-            try printJSON(["query": text ?? image!, "results": results.map { ["path": $0.name, "score": Double($0.score)] }])
+            try printJSON(["query": text ?? image!, "results": results.map { ["id": $0.id, "path": $0.name, "score": Double($0.score)] as [String: Any] }])
         } else {
             for r in results { print(String(format: "%.4f  ", r.score) + r.name) }
         }
     }
 }
+
+extension EmbeddingIndex.RowKind: ExpressibleByArgument {}

@@ -72,19 +72,22 @@ public final class Embedder {
         return ImageEmbeddings(paths: kept, embeddings: Tensor(shape: [kept.count, d], values: values), failures: failures)
     }
 
-    /// The index rows closest to a text; an error if the index was built by another model.
-    public func search(_ index: EmbeddingIndex, text: String, k: Int) throws -> [EmbeddingIndex.Match] {
-        try index.requireModel(fingerprint)
-        return index.search(embed(texts: [text]), k: k)[0]
+    /// The index rows (of `kind`, if given) closest to a text; an error if the index was built by
+    /// another model. With `approximate`, candidates come from it and are re-scored exactly.
+    public func search(_ index: EmbeddingIndex, text: String, k: Int, kind: EmbeddingIndex.RowKind? = nil,
+                       approximate: ApproximateIndex? = nil) throws -> [EmbeddingIndex.Match] {
+        try index.requireModel(fingerprint, dimension: model.config.embedDim)
+        return try index.search(embed(texts: [text]), k: k, kind: kind, approximate: approximate)[0]
     }
 
     /// The index rows closest to an image file; an error if it cannot be read or the index was
     /// built by another model.
-    public func search(_ index: EmbeddingIndex, imageFile: String, k: Int) throws -> [EmbeddingIndex.Match] {
-        try index.requireModel(fingerprint)
+    public func search(_ index: EmbeddingIndex, imageFile: String, k: Int, kind: EmbeddingIndex.RowKind? = nil,
+                       approximate: ApproximateIndex? = nil) throws -> [EmbeddingIndex.Match] {
+        try index.requireModel(fingerprint, dimension: model.config.embedDim)
         let query = embed(imageFiles: [imageFile])
         if let failure = query.failures.first { throw EvalError("cannot read the query image: \(failure.error)") }
-        return index.search(query.embeddings, k: k)[0]
+        return try index.search(query.embeddings, k: k, kind: kind, approximate: approximate)[0]
     }
 }
 

@@ -6,29 +6,49 @@ import MMFoundation
 /// A gallery of normalised embeddings with the names they belong to, searched exactly: per block
 /// of rows one BLAS product with the queries, then each query's running top k is updated.
 ///
+/// Rows are images (named by their file) or texts (named by the text itself); each has a stable
+/// integer id (kept when the row is re-embedded, never reused) and optional metadata: one value per
+/// column (`caption`, `url`, and whatever else a captions file carried).
+///
 /// File layout (little-endian): magic `MMINDEX\0`, UInt32 version, UInt32 header length, a JSON
-/// header (model fingerprint, dimension, names, modification times) padded with spaces so the
-/// rows start at a multiple of 64 bytes, the float32 rows [count, dimension], and a UInt64 FNV-1a
-/// checksum of everything before it. `load(from:)` memory-maps the file: the rows stay in the
-/// page cache and are streamed through one block buffer by each search, so an index larger than
-/// free memory can still be searched.
+/// header (model fingerprint, dimension, names, modification times; from version 2 also ids,
+/// row kinds, metadata columns and values) padded with spaces so the rows start at a multiple of
+/// 64 bytes, the float32 rows [count, dimension], and a UInt64 FNV-1a checksum of everything
+/// before it. Version 1 files (images only, ids = row numbers) are still read. `load(from:)`
+/// memory-maps the file: the rows stay in the page cache and are streamed through one block buffer
+/// by each search, so an index larger than free memory can still be searched.
 public struct EmbeddingIndex {
     public static let magic: [UInt8] = Array("MMINDEX\u{0}".utf8)
-    public static let version: UInt32 = 1
+    public static let version: UInt32 = 2
+    /// The versions `load(from:)` reads.
+    public static let readableVersions: ClosedRange<UInt32> = 1...2
     /// Rows per block of a search: 32 MB of 512-d rows, small enough to stay out of the way of
     /// other work, large enough that BLAS runs at full speed.
     static let blockBytes = 32 << 20
+    /// The largest embedding dimension a file may declare (ViT-bigG's is 1280): a bound checked
+    /// before any size is computed from the header.
+    public static let maximumDimension = 1 << 16
 
     struct Header: Codable {
         var model: String
         var dimension: Int
         var names: [String]
         var modified: [Double]?
+        var ids: [Int]?
+        var kinds: [RowKind]?
+        var columns: [String]?
+        var metadata: [[String]]?
     }
 
-    /// One search result: the row, its name and its cosine with the query.
+    /// What a row embeds: an image file or a text.
+    public enum RowKind: String, Codable, Sendable, CaseIterable {
+        case image, text
+    }
+
+    /// One search result: the row, its stable id, its name and its cosine with the query.
     public struct Match: Equatable, Sendable {
         public let index: Int
+        public let id: Int
         public let name: String
         public let score: Float
     }
@@ -39,24 +59,59 @@ public struct EmbeddingIndex {
     /// Per name, the file's modification time (seconds since 1970) when it was embedded, if known:
     /// `mm index add` re-embeds only files that changed.
     public private(set) var modified: [Double]?
+    /// Per row, its stable id.
+    public private(set) var ids: [Int]
+    /// Per row, what it embeds.
+    public private(set) var kinds: [RowKind]
+    /// The metadata columns (e.g. `caption`, `url`), and per row one value per column ("" = none).
+    public private(set) var columns: [String]
+    public private(set) var metadata: [[String]]
     public let dimension: Int
     /// The file this index was loaded from, for error messages.
     public let file: String?
+    /// The file's checksum when loaded from one (an approximate index beside it records it).
+    public let checksum: UInt64?
     private var rows: Rows
+    private var rowOfID: [Int: Int]
 
-    /// An index of `embeddings` [count, dimension] (unit rows), one per name.
-    public init(modelFingerprint: String, names: [String], embeddings: Tensor, modified: [Double]? = nil) {
+    /// An index of `embeddings` [count, dimension] (unit rows), one per name; ids are the row
+    /// numbers, kinds `image` unless given, `metadata` one row of `columns.count` values per name.
+    public init(modelFingerprint: String, names: [String], embeddings: Tensor, modified: [Double]? = nil,
+                kinds: [RowKind]? = nil, columns: [String] = [], metadata: [[String]]? = nil) {
         precondition(embeddings.rank == 2 && embeddings.shape[0] == names.count, "one embedding row per name")
         precondition(modified == nil || modified!.count == names.count, "one modification time per name")
+        precondition(kinds == nil || kinds!.count == names.count, "one kind per name")
+        precondition(metadata == nil || (metadata!.count == names.count && metadata!.allSatisfy { $0.count == columns.count }),
+                     "one metadata row of every column per name")
         self.modelFingerprint = modelFingerprint
         self.names = names
         self.modified = modified
+        self.ids = Array(0..<names.count)
+        self.kinds = kinds ?? Array(repeating: .image, count: names.count)
+        self.columns = columns
+        self.metadata = metadata ?? Array(repeating: Array(repeating: "", count: columns.count), count: names.count)
         self.dimension = embeddings.shape[1]
         self.file = nil
+        self.checksum = nil
         self.rows = .memory(embeddings)
+        self.rowOfID = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
     }
 
     public var count: Int { names.count }
+
+    /// The row holding `id`, if any.
+    public func row(id: Int) -> Int? { rowOfID[id] }
+
+    /// A row's value in a metadata column, nil when the column is absent or the value empty.
+    public func field(_ column: String, row: Int) -> String? {
+        guard let c = columns.firstIndex(of: column), !metadata[row][c].isEmpty else { return nil }
+        return metadata[row][c]
+    }
+
+    /// A row's caption: its `caption` column, else the text itself for a text row.
+    public func caption(row: Int) -> String? {
+        field("caption", row: row) ?? (kinds[row] == .text ? names[row] : nil)
+    }
 
     /// All rows as one tensor [count, dimension] (a copy when the index is mapped from a file).
     public var embeddings: Tensor {
@@ -69,25 +124,56 @@ public struct EmbeddingIndex {
         }
     }
 
-    /// Adds rows: a name already in the index has its row (and time) replaced, others are appended.
-    public mutating func add(names added: [String], embeddings e: Tensor, modified times: [Double]? = nil) {
+    /// The rows `rows` [n, dimension] (copied out of memory or the map).
+    public func embeddings(rows wanted: [Int]) -> Tensor {
+        let t = Tensor.zeros([wanted.count, dimension])
+        withRowBytes { raw in
+            for (i, r) in wanted.enumerated() {
+                precondition(r >= 0 && r < count, "row out of range")
+                UnsafeMutableRawPointer(t.data + i * dimension).copyMemory(from: raw.baseAddress! + r * dimension * 4, byteCount: dimension * 4)
+            }
+        }
+        return t
+    }
+
+    /// Adds rows: a name (of the same kind) already in the index has its row, time and metadata
+    /// replaced and keeps its id; others are appended with new ids. `metadata` holds one row of
+    /// `columns.count` values per name; columns new to the index are added (empty for old rows).
+    public mutating func add(names added: [String], embeddings e: Tensor, modified times: [Double]? = nil,
+                             kind: RowKind = .image, columns addedColumns: [String] = [], metadata addedMetadata: [[String]]? = nil) {
         precondition(e.rank == 2 && e.shape[0] == added.count && e.shape[1] == dimension, "one row of the index's dimension per name")
         precondition(times == nil || times!.count == added.count, "one modification time per name")
+        precondition(addedMetadata == nil || (addedMetadata!.count == added.count && addedMetadata!.allSatisfy { $0.count == addedColumns.count }),
+                     "one metadata row of every column per name")
+        for c in addedColumns where !columns.contains(c) {
+            columns.append(c)
+            for r in metadata.indices { metadata[r].append("") }
+        }
+        let place = addedColumns.map { columns.firstIndex(of: $0)! }
         var row: [String: Int] = [:]
-        for (i, name) in names.enumerated() { row[name] = i }
+        for (i, name) in names.enumerated() where kinds[i] == kind { row[name] = i }
         var values = embeddings.scalars
         var allTimes = modified ?? names.map { _ in -1 }
+        var nextID = (ids.max() ?? -1) + 1
         for (r, name) in added.enumerated() {
             let vector = UnsafeBufferPointer(start: e.data + r * dimension, count: dimension)
             let time = times?[r] ?? -1
+            var fields = Array(repeating: "", count: columns.count)
+            if let m = addedMetadata?[r] { for (j, c) in place.enumerated() { fields[c] = m[j] } }
             if let i = row[name] {
                 values.replaceSubrange((i * dimension)..<((i + 1) * dimension), with: vector)
                 allTimes[i] = time
+                if addedMetadata != nil { metadata[i] = fields }
             } else {
                 row[name] = names.count
+                rowOfID[nextID] = names.count
                 names.append(name)
+                ids.append(nextID)
+                kinds.append(kind)
+                metadata.append(fields)
                 allTimes.append(time)
                 values += vector
+                nextID += 1
             }
         }
         modified = modified == nil && times == nil ? nil : allTimes
@@ -105,23 +191,31 @@ public struct EmbeddingIndex {
         return "\(FNV1a.hex(h.value))-d\(model.config.embedDim)"
     }
 
-    /// Throws unless the queries' model (its `fingerprint`) is the one that built the index.
-    public func requireModel(_ fingerprint: String) throws {
+    /// Throws unless the queries' model (its `fingerprint`) is the one that built the index and
+    /// its embeddings have the index's dimension (a file can claim a fingerprint it was not built with).
+    public func requireModel(_ fingerprint: String, dimension modelDimension: Int? = nil) throws {
         guard fingerprint == modelFingerprint else {
             throw EvalError("\(file ?? "index"): built with another model (fingerprint \(modelFingerprint), this model has \(fingerprint)); rebuild the index with this checkpoint")
+        }
+        if let modelDimension, modelDimension != dimension {
+            throw EvalError("\(file ?? "index"): rows have dimension \(dimension) but the model's embeddings have \(modelDimension)")
         }
     }
 
     // MARK: Files
 
-    /// Writes the index atomically (a temporary file, fsync, rename).
+    /// Writes the index atomically: a temporary file beside it, fsync, rename over the old one,
+    /// fsync of the folder. The old file stays whole until the rename, and the new one is complete
+    /// once it has a name.
     public func save(to url: URL) throws {
         var head = Self.magic
         append(Self.version, to: &head)
-        var header = try JSONEncoder().encode(Header(model: modelFingerprint, dimension: dimension, names: names, modified: modified))
-        header += [UInt8](repeating: 0x20, count: (64 - (16 + header.count) % 64) % 64)
-        append(UInt32(header.count), to: &head)
-        head += header
+        let header = Header(model: modelFingerprint, dimension: dimension, names: names, modified: modified, ids: ids,
+                            kinds: kinds, columns: columns, metadata: columns.isEmpty ? nil : metadata)
+        var json = try JSONEncoder().encode(header)
+        json += [UInt8](repeating: 0x20, count: (64 - (16 + json.count) % 64) % 64)
+        append(UInt32(json.count), to: &head)
+        head += json
         do { try AtomicFile.write(to: url.path) { out in
             var sum = FNV1a()
             try head.withUnsafeBytes { raw in
@@ -144,8 +238,9 @@ public struct EmbeddingIndex {
         }
     }
 
-    /// Maps an index file read-only and verifies it; a wrong magic, version, size or checksum is
-    /// an error naming the file. The rows are not copied: searches read them from the map.
+    /// Maps an index file read-only and verifies it; a wrong magic, version, size or checksum, or
+    /// a header whose fields disagree, is an error naming the file. Every header field is checked
+    /// before it sizes anything. The rows are not copied: searches read them from the map.
     public static func load(from url: URL) throws -> EmbeddingIndex {
         let file = url.path
         let map: MappedFile
@@ -159,51 +254,83 @@ public struct EmbeddingIndex {
         }
         guard bytes.count >= 24, Array(bytes[0..<8]) == magic else { throw EvalError("\(file): not an mm index (no MMINDEX magic)") }
         let version = read(UInt32.self, at: 8)
-        guard version == Self.version else { throw EvalError("\(file): index version \(version), this mm reads version \(Self.version)") }
+        guard readableVersions.contains(version) else {
+            throw EvalError("\(file): index version \(version), this mm reads versions \(readableVersions.lowerBound)–\(readableVersions.upperBound)")
+        }
         var sum = FNV1a()
         sum.combine(words: UnsafeRawBufferPointer(rebasing: bytes[0..<(bytes.count - 8)]))
         guard read(UInt64.self, at: bytes.count - 8) == sum.value else {
             throw EvalError("\(file): checksum mismatch, the index is corrupt (rebuild it)")
         }
         let headerLength = Int(read(UInt32.self, at: 12))
-        guard 16 + headerLength <= bytes.count - 8,
+        guard headerLength <= bytes.count - 24,
               let header = try? JSONDecoder().decode(Header.self, from: Data(bytes[16..<(16 + headerLength)])) else {
             throw EvalError("\(file): unreadable index header")
         }
-        let start = 16 + headerLength, floats = header.names.count * header.dimension
-        guard header.modified == nil || header.modified!.count == header.names.count else {
-            throw EvalError("\(file): index header has \(header.modified!.count) modification times for \(header.names.count) names")
+        let n = header.names.count
+        func check(_ what: String, _ count: Int?) throws {
+            if let count, count != n { throw EvalError("\(file): index header has \(count) \(what) for \(n) names") }
         }
-        guard header.dimension > 0, bytes.count - 8 - start == floats * 4 else {
-            throw EvalError("\(file): index holds \(bytes.count - 8 - start) bytes of embeddings, expected \(floats * 4)")
+        try check("modification times", header.modified?.count)
+        try check("ids", header.ids?.count)
+        try check("row kinds", header.kinds?.count)
+        try check("metadata rows", header.metadata?.count)
+        let columns = header.columns ?? []
+        if let bad = header.metadata?.firstIndex(where: { $0.count != columns.count }) {
+            throw EvalError("\(file): index metadata row \(bad) has \(header.metadata![bad].count) values for \(columns.count) columns")
         }
-        return EmbeddingIndex(header: header, file: file, rows: .mapped(map, offset: start))
+        if let ids = header.ids, Set(ids).count != n { throw EvalError("\(file): index header repeats an id") }
+        guard header.dimension > 0, header.dimension <= maximumDimension else {
+            throw EvalError("\(file): index dimension \(header.dimension) is outside 1…\(maximumDimension)")
+        }
+        // count × dimension × 4 cannot overflow now (count < file size, dimension ≤ 2¹⁶), but
+        // say so in the arithmetic rather than trust it.
+        let start = 16 + headerLength
+        let (floats, o1) = n.multipliedReportingOverflow(by: header.dimension)
+        let (expected, o2) = floats.multipliedReportingOverflow(by: 4)
+        guard !o1, !o2, bytes.count - 8 - start == expected else {
+            throw EvalError("\(file): index holds \(bytes.count - 8 - start) bytes of embeddings, expected \(o1 || o2 ? "more than can be addressed" : String(expected))")
+        }
+        return EmbeddingIndex(header: header, file: file, checksum: sum.value, rows: .mapped(map, offset: start))
     }
 
-    private init(header: Header, file: String, rows: Rows) {
+    private init(header: Header, file: String, checksum: UInt64, rows: Rows) {
         modelFingerprint = header.model
         names = header.names
         modified = header.modified
+        ids = header.ids ?? Array(0..<header.names.count)
+        kinds = header.kinds ?? Array(repeating: .image, count: header.names.count)
+        columns = header.columns ?? []
+        metadata = header.metadata ?? Array(repeating: Array(repeating: "", count: columns.count), count: header.names.count)
         dimension = header.dimension
         self.file = file
+        self.checksum = checksum
         self.rows = rows
+        rowOfID = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
     }
 
     // MARK: Search
 
     /// For each query row [Q, D] (normalised), the k best rows by cosine, best first (ties: the
-    /// earlier row first). A mapped index is read in blocks of `blockRows` rows (default: 32 MB).
-    public func search(_ queries: Tensor, k: Int, blockRows: Int? = nil) -> [[Match]] {
+    /// earlier row first), only rows of `kind` when given. Rows whose score is NaN (a NaN or
+    /// infinite embedding) never rank. A mapped index is read in blocks of `blockRows` rows
+    /// (default: 32 MB).
+    public func search(_ queries: Tensor, k: Int, kind: RowKind? = nil, blockRows: Int? = nil) -> [[Match]] {
         precondition(queries.rank == 2 && queries.shape[1] == dimension, "queries must have the index's dimension")
         let q = queries.shape[0], k = min(k, count)
         guard k > 0 else { return Array(repeating: [], count: q) }
         let best = UnsafeMutablePointer<Float>.allocate(capacity: q * k), at = UnsafeMutablePointer<Int>.allocate(capacity: q * k)
         var filled = [Int](repeating: 0, count: q)
         defer { best.deallocate(); at.deallocate() }
+        // Rows of another kind are skipped by a per-row mask (nil: every row counts).
+        let mask: [Bool]? = kind.flatMap { kind in kinds.allSatisfy { $0 == kind } ? nil : kinds.map { $0 == kind } }
         let workers = max(1, min(Threads.count, q))
         forEachBlock(rows: blockRows ?? max(1, Self.blockBytes / (dimension * 4))) { block, first in
             let n = block.shape[0]
             let scores = withoutGradients { Tensor.matmul(queries, block, transposeB: true) }  // [Q, n]
+            if let mask {
+                for j in 0..<n where !mask[first + j] { for i in 0..<q { scores.data[i * n + j] = .nan } }
+            }
             filled.withUnsafeMutableBufferPointer { filled in
                 let filled = filled
                 // Each query's running top k is its own: spread them over the cores.
@@ -214,7 +341,12 @@ public struct EmbeddingIndex {
                 }
             }
         }
-        return (0..<q).map { i in (0..<filled[i]).map { j in Match(index: at[i * k + j], name: names[at[i * k + j]], score: best[i * k + j]) } }
+        return (0..<q).map { i in
+            (0..<filled[i]).map { j in
+                let r = at[i * k + j]
+                return Match(index: r, id: ids[r], name: names[r], score: best[i * k + j])
+            }
+        }
     }
 
     // MARK: Rows
@@ -257,13 +389,15 @@ public struct EmbeddingIndex {
 }
 
 /// Merges `count` scores (rows `first…`) into one query's best k, kept sorted best first in
-/// `best`/`at` with `filled` entries. A score enters only if it beats the current k-th, so after
-/// the first few thousand rows almost every row costs one comparison.
+/// `best`/`at` with `filled` entries. A score enters only if it beats the current k-th (a tie is
+/// not a win), so after the first few thousand rows almost every row costs one comparison. NaN
+/// scores never enter.
 @inline(__always)
 private func keepBest(_ scores: UnsafePointer<Float>, count: Int, first: Int, k: Int,
                       best: UnsafeMutablePointer<Float>, at: UnsafeMutablePointer<Int>, filled: inout Int) {
     for j in 0..<count {
         let v = scores[j]
+        guard !v.isNaN else { continue }
         if filled == k { guard v > best[k - 1] else { continue } } else { filled += 1 }
         var slot = filled - 1
         while slot > 0, best[slot - 1] < v {
