@@ -63,10 +63,10 @@ public struct LoadedModel {
 extension CLIPModel {
     /// Writes the weights as safetensors with open_clip's keys (or Hugging Face's, plus a
     /// `config.json` beside them), atomically, with config, activation, preprocessing and
-    /// tokenizer in `__metadata__`.
+    /// tokenizer in `__metadata__`; `floats` F16/BF16 halves the file (loading widens it again).
     public func save(to url: URL, preprocessing: Preprocessing? = nil, tokenizer: String = "clip-bpe",
                      layout: CheckpointLayout = .openCLIP, extraMetadata: [String: String] = [:],
-                     extraTensors: [String: Tensor] = [:]) throws {
+                     extraTensors: [String: Tensor] = [:], floats: SafetensorsFloat = .f32) throws {
         let prep = preprocessing ?? Preprocessing(imageSize: config.vision.imageSize)
         var metadata = extraMetadata
         metadata["format"] = "pt"
@@ -81,7 +81,7 @@ extension CLIPModel {
             try hfConfig.write(to: url.deletingLastPathComponent().appendingPathComponent("config.json"), options: .atomic)
         }
         tensors.merge(extraTensors) { own, _ in own }
-        try Safetensors(tensors: tensors, metadata: metadata).write(to: url)
+        try Safetensors(tensors: tensors, metadata: metadata).write(to: url, floats: floats)
     }
 
     /// Loads a model from a checkpoint file or folder, strictly, never executing anything in it:

@@ -28,14 +28,21 @@ enum OpenAILayout {
         }).count }
         let textWidth = try shape("ln_final.weight", rank: 1)[0]
         let visionWidth = conv[0]
+        // open_clip assumes OpenAI's 4; reading it from the first MLP is the same there, and right elsewhere.
+        func mlpRatio(_ key: String, _ width: Int) -> Double {
+            guard let hidden = shapes[key]?.first, width > 0 else { return 4 }
+            return Double(hidden) / Double(width)
+        }
         let json: [String: Any] = [
             "embed_dim": try shape("text_projection", rank: 2)[1],
             "quick_gelu": quickGelu,
             "vision_cfg": ["image_size": conv[3] * grid, "patch_size": conv[3], "width": visionWidth,
-                           "layers": blocks("visual.transformer.resblocks."), "head_width": 64],
+                           "layers": blocks("visual.transformer.resblocks."), "head_width": visionWidth / max(visionWidth / 64, 1),
+                           "mlp_ratio": mlpRatio("visual.transformer.resblocks.0.mlp.c_fc.weight", visionWidth)],
             "text_cfg": ["context_length": try shape("positional_embedding", rank: 2)[0],
                          "vocab_size": try shape("token_embedding.weight", rank: 2)[0],
-                         "width": textWidth, "heads": max(textWidth / 64, 1), "layers": blocks("transformer.resblocks.")],
+                         "width": textWidth, "heads": max(textWidth / 64, 1), "layers": blocks("transformer.resblocks."),
+                         "mlp_ratio": mlpRatio("transformer.resblocks.0.mlp.c_fc.weight", textWidth)],
         ]
         return try CLIPConfig(json: try JSONSerialization.data(withJSONObject: json), source: "\(source) (inferred from its shapes)")
     }

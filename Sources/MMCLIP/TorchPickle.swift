@@ -79,6 +79,9 @@ struct TorchPickle {
         "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor",
         "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state",
         "collections.OrderedDict",
+        // TorchScript's typed containers: each returns its first argument unchanged.
+        "torch.jit._pickle.build_intlist", "torch.jit._pickle.build_doublelist", "torch.jit._pickle.build_boollist",
+        "torch.jit._pickle.build_tensorlist", "torch.jit._pickle.restore_type_tag",
     ]
     /// Deepest nesting of containers accepted (checkpoints nest a handful of levels).
     static let maxDepth = 64
@@ -344,6 +347,9 @@ struct TorchPickle {
         case "collections.OrderedDict":
             guard a.isEmpty else { throw fail("OrderedDict with arguments is not supported") }
             return .dict(PickleBox())
+        case _ where name.hasPrefix("torch.jit._pickle."):
+            guard let first = a.first else { throw fail("\(name) without an argument") }
+            return first
         case "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state":
             guard let first = a.first, case .tensor = first else { throw fail("\(name) without a tensor") }
             return first

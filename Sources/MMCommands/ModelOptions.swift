@@ -7,7 +7,7 @@ import MMTokenizer
 
 /// The options every command that uses a trained model shares.
 struct ModelOptions: ParsableArguments {
-    @Option(name: [.short, .long], help: "Model checkpoint (.safetensors; open_clip or Hugging Face layout).")
+    @Option(name: [.short, .long], help: "Model checkpoint: .safetensors, PyTorch .pt/.bin, TorchScript, or a hub/transformers/run folder.")
     var checkpoint: String
 
     @Option(help: "Model config (bundled name or .json) for checkpoints that do not record one.")
