@@ -3,7 +3,8 @@
 pinned torch/open_clip/transformers, with the embeddings the reference computes from each.
 
     python3 tools/make_torch_fixtures.py                 # → Tests/MMCLIPTests/Fixtures/torch/
-    python3 tools/make_torch_fixtures.py verify-strict OUT.safetensors CONFIG.json IO.safetensors
+    python3 tools/make_torch_fixtures.py fuzz-seeds       # → tools/fuzz/corpus/torch_checkpoint/
+    python3 tools/make_torch_fixtures.py verify-strict OUT.safetensors CONFIG.json IO.safetensors FIXTURE TOL
         (open_clip load_state_dict(strict=True) of a file `mm convert` wrote, embeddings compared)
 
 Writes (small models, so everything is committed, ≈1.5 MB):
@@ -297,7 +298,27 @@ def verify_strict(checkpoint, config_path, io_path, fixture, tol):
     return worst <= tol
 
 
+def fuzz_seeds():
+    """Small valid inputs for tools/fuzz/harnesses/torch_checkpoint.swift (plus data.pkl of the fixtures)."""
+    out = ROOT / "tools/fuzz/corpus/torch_checkpoint"
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(SEED)
+    base = torch.randn(4, 6)
+    torch.save({"epoch": 1, "state_dict": {"module.w": base.t(), "module.s": base[1:, 2:], "module.h": base.half(),
+                                           "module.b": base.bfloat16()[0], "module.i": torch.arange(3)},
+                "optimizer": {"state": {}, "param_groups": [{"lr": 0.1, "betas": (0.9, 0.98), "params": [0, 1]}]}},
+               out / "small_state.pt")
+    for name, pkl in [("epoch_data.pkl", OUT / "epoch_3.pt"), ("jit_data.pkl", OUT / "openai_jit.pt")]:
+        with zipfile.ZipFile(pkl) as z:
+            (out / name).write_bytes(z.read(next(n for n in z.namelist() if n.endswith("/data.pkl"))))
+    for f in sorted(out.iterdir()):
+        report(f)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["fuzz-seeds"]:
+        fuzz_seeds()
+        sys.exit(0)
     if sys.argv[1:2] == ["verify-strict"]:
         ckpt, cfg, io_path, fixture, tol = sys.argv[2:7]
         sys.exit(0 if verify_strict(ckpt, cfg, io_path, fixture, float(tol)) else 1)

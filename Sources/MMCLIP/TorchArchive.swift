@@ -1,5 +1,7 @@
 import Foundation
+#if !MM_FUZZ_STANDALONE  // the fuzz harness compiles this file alone (tools/fuzz/harnesses/torch_checkpoint.swift)
 import MMTensor
+#endif
 
 /// A PyTorch checkpoint: the zip `torch.save` writes (`<name>/data.pkl`, `<name>/data/<key>`
 /// storages, `byteorder`, `version`) or the archive `torch.jit.save` writes (the same plus

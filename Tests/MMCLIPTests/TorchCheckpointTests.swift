@@ -184,7 +184,7 @@ import Testing
             #expect(message.contains(field.split(separator: ".").last!) && message.contains("limit"), "\(message)")
         }
         // within the limits, but more than the file holds: refused before the model is built
-        let message = failure(try withRecordedConfig(["text_cfg.layers": 1000]))
+        let message = failure(try withRecordedConfig(["text_cfg.layers": 1000, "vision_cfg.layers": 1000]))
         #expect(message.contains("implies") && message.contains("holds only"), "\(message)")
     }
 
