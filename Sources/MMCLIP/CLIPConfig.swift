@@ -108,11 +108,12 @@ public struct CLIPConfig: Sendable, Equatable {
     /// A config bundled with mm by name (`ViT-B-32`, `mm-tiny`, …) or read from a JSON file.
     public init(named nameOrPath: String) throws {
         if nameOrPath.hasSuffix(".json") || nameOrPath.contains("/") {
-            let url = URL(fileURLWithPath: nameOrPath)
-            guard let data = try? Data(contentsOf: url) else {
-                throw ConfigError(source: nameOrPath, key: nil, message: "cannot read the file")
+            // A regular file of sane size: not a FIFO, /dev/zero or a multi-GB file read whole.
+            guard let file = try? ReadOnlyFile(nameOrPath), file.size <= 16 << 20,
+                  let bytes = try? file.bytes(Int(file.size), at: 0) else {
+                throw ConfigError(source: nameOrPath, key: nil, message: "cannot read the file (a regular file of at most 16 MB)")
             }
-            try self.init(json: data, source: nameOrPath)
+            try self.init(json: Data(bytes), source: nameOrPath)
             return
         }
         guard let url = Bundle.module.url(forResource: nameOrPath, withExtension: "json", subdirectory: "configs"),

@@ -11,7 +11,8 @@ final class ReadOnlyFile {
 
     init(_ path: String) throws {
         self.path = path
-        fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (regular files ignore the flag).
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw CheckpointError(file: path, message: "cannot open: \(String(cString: strerror(errno)))") }
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {

@@ -664,7 +664,8 @@ private struct SafetensorsFile {
 
     init(reading path: String) throws {
         self.path = path
-        fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (regular files ignore the flag).
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw SafetensorsError.io(file: path, reason: "cannot open: \(errnoText())") }
         var st = stat()
         guard fstat(fd, &st) == 0 else {

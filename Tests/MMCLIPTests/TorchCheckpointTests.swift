@@ -133,6 +133,15 @@ import Testing
         #expect(message.contains(expected) && message.contains("\(name).pt") && !message.contains("\n"), "\(message)")
     }
 
+    @Test func specialFilesAreRefusedWithoutReadingOrBlocking() throws {
+        let fifo = scratch.appendingPathComponent("fifo.pt")
+        #expect(mkfifo(fifo.path, 0o600) == 0)
+        for url in [fifo, URL(fileURLWithPath: "/dev/zero")] {
+            let message = failure(url, config: tiny)
+            #expect(message.contains("not a regular file") && message.contains(url.path), "\(message)")
+        }
+    }
+
     @Test func pickleNestingAndSelfReferenceAreBounded() throws {
         // 10,000 nested empty lists appended into each other
         var deep: [UInt8] = [0x80, 0x02]
