@@ -92,9 +92,9 @@ extension CLIPModel {
     ///   Face's `CLIPModel` layout;
     /// - folders: an open_clip hub folder, a transformers folder, an mm run folder (`CheckpointFolder`).
     ///
-    /// The config is, in order: `config`; the folder's; the file's metadata; inferred from the
-    /// shapes (OpenAI archives with QuickGELU; other PyTorch files as open_clip's default GELU,
-    /// with a note). Every shape is checked against the config before the model is allocated,
+    /// The config is, in order: `config`; the folder's; the file's metadata; an open_clip run's
+    /// `params.txt` (model name, forced QuickGELU); inferred from the shapes (OpenAI archives with
+    /// QuickGELU; other PyTorch files as open_clip's default GELU, with a note). Every shape is checked against the config before the model is allocated,
     /// and every weight must be finite.
     public static func load(from url: URL, config: CLIPConfig? = nil) throws -> LoadedModel {
         var isDirectory: ObjCBool = false
@@ -130,6 +130,15 @@ extension CLIPModel {
             configSource = URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent("config.json").path
         } else if weights.format == .safetensors {
             throw CheckpointError(file: file, message: "no model config in the file's metadata; pass one (e.g. --model ViT-B-32)")
+        } else if weights.format == .torch, let run = CheckpointFolder.openCLIPRun(besides: URL(fileURLWithPath: file)) {
+            // An open_clip training run: its params.txt names the model (and any forced QuickGELU).
+            let quick = run.forceQuickGelu || run.model.hasSuffix("-quickgelu")
+            if CLIPConfig.bundledNames.contains(run.model) {
+                resolved = try CLIPConfig(named: run.model).updating(run.forceQuickGelu ? ["quick_gelu": true] : [:])
+            } else {
+                resolved = try OpenAILayout.inferConfig(weights.entries.mapValues(\.shape), quickGelu: quick, source: file)
+            }
+            configSource = "the run's params.txt (model \(run.model))"
         } else {
             let quick = weights.format == .torchScript
             resolved = try OpenAILayout.inferConfig(weights.entries.mapValues(\.shape), quickGelu: quick, source: file)

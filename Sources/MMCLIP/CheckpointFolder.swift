@@ -48,6 +48,21 @@ struct CheckpointFolder {
         }
     }
 
+    /// What an open_clip training run's `params.txt` (`<run>/params.txt` beside
+    /// `<run>/checkpoints/epoch_N.pt`) says about the model: its name and whether QuickGELU was forced.
+    static func openCLIPRun(besides checkpoint: URL) -> (model: String, forceQuickGelu: Bool)? {
+        let params = checkpoint.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("params.txt")
+        guard FileManager.default.fileExists(atPath: params.path), let file = try? ReadOnlyFile(params.path),
+              file.size <= 1 << 20, let bytes = try? file.bytes(Int(file.size), at: 0) else { return nil }
+        var fields: [String: String] = [:]
+        for line in String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline) {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            fields[String(line[..<colon])] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        guard let model = fields["model"], !model.isEmpty else { return nil }
+        return (model, fields["force_quick_gelu"] == "True")
+    }
+
     /// `epoch_N.safetensors` (or `.pt`) with the largest N.
     static func latestEpoch(_ dir: URL) -> URL? {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else { return nil }

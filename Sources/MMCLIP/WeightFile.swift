@@ -39,8 +39,8 @@ struct WeightFile {
         do {
             reader = try SafetensorsReader(contentsOf: url)
         } catch let error as SafetensorsError {
-            if case .headerLength = error {  // the first 8 bytes are no safetensors header length
-                throw CheckpointError(file: url.path, message: "neither safetensors nor a PyTorch checkpoint (\(error))")
+            if case .headerLength(_, let length, let size) = error {  // the first 8 bytes are no header length
+                throw CheckpointError(file: url.path, message: "neither safetensors nor a PyTorch checkpoint (no zip signature; as safetensors its header would be \(length) bytes in a \(size)-byte file)")
             }
             throw error
         }

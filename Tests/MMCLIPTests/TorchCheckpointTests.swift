@@ -58,6 +58,20 @@ import Testing
         #expect(worst(try load("epoch_3.pt", config: tiny).model, "epoch_3") <= 1e-6)
     }
 
+    @Test func openCLIPRunParamsNameTheActivation() throws {
+        // logs/run/params.txt beside logs/run/checkpoints/epoch_3.pt, as open_clip_train writes it
+        let run = scratch.appendingPathComponent("run")
+        try FileManager.default.createDirectory(at: run.appendingPathComponent("checkpoints"), withIntermediateDirectories: true)
+        let checkpoint = run.appendingPathComponent("checkpoints/epoch_3.pt")
+        try FileManager.default.copyItem(at: dir.appendingPathComponent("epoch_3.pt"), to: checkpoint)
+        try "batch_size: 4\nforce_quick_gelu: True\nmodel: tiny-custom\n".write(to: run.appendingPathComponent("params.txt"), atomically: true, encoding: .utf8)
+        let loaded = try CLIPModel.load(from: checkpoint)
+        #expect(loaded.model.config.quickGelu && loaded.notes.isEmpty)
+        try "model: mm-tiny\n".write(to: run.appendingPathComponent("params.txt"), atomically: true, encoding: .utf8)
+        let message = failure(checkpoint)  // the named config does not fit these weights: both named
+        #expect(message.contains("params.txt (model mm-tiny)") && message.contains("epoch_3.pt"), "\(message)")
+    }
+
     @Test func plainStateDictLoadsWithItsNumbers() throws {
         #expect(worst(try load("plain.pt", config: tiny).model, "plain") <= 1e-6)
     }
