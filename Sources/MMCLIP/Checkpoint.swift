@@ -46,17 +46,29 @@ enum MetadataKey {
 public struct LoadedModel {
     public let model: CLIPModel
     public let preprocessing: Preprocessing
-    /// The tokenizer the checkpoint names: "clip-bpe", or the absolute path of a vocabulary
-    /// folder inside the checkpoint's folder.
+    /// The tokenizer the checkpoint names, as recorded ("clip-bpe" when it names none); open it
+    /// only through `vocabularyFolder()`, which confines it to the checkpoint's folder.
     public let tokenizer: String
     /// What was assumed while loading (e.g. an activation a PyTorch file does not record), for the user.
     public var notes: [String] = []
+    /// The file the weights came from.
+    public let checkpoint: URL?
 
-    public init(model: CLIPModel, preprocessing: Preprocessing, tokenizer: String, notes: [String] = []) {
+    public init(model: CLIPModel, preprocessing: Preprocessing, tokenizer: String, notes: [String] = [], checkpoint: URL? = nil) {
         self.model = model
         self.preprocessing = preprocessing
         self.tokenizer = tokenizer
         self.notes = notes
+        self.checkpoint = checkpoint
+    }
+
+    /// The vocabulary folder the checkpoint names, as an absolute path inside the checkpoint's
+    /// folder; nil for the bundled CLIP vocabulary. Metadata is untrusted: anything else (an
+    /// absolute path, `..`, a symlink out of the folder, a missing folder) is an error.
+    public func vocabularyFolder() throws -> String? {
+        guard tokenizer != "clip-bpe" else { return nil }
+        guard let checkpoint else { throw CheckpointError(file: "(in memory)", message: "tokenizer \(tokenizer) has no checkpoint folder to be relative to") }
+        return try CLIPModel.resolveTokenizer(tokenizer, besides: checkpoint)
     }
 }
 
@@ -182,8 +194,8 @@ extension CLIPModel {
             }
         }
         try prep.validate(source: folder?.configFile ?? file)
-        let tokenizer = try resolveTokenizer(meta[MetadataKey.tokenizer], besides: URL(fileURLWithPath: file))
-        return LoadedModel(model: model, preprocessing: prep, tokenizer: tokenizer, notes: notes)
+        return LoadedModel(model: model, preprocessing: prep, tokenizer: meta[MetadataKey.tokenizer] ?? "clip-bpe", notes: notes,
+                           checkpoint: URL(fileURLWithPath: file))
     }
 
     /// Reads each parameter straight into the model, after checking every key and shape (all
@@ -206,8 +218,7 @@ extension CLIPModel {
     /// The tokenizer a checkpoint names: the bundled "clip-bpe", or a vocabulary folder given
     /// relative to the checkpoint's own folder and inside it. Metadata is untrusted: an absolute
     /// path, `..`, or a symlink out of the folder is refused rather than opened.
-    static func resolveTokenizer(_ name: String?, besides checkpoint: URL) throws -> String {
-        guard let name, name != "clip-bpe" else { return "clip-bpe" }
+    static func resolveTokenizer(_ name: String, besides checkpoint: URL) throws -> String {
         let file = checkpoint.path
         let parts = name.split(separator: "/", omittingEmptySubsequences: false)
         guard !name.hasPrefix("/"), !name.isEmpty, name.utf8.count <= 1024, !name.contains("\0"),
@@ -227,9 +238,15 @@ extension CLIPModel {
 
 /// The first index whose value is NaN or ±infinity.
 func firstNonFinite(_ p: UnsafePointer<Float>, _ n: Int) -> Int? {
-    // Fast pass: the sum of x·0 is NaN exactly when some x is not finite.
-    var acc: Float = 0
-    for i in 0..<n { acc += p[i] * 0 }
+    // Fast pass: a sum of x·0 is NaN exactly when some x is NaN or infinite.
+    var lanes = SIMD16<Float>(repeating: 0)
+    var i = 0
+    while i + 16 <= n {
+        lanes += UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self) * 0
+        i += 16
+    }
+    var acc = lanes.sum()
+    while i < n { acc += p[i] * 0; i += 1 }
     guard acc.isNaN else { return nil }
     return (0..<n).first { !p[$0].isFinite }
 }

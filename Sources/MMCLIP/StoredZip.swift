@@ -109,6 +109,8 @@ struct StoredZip {
         guard entries <= directorySize / 46 else {
             throw bad("corrupt zip archive: \(entries) entries cannot fit in a \(directorySize)-byte central directory")
         }
+        // PyTorch writes ~100 bytes per member; 64 MB is room for 600,000 tensors.
+        guard directorySize <= 64 << 20 else { throw bad("zip central directory of \(directorySize) bytes is larger than any checkpoint's") }
         let directory = try file.bytes(Int(directorySize), at: directoryOffset)
 
         var members: [String: Member] = [:]

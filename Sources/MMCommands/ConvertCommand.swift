@@ -39,13 +39,13 @@ struct ConvertCommand: ParsableCommand {
             target.appendPathComponent("model.safetensors")
         }
         // Checkpoints name their vocabulary relative to their own folder (or the bundled one).
-        var tokenizer = loaded.tokenizer
-        if tokenizer != "clip-bpe" {
+        var tokenizer = "clip-bpe"
+        if let vocabulary = try loaded.vocabularyFolder() {
             let folder = target.deletingLastPathComponent().resolvingSymlinksInPath().path + "/"
-            guard tokenizer.hasPrefix(folder) else {
-                throw CommandError("\(input) uses the vocabulary \(tokenizer), which is not inside the output's folder \(folder); copy it there first")
+            guard vocabulary.hasPrefix(folder) else {
+                throw CommandError("\(input) uses the vocabulary \(vocabulary), which is not inside the output's folder \(folder); copy it there first")
             }
-            tokenizer = String(tokenizer.dropFirst(folder.count))
+            tokenizer = String(vocabulary.dropFirst(folder.count))
         }
         try loaded.model.save(to: target, preprocessing: loaded.preprocessing, tokenizer: tokenizer, layout: layout, floats: floats)
         warn("wrote \(target.path) (\(layout.rawValue) layout, \(floats.rawValue), \(loaded.model.parameterCount.formatted()) parameters)")

@@ -18,7 +18,9 @@ struct ModelOptions: ParsableArguments {
 
     /// The model with its preprocessing and tokenizer.
     func embedder() throws -> Embedder {
-        try Embedder(checkpoint: URL(fileURLWithPath: checkpoint), config: try model.map { try CLIPConfig(named: $0) }, vocabulary: vocab)
+        let e = try Embedder(checkpoint: URL(fileURLWithPath: checkpoint), config: try model.map { try CLIPConfig(named: $0) }, vocabulary: vocab)
+        for note in e.notes { warn("note: \(note)") }
+        return e
     }
 
     /// The model, its preprocessing, and its tokenizer.
