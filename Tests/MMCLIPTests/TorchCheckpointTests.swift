@@ -96,6 +96,26 @@ import Testing
         #expect(worst(loaded.model, "hub") <= 1e-6)
     }
 
+    @Test func openCLIPHubFolderPrefersSafetensorsWithoutMetadata() throws {
+        // open_clip_model.safetensors as open_clip's hub export writes it: keys only, no metadata
+        let hub = scratch.appendingPathComponent("hub")
+        try FileManager.default.copyItem(at: dir.appendingPathComponent("hub"), to: hub)
+        let state = try load("hub").model.stateDict()
+        try Safetensors(tensors: state).write(to: hub.appendingPathComponent("open_clip_model.safetensors"))
+        try FileManager.default.removeItem(at: hub.appendingPathComponent("open_clip_pytorch_model.bin"))
+        let loaded = try CLIPModel.load(from: hub)
+        #expect(loaded.preprocessing.mean == [0.5, 0.5, 0.5])
+        #expect(worst(loaded.model, "hub") <= 1e-6)
+    }
+
+    @Test func transformersFolderWithSafetensorsLoads() throws {
+        let folder = try #require(Bundle.module.url(forResource: "Fixtures", withExtension: nil)).appendingPathComponent("clip_small_hf")
+        let outputs = try Safetensors(contentsOf: folder.appendingPathComponent("hf_outputs.safetensors"))
+        let model = try CLIPModel.load(from: folder).model
+        let image = model.encodeImage(outputs.tensors["in.images"]!, normalize: false)
+        #expect(maxAbsDiff(image, outputs.tensors["out.image_features"]!) <= 1e-5)
+    }
+
     @Test func transformersFolderLoadsWithItsNumbers() throws {
         #expect(worst(try load("transformers").model, "transformers") <= 1e-5)
     }
