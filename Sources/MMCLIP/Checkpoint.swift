@@ -205,7 +205,8 @@ extension CLIPModel {
         var problems: [LoadError.Problem] = []
         for (key, p) in own {
             guard let e = weights.entries[key] else { problems.append(.missing(key: key, expected: p.shape)); continue }
-            if !e.isFloat || e.shape != p.shape { problems.append(.shapeMismatch(key: key, expected: p.shape, found: e.shape)) }
+            guard e.isFloat else { throw CheckpointError(file: weights.path, message: "tensor \(key) holds integers, not weights") }
+            if e.shape != p.shape { problems.append(.shapeMismatch(key: key, expected: p.shape, found: e.shape)) }
         }
         let known = Set(own.map(\.key))
         for key in weights.entries.keys.sorted() where !known.contains(key) {
