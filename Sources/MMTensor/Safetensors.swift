@@ -10,7 +10,7 @@ import Foundation
 /// byte range, then the raw data.
 ///
 /// Reading accepts F32, F16, BF16 and F64 (widened or narrowed to float32) and I32 and I64
-/// (checked to fit in Int32). Writing stores float tensors as F32 and ids as I32, laid out as the
+/// (checked to fit in Int32). Writing stores float tensors as F32 (or F16/BF16 on request) and ids as I32, laid out as the
 /// Python library lays them out, so either side reads the other's files.
 public struct Safetensors {
     /// Float tensors by key.
