@@ -196,3 +196,25 @@ bench-serve: build
 
 bench-ann: build
 	tools/serve/bench_ann.sh
+
+# PyTorch checkpoints, hub folders and f16 weights (docs/weights.md): the committed golden files
+# under Tests/MMCLIPTests/Fixtures/torch and the fuzz seeds (tools/make_torch_fixtures.py), the
+# load benchmark against open_clip, and the libFuzzer harness of the reader (FUZZ_SECONDS each run).
+FUZZ_SECONDS ?= 60
+SWIFTC ?= swiftc
+.PHONY: fixtures-torch bench-load fuzz-torch-checkpoint
+fixtures-torch: venv
+	$(VENV)/bin/python tools/make_torch_fixtures.py
+	$(VENV)/bin/python tools/make_torch_fixtures.py fuzz-seeds
+
+bench-load: build venv
+	$(VENV)/bin/python tools/bench/bench_load.py
+
+.build/fuzz/torch_checkpoint: Sources/MMCLIP/StoredZip.swift Sources/MMCLIP/TorchPickle.swift Sources/MMCLIP/TorchArchive.swift tools/fuzz/harnesses/torch_checkpoint.swift
+	mkdir -p .build/fuzz
+	$(SWIFTC) -O -g -sanitize=fuzzer,address -parse-as-library -D MM_FUZZ_STANDALONE $^ -o $@
+
+fuzz-torch-checkpoint: .build/fuzz/torch_checkpoint
+	mkdir -p .build/fuzz/torch_checkpoint.corpus
+	.build/fuzz/torch_checkpoint .build/fuzz/torch_checkpoint.corpus tools/fuzz/corpus/torch_checkpoint \
+		-max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -timeout=10

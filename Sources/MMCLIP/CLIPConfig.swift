@@ -56,7 +56,7 @@ public struct CLIPConfig: Sendable, Equatable {
             throw ConfigError(source: source, key: "vision_cfg.patch_dropout", message: "\(patchDropout) is outside [0, 1)")
         }
         vision = .init(imageSize: try v.imageSize(), patchSize: try v.int("patch_size"), width: width,
-                       layers: try v.int("layers"), heads: width / headWidth, mlpRatio: try v.float("mlp_ratio", default: 4),
+                       layers: try v.int("layers"), heads: width / headWidth, mlpRatio: try v.ratio("mlp_ratio"),
                        outputDim: embedDim, activation: activation, patchDropout: patchDropout)
         guard vision.imageSize % vision.patchSize == 0 else {
             throw ConfigError(source: source, key: "vision_cfg.patch_size", message: "\(vision.patchSize) does not divide image_size \(vision.imageSize)")
@@ -78,19 +78,46 @@ public struct CLIPConfig: Sendable, Equatable {
         }
         text = .init(contextLength: try t.int("context_length", default: 77), vocabSize: try t.int("vocab_size", default: 49408),
                      width: textWidth, layers: try t.int("layers", default: 12), heads: heads,
-                     mlpRatio: try t.float("mlp_ratio", default: 4), outputDim: embedDim, activation: activation)
+                     mlpRatio: try t.ratio("mlp_ratio"), outputDim: embedDim, activation: activation)
         let canonical = try? JSONSerialization.data(withJSONObject: top, options: [.sortedKeys])
         jsonString = String(decoding: canonical ?? data, as: UTF8.self)
+        guard parameterCount <= Self.maxParameters else {
+            throw ConfigError(source: source, key: nil, message: "implies \(parameterCount) parameters, more than mm's limit of \(Self.maxParameters)")
+        }
+    }
+
+    /// Upper bounds on integer fields (others: 2^20), generous for every released CLIP model.
+    static let limits: [String: Int] = ["layers": 1024, "width": 1 << 15, "head_width": 1 << 15, "heads": 1 << 12,
+                                        "embed_dim": 1 << 15, "image_size": 1 << 13, "patch_size": 1 << 13,
+                                        "context_length": 1 << 14, "vocab_size": 1 << 22]
+    /// 2^36 float32 parameters is 256 GB: beyond any model mm can run.
+    static let maxParameters = 1 << 36
+
+    /// The number of parameters the config implies (the model's `parameterCount`), computed
+    /// without building it, so that a checkpoint's claims can be checked before allocating.
+    public var parameterCount: Int {
+        func blocks(_ w: Int, _ layers: Int, _ ratio: Float) -> Int {
+            let hidden = Int(Float(w) * ratio)
+            // ln_1, in_proj (w+b), out_proj (w+b), ln_2, c_fc (w+b), c_proj (w+b)
+            return layers * (2 * w + 3 * w * w + 3 * w + w * w + w + 2 * w + hidden * w + hidden + w * hidden + w)
+        }
+        let v = vision, t = text, g = v.imageSize / v.patchSize
+        let visual = v.width * 3 * v.patchSize * v.patchSize + v.width + (g * g + 1) * v.width + 2 * v.width
+            + blocks(v.width, v.layers, v.mlpRatio) + 2 * v.width + v.width * embedDim
+        let textTower = t.vocabSize * t.width + t.contextLength * t.width + blocks(t.width, t.layers, t.mlpRatio)
+            + 2 * t.width + t.width * embedDim
+        return visual + textTower + 1 + (initLogitBias == nil ? 0 : 1)
     }
 
     /// A config bundled with mm by name (`ViT-B-32`, `mm-tiny`, …) or read from a JSON file.
     public init(named nameOrPath: String) throws {
         if nameOrPath.hasSuffix(".json") || nameOrPath.contains("/") {
-            let url = URL(fileURLWithPath: nameOrPath)
-            guard let data = try? Data(contentsOf: url) else {
-                throw ConfigError(source: nameOrPath, key: nil, message: "cannot read the file")
+            // A regular file of sane size: not a FIFO, /dev/zero or a multi-GB file read whole.
+            guard let file = try? ReadOnlyFile(nameOrPath), file.size <= 16 << 20,
+                  let bytes = try? file.bytes(Int(file.size), at: 0) else {
+                throw ConfigError(source: nameOrPath, key: nil, message: "cannot read the file (a regular file of at most 16 MB)")
             }
-            try self.init(json: data, source: nameOrPath)
+            try self.init(json: Data(bytes), source: nameOrPath)
             return
         }
         guard let url = Bundle.module.url(forResource: nameOrPath, withExtension: "json", subdirectory: "configs"),
@@ -183,14 +210,24 @@ private struct Fields {
             if let d { return d }
             throw error(key, "missing")
         }
-        guard let n = v as? NSNumber, n.doubleValue == n.doubleValue.rounded(), n.intValue > 0 else {
+        guard let n = v as? NSNumber, n.doubleValue == n.doubleValue.rounded(), n.doubleValue >= 1 else {
             throw error(key, "\(v) is not a positive integer")
         }
+        // Configs can come from untrusted checkpoints: no value may size an absurd allocation.
+        let limit = CLIPConfig.limits[key] ?? 1 << 20
+        guard n.doubleValue <= Double(limit) else { throw error(key, "\(v) exceeds mm's limit of \(limit)") }
         return n.intValue
     }
 
     func float(_ key: String, default d: Float) throws -> Float {
         try optionalFloat(key) ?? d
+    }
+
+    /// mlp_ratio: the MLP's hidden width over the model width.
+    func ratio(_ key: String) throws -> Float {
+        let r = try float(key, default: 4)
+        guard r.isFinite, r > 0, r <= 64 else { throw error(key, "\(r) is not in (0, 64]") }
+        return r
     }
 
     func optionalFloat(_ key: String) throws -> Float? {

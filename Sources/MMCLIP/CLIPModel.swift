@@ -14,15 +14,21 @@ public final class CLIPModel: Module {
     @Key("logit_bias") public var logitBias: Tensor?
 
     /// A model with open_clip's initialisation from `seed`.
-    public init(_ config: CLIPConfig, seed: UInt64 = 0) {
+    public convenience init(_ config: CLIPConfig, seed: UInt64 = 0) {
+        self.init(config, initialise: false)
+        var g = SeededGenerator(seed: seed)
+        visual.resetParameters(using: &g)
+        text.resetParameters(using: &g)
+    }
+
+    /// `initialise: false` leaves the towers at their constructors' values, for weights about to
+    /// be loaded (drawing 150 M random numbers first would only cost time).
+    init(_ config: CLIPConfig, initialise: Bool) {
         self.config = config
         visual = VisionTransformer(config.vision)
         text = TextTransformer(config.text)
         logitScale = .scalar(config.initLogitScale, requiresGrad: true)
         logitBias = config.initLogitBias.map { .scalar($0, requiresGrad: true) }
-        var g = SeededGenerator(seed: seed)
-        visual.resetParameters(using: &g)
-        text.resetParameters(using: &g)
     }
 
     /// images [B, 3, S, S] (preprocessed) → embeddings [B, embed_dim], unit length if `normalize`;

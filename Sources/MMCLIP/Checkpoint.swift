@@ -46,17 +46,39 @@ enum MetadataKey {
 public struct LoadedModel {
     public let model: CLIPModel
     public let preprocessing: Preprocessing
-    /// The tokenizer the checkpoint names ("clip-bpe" when it names none).
+    /// The tokenizer the checkpoint names, as recorded ("clip-bpe" when it names none); open it
+    /// only through `vocabularyFolder()`, which confines it to the checkpoint's folder.
     public let tokenizer: String
+    /// What was assumed while loading (e.g. an activation a PyTorch file does not record), for the user.
+    public var notes: [String] = []
+    /// The file the weights came from.
+    public let checkpoint: URL?
+
+    public init(model: CLIPModel, preprocessing: Preprocessing, tokenizer: String, notes: [String] = [], checkpoint: URL? = nil) {
+        self.model = model
+        self.preprocessing = preprocessing
+        self.tokenizer = tokenizer
+        self.notes = notes
+        self.checkpoint = checkpoint
+    }
+
+    /// The vocabulary folder the checkpoint names, as an absolute path inside the checkpoint's
+    /// folder; nil for the bundled CLIP vocabulary. Metadata is untrusted: anything else (an
+    /// absolute path, `..`, a symlink out of the folder, a missing folder) is an error.
+    public func vocabularyFolder() throws -> String? {
+        guard tokenizer != "clip-bpe" else { return nil }
+        guard let checkpoint else { throw CheckpointError(file: "(in memory)", message: "tokenizer \(tokenizer) has no checkpoint folder to be relative to") }
+        return try CLIPModel.resolveTokenizer(tokenizer, besides: checkpoint)
+    }
 }
 
 extension CLIPModel {
     /// Writes the weights as safetensors with open_clip's keys (or Hugging Face's, plus a
     /// `config.json` beside them), atomically, with config, activation, preprocessing and
-    /// tokenizer in `__metadata__`.
+    /// tokenizer in `__metadata__`; `floats` F16/BF16 halves the file (loading widens it again).
     public func save(to url: URL, preprocessing: Preprocessing? = nil, tokenizer: String = "clip-bpe",
                      layout: CheckpointLayout = .openCLIP, extraMetadata: [String: String] = [:],
-                     extraTensors: [String: Tensor] = [:]) throws {
+                     extraTensors: [String: Tensor] = [:], floats: SafetensorsFloat = .f32) throws {
         let prep = preprocessing ?? Preprocessing(imageSize: config.vision.imageSize)
         var metadata = extraMetadata
         metadata["format"] = "pt"
@@ -71,56 +93,176 @@ extension CLIPModel {
             try hfConfig.write(to: url.deletingLastPathComponent().appendingPathComponent("config.json"), options: .atomic)
         }
         tensors.merge(extraTensors) { own, _ in own }
-        try Safetensors(tensors: tensors, metadata: metadata).write(to: url)
+        try Safetensors(tensors: tensors, metadata: metadata).write(to: url, floats: floats)
     }
 
-    /// Loads a safetensors checkpoint in open_clip's layout (also nested under `state_dict.` or
-    /// `module.`) or Hugging Face's `CLIPModel` layout, strictly; a training run's `optimizer.*`
-    /// state is not part of the model and is passed over. The config comes from `config`
-    /// if given, else from the file's metadata, else (Hugging Face) from `config.json` beside it;
-    /// a config that contradicts the file's recorded activation is an error.
+    /// Loads a model from a checkpoint file or folder, strictly, never executing anything in it:
+    ///
+    /// - files: safetensors, `torch.save` zips (`.pt`, `.bin`, `.pth`; `state_dict`/`model`
+    ///   wrappers and DDP's `module.` unwrapped as open_clip does, optimizer state passed over),
+    ///   TorchScript archives (OpenAI's `ViT-B-32.pt`), in open_clip's, OpenAI's or Hugging
+    ///   Face's `CLIPModel` layout;
+    /// - folders: an open_clip hub folder, a transformers folder, an mm run folder (`CheckpointFolder`).
+    ///
+    /// The config is, in order: `config`; the folder's; the file's metadata; an open_clip run's
+    /// `params.txt` (model name, forced QuickGELU); inferred from the shapes (OpenAI archives with
+    /// QuickGELU; other PyTorch files as open_clip's default GELU, with a note). Every shape is checked against the config before the model is allocated,
+    /// and every weight must be finite.
     public static func load(from url: URL, config: CLIPConfig? = nil) throws -> LoadedModel {
-        let file = url.path
-        let contents = try Safetensors(contentsOf: url)
-        var state = contents.tensors.filter { !$0.key.hasPrefix("optimizer.") }
-        for prefix in ["state_dict.", "module."] where !state.isEmpty && state.keys.allSatisfy({ $0.hasPrefix(prefix) }) {
-            state = Dictionary(uniqueKeysWithValues: state.map { (String($0.key.dropFirst(prefix.count)), $0.value) })
+        var isDirectory: ObjCBool = false
+        var folder: CheckpointFolder?
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
+            folder = try CheckpointFolder(url)
         }
-        let layout: CheckpointLayout = state.keys.contains { $0.hasPrefix("vision_model.") || $0.hasPrefix("text_model.") }
+        var weights = try WeightFile.open(folder?.weights ?? url)
+        let file = weights.path
+        var notes: [String] = []
+
+        // Wrappers: a training run's optimizer state is not part of the model.
+        weights.rekey { $0.hasPrefix("optimizer.") ? nil : $0 }
+        for prefix in ["state_dict.", "module."] where !weights.entries.isEmpty && weights.entries.keys.allSatisfy({ $0.hasPrefix(prefix) }) {
+            weights.rekey { String($0.dropFirst(prefix.count)) }
+        }
+        if weights.format == .torchScript { weights.rekey(OpenAILayout.openCLIPKey) }
+        let layout: CheckpointLayout = weights.entries.keys.contains { $0.hasPrefix("vision_model.") || $0.hasPrefix("text_model.") }
             ? .huggingFace : .openCLIP
 
-        let meta = contents.metadata
+        let meta = weights.metadata
         let resolved: CLIPConfig
+        let configSource: String
         if let config {
-            resolved = config
+            (resolved, configSource) = (config, "the given config")
+        } else if let c = folder?.config {
+            (resolved, configSource) = (c, folder!.configFile!)
         } else if let json = meta[MetadataKey.config] {
             resolved = try CLIPConfig(json: Data(json.utf8), source: "\(file) (metadata)")
+            configSource = "\(file) (metadata)"
         } else if layout == .huggingFace {
-            resolved = try HuggingFaceLayout.config(besides: url)
-        } else {
+            resolved = try HuggingFaceLayout.config(besides: URL(fileURLWithPath: file))
+            configSource = URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent("config.json").path
+        } else if weights.format == .safetensors {
             throw CheckpointError(file: file, message: "no model config in the file's metadata; pass one (e.g. --model ViT-B-32)")
+        } else if weights.format == .torch, let run = CheckpointFolder.openCLIPRun(besides: URL(fileURLWithPath: file)) {
+            // An open_clip training run: its params.txt names the model (and any forced QuickGELU).
+            let quick = run.forceQuickGelu || run.model.hasSuffix("-quickgelu")
+            if CLIPConfig.bundledNames.contains(run.model) {
+                resolved = try CLIPConfig(named: run.model).updating(run.forceQuickGelu ? ["quick_gelu": true] : [:])
+            } else {
+                resolved = try OpenAILayout.inferConfig(weights.entries.mapValues(\.shape), quickGelu: quick, source: file)
+            }
+            configSource = "the run's params.txt (model \(run.model))"
+        } else {
+            let quick = weights.format == .torchScript
+            resolved = try OpenAILayout.inferConfig(weights.entries.mapValues(\.shape), quickGelu: quick, source: file)
+            configSource = "\(file) (inferred from its shapes)"
+            if !quick { notes.append("\(file) records no config: inferred from its shapes, with GELU (open_clip's default; a QuickGELU model needs a -quickgelu config)") }
         }
         if let recorded = meta[MetadataKey.activation], recorded != (resolved.quickGelu ? "quick_gelu" : "gelu") {
-            throw CheckpointError(file: file, message: "weights were trained with \(recorded) but the config uses \(resolved.quickGelu ? "quick_gelu" : "gelu"); pick the matching config (e.g. a -quickgelu variant)")
+            throw CheckpointError(file: file, message: "weights were trained with \(recorded) but the config (\(configSource)) uses \(resolved.quickGelu ? "quick_gelu" : "gelu"); pick the matching config (e.g. a -quickgelu variant)")
         }
-        if layout == .huggingFace {
-            state = try HuggingFaceLayout.toOpenCLIP(state, source: file)
+
+        // No allocation before the file is known to hold about what the config implies (the
+        // slack lets a file missing a few keys reach the exact per-key report below).
+        let held = weights.entries.values.filter(\.isFloat).reduce(0) { $0 + $1.count }
+        guard resolved.parameterCount <= held + held / 8 + (1 << 20) else {
+            throw CheckpointError(file: file, message: "the config (\(configSource)) implies \(resolved.parameterCount) parameters but the file holds only \(held) float values")
         }
-        let model = CLIPModel(resolved)
+        let model = CLIPModel(resolved, initialise: false)
         do {
-            try model.load(state)
+            if layout == .huggingFace {
+                try model.load(try HuggingFaceLayout.toOpenCLIP(try weights.tensors(), source: file))
+            } else {
+                try fill(model, from: weights)
+            }
         } catch let error as LoadError {
-            throw CheckpointError(file: file, message: "does not fit the config: \(error)")
+            throw CheckpointError(file: file, message: "does not fit the config (\(configSource)): \(error)")
         }
+        for (key, p) in model.namedParameters() {
+            if let bad = firstNonFinite(p.data, p.count) {
+                throw CheckpointError(file: file, message: "tensor \(key) holds \(p.data[bad]) at index \(bad); weights must be finite")
+            }
+        }
+
         var prep = Preprocessing(imageSize: resolved.vision.imageSize)
-        if let json = meta[MetadataKey.preprocessing] {
+        if let p = folder?.preprocessing {
+            prep = p
+        } else if let json = meta[MetadataKey.preprocessing] {
             do {
                 prep = try JSONDecoder().decode(Preprocessing.self, from: Data(json.utf8))
             } catch {
                 throw CheckpointError(file: file, message: "unreadable \(MetadataKey.preprocessing) metadata: \(error)")
             }
         }
-        return LoadedModel(model: model, preprocessing: prep, tokenizer: meta[MetadataKey.tokenizer] ?? "clip-bpe")
+        try prep.validate(source: folder?.configFile ?? file)
+        return LoadedModel(model: model, preprocessing: prep, tokenizer: meta[MetadataKey.tokenizer] ?? "clip-bpe", notes: notes,
+                           checkpoint: URL(fileURLWithPath: file))
+    }
+
+    /// Reads each parameter straight into the model, after checking every key and shape (all
+    /// problems at once, as `Module.load` reports them).
+    private static func fill(_ model: CLIPModel, from weights: WeightFile) throws {
+        let own = model.namedParameters()
+        var problems: [LoadError.Problem] = []
+        for (key, p) in own {
+            guard let e = weights.entries[key] else { problems.append(.missing(key: key, expected: p.shape)); continue }
+            guard e.isFloat else { throw CheckpointError(file: weights.path, message: "tensor \(key) holds integers, not weights") }
+            if e.shape != p.shape { problems.append(.shapeMismatch(key: key, expected: p.shape, found: e.shape)) }
+        }
+        let known = Set(own.map(\.key))
+        for key in weights.entries.keys.sorted() where !known.contains(key) {
+            problems.append(.unexpected(key: key, shape: weights.entries[key]!.shape))
+        }
+        guard problems.isEmpty else { throw LoadError(problems: problems) }
+        for (key, p) in own { try weights.entries[key]!.read(p.data) }
+    }
+
+    /// The tokenizer a checkpoint names: the bundled "clip-bpe", or a vocabulary folder given
+    /// relative to the checkpoint's own folder and inside it. Metadata is untrusted: an absolute
+    /// path, `..`, or a symlink out of the folder is refused rather than opened.
+    static func resolveTokenizer(_ name: String, besides checkpoint: URL) throws -> String {
+        let file = checkpoint.path
+        let parts = name.split(separator: "/", omittingEmptySubsequences: false)
+        guard !name.hasPrefix("/"), !name.isEmpty, name.utf8.count <= 1024, !name.contains("\0"),
+              parts.allSatisfy({ !$0.isEmpty && $0 != ".." && $0 != "." }) else {
+            throw CheckpointError(file: file, message: "its tokenizer metadata \"\(name.prefix(200))\" is neither clip-bpe nor a folder relative to the checkpoint")
+        }
+        let base = checkpoint.deletingLastPathComponent().resolvingSymlinksInPath()
+        let target = base.appendingPathComponent(name).resolvingSymlinksInPath()
+        var isDirectory: ObjCBool = false
+        guard target.path.hasPrefix(base.path + "/"), FileManager.default.fileExists(atPath: target.path, isDirectory: &isDirectory),
+              isDirectory.boolValue else {
+            throw CheckpointError(file: file, message: "its tokenizer \"\(name.prefix(200))\" is not a vocabulary folder inside \(base.path)")
+        }
+        return target.path
+    }
+}
+
+/// The first index whose value is NaN or ±infinity.
+func firstNonFinite(_ p: UnsafePointer<Float>, _ n: Int) -> Int? {
+    // Fast pass: a sum of x·0 is NaN exactly when some x is NaN or infinite.
+    var lanes = SIMD16<Float>(repeating: 0)
+    var i = 0
+    while i + 16 <= n {
+        lanes += UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self) * 0
+        i += 16
+    }
+    var acc = lanes.sum()
+    while i < n { acc += p[i] * 0; i += 1 }
+    guard acc.isNaN else { return nil }
+    return (0..<n).first { !p[$0].isFinite }
+}
+
+extension Preprocessing {
+    /// mm's eval transform implements open_clip's default (shortest side, bicubic): other
+    /// settings would silently give other numbers, so they are refused.
+    func validate(source: String) throws {
+        guard resizeMode == "shortest", interpolation == "bicubic" else {
+            throw CheckpointError(file: source, message: "preprocessing \(resizeMode)/\(interpolation) is not supported (mm implements shortest/bicubic)")
+        }
+        guard imageSize > 0, imageSize <= 1 << 13, mean.count == 3, std.count == 3, std.allSatisfy({ $0 > 0 && $0.isFinite }),
+              mean.allSatisfy(\.isFinite) else {
+            throw CheckpointError(file: source, message: "preprocessing has an invalid size, mean or std")
+        }
     }
 }
 

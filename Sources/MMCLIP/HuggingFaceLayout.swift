@@ -115,10 +115,10 @@ enum HuggingFaceLayout {
     /// open_clip config from the HF `config.json` beside a weights file.
     static func config(besides url: URL) throws -> CLIPConfig {
         let path = url.deletingLastPathComponent().appendingPathComponent("config.json")
-        guard let data = try? Data(contentsOf: path),
-              let hf = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+        guard FileManager.default.fileExists(atPath: path.path) else {
             throw CheckpointError(file: url.path, message: "Hugging Face weights need their config.json beside them (\(path.path))")
         }
+        let hf = try CheckpointFolder.jsonObject(path)
         func section(_ name: String) throws -> [String: Any] {
             guard let s = hf[name] as? [String: Any] else {
                 throw CheckpointError(file: path.path, message: "no \(name) section")

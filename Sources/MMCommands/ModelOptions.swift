@@ -7,7 +7,7 @@ import MMTokenizer
 
 /// The options every command that uses a trained model shares.
 struct ModelOptions: ParsableArguments {
-    @Option(name: [.short, .long], help: "Model checkpoint (.safetensors; open_clip or Hugging Face layout).")
+    @Option(name: [.short, .long], help: "Model checkpoint: .safetensors, PyTorch .pt/.bin, TorchScript, or a hub/transformers/run folder.")
     var checkpoint: String
 
     @Option(help: "Model config (bundled name or .json) for checkpoints that do not record one.")
@@ -18,7 +18,9 @@ struct ModelOptions: ParsableArguments {
 
     /// The model with its preprocessing and tokenizer.
     func embedder() throws -> Embedder {
-        try Embedder(checkpoint: URL(fileURLWithPath: checkpoint), config: try model.map { try CLIPConfig(named: $0) }, vocabulary: vocab)
+        let e = try Embedder(checkpoint: URL(fileURLWithPath: checkpoint), config: try model.map { try CLIPConfig(named: $0) }, vocabulary: vocab)
+        for note in e.notes { warn("note: \(note)") }
+        return e
     }
 
     /// The model, its preprocessing, and its tokenizer.

@@ -14,6 +14,9 @@ public final class Embedder {
     public let preprocessing: Preprocessing
     public let tokenizer: Tokenizer
 
+    /// What loading assumed (e.g. an activation the checkpoint does not record), for the user.
+    public private(set) var notes: [String] = []
+
     /// Identifies the weights (see `EmbeddingIndex.fingerprint`); computed on first use.
     public private(set) lazy var fingerprint: String = EmbeddingIndex.fingerprint(model)
 
@@ -28,7 +31,7 @@ public final class Embedder {
     /// (default: CLIP's).
     public convenience init(checkpoint: URL, config: CLIPConfig? = nil, vocabulary: String? = nil) throws {
         let loaded = try CLIPModel.load(from: checkpoint, config: config)
-        let named = vocabulary ?? (loaded.tokenizer == "clip-bpe" ? nil : loaded.tokenizer)
+        let named = try vocabulary ?? loaded.vocabularyFolder()
         let words = try named.map { try Vocabulary.load($0) } ?? Vocabulary.clip()
         let size = loaded.model.config.text.vocabSize
         guard words.count <= size else {
@@ -36,6 +39,7 @@ public final class Embedder {
         }
         self.init(model: loaded.model, preprocessing: loaded.preprocessing,
                   tokenizer: Tokenizer(vocabulary: words, contextLength: loaded.model.config.text.contextLength))
+        notes = loaded.notes
     }
 
     /// Texts → [N, D], in batches.

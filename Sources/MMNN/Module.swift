@@ -44,6 +44,8 @@ public struct LoadError: Error, CustomStringConvertible {
 
     public let problems: [Problem]
 
+    public init(problems: [Problem]) { self.problems = problems }
+
     public var description: String {
         let lines = problems.prefix(5).map { p -> String in
             switch p {

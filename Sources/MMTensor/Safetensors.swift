@@ -11,7 +11,7 @@ import MMFoundation
 /// byte range, then the raw data.
 ///
 /// Reading accepts F32, F16, BF16 and F64 (widened or narrowed to float32) and I32 and I64
-/// (checked to fit in Int32). Writing stores float tensors as F32 and ids as I32, laid out as the
+/// (checked to fit in Int32). Writing stores float tensors as F32 (or F16/BF16 on request) and ids as I32, laid out as the
 /// Python library lays them out, so either side reads the other's files.
 public struct Safetensors {
     /// Float tensors by key.
@@ -30,48 +30,30 @@ public struct Safetensors {
     /// Reads and validates a whole file. Every defect (truncation, a header that lies about
     /// offsets, an unsupported dtype, …) throws a `SafetensorsError` naming the file and key.
     public init(contentsOf url: URL) throws {
-        let file = url.path
-        let fd = try SafetensorsFile(reading: file)
-        let size = fd.size
-
-        guard size >= 8 else { throw SafetensorsError.truncated(file: file, key: nil, needed: 8, size: size) }
-        var lengthField: UInt64 = 0
-        try fd.read(into: &lengthField, count: 8, at: 0)
-        let headerLength = UInt64(littleEndian: lengthField)
-        guard headerLength <= safetensorsMaxHeader, headerLength <= size - 8 else {
-            throw SafetensorsError.headerLength(file: file, length: headerLength, fileSize: size)
-        }
-        var header = [UInt8](repeating: 0, count: Int(headerLength))
-        try header.withUnsafeMutableBytes { try fd.read(into: $0.baseAddress!, count: $0.count, at: 8) }
-
-        let (entries, metadata) = try parseHeader(header, file: file)
-        let dataStart = 8 + headerLength
-        try checkLayout(entries, dataStart: dataStart, fileSize: size, file: file)
-
+        let reader = try SafetensorsReader(contentsOf: url)
         var tensors: [String: Tensor] = [:]
         var ids: [String: IntTensor] = [:]
-        tensors.reserveCapacity(entries.count)
-        for e in entries {
-            let offset = Int(dataStart + e.begin)
-            if e.dtype.isInteger {
-                let values = try [Int32](unsafeUninitializedCapacity: e.count) { buffer, initialized in
-                    try fd.readIDs(e, at: offset, into: buffer.baseAddress)
-                    initialized = e.count
-                }
-                ids[e.key] = IntTensor(shape: e.shape, values: values)
+        tensors.reserveCapacity(reader.entries.count)
+        for e in reader.entries {
+            if !e.isFloat {
+                ids[e.key] = try reader.ids(e.key)
             } else {
                 let storage = TensorStorage(count: e.count, zeroed: false)
-                try fd.readFloats(e, at: offset, into: storage.base)
+                try reader.readFloats(e.key, into: storage.base)
                 tensors[e.key] = Tensor(shape: e.shape, storage: storage)
             }
         }
-        self.init(tensors: tensors, ids: ids, metadata: metadata)
+        self.init(tensors: tensors, ids: ids, metadata: reader.metadata)
     }
 
     /// Writes every tensor (F32) and id tensor (I32), each group in key order, with `metadata` as
     /// `__metadata__`. Atomic: the bytes go to a temporary file in the same directory, which is
     /// synced and renamed over `url`, so readers see the old file or the new one, never a mix.
-    public func write(to url: URL) throws {
+    public func write(to url: URL) throws { try write(to: url, floats: .f32) }
+
+    /// As `write(to:)`, with float tensors stored as `floats` (F16 and BF16 round to nearest even;
+    /// a value F16 cannot represent is an error naming its key, not an infinity on disk).
+    public func write(to url: URL, floats: SafetensorsFloat) throws {
         let file = url.path
         for key in tensors.keys where ids[key] != nil {
             throw SafetensorsError.duplicateKey(file: file, key: key)
@@ -90,8 +72,8 @@ public struct Safetensors {
         }
         var offset: UInt64 = 0
         for key in keys {
-            let (dtype, shape) = tensors[key].map { ("F32", $0.shape) } ?? ("I32", ids[key]!.shape)
-            let end = offset + UInt64(shape.reduce(1, *) * 4)
+            let (dtype, shape) = tensors[key].map { (floats.rawValue, $0.shape) } ?? ("I32", ids[key]!.shape)
+            let end = offset + UInt64(shape.reduce(1, *) * (tensors[key] == nil ? 4 : floats.size))
             members.append(Text.jsonQuoted(key) + ":{\"dtype\":\"\(dtype)\",\"shape\":["
                            + shape.map(String.init).joined(separator: ",")
                            + "],\"data_offsets\":[\(offset),\(end)]}")
@@ -109,7 +91,16 @@ public struct Safetensors {
             try header.withUnsafeBytes { try out.write($0.baseAddress!, count: $0.count) }
             for key in keys {
                 if let t = tensors[key] {
-                    try out.write(t.data, count: t.count * 4)
+                    if floats == .f32 {
+                        try out.write(t.data, count: t.count * 4)
+                        continue
+                    }
+                    var narrow = [UInt16](repeating: 0, count: t.count)
+                    if let bad = narrowFloats(t.data, &narrow, t.count, to: floats) {
+                        throw SafetensorsError.invalidKey(file: file, key: key,
+                                                          reason: "value \(t.data[bad]) at index \(bad) does not fit in \(floats.rawValue)")
+                    }
+                    try narrow.withUnsafeBytes { try out.write($0.baseAddress!, count: $0.count) }
                 } else if let i = ids[key] {
                     try i.values.withUnsafeBytes { try out.write($0.baseAddress!, count: $0.count) }
                 }
@@ -117,6 +108,89 @@ public struct Safetensors {
         } } catch let error as FileError {
             throw SafetensorsError.io(file: file, reason: error.reason)
         }
+    }
+}
+
+/// How `Safetensors.write(to:floats:)` stores float tensors.
+public enum SafetensorsFloat: String, Sendable, CaseIterable {
+    case f32 = "F32", f16 = "F16", bf16 = "BF16"
+    var size: Int { self == .f32 ? 4 : 2 }
+}
+
+/// A safetensors file whose header has been read and validated, and whose tensors are read on
+/// demand, each straight into a buffer the caller owns: loading a model this way holds its
+/// weights once (the file's pages stay in the page cache, not in our memory).
+public final class SafetensorsReader {
+    /// A tensor's key, shape and stored dtype ("F32", "F16", …).
+    public struct Entry {
+        public let key: String
+        public let shape: [Int]
+        public var dtype: String { stored.rawValue }
+        public var isFloat: Bool { !stored.isInteger }
+        fileprivate let stored: SafetensorsDType
+        fileprivate let begin: UInt64
+        var count: Int { shape.reduce(1, *) }
+    }
+
+    public let path: String
+    /// In header order.
+    public let entries: [Entry]
+    public let metadata: [String: String]
+    private let index: [String: Int]
+    private let fd: SafetensorsFile
+    private let dataStart: UInt64
+
+    public init(contentsOf url: URL) throws {
+        let file = url.path
+        path = file
+        let fd = try SafetensorsFile(reading: file)
+        self.fd = fd
+        let size = fd.size
+        guard size >= 8 else { throw SafetensorsError.truncated(file: file, key: nil, needed: 8, size: size) }
+        var lengthField: UInt64 = 0
+        try fd.read(into: &lengthField, count: 8, at: 0)
+        let headerLength = UInt64(littleEndian: lengthField)
+        guard headerLength <= safetensorsMaxHeader, headerLength <= size - 8 else {
+            throw SafetensorsError.headerLength(file: file, length: headerLength, fileSize: size)
+        }
+        var header = [UInt8](repeating: 0, count: Int(headerLength))
+        try header.withUnsafeMutableBytes { try fd.read(into: $0.baseAddress!, count: $0.count, at: 8) }
+        let (parsed, metadata) = try parseHeader(header, file: file)
+        try checkLayout(parsed, dataStart: 8 + headerLength, fileSize: size, file: file)
+        let entries = parsed.map { Entry(key: $0.key, shape: $0.shape, stored: $0.dtype, begin: $0.begin) }
+        dataStart = 8 + headerLength
+        self.entries = entries
+        self.metadata = metadata
+        index = Dictionary(entries.enumerated().map { ($1.key, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    public func entry(_ key: String) -> Entry? { index[key].map { entries[$0] } }
+
+    /// Reads float tensor `key` into `dst` (its element count), widening F16/BF16 and narrowing F64.
+    public func readFloats(_ key: String, into dst: UnsafeMutablePointer<Float>) throws {
+        guard let e = entry(key), e.isFloat else {
+            throw SafetensorsError.invalidEntry(file: path, key: key, reason: "no float tensor by this key")
+        }
+        try fd.readFloats(internalEntry(e), at: Int(dataStart + e.begin), into: dst)
+    }
+
+    /// Integer tensor `key` as Int32 ids.
+    public func ids(_ key: String) throws -> IntTensor {
+        guard let e = entry(key), !e.isFloat else {
+            throw SafetensorsError.invalidEntry(file: path, key: key, reason: "no integer tensor by this key")
+        }
+        let count = e.count
+        let values = try [Int32](unsafeUninitializedCapacity: count) { buffer, initialized in
+            try fd.readIDs(internalEntry(e), at: Int(dataStart + e.begin), into: buffer.baseAddress)
+            initialized = count
+        }
+        return IntTensor(shape: e.shape, values: values)
+    }
+
+    private func internalEntry(_ e: Entry) -> SafetensorsEntry {
+        let count = e.count
+        return SafetensorsEntry(key: e.key, dtype: e.stored, shape: e.shape, count: count, begin: e.begin,
+                                end: e.begin + UInt64(count * e.stored.size))
     }
 }
 
@@ -696,4 +770,50 @@ private func narrowI64(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Int3
     }
     if ok { return nil }
     return (0..<n).first { s[$0] != Int64(Int32(truncatingIfNeeded: s[$0])) }
+}
+
+/// Float storage formats other readers (PyTorch archives) widen with the same kernels.
+public enum StoredFloat: Sendable {
+    case f32, f16, bf16, f64
+
+    public var size: Int { self == .f64 ? 8 : self == .f32 ? 4 : 2 }
+
+    /// Converts `count` elements at `src` (any alignment is fine for f32; others must be aligned
+    /// to their size) to float32 at `dst`.
+    public func widen(_ src: UnsafeRawPointer, into dst: UnsafeMutablePointer<Float>, count: Int) {
+        switch self {
+        case .f32: UnsafeMutableRawPointer(dst).copyMemory(from: src, byteCount: count * 4)
+        case .f16: widenF16(src, dst, count)
+        case .bf16: widenBF16(src, dst, count)
+        case .f64: narrowF64(src, dst, count)
+        }
+    }
+}
+
+/// float32 → F16/BF16 bits, rounding to nearest even; returns the first index that overflowed
+/// to infinity from a finite value (F16 above 65,504).
+private func narrowFloats(_ src: UnsafePointer<Float>, _ dst: inout [UInt16], _ n: Int, to format: SafetensorsFloat) -> Int? {
+    var overflow = false
+    dst.withUnsafeMutableBufferPointer { out in
+        if format == .f16 {
+            for i in 0..<n {
+                let h = Float16(src[i])
+                out[i] = h.bitPattern
+                overflow = overflow || (h.isInfinite && src[i].isFinite)
+            }
+        } else {
+            for i in 0..<n {
+                let bits = src[i].bitPattern
+                // NaN stays NaN (quiet); otherwise round the low half to nearest, ties to even.
+                out[i] = src[i].isNaN ? UInt16(bits >> 16) | 0x0040
+                    : UInt16(truncatingIfNeeded: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
+                overflow = overflow || (Float(bitPattern: UInt32(out[i]) << 16).isInfinite && src[i].isFinite)
+            }
+        }
+    }
+    guard overflow else { return nil }
+    return (0..<n).first { i in
+        let back = format == .f16 ? Float(Float16(bitPattern: dst[i])) : Float(bitPattern: UInt32(dst[i]) << 16)
+        return back.isInfinite && src[i].isFinite
+    }
 }

@@ -30,10 +30,14 @@ import Testing
         let m = try reference()
         let url = scratch.appendingPathComponent("m.safetensors")
         let prep = Preprocessing(imageSize: 32, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25])
+        // a vocabulary named relative to the checkpoint's folder comes back as its full path
+        let vocab = scratch.appendingPathComponent("vocab/mine")
+        try FileManager.default.createDirectory(at: vocab, withIntermediateDirectories: true)
         try m.save(to: url, preprocessing: prep, tokenizer: "vocab/mine")
         let loaded = try CLIPModel.load(from: url)  // config from the file's metadata
         #expect(loaded.model.config == config)
         #expect(loaded.preprocessing == prep && loaded.tokenizer == "vocab/mine")
+        #expect(try loaded.vocabularyFolder() == vocab.resolvingSymlinksInPath().path)
         for ((k, a), (_, b)) in zip(m.namedParameters(), loaded.model.namedParameters()) {
             #expect(a.scalars == b.scalars, "\(k) changed in the round trip")
         }
