@@ -6,7 +6,7 @@ SWIFT  ?= swift
 PYTHON ?= python3
 VENV   := .venv-ref
 
-.PHONY: deps build test train bench fixtures venv clean
+.PHONY: deps build test train bench fixtures venv clean format lint check-generated
 
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -118,3 +118,29 @@ bench-contrastive: build
 
 ablation-contrastive: build
 	tools/ablation_contrastive.sh runs/ablation
+
+# Style: swift-format with the repository's .swift-format. `make lint` fails on any finding (CI runs it).
+SWIFT_SOURCES := Package.swift Sources Tests $(wildcard Examples)
+format:
+	$(SWIFT) format format --in-place --recursive --parallel $(SWIFT_SOURCES)
+
+lint:
+	$(SWIFT) format lint --strict --recursive --parallel $(SWIFT_SOURCES)
+
+# Every committed generated file (the HTML entity table, the golden fixtures) is rewritten by its
+# script from the pinned reference; CI fails if any differs from what is committed.
+GENERATORS := make_tokenizer_tables make_tensor_fixtures make_model_fixtures make_image_fixtures \
+	make_tokenizer_fixtures make_contrastive_fixtures make_patch_dropout_fixture
+check-generated: venv
+	@for g in $(GENERATORS); do echo "tools/$$g.py"; $(VENV)/bin/python tools/$$g.py > /dev/null || exit 1; done
+	@changed=$$(git status --porcelain -- Sources Tests); \
+	if [ -n "$$changed" ]; then echo "generated files differ from the committed ones (rerun the scripts above and commit):"; echo "$$changed"; exit 1; fi
+	@echo "generated files are up to date"
+
+# Two more small evaluation sets of other kinds than shapes (handwritten digits from
+# scikit-learn, generated textures), for judging training defaults on more than one task.
+EVALSETS := .build/datasets
+.PHONY: eval-sets
+eval-sets: $(EVALSETS)/patterns/labels.txt
+$(EVALSETS)/patterns/labels.txt: tools/make_eval_sets.py $(VENV)/.done
+	$(VENV)/bin/python tools/make_eval_sets.py --out $(EVALSETS)

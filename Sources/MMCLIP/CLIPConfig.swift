@@ -51,9 +51,13 @@ public struct CLIPConfig: Sendable, Equatable {
         guard width % headWidth == 0 else {
             throw ConfigError(source: source, key: "vision_cfg.head_width", message: "\(headWidth) does not divide width \(width)")
         }
+        let patchDropout = try v.double("patch_dropout", default: 0)
+        guard patchDropout >= 0 && patchDropout < 1 else {
+            throw ConfigError(source: source, key: "vision_cfg.patch_dropout", message: "\(patchDropout) is outside [0, 1)")
+        }
         vision = .init(imageSize: try v.imageSize(), patchSize: try v.int("patch_size"), width: width,
                        layers: try v.int("layers"), heads: width / headWidth, mlpRatio: try v.float("mlp_ratio", default: 4),
-                       outputDim: embedDim, activation: activation)
+                       outputDim: embedDim, activation: activation, patchDropout: patchDropout)
         guard vision.imageSize % vision.patchSize == 0 else {
             throw ConfigError(source: source, key: "vision_cfg.patch_size", message: "\(vision.patchSize) does not divide image_size \(vision.imageSize)")
         }
@@ -190,9 +194,18 @@ private struct Fields {
     }
 
     func optionalFloat(_ key: String) throws -> Float? {
+        try optionalDouble(key).map(Float.init)
+    }
+
+    /// As Python reads it: a rate that multiplies a count must not lose its double value.
+    func double(_ key: String, default d: Double) throws -> Double {
+        try optionalDouble(key) ?? d
+    }
+
+    func optionalDouble(_ key: String) throws -> Double? {
         guard let v = values[key], !(v is NSNull) else { return nil }
         guard let n = v as? NSNumber else { throw error(key, "\(v) is not a number") }
-        return n.floatValue
+        return n.doubleValue
     }
 
     func bool(_ key: String, default d: Bool) throws -> Bool {

@@ -25,9 +25,11 @@ public final class CLIPModel: Module {
         text.resetParameters(using: &g)
     }
 
-    /// images [B, 3, S, S] (preprocessed) → embeddings [B, embed_dim], unit length if `normalize`.
-    public func encodeImage(_ images: Tensor, normalize: Bool = true) -> Tensor {
-        let f = visual(images)
+    /// images [B, 3, S, S] (preprocessed) → embeddings [B, embed_dim], unit length if `normalize`;
+    /// `patchDropout` only while training (FLIP).
+    public func encodeImage(_ images: Tensor, normalize: Bool = true, patchDropout: PatchDropout? = nil) -> Tensor {
+        let kept = patchDropout.map { $0.keptPatches(batch: images.shape[0], patches: config.vision.gridSize * config.vision.gridSize) }
+        let f = visual(images, keeping: kept)
         return normalize ? f.l2Normalized() : f
     }
 

@@ -12,9 +12,11 @@ public final class VisionTransformer: Module {
         public var mlpRatio: Float
         public var outputDim: Int
         public var activation: Activation
+        /// Share of patch tokens dropped while training (FLIP; open_clip's `patch_dropout`).
+        public var patchDropout: Double
 
         public init(imageSize: Int, patchSize: Int, width: Int, layers: Int, heads: Int, mlpRatio: Float = 4,
-                    outputDim: Int, activation: Activation = .gelu) {
+                    outputDim: Int, activation: Activation = .gelu, patchDropout: Double = 0) {
             self.imageSize = imageSize
             self.patchSize = patchSize
             self.width = width
@@ -23,6 +25,7 @@ public final class VisionTransformer: Module {
             self.mlpRatio = mlpRatio
             self.outputDim = outputDim
             self.activation = activation
+            self.patchDropout = patchDropout
         }
 
         public var gridSize: Int { imageSize / patchSize }
@@ -66,19 +69,63 @@ public final class VisionTransformer: Module {
         }
     }
 
-    /// images [B, 3, S, S], normalised → features [B, outputDim].
-    public func callAsFunction(_ images: Tensor) -> Tensor {
+    /// images [B, 3, S, S], normalised → features [B, outputDim]. While training, `keeping`
+    /// [B, K] lists the patch tokens each image keeps (see `PatchDropout`); the class token
+    /// always stays.
+    public func callAsFunction(_ images: Tensor, keeping kept: IntTensor? = nil) -> Tensor {
         let c = configuration
         precondition(images.shape.count == 4 && Array(images.shape.dropFirst()) == [3, c.imageSize, c.imageSize],
                      "vision tower expects images [B, 3, \(c.imageSize), \(c.imageSize)], got \(images.shape)")
         let b = images.shape[0]
         let tokens = conv1(images)
         let cls = Tensor.zeros([b, 1, c.width]) + classEmbedding
-        let x = Tensor.concatenate([cls, tokens], axis: 1) + positionalEmbedding
+        var x = Tensor.concatenate([cls, tokens], axis: 1) + positionalEmbedding
+        if let kept {
+            precondition(kept.shape.count == 2 && kept.shape[0] == b, "kept patches must be [\(b), K], got \(kept.shape)")
+            let k = kept.shape[1]
+            var rows = [Int32](repeating: 0, count: b * (k + 1))
+            for i in 0..<b {
+                for j in 0..<k { rows[i * (k + 1) + j + 1] = kept.values[i * k + j] + 1 }
+            }
+            x = x.gatherRows(IntTensor(shape: [b, k + 1], values: rows))
+        }
         // Only the class token leaves the tower, so the last block computes only its row.
         let classToken = IntTensor(shape: [b], values: [Int32](repeating: 0, count: b))
         let pooled = postNorm(transformer(preNorm(x), causal: false, at: classToken))
         return .matmul(pooled, proj)
+    }
+}
+
+/// FLIP's patch dropout, as open_clip's `PatchDropout`: while training each image keeps a random
+/// subset of its patch tokens, which attention then never sees (the class token is always kept,
+/// and nothing is dropped at evaluation). The subset comes from a seed, so a step is repeatable.
+public struct PatchDropout: Sendable, Equatable {
+    public var rate: Double
+    public var seed: UInt64
+
+    public init(rate: Double, seed: UInt64) {
+        precondition(rate >= 0 && rate < 1, "patch dropout rate \(rate) outside [0, 1)")
+        self.rate = rate
+        self.seed = seed
+    }
+
+    /// Patches an image keeps out of `patches`: open_clip's max(1, int(patches · (1 − rate))).
+    public func keptCount(of patches: Int) -> Int { max(1, Int(Double(patches) * (1 - rate))) }
+
+    /// Kept patch indices [B, K] in ascending order; image i draws from its own stream of the
+    /// seed (a partial Fisher–Yates shuffle), so the subset does not depend on the batch split.
+    public func keptPatches(batch: Int, patches: Int) -> IntTensor {
+        let k = keptCount(of: patches)
+        var values = [Int32](repeating: 0, count: batch * k)
+        var order = [Int32](repeating: 0, count: patches)
+        for i in 0..<batch {
+            for p in 0..<patches { order[p] = Int32(p) }
+            var g = SeededGenerator(seed: Dropout.mix(seed ^ Dropout.mix(UInt64(i))))
+            for j in 0..<k { order.swapAt(j, j + Int(g.next() % UInt64(patches - j))) }
+            order[0..<k].sort()
+            for j in 0..<k { values[i * k + j] = order[j] }
+        }
+        return IntTensor(shape: [batch, k], values: values)
     }
 }
 

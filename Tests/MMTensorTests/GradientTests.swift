@@ -116,6 +116,10 @@ import Testing
         let ids = IntTensor(shape: [2, 3], values: [1, 4, 1, 0, 9, 4])
         checkGradients("embedding", [rng.tensor([10, 4])]) { Tensor.embedding($0[0], ids: ids) }
         checkGradients("gather rows", [rng.tensor([3, 5, 4])]) { $0[0].gatherRows(IntTensor(shape: [3], values: [4, 0, 2])) }
+        // Several rows per item (patch dropout), one repeated: its gradient is the sum of both uses.
+        checkGradients("gather rows [B, K]", [rng.tensor([2, 5, 3])]) {
+            $0[0].gatherRows(IntTensor(shape: [2, 3], values: [0, 3, 1, 4, 2, 4]))
+        }
         checkGradients("cross entropy", [rng.tensor([5, 7], scale: 2)]) {
             $0[0].crossEntropy(targets: IntTensor(shape: [5], values: [0, 6, 3, 3, 1]))
         }

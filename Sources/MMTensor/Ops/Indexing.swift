@@ -26,17 +26,40 @@ extension Tensor {
         return out
     }
 
-    /// out[b] = x[b, index[b]] for x [B, L, D] → [B, D] (pooling at the EOT token).
+    /// Rows of each sequence picked by index: x [B, L, D] with index [B] → [B, D] (pooling at the
+    /// EOT token), or with index [B, K] → [B, K, D] (the tokens patch dropout keeps).
     public func gatherRows(_ index: IntTensor) -> Tensor {
-        precondition(rank == 3 && index.shape == [shape[0]], "gatherRows expects x [B, L, D] and index [B], got \(shape) and \(index.shape)")
+        precondition(rank == 3 && (index.shape == [shape[0]] || (index.shape.count == 2 && index.shape[0] == shape[0])),
+                     "gatherRows expects x [B, L, D] and index [B] or [B, K], got \(shape) and \(index.shape)")
         let (b, l, d) = (shape[0], shape[1], shape[2])
+        let k = index.shape.count == 1 ? 1 : index.shape[1]
         for i in index.values { precondition(i >= 0 && Int(i) < l, "gatherRows index \(i) outside length \(l)") }
-        let out = Tensor.result([b, d])
-        for i in 0..<b { (out.data + i * d).update(from: data + (i * l + Int(index.values[i])) * d, count: d) }
+        let out = Tensor.result(index.shape.count == 1 ? [b, d] : [b, k, d])
+        let x = data, y = out.data
+        index.values.withUnsafeBufferPointer { ip in
+            parallelFor(b, grain: max(1, 4096 / (k * d))) { r in
+                for i in r {
+                    for j in 0..<k {
+                        let row = i * l + Int(ip[i * k + j])
+                        (y + (i * k + j) * d).update(from: x + row * d, count: d)
+                    }
+                }
+            }
+        }
         if let tape = Tape.recording(self) {
             tape.append(out) {
                 let dx = self.gradient().data, dy = out.grad!.data
-                for i in 0..<b { accumulateRow(dx + (i * l + Int(index.values[i])) * d, dy + i * d, d) }
+                // Items write disjoint rows; within one, a repeated index adds into the same row.
+                index.values.withUnsafeBufferPointer { ip in
+                    parallelFor(b, grain: max(1, 4096 / (k * d))) { r in
+                        for i in r {
+                            for j in 0..<k {
+                                let row = i * l + Int(ip[i * k + j])
+                                accumulateRow(dx + row * d, dy + (i * k + j) * d, d)
+                            }
+                        }
+                    }
+                }
             }
         }
         return out
