@@ -33,11 +33,21 @@ struct TrainCommand: ParsableCommand {
               mm train --resume runs/shapes
               mpirun -np 2 mm train datasets/shapes/train.tsv --batch-size 64
 
+            Defaults from the data: options left unset are chosen from the training pairs when the \
+            run starts (printed, logged in log.jsonl, saved in run.json so --resume keeps them). \
+            Below 10,000 pairs: model mm-small (under 30,000 pairs), batch 64, lr 1e-3, about \
+            300,000 samples seen (at most 100 epochs), warm-up 5 % of the steps (at most 100), \
+            wd 0.2, multi-positive on when 5 % of the pairs repeat a caption. Between 10,000 and \
+            100,000 pairs batch and lr move (log scale) to today's open_clip-like values, which \
+            hold from 100,000 pairs on: mm-tiny, batch 128, lr 5e-4, 10 epochs, 100 warm-up \
+            steps, wd 0.2, plain InfoNCE. A fine-tuning run (--pretrained) keeps its checkpoint's \
+            model and lr 5e-4. See docs/training.md, Defaults.
+
             Contrastive-family options (off by default, composable with the default loss; see docs/training.md):
               --queue 4096 --momentum 0.995     MoCo/ALBEF queue of momentum features as extra negatives
               --image-ssl simclr|byol           SLIP-style image self-supervision on a second view
               --text-ssl simcse --text-dropout 0.1   SimCSE on two dropout passes of each caption
-              --multi-positive [--labels-key label]  identical captions (same labels) are positives
+              --multi-positive [--labels-key label]  identical captions (same labels) are positives (on by default for small data with repeated captions)
             """
     )
 
@@ -63,7 +73,7 @@ struct TrainCommand: ParsableCommand {
         guard runOptions.workers >= 1 && runOptions.workers <= 256 else { throw ValidationError("--workers must be in 1...256") }
         guard runOptions.mpiTimeout > 0 else { throw ValidationError("--mpi-timeout must be positive") }
         if (data.zeroshotLabels == nil) != (data.zeroshotData == nil) { throw ValidationError("--zeroshot-labels and --zeroshot-data go together") }
-        if contrastive.labelsKey != nil && !contrastive.multiPositive { throw ValidationError("--labels-key is used by --multi-positive; add it") }
+        if contrastive.labelsKey != nil && contrastive.multiPositive != true { throw ValidationError("--labels-key is used by --multi-positive; add it") }
         if contrastive.textSsl != nil && (contrastive.textDropout ?? 0) <= 0 {
             throw ValidationError("--text-ssl simcse needs dropout in the text tower: add --text-dropout 0.1")
         }
@@ -84,12 +94,21 @@ struct TrainCommand: ParsableCommand {
         training.lockImage = model.lockImage
         training.ranks = ranks
         training.contrastive = contrastive.options
+        // What the flags leave unset, the training data chooses (DataDefaults); a fine-tuning run
+        // keeps its checkpoint's model and today's learning rate.
+        var fromData = Set(DataDefaults.Setting.allCases)
+        let given: [(DataDefaults.Setting, Bool)] = [
+            (.model, model.model != nil || model.pretrained != nil), (.batchSize, optimisation.batchSize != nil),
+            (.epochs, optimisation.epochs != nil), (.learningRate, optimisation.lr != nil || model.pretrained != nil),
+            (.warmup, optimisation.warmup != nil), (.weightDecay, optimisation.wd != nil), (.multiPositive, contrastive.multiPositive != nil || contrastive.options != nil),
+        ]
+        for (setting, isGiven) in given where isGiven { fromData.remove(setting) }
         return RunConfiguration(
             data: .init(pairs: URL(fileURLWithPath: pairs).path, val: data.val, zeroshotLabels: data.zeroshotLabels, zeroshotData: data.zeroshotData,
                         imageKey: data.imageKey ?? Manifest.Options.defaultImageKey, captionKey: data.captionKey ?? Manifest.Options.defaultCaptionKey,
                         labelKey: data.labelKey ?? "label", separator: data.separator, skipBad: data.skipBad, trainLabelKey: contrastive.labelsKey),
             model: .init(name: model.model, pretrained: model.pretrained, vocab: model.vocab),
-            training: training)
+            training: training, fromData: fromData)
     }
 
     func run() throws {
@@ -131,6 +150,9 @@ struct TrainCommand: ParsableCommand {
             run = try TrainingRun(configuration(pairs: pairs!, ranks: ranks), folder: URL(fileURLWithPath: folder), group: group,
                                   workers: runOptions.workers, overwrite: runOptions.overwrite)
             if rank == 0 { for bad in run.manifest.badLines { warn("skipped \(run.configuration.data.pairs) \(bad)") } }
+            if let d = run.configuration.dataDefaults, !run.chosenDefaults.isEmpty {
+                say("defaults for \(d.reason): \(run.chosenDefaults.joined(separator: ", "))")
+            }
         }
         let o = run.configuration.training, perStep = o.batchSize * o.accumFreq
         say("""
@@ -203,7 +225,7 @@ struct TrainDataOptions: ParsableArguments {
 
 /// The model (`RunConfiguration.ModelSettings`) and what of it trains.
 struct TrainModelOptions: ParsableArguments {
-    @Option(help: "Model: a bundled config name (\(CLIPConfig.bundledNames.joined(separator: ", "))) or an open_clip config .json (default: mm-tiny, or the --pretrained checkpoint's own).")
+    @Option(help: "Model: a bundled config name (\(CLIPConfig.bundledNames.joined(separator: ", "))) or an open_clip config .json (default: from the data size — mm-small under 30,000 pairs, else mm-tiny — or the --pretrained checkpoint's own).")
     var model: String?
     @Option(help: "Start from these weights (safetensors; open_clip or Hugging Face layout).") var pretrained: String?
     @Flag(help: "Freeze the image tower and train the text tower against it (LiT).") var lockImage = false
@@ -219,13 +241,13 @@ struct OptimisationOptions: ParsableArguments {
     static let defaults = TrainingOptions()
 
     @Option(help: "Loss: clip (symmetric InfoNCE) or siglip (sigmoid loss with learned bias).") var loss: TrainingOptions.Loss?
-    @Option(help: "Pairs per micro-batch (per rank under mpirun; default: \(defaults.batchSize)).") var batchSize: Int?
+    @Option(help: "Pairs per micro-batch (per rank under mpirun; default: from the data size, 64 up to 10,000 pairs → \(defaults.batchSize) from 100,000, split over the ranks).") var batchSize: Int?
     @Option(help: "Micro-batches per step: the loss sees accum-freq × batch-size pairs (open_clip's accumulation; default: 1).") var accumFreq: Int?
-    @Option(help: "Epochs (default: \(defaults.epochs)).") var epochs: Int?
+    @Option(help: "Epochs (default: from the data size, about 300,000 samples seen, between \(defaults.epochs) and 100).") var epochs: Int?
     @Option(help: "Stop after this many optimizer steps.") var steps: Int?
-    @Option(help: "Peak learning rate (default: \(defaults.learningRate)).") var lr: Float?
-    @Option(help: "Weight decay, not on gains, biases, embeddings, logit_scale (default: \(defaults.weightDecay)).") var wd: Float?
-    @Option(help: "Warm-up steps (default: \(defaults.warmup)).") var warmup: Int?
+    @Option(help: "Peak learning rate (default: from the data size, 1e-3 up to 10,000 pairs → \(defaults.learningRate) from 100,000; \(defaults.learningRate) with --pretrained).") var lr: Float?
+    @Option(help: "Weight decay, not on gains, biases, embeddings, logit_scale (default: \(DataDefaults(pairs: 1_000, repeatedCaptions: 0).weightDecay)).") var wd: Float?
+    @Option(help: "Warm-up steps (default: 5 % of the run's steps, at most \(defaults.warmup)).") var warmup: Int?
     @Option(help: "Learning-rate schedule after warm-up: cosine or constant (default: cosine).") var schedule: LearningRateSchedule.Shape?
     @Option(help: "Clip the global gradient norm to this.") var gradClip: Float?
     @Option(help: "Seed of initialisation, shuffling and augmentation (default: 0).") var seed: UInt64?
@@ -282,8 +304,9 @@ struct ContrastiveFlags: ParsableArguments {
     var textSsl: ContrastiveOptions.TextSSL?
     @Option(help: "Dropout rate in the text tower while training (default: 0).") var textDropout: Float?
     @Option(help: "NT-Xent temperature of --text-ssl simcse (default: \(defaults.simcseTemperature)).") var simcseTemperature: Float?
-    @Flag(help: "Identical captions (after tokenisation) are positives of each other, not negatives (supervised-contrastive InfoNCE).")
-    var multiPositive = false
+    @Flag(inversion: .prefixedNo,
+          help: "Identical captions (after tokenisation) are positives of each other, not negatives (supervised-contrastive InfoNCE; default: on for data under 100,000 pairs in which at least 5 % of the pairs repeat a caption).")
+    var multiPositive: Bool?
     @Option(help: "With --multi-positive: a column of the training manifest; samples with equal values are positives too.")
     var labelsKey: String?
 
@@ -298,7 +321,7 @@ struct ContrastiveFlags: ParsableArguments {
         if let sslTemperature { c.sslTemperature = sslTemperature }
         if let simcseTemperature { c.simcseTemperature = simcseTemperature }
         if let textDropout { c.textDropout = textDropout }
-        c.multiPositive = multiPositive
+        c.multiPositive = multiPositive ?? false
         c.usesLabels = labelsKey != nil
         return c == ContrastiveOptions() ? nil : c
     }
@@ -306,7 +329,7 @@ struct ContrastiveFlags: ParsableArguments {
     var given: [String?] {
         [queue.map { _ in "--queue" }, momentum.map { _ in "--momentum" }, imageSsl.map { _ in "--image-ssl" }, sslWeight.map { _ in "--ssl-weight" },
          sslTemperature.map { _ in "--ssl-temperature" }, textSsl.map { _ in "--text-ssl" }, textDropout.map { _ in "--text-dropout" },
-         simcseTemperature.map { _ in "--simcse-temperature" }, multiPositive ? "--multi-positive" : nil, labelsKey.map { _ in "--labels-key" }]
+         simcseTemperature.map { _ in "--simcse-temperature" }, multiPositive.map { $0 ? "--multi-positive" : "--no-multi-positive" }, labelsKey.map { _ in "--labels-key" }]
     }
 }
 

@@ -28,6 +28,8 @@ public final class TrainingRun {
     public let ranks: Int
     /// The settings a resume changed, as logged ("lr 0.0005 → 0.0001").
     public let changes: [String]
+    /// The settings the training data chose, as logged ("batch 64", …; see `DataDefaults`).
+    public let chosenDefaults: [String]
     let source: LoaderSource
     let validation: LoaderSource?
     let zeroShot: ZeroShotCheck?
@@ -68,6 +70,19 @@ public final class TrainingRun {
             guard overwrite else { throw TrainingError.runFolderNotEmpty(path: folder.url.path) }
             try folder.clear()
         }
+        // The training manifest; then what the data chooses (a new run only: a resumed one has its values).
+        let manifestOptions = Manifest.Options(imageKey: configuration.data.imageKey, captionKey: configuration.data.captionKey,
+                                               separator: configuration.data.separatorCharacter, skipBad: configuration.data.skipBad)
+        var trainOptions = manifestOptions
+        trainOptions.labelKey = configuration.data.trainLabelKey
+        let manifest = try Manifest(path: configuration.data.pairs, options: trainOptions)
+        if !resume && !configuration.fromData.isEmpty {
+            let defaults = manifest.captions.map { DataDefaults(captions: $0) } ?? DataDefaults(pairs: manifest.count, repeatedCaptions: 0)
+            chosenDefaults = configuration.choose(defaults, ranks: ranks)
+            try configuration.validate()
+        } else {
+            chosenDefaults = []
+        }
         let options = configuration.training, data = configuration.data
 
         // Model: from the pretrained weights (their recorded config unless a model is named) or new.
@@ -97,11 +112,6 @@ public final class TrainingRun {
         let tokenizer = Tokenizer(vocabulary: vocabulary, contextLength: clip.config.text.contextLength)
 
         // Data
-        let manifestOptions = Manifest.Options(imageKey: data.imageKey, captionKey: data.captionKey, separator: data.separatorCharacter,
-                                               skipBad: data.skipBad)
-        var trainOptions = manifestOptions
-        trainOptions.labelKey = data.trainLabelKey
-        let manifest = try Manifest(path: data.pairs, options: trainOptions)
         let identity = ManifestIdentity(manifest).description
         if resume, let saved = data.pairsIdentity, saved != identity {
             throw TrainingError.manifestChanged(path: data.pairs, saved: saved, now: identity)
@@ -146,6 +156,9 @@ public final class TrainingRun {
                 try JSONEncoder.pretty.encode(configuration).write(to: folder.configuration, options: .atomic)
             } else {
                 try folder.create(configuration: configuration, config: clip.config)
+                if let d = configuration.dataDefaults, !chosenDefaults.isEmpty {
+                    folder.append(.defaults(.init(reason: d.reason, chosen: chosenDefaults)))
+                }
                 for bad in manifest.badLines {
                     folder.append(.skippedLine(.init(file: data.pairs, line: bad.line, reason: bad.reason)))
                 }
