@@ -47,7 +47,7 @@ struct TrainCommand: ParsableCommand {
               --queue 4096 --momentum 0.995     MoCo/ALBEF queue of momentum features as extra negatives
               --image-ssl simclr|byol           SLIP-style image self-supervision on a second view
               --text-ssl simcse --text-dropout 0.1   SimCSE on two dropout passes of each caption
-              --multi-positive [--labels-key label]  identical captions (same labels) are positives (on by default for small data with repeated captions)
+              --multi-positive [--labels-key label]  identical captions (same labels) are positives
             """
     )
 
@@ -73,7 +73,7 @@ struct TrainCommand: ParsableCommand {
         guard runOptions.workers >= 1 && runOptions.workers <= 256 else { throw ValidationError("--workers must be in 1...256") }
         guard runOptions.mpiTimeout > 0 else { throw ValidationError("--mpi-timeout must be positive") }
         if (data.zeroshotLabels == nil) != (data.zeroshotData == nil) { throw ValidationError("--zeroshot-labels and --zeroshot-data go together") }
-        if contrastive.labelsKey != nil && contrastive.multiPositive != true { throw ValidationError("--labels-key is used by --multi-positive; add it") }
+        if contrastive.labelsKey != nil && !contrastive.multiPositive { throw ValidationError("--labels-key is used by --multi-positive; add it") }
         if contrastive.textSsl != nil && (contrastive.textDropout ?? 0) <= 0 {
             throw ValidationError("--text-ssl simcse needs dropout in the text tower: add --text-dropout 0.1")
         }
@@ -100,7 +100,7 @@ struct TrainCommand: ParsableCommand {
         let given: [(DataDefaults.Setting, Bool)] = [
             (.model, model.model != nil || model.pretrained != nil), (.batchSize, optimisation.batchSize != nil),
             (.epochs, optimisation.epochs != nil), (.learningRate, optimisation.lr != nil || model.pretrained != nil),
-            (.warmup, optimisation.warmup != nil), (.weightDecay, optimisation.wd != nil), (.multiPositive, contrastive.multiPositive != nil || contrastive.options != nil),
+            (.warmup, optimisation.warmup != nil), (.weightDecay, optimisation.wd != nil),
         ]
         for (setting, isGiven) in given where isGiven { fromData.remove(setting) }
         return RunConfiguration(
@@ -246,7 +246,7 @@ struct OptimisationOptions: ParsableArguments {
     @Option(help: "Epochs (default: from the data size, about 300,000 samples seen, between \(defaults.epochs) and 100).") var epochs: Int?
     @Option(help: "Stop after this many optimizer steps.") var steps: Int?
     @Option(help: "Peak learning rate (default: from the data size, 1e-3 up to 10,000 pairs → \(defaults.learningRate) from 100,000; \(defaults.learningRate) with --pretrained).") var lr: Float?
-    @Option(help: "Weight decay, not on gains, biases, embeddings, logit_scale (default: \(DataDefaults(pairs: 1_000, repeatedCaptions: 0).weightDecay)).") var wd: Float?
+    @Option(help: "Weight decay, not on gains, biases, embeddings, logit_scale (default: \(defaults.weightDecay)).") var wd: Float?
     @Option(help: "Warm-up steps (default: 5 % of the run's steps, at most \(defaults.warmup)).") var warmup: Int?
     @Option(help: "Learning-rate schedule after warm-up: cosine or constant (default: cosine).") var schedule: LearningRateSchedule.Shape?
     @Option(help: "Clip the global gradient norm to this.") var gradClip: Float?
@@ -304,9 +304,8 @@ struct ContrastiveFlags: ParsableArguments {
     var textSsl: ContrastiveOptions.TextSSL?
     @Option(help: "Dropout rate in the text tower while training (default: 0).") var textDropout: Float?
     @Option(help: "NT-Xent temperature of --text-ssl simcse (default: \(defaults.simcseTemperature)).") var simcseTemperature: Float?
-    @Flag(inversion: .prefixedNo,
-          help: "Identical captions (after tokenisation) are positives of each other, not negatives (supervised-contrastive InfoNCE; default: on for data under 100,000 pairs in which at least 5 % of the pairs repeat a caption).")
-    var multiPositive: Bool?
+    @Flag(help: "Identical captions (after tokenisation) are positives of each other, not negatives (supervised-contrastive InfoNCE).")
+    var multiPositive = false
     @Option(help: "With --multi-positive: a column of the training manifest; samples with equal values are positives too.")
     var labelsKey: String?
 
@@ -321,7 +320,7 @@ struct ContrastiveFlags: ParsableArguments {
         if let sslTemperature { c.sslTemperature = sslTemperature }
         if let simcseTemperature { c.simcseTemperature = simcseTemperature }
         if let textDropout { c.textDropout = textDropout }
-        c.multiPositive = multiPositive ?? false
+        c.multiPositive = multiPositive
         c.usesLabels = labelsKey != nil
         return c == ContrastiveOptions() ? nil : c
     }
@@ -329,7 +328,7 @@ struct ContrastiveFlags: ParsableArguments {
     var given: [String?] {
         [queue.map { _ in "--queue" }, momentum.map { _ in "--momentum" }, imageSsl.map { _ in "--image-ssl" }, sslWeight.map { _ in "--ssl-weight" },
          sslTemperature.map { _ in "--ssl-temperature" }, textSsl.map { _ in "--text-ssl" }, textDropout.map { _ in "--text-dropout" },
-         simcseTemperature.map { _ in "--simcse-temperature" }, multiPositive.map { $0 ? "--multi-positive" : "--no-multi-positive" }, labelsKey.map { _ in "--labels-key" }]
+         simcseTemperature.map { _ in "--simcse-temperature" }, multiPositive ? "--multi-positive" : nil, labelsKey.map { _ in "--labels-key" }]
     }
 }
 

@@ -2,34 +2,33 @@ import Foundation
 
 /// The settings a run chooses from its training data when it starts, so that a run with no
 /// options learns small data well and large data as open_clip's recipe does (issue 17). A pure
-/// function of the data's size and caption repetition; `TrainingRun` applies it once and saves
-/// the result in the run's configuration, so a resumed run continues with the same values.
+/// function of the number of training pairs; `TrainingRun` applies it once and saves the result
+/// in the run's configuration, so a resumed run continues with the same values.
 ///
 /// The rule (N = training pairs, t = where N lies between 10,000 and 100,000 pairs on a log
 /// scale, clamped to [0, 1]):
 /// - model: `mm-small` below 30,000 pairs (a small data set cannot feed a larger tower in the
 ///   time it takes to train it), `mm-tiny` from there on;
-/// - global batch 64·2ᵗ (64 → 128): more, smaller steps when the data is small;
+/// - global batch 64·2ᵗ (64 → 128, a multiple of 8): more, smaller steps when the data is small;
 /// - epochs: as many as bring the run near `smallDataSamples` samples seen, between 10 (today's)
 ///   and 100;
 /// - peak learning rate from `smallLearningRate` to 5e-4 (geometrically in t);
 /// - warm-up: `warmupFraction` of the run's steps, at most 100 steps (today's fixed value, which
 ///   was longer than a whole small run);
-/// - weight decay 0.2 (open_clip's) at every size;
-/// - multi-positive targets on when captions repeat (at least `repeatedCaptionShare` of the pairs
-///   share their caption with another pair): identical captions are then positives of each
-///   other, not false negatives.
+/// - weight decay 0.2 (open_clip's) at every size.
 /// From 100,000 pairs on every value is today's open_clip-like one (`TrainingOptions()`).
+/// Multi-positive targets for repeated captions are not a default: with the plain objective
+/// they change nothing (identical captions give identical text embeddings, so their columns
+/// carry equal logits, and the loss and its gradient are the plain InfoNCE's — measured bitwise
+/// equal on the digits set, where every caption repeats).
 public struct DataDefaults: Codable, Sendable, Equatable {
     /// A setting the data may choose (each one the user did not set).
     public enum Setting: String, Codable, Sendable, CaseIterable {
-        case model, batchSize = "batch_size", epochs, learningRate = "lr", warmup, weightDecay = "wd", multiPositive = "multi_positive"
+        case model, batchSize = "batch_size", epochs, learningRate = "lr", warmup, weightDecay = "wd"
     }
 
     /// Training pairs the values were chosen for.
     public var pairs: Int
-    /// Pairs whose caption another pair has too.
-    public var repeatedCaptions: Int
     public var model: String
     /// The global batch (all ranks together).
     public var batchSize: Int
@@ -38,46 +37,33 @@ public struct DataDefaults: Codable, Sendable, Equatable {
     /// Warm-up as a share of the run's steps (at most `maxWarmup` steps).
     public var warmupFraction: Double
     public var weightDecay: Float
-    public var multiPositive: Bool
 
     public static let smallPairs = 10_000.0, largePairs = 100_000.0
     public static let smallModelBelow = 30_000
     public static let smallDataSamples = 300_000
     public static let smallLearningRate: Float = 1e-3
     public static let maxWarmup = 100
-    public static let repeatedCaptionShare = 0.05
 
-    /// The values for `pairs` training pairs, `repeatedCaptions` of which share their caption
-    /// with another pair.
-    public init(pairs: Int, repeatedCaptions: Int) {
+    /// The values for `pairs` training pairs.
+    public init(pairs: Int) {
         let large = TrainingOptions()
         let t = min(max(Foundation.log(Double(max(pairs, 1)) / Self.smallPairs) / Foundation.log(Self.largePairs / Self.smallPairs), 0), 1)
         self.pairs = pairs
-        self.repeatedCaptions = repeatedCaptions
         model = pairs < Self.smallModelBelow ? "mm-small" : "mm-tiny"
-        batchSize = Int((Double(large.batchSize / 2) * Foundation.pow(2, t)).rounded())
+        batchSize = 8 * Int((Double(large.batchSize / 16) * Foundation.pow(2, t)).rounded())
         epochs = min(max(Int((Double(Self.smallDataSamples) / Double(max(pairs, 1))).rounded()), large.epochs), 100)
         learningRate = Float(Double(Self.smallLearningRate) * Foundation.pow(Double(large.learningRate / Self.smallLearningRate), t))
         warmupFraction = 0.05
         weightDecay = large.weightDecay
-        multiPositive = Double(repeatedCaptions) >= Self.repeatedCaptionShare * Double(pairs) && pairs < Int(Self.largePairs)
-    }
-
-    /// The values for the pairs of these captions.
-    public init<Captions: Collection>(captions: Captions) where Captions.Element == String {
-        var seen: [String: Int] = [:]
-        for c in captions { seen[c, default: 0] += 1 }
-        self.init(pairs: captions.count, repeatedCaptions: seen.values.reduce(0) { $0 + ($1 > 1 ? $1 : 0) })
     }
 
     /// Warm-up steps of a run of `totalSteps` steps.
     public func warmupSteps(totalSteps: Int) -> Int { min(Self.maxWarmup, Int((warmupFraction * Double(totalSteps)).rounded())) }
 
-    /// How the data was judged, for the log: "small data (6,016 pairs, 6 % repeated captions)".
+    /// How the data was judged, for the log: "small data (6,016 pairs)".
     public var reason: String {
         let kind = pairs < Int(Self.smallPairs) ? "small" : pairs < Int(Self.largePairs) ? "mid-size" : "large"
-        let share = pairs > 0 ? Int((100 * Double(repeatedCaptions) / Double(pairs)).rounded()) : 0
-        return "\(kind) data (\(pairs.formatted()) pairs, \(share) % repeated captions)"
+        return "\(kind) data (\(pairs.formatted()) pairs)"
     }
 }
 
@@ -113,12 +99,6 @@ extension RunConfiguration {
             let total = min(training.epochs * max(defaults.pairs / perStep, 1), training.maxSteps ?? .max)
             training.warmup = defaults.warmupSteps(totalSteps: total)
             said.append("warm-up \(training.warmup) steps (\(Int(defaults.warmupFraction * 100)) %, at most \(DataDefaults.maxWarmup))")
-        }
-        if chosen.contains(.multiPositive) && defaults.multiPositive {
-            var c = training.contrastive ?? ContrastiveOptions()
-            c.multiPositive = true
-            training.contrastive = c
-            said.append("multi-positive on")
         }
         fromData = []
         dataDefaults = defaults

@@ -77,8 +77,7 @@ public final class TrainingRun {
         trainOptions.labelKey = configuration.data.trainLabelKey
         let manifest = try Manifest(path: configuration.data.pairs, options: trainOptions)
         if !resume && !configuration.fromData.isEmpty {
-            let defaults = manifest.captions.map { DataDefaults(captions: $0) } ?? DataDefaults(pairs: manifest.count, repeatedCaptions: 0)
-            chosenDefaults = configuration.choose(defaults, ranks: ranks)
+            chosenDefaults = configuration.choose(DataDefaults(pairs: manifest.count), ranks: ranks)
             try configuration.validate()
         } else {
             chosenDefaults = []

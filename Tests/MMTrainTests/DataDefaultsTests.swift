@@ -9,58 +9,49 @@ import Testing
     /// From 100,000 pairs on, every value is today's open_clip-like default.
     @Test(arguments: [100_000, 400_000, 10_000_000])
     func largeDataKeepsTodaysValues(pairs: Int) {
-        let d = DataDefaults(pairs: pairs, repeatedCaptions: pairs / 2), today = TrainingOptions()
+        let d = DataDefaults(pairs: pairs), today = TrainingOptions()
         #expect(d.model == "mm-tiny")
         #expect(d.batchSize == today.batchSize && d.epochs == today.epochs && d.weightDecay == today.weightDecay)
         #expect(abs(d.learningRate - today.learningRate) <= 1e-9)
-        #expect(!d.multiPositive)
         // Long runs: the warm-up is today's 100 steps.
         #expect(d.warmupSteps(totalSteps: d.epochs * pairs / d.batchSize) == today.warmup)
     }
 
     /// Small data: the small model, batch 64, many epochs, a warm-up that is a share of the run.
     @Test func smallDataGetsMoreSmallerSteps() {
-        let shapes = DataDefaults(pairs: 6_016, repeatedCaptions: 700)
+        let shapes = DataDefaults(pairs: 6_016)
         #expect(shapes.model == "mm-small" && shapes.batchSize == 64)
         #expect(shapes.epochs == Int((Double(DataDefaults.smallDataSamples) / 6_016).rounded()))
         #expect(shapes.learningRate == DataDefaults.smallLearningRate)
         #expect(shapes.warmupSteps(totalSteps: 400) == 20)
-        #expect(shapes.multiPositive)
-        #expect(shapes.reason == "small data (6,016 pairs, 12 % repeated captions)")
-        // Few repeated captions: plain InfoNCE.
-        #expect(!DataDefaults(pairs: 6_016, repeatedCaptions: 100).multiPositive)
+        #expect(shapes.reason == "small data (6,016 pairs)")
         // Tiny data: epochs capped.
-        #expect(DataDefaults(pairs: 300, repeatedCaptions: 0).epochs == 100)
+        #expect(DataDefaults(pairs: 300).epochs == 100)
     }
 
     /// Between 10,000 and 100,000 pairs every value moves monotonically from the small-data one
     /// to today's.
     @Test func valuesMoveMonotonicallyWithSize() {
         let sizes = [1_000, 10_000, 20_000, 30_000, 50_000, 70_000, 100_000, 200_000]
-        let all = sizes.map { DataDefaults(pairs: $0, repeatedCaptions: 0) }
+        let all = sizes.map { DataDefaults(pairs: $0) }
         for (a, b) in zip(all, all.dropFirst()) {
             #expect(a.batchSize <= b.batchSize && a.epochs >= b.epochs && a.learningRate >= b.learningRate)
         }
         #expect(all.map(\.model) == ["mm-small", "mm-small", "mm-small", "mm-tiny", "mm-tiny", "mm-tiny", "mm-tiny", "mm-tiny"])
     }
 
-    @Test func captionsAreCountedOnceEachRepeat() {
-        let d = DataDefaults(captions: ["a", "b", "a", "c", "a", "b"])
-        #expect(d.repeatedCaptions == 5)
-    }
-
     /// Only the settings left to the data change; the chosen ones are recorded and the set emptied
     /// (so a saved configuration resumes with its values); the batch is split over ranks.
     @Test func chooseSetsOnlyWhatWasLeft() throws {
-        var c = RunConfiguration(data: .init(pairs: "p.tsv"), fromData: [.batchSize, .warmup, .multiPositive, .model])
+        var c = RunConfiguration(data: .init(pairs: "p.tsv"), fromData: [.batchSize, .warmup, .model])
         c.training.epochs = 3
-        let said = c.choose(DataDefaults(pairs: 6_400, repeatedCaptions: 6_400), ranks: 2)
+        let said = c.choose(DataDefaults(pairs: 6_400), ranks: 2)
         #expect(c.model.name == "mm-small" && c.training.batchSize == 32 && c.training.epochs == 3)
         #expect(c.training.learningRate == TrainingOptions().learningRate)
         #expect(c.training.warmup == 15)  // 5 % of 3 epochs × 100 steps
-        #expect(c.training.contrastive?.multiPositive == true)
+        #expect(c.training.contrastive == nil)
         #expect(c.fromData.isEmpty && c.dataDefaults?.pairs == 6_400)
-        #expect(said == ["model mm-small", "batch 64", "warm-up 15 steps (5 %, at most 100)", "multi-positive on"])
+        #expect(said == ["model mm-small", "batch 64", "warm-up 15 steps (5 %, at most 100)"])
         let saved = try JSONDecoder().decode(RunConfiguration.self, from: try JSONEncoder().encode(c))
         #expect(saved == c)
     }
