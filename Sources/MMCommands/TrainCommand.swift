@@ -33,15 +33,13 @@ struct TrainCommand: ParsableCommand {
               mm train --resume runs/shapes
               mpirun -np 2 mm train datasets/shapes/train.tsv --batch-size 64
 
-            Defaults from the data: options left unset are chosen from the training pairs when the \
-            run starts (printed, logged in log.jsonl, saved in run.json so --resume keeps them). \
-            Below 10,000 pairs: model mm-small (under 30,000 pairs), batch 64, lr 1e-3, about \
-            300,000 samples seen (at most 100 epochs), warm-up 5 % of the steps (at most 100), \
-            wd 0.2, multi-positive on when 5 % of the pairs repeat a caption. Between 10,000 and \
-            100,000 pairs batch and lr move (log scale) to today's open_clip-like values, which \
-            hold from 100,000 pairs on: mm-tiny, batch 128, lr 5e-4, 10 epochs, 100 warm-up \
-            steps, wd 0.2, plain InfoNCE. A fine-tuning run (--pretrained) keeps its checkpoint's \
-            model and lr 5e-4. See docs/training.md, Defaults.
+            Defaults from the data: options left unset are chosen from the number of training \
+            pairs when the run starts (printed, logged in log.jsonl, saved in run.json so --resume \
+            keeps them). Up to 10,000 pairs: batch 64, lr 1e-3; from 100,000 pairs on today's \
+            open_clip-like batch 128, lr 5e-4; in between both move on a log scale. Model mm-small \
+            below 30,000 pairs, else mm-tiny. Epochs: about 300,000 samples seen, between 10 and \
+            100. Warm-up: 5 % of the run's steps, at most 100. Weight decay 0.2. With --pretrained \
+            the checkpoint's model and lr 5e-4. See docs/training.md, Defaults.
 
             Contrastive-family options (off by default, composable with the default loss; see docs/training.md):
               --queue 4096 --momentum 0.995     MoCo/ALBEF queue of momentum features as extra negatives
