@@ -20,7 +20,7 @@ MM=.build/release/mm
 swift build -c release >/dev/null
 mkdir -p "$OUT"
 D=datasets/shapes
-COMMON=(--val $D/val.tsv --zeroshot-labels $D/labels.txt --zeroshot-data $D/test_labels.tsv
+COMMON=(--model mm-tiny --val $D/val.tsv --zeroshot-labels $D/labels.txt --zeroshot-data $D/test_labels.tsv
         --batch-size "$BATCH" --epochs 2 --lr 1e-3 --warmup 15)
 
 declare -A OPTS=(

@@ -33,6 +33,14 @@ struct TrainCommand: ParsableCommand {
               mm train --resume runs/shapes
               mpirun -np 2 mm train datasets/shapes/train.tsv --batch-size 64
 
+            Defaults from the data: options left unset are chosen from the number of training \
+            pairs when the run starts (printed, logged in log.jsonl, saved in run.json so --resume \
+            keeps them). Up to 10,000 pairs: batch 64, lr 1e-3; from 100,000 pairs on today's \
+            open_clip-like batch 128, lr 5e-4; in between both move on a log scale. Model mm-small \
+            below 30,000 pairs, else mm-tiny. Epochs: about 300,000 samples seen, between 10 and \
+            100. Warm-up: 5 % of the run's steps, at most 100. Weight decay 0.2. With --pretrained \
+            the checkpoint's model and lr 5e-4. See docs/training.md, Defaults.
+
             Contrastive-family options (off by default, composable with the default loss; see docs/training.md):
               --queue 4096 --momentum 0.995     MoCo/ALBEF queue of momentum features as extra negatives
               --image-ssl simclr|byol           SLIP-style image self-supervision on a second view
@@ -86,13 +94,22 @@ struct TrainCommand: ParsableCommand {
         training.lockImage = model.lockImage
         training.ranks = ranks
         training.contrastive = contrastive.options
+        // What the flags leave unset, the training data chooses (DataDefaults); a fine-tuning run
+        // keeps its checkpoint's model and today's learning rate.
+        var fromData = Set(DataDefaults.Setting.allCases)
+        let given: [(DataDefaults.Setting, Bool)] = [
+            (.model, model.model != nil || model.pretrained != nil), (.batchSize, optimisation.batchSize != nil),
+            (.epochs, optimisation.epochs != nil), (.learningRate, optimisation.lr != nil || model.pretrained != nil),
+            (.warmup, optimisation.warmup != nil), (.weightDecay, optimisation.wd != nil),
+        ]
+        for (setting, isGiven) in given where isGiven { fromData.remove(setting) }
         let shards = ShardURLs.looksLikeShards(pairs)
         var configuration = RunConfiguration(
             data: .init(pairs: shards ? ShardOptions.absolute(pairs) : URL(fileURLWithPath: pairs).path, val: data.val, zeroshotLabels: data.zeroshotLabels, zeroshotData: data.zeroshotData,
                         imageKey: data.imageKey ?? Manifest.Options.defaultImageKey, captionKey: data.captionKey ?? Manifest.Options.defaultCaptionKey,
                         labelKey: data.labelKey ?? "label", separator: data.separator, skipBad: data.skipBad, trainLabelKey: contrastive.labelsKey),
             model: .init(name: model.model, pretrained: model.pretrained, vocab: model.vocab),
-            training: training)
+            training: training, fromData: fromData)
         if shards { configuration.data.shards = shardOptions.settings(ranks: ranks) }
         return configuration
     }
@@ -138,6 +155,9 @@ struct TrainCommand: ParsableCommand {
             if rank == 0 { for bad in run.manifest?.badLines ?? [] { warn("skipped \(run.configuration.data.pairs) \(bad)") } }
             if let check = run.zeroShot, let labels = run.configuration.data.zeroshotLabels {
                 for d in check.classes.duplicates { warn("\(labels):\(d.line): label '\(d.name)' appears again; ignored") }
+            }
+            if let d = run.configuration.dataDefaults, !run.chosenDefaults.isEmpty {
+                say("defaults for \(d.reason): \(run.chosenDefaults.joined(separator: ", "))")
             }
         }
         let o = run.configuration.training, perStep = o.batchSize * o.accumFreq
@@ -212,7 +232,7 @@ struct TrainDataOptions: ParsableArguments {
 
 /// The model (`RunConfiguration.ModelSettings`) and what of it trains.
 struct TrainModelOptions: ParsableArguments {
-    @Option(help: "Model: a bundled config name (\(CLIPConfig.bundledNames.joined(separator: ", "))) or an open_clip config .json (default: mm-tiny, or the --pretrained checkpoint's own).")
+    @Option(help: "Model: a bundled config name (\(CLIPConfig.bundledNames.joined(separator: ", "))) or an open_clip config .json (default: from the data size — mm-small under 30,000 pairs, else mm-tiny — or the --pretrained checkpoint's own).")
     var model: String?
     @Option(help: "Start from these weights (safetensors; open_clip or Hugging Face layout).") var pretrained: String?
     @Flag(help: "Freeze the image tower and train the text tower against it (LiT).") var lockImage = false
@@ -228,13 +248,13 @@ struct OptimisationOptions: ParsableArguments {
     static let defaults = TrainingOptions()
 
     @Option(help: "Loss: clip (symmetric InfoNCE) or siglip (sigmoid loss with learned bias).") var loss: TrainingOptions.Loss?
-    @Option(help: "Pairs per micro-batch (per rank under mpirun; default: \(defaults.batchSize)).") var batchSize: Int?
+    @Option(help: "Pairs per micro-batch (per rank under mpirun; default: from the data size, 64 up to 10,000 pairs → \(defaults.batchSize) from 100,000, split over the ranks).") var batchSize: Int?
     @Option(help: "Micro-batches per step: the loss sees accum-freq × batch-size pairs (open_clip's accumulation; default: 1).") var accumFreq: Int?
-    @Option(help: "Epochs (default: \(defaults.epochs)).") var epochs: Int?
+    @Option(help: "Epochs (default: from the data size, about 300,000 samples seen, between \(defaults.epochs) and 100).") var epochs: Int?
     @Option(help: "Stop after this many optimizer steps.") var steps: Int?
-    @Option(help: "Peak learning rate (default: \(defaults.learningRate)).") var lr: Float?
+    @Option(help: "Peak learning rate (default: from the data size, 1e-3 up to 10,000 pairs → \(defaults.learningRate) from 100,000; \(defaults.learningRate) with --pretrained).") var lr: Float?
     @Option(help: "Weight decay, not on gains, biases, embeddings, logit_scale (default: \(defaults.weightDecay)).") var wd: Float?
-    @Option(help: "Warm-up steps (default: \(defaults.warmup)).") var warmup: Int?
+    @Option(help: "Warm-up steps (default: 5 % of the run's steps, at most \(defaults.warmup)).") var warmup: Int?
     @Option(help: "Learning-rate schedule after warm-up: cosine or constant (default: cosine).") var schedule: LearningRateSchedule.Shape?
     @Option(help: "Clip the global gradient norm to this.") var gradClip: Float?
     @Option(help: "Seed of initialisation, shuffling and augmentation (default: 0).") var seed: UInt64?

@@ -11,6 +11,8 @@ public enum LogRecord: Codable, Equatable, Sendable {
     case skippedLine(SkippedLine)
     /// The run continued from its latest checkpoint.
     case resumed(Resumed)
+    /// Settings the training data chose when the run started (`DataDefaults`).
+    case defaults(Defaults)
 
     /// One optimizer step.
     public struct Step: Codable, Equatable, Sendable {
@@ -92,6 +94,13 @@ public enum LogRecord: Codable, Equatable, Sendable {
         public init(step: Int, epoch: Int, changes: [String]? = nil) { (self.step, self.epoch, self.changes) = (step, epoch, changes) }
     }
 
+    public struct Defaults: Codable, Equatable, Sendable {
+        /// How the data was judged ("small data (6,016 pairs, 6 % repeated captions)").
+        public var reason: String
+        /// The values chosen ("model mm-small", "batch 64", …).
+        public var chosen: [String]
+    }
+
     enum EventKey: String, CodingKey { case event }
 
     public init(from decoder: Decoder) throws {
@@ -102,6 +111,7 @@ public enum LogRecord: Codable, Equatable, Sendable {
         case "skipped": self = .skipped(try Skipped(from: decoder))
         case "skipped_line": self = .skippedLine(try SkippedLine(from: decoder))
         case "resumed": self = .resumed(try Resumed(from: decoder))
+        case "defaults": self = .defaults(try Defaults(from: decoder))
         case let other?:
             throw DecodingError.dataCorrupted(.init(codingPath: [EventKey.event], debugDescription: "unknown event \(other)"))
         }
@@ -115,6 +125,7 @@ public enum LogRecord: Codable, Equatable, Sendable {
         case .skipped(let r): try container.encode("skipped", forKey: .event); try r.encode(to: encoder)
         case .skippedLine(let r): try container.encode("skipped_line", forKey: .event); try r.encode(to: encoder)
         case .resumed(let r): try container.encode("resumed", forKey: .event); try r.encode(to: encoder)
+        case .defaults(let r): try container.encode("defaults", forKey: .event); try r.encode(to: encoder)
         }
     }
 
@@ -125,7 +136,7 @@ public enum LogRecord: Codable, Equatable, Sendable {
         case .epoch(let r): return r.step
         case .skipped(let r): return r.step
         case .resumed(let r): return r.step
-        case .skippedLine: return nil
+        case .skippedLine, .defaults: return nil
         }
     }
 

@@ -131,8 +131,9 @@ final class Objective {
     }
 
     func encode(_ b: TrainingBatch, step: Int, micro: Int) -> Encoded {
-        let raw = options.lockImage ? withoutGradients { model.encodeImage(b.images, normalize: false) }
-                                    : model.encodeImage(b.images, normalize: false)
+        let patches = patchDropout(step: step, micro: micro, pass: 0, rows: b.count)
+        let raw = options.lockImage ? withoutGradients { model.encodeImage(b.images, normalize: false, patchDropout: patches) }
+                                    : model.encodeImage(b.images, normalize: false, patchDropout: patches)
         return Encoded(rawImage: raw, image: raw.l2Normalized(),
                        text: model.encodeText(b.ids, dropout: dropout(step: step, micro: micro, pass: 0, rows: b.count)))
     }
@@ -143,6 +144,16 @@ final class Objective {
         guard settings.textDropout > 0 else { return nil }
         let key = Dropout.mix(options.seed ^ 0x5349_4D43_5345) ^ Dropout.mix(UInt64(step) << 16 | UInt64(micro) << 2 | UInt64(pass))
         return Dropout(rate: settings.textDropout, seed: Dropout.mix(key), samples: (0..<rows).map { ranks.rank + ranks.count * $0 })
+    }
+
+    /// The patch dropout of one image pass (FLIP; the model config's `vision_cfg.patch_dropout`),
+    /// seeded like `dropout`: the cached and recomputed passes of a micro-batch keep the same
+    /// patches, and an image's subset follows its row in the global micro-batch.
+    func patchDropout(step: Int, micro: Int, pass: Int, rows: Int) -> PatchDropout? {
+        let rate = model.config.vision.patchDropout
+        guard rate > 0 else { return nil }
+        let key = Dropout.mix(options.seed ^ 0x5041_5443_4844) ^ Dropout.mix(UInt64(step) << 16 | UInt64(micro) << 2 | UInt64(pass))
+        return PatchDropout(rate: rate, seed: Dropout.mix(key), samples: (0..<rows).map { ranks.rank + ranks.count * $0 })
     }
 
     /// Every rank's rows of `local` (no gradient), in the row order of one process's batch.
@@ -190,7 +201,7 @@ final class Objective {
         var terms: [Tensor] = []
         if let kind = settings.imageSSL, let heads {
             guard let view = b.views else { preconditionFailure("image self-supervision needs batches with a second view") }
-            let raw2 = model.encodeImage(view, normalize: false)
+            let raw2 = model.encodeImage(view, normalize: false, patchDropout: patchDropout(step: step, micro: micro, pass: 1, rows: b.count))
             switch kind {
             case .simclr:
                 terms.append(ContrastiveLoss.ntXent(heads.projection(encoded.rawImage), heads.projection(raw2),

@@ -139,11 +139,20 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var data: DataSettings
     public var model: ModelSettings
     public var training: TrainingOptions
+    /// Settings the run chooses from its training data when it starts (`DataDefaults`; what
+    /// `mm train` leaves unset). Emptied once chosen, so never saved.
+    public var fromData: Set<DataDefaults.Setting> = []
+    /// What the data chose when the run started (nil: nothing was left to it).
+    public internal(set) var dataDefaults: DataDefaults?
 
-    public init(data: DataSettings, model: ModelSettings = ModelSettings(), training: TrainingOptions = TrainingOptions()) {
+    enum CodingKeys: String, CodingKey { case data, model, training, dataDefaults }
+
+    public init(data: DataSettings, model: ModelSettings = ModelSettings(), training: TrainingOptions = TrainingOptions(),
+                fromData: Set<DataDefaults.Setting> = []) {
         self.data = data
         self.model = model
         self.training = training
+        self.fromData = fromData
     }
 
     /// A configuration holding only training options (for trainers fed by a custom `BatchSource`).

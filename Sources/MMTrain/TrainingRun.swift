@@ -31,6 +31,8 @@ public final class TrainingRun {
     public let ranks: Int
     /// The settings a resume changed, as logged ("lr 0.0005 → 0.0001").
     public let changes: [String]
+    /// The settings the training data chose, as logged ("batch 64", …; see `DataDefaults`).
+    public let chosenDefaults: [String]
     let source: LoaderSource
     let validation: LoaderSource?
     /// The zero-shot check after each epoch (rank 0 only).
@@ -75,6 +77,38 @@ public final class TrainingRun {
             guard overwrite else { throw TrainingError.runFolderNotEmpty(path: folder.url.path) }
             try folder.clear()
         }
+        // The training data; then what it chooses (a new run only: a resumed one has its values).
+        let manifestOptions = Manifest.Options(imageKey: configuration.data.imageKey, captionKey: configuration.data.captionKey,
+                                               separator: configuration.data.separatorCharacter, skipBad: configuration.data.skipBad)
+        var shardData: (set: ShardSet, epochSize: Int)?
+        if let shards = configuration.data.shards {
+            if let started = shards.ranks, started != ranks {
+                throw TrainingError.invalidOption(name: "ranks", value: "\(ranks)",
+                                                  rule: "\(started), the ranks this shard run started with (each rank's position is in its own shards)")
+            }
+            if configuration.training.contrastive?.usesLabels == true {
+                throw TrainingError.invalidOption(name: "labels", value: "on", rule: "off for shards (they have no label column)")
+            }
+            configuration.data.shards?.ranks = ranks
+            let set = try ShardSet(configuration.data.pairs, keys: shards.keys, skipMissing: shards.skipMissing)
+            for path in set.missing { notify?("skipped missing shard \(path)") }
+            let epoch = try set.epochSize(given: shards.trainNumSamples, cache: URL(fileURLWithPath: folder.url.path + ".shard-counts.json")) { done, total in
+                if done == 1 || done == total || done % 10 == 0 { notify?("counting samples: \(done)/\(total) shards") }
+            }
+            notify?("\(set.shards.count) shards, \(epoch.count) samples per epoch (from \(epoch.source.rawValue))")
+            (shardData, manifest, sampleCount) = ((set, epoch.count), nil, epoch.count)
+        } else {
+            var trainOptions = manifestOptions
+            trainOptions.labelKey = configuration.data.trainLabelKey
+            let manifest = try Manifest(path: configuration.data.pairs, options: trainOptions)
+            (self.manifest, sampleCount) = (manifest, manifest.count)
+        }
+        if !resume && !configuration.fromData.isEmpty {
+            chosenDefaults = configuration.choose(DataDefaults(pairs: sampleCount), ranks: ranks)
+            try configuration.validate()
+        } else {
+            chosenDefaults = []
+        }
         let options = configuration.training, data = configuration.data
 
         // Model: from the pretrained weights (their recorded config unless a model is named) or new.
@@ -103,36 +137,19 @@ public final class TrainingRun {
         }
         let tokenizer = Tokenizer(vocabulary: vocabulary, contextLength: clip.config.text.contextLength)
 
-        // Data
-        let manifestOptions = Manifest.Options(imageKey: data.imageKey, captionKey: data.captionKey, separator: data.separatorCharacter,
-                                               skipBad: data.skipBad)
+        // Loaders
         let contrastive = options.contrastive ?? ContrastiveOptions()
         let normalization = Normalization(mean: SIMD3(preprocessing.mean[0], preprocessing.mean[1], preprocessing.mean[2]),
                                           std: SIMD3(preprocessing.std[0], preprocessing.std[1], preprocessing.std[2]))
         let size = clip.config.vision.imageSize
         let transform = ImageTransform.train(size: size, normalization: normalization)
-        if let shards = data.shards {
-            if let started = shards.ranks, started != ranks {
-                throw TrainingError.invalidOption(name: "ranks", value: "\(ranks)",
-                                                  rule: "\(started), the ranks this shard run started with (each rank's position is in its own shards)")
-            }
-            if contrastive.usesLabels { throw TrainingError.invalidOption(name: "labels", value: "on", rule: "off for shards (they have no label column)") }
-            configuration.data.shards?.ranks = ranks
-            let set = try ShardSet(data.pairs, keys: shards.keys, skipMissing: shards.skipMissing)
-            for path in set.missing { notify?("skipped missing shard \(path)") }
-            let epoch = try set.epochSize(given: shards.trainNumSamples, cache: URL(fileURLWithPath: folder.url.path + ".shard-counts.json")) { done, total in
-                if done == 1 || done == total || done % 10 == 0 { notify?("counting samples: \(done)/\(total) shards") }
-            }
-            notify?("\(set.shards.count) shards, \(epoch.count) samples per epoch (from \(epoch.source.rawValue))")
-            let order = try ShardOrder(epochSize: epoch.count, batchSize: options.batchSize, seed: options.seed, rank: rank, worldSize: ranks,
+        if let (set, epochSize) = shardData, let shards = data.shards {
+            let order = try ShardOrder(epochSize: epochSize, batchSize: options.batchSize, seed: options.seed, rank: rank, worldSize: ranks,
                                        shuffleBuffer: shards.shuffleBuffer, resampled: shards.resampled)
             source = LoaderSource(training: set, order: order, transform: transform, tokenizer: tokenizer, epochs: options.epochs,
                                   threads: workers, extraView: contrastive.imageSSL != nil)
-            (manifest, sampleCount, batchesPerEpoch) = (nil, epoch.count, order.batchesPerEpoch)
-        } else {
-            var trainOptions = manifestOptions
-            trainOptions.labelKey = data.trainLabelKey
-            let manifest = try Manifest(path: data.pairs, options: trainOptions)
+            batchesPerEpoch = order.batchesPerEpoch
+        } else if let manifest {
             let identity = ManifestIdentity(manifest).description
             if resume, let saved = data.pairsIdentity, saved != identity {
                 throw TrainingError.manifestChanged(path: data.pairs, saved: saved, now: identity)
@@ -141,7 +158,9 @@ public final class TrainingRun {
             let order = try EpochOrder(sampleCount: manifest.count, batchSize: options.batchSize, seed: options.seed, rank: rank, worldSize: ranks)
             source = LoaderSource(training: manifest, order: order, transform: transform, tokenizer: tokenizer, epochs: options.epochs,
                                   threads: workers, extraView: contrastive.imageSSL != nil, labels: contrastive.usesLabels)
-            (self.manifest, sampleCount, batchesPerEpoch) = (manifest, manifest.count, order.batchesPerEpoch)
+            batchesPerEpoch = order.batchesPerEpoch
+        } else {
+            preconditionFailure("a run reads a manifest or shards")
         }
         validation = try data.val.map {
             LoaderSource(evaluating: try Manifest(path: $0, options: manifestOptions), batchSize: options.batchSize,
@@ -172,6 +191,9 @@ public final class TrainingRun {
                 try JSONEncoder.pretty.encode(configuration).write(to: folder.configuration, options: .atomic)
             } else {
                 try folder.create(configuration: configuration, config: clip.config)
+                if let d = configuration.dataDefaults, !chosenDefaults.isEmpty {
+                    folder.append(.defaults(.init(reason: d.reason, chosen: chosenDefaults)))
+                }
                 for bad in manifest?.badLines ?? [] {
                     folder.append(.skippedLine(.init(file: data.pairs, line: bad.line, reason: bad.reason)))
                 }

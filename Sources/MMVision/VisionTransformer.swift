@@ -102,11 +102,15 @@ public final class VisionTransformer: Module {
 public struct PatchDropout: Sendable, Equatable {
     public var rate: Double
     public var seed: UInt64
+    /// The ids of the batch's images in a larger batch (as `Dropout.samples`): an image's subset
+    /// then follows the image, not its row in this batch.
+    public var samples: [Int]?
 
-    public init(rate: Double, seed: UInt64) {
+    public init(rate: Double, seed: UInt64, samples: [Int]? = nil) {
         precondition(rate >= 0 && rate < 1, "patch dropout rate \(rate) outside [0, 1)")
         self.rate = rate
         self.seed = seed
+        self.samples = samples
     }
 
     /// Patches an image keeps out of `patches`: open_clip's max(1, int(patches · (1 − rate))).
@@ -120,7 +124,7 @@ public struct PatchDropout: Sendable, Equatable {
         var order = [Int32](repeating: 0, count: patches)
         for i in 0..<batch {
             for p in 0..<patches { order[p] = Int32(p) }
-            var g = SeededGenerator(seed: Dropout.mix(seed ^ Dropout.mix(UInt64(i))))
+            var g = SeededGenerator(seed: Dropout.mix(seed ^ Dropout.mix(UInt64(samples?[i] ?? i))))
             for j in 0..<k { order.swapAt(j, j + Int(g.next() % UInt64(patches - j))) }
             order[0..<k].sort()
             for j in 0..<k { values[i * k + j] = order[j] }

@@ -20,7 +20,7 @@ declare -A OPTS=([default]="" [multi-positive]="--multi-positive" [queue]="--que
 for r in $(seq "$ROUNDS"); do
   for name in "${NAMES[@]}"; do
     # shellcheck disable=SC2086
-    $MM train datasets/shapes/train.tsv --batch-size "$BATCH" --epochs 1 --steps "$STEPS" --warmup 2 --lr 1e-3 \
+    $MM train datasets/shapes/train.tsv --model mm-tiny --batch-size "$BATCH" --epochs 1 --steps "$STEPS" --warmup 2 --lr 1e-3 \
       ${OPTS[$name]} -o "$OUT/$name-$r" 2>/dev/null
     python3 -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])][-1]; print(sys.argv[2], r['step'] * $BATCH / r['train_seconds'])" \
       "$OUT/$name-$r/log.jsonl" "$name" >> "$OUT/rates"

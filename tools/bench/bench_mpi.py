@@ -36,7 +36,7 @@ def main():
     a = p.parse_args()
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     env.pop("MM_THREADS", None)
-    common = ["train", "datasets/shapes/train.tsv", "--steps", str(a.steps), "--epochs", "1", "--warmup", "5"]
+    common = ["train", "datasets/shapes/train.tsv", "--model", "mm-tiny", "--steps", str(a.steps), "--epochs", "1", "--warmup", "5"]
     with tempfile.TemporaryDirectory() as tmp:
         one = run([a.mm] + common + ["--batch-size", str(a.batch), "-o", f"{tmp}/one"],
                   dict(env, MM_THREADS="2"), f"{tmp}/one/log.jsonl")
