@@ -38,7 +38,7 @@ struct TrainCommand: ParsableCommand {
             keeps them). Up to 10,000 pairs: batch 64, lr 1e-3; from 100,000 pairs on today's \
             open_clip-like batch 128, lr 5e-4; in between both move on a log scale. Model mm-small \
             below 30,000 pairs, else mm-tiny. Epochs: about 300,000 samples seen, between 10 and \
-            100. Warm-up: 5 % of the run's steps, at most 100. Weight decay 0.2. With --pretrained \
+            50. Warm-up: 5 % of the run's steps, at most 100. Weight decay 0.2. With --pretrained \
             the checkpoint's model and lr 5e-4. See docs/training.md, Defaults.
 
             Contrastive-family options (off by default, composable with the default loss; see docs/training.md):
@@ -250,7 +250,7 @@ struct OptimisationOptions: ParsableArguments {
     @Option(help: "Loss: clip (symmetric InfoNCE) or siglip (sigmoid loss with learned bias).") var loss: TrainingOptions.Loss?
     @Option(help: "Pairs per micro-batch (per rank under mpirun; default: from the data size, 64 up to 10,000 pairs → \(defaults.batchSize) from 100,000, split over the ranks).") var batchSize: Int?
     @Option(help: "Micro-batches per step: the loss sees accum-freq × batch-size pairs (open_clip's accumulation; default: 1).") var accumFreq: Int?
-    @Option(help: "Epochs (default: from the data size, about 300,000 samples seen, between \(defaults.epochs) and 100).") var epochs: Int?
+    @Option(help: "Epochs (default: from the data size, about 300,000 samples seen, between \(defaults.epochs) and \(DataDefaults.maxEpochs)).") var epochs: Int?
     @Option(help: "Stop after this many optimizer steps.") var steps: Int?
     @Option(help: "Peak learning rate (default: from the data size, 1e-3 up to 10,000 pairs → \(defaults.learningRate) from 100,000; \(defaults.learningRate) with --pretrained).") var lr: Float?
     @Option(help: "Weight decay, not on gains, biases, embeddings, logit_scale (default: \(defaults.weightDecay)).") var wd: Float?

@@ -26,7 +26,7 @@ import Testing
         #expect(shapes.warmupSteps(totalSteps: 400) == 20)
         #expect(shapes.reason == "small data (6,016 pairs)")
         // Tiny data: epochs capped.
-        #expect(DataDefaults(pairs: 300).epochs == 100)
+        #expect(DataDefaults(pairs: 300).epochs == DataDefaults.maxEpochs)
     }
 
     /// Between 10,000 and 100,000 pairs every value moves monotonically from the small-data one
