@@ -181,6 +181,7 @@ fuzz: deps
 fuzz-ci: deps
 	FUZZ_SECONDS=30 tools/fuzz/run.sh
 	tools/fuzz/run.sh --replay
+	$(MAKE) --no-print-directory fuzz-torch-checkpoint FUZZ_SECONDS=30
 
 fuzz-replay: deps
 	tools/fuzz/run.sh --replay
@@ -211,7 +212,7 @@ fixtures-torch: venv
 bench-load: build venv
 	$(VENV)/bin/python tools/bench/bench_load.py
 
-.build/fuzz/torch_checkpoint: Sources/MMCLIP/StoredZip.swift Sources/MMCLIP/TorchPickle.swift Sources/MMCLIP/TorchArchive.swift tools/fuzz/harnesses/torch_checkpoint.swift
+.build/fuzz/torch_checkpoint: Sources/MMCLIP/StoredZip.swift Sources/MMCLIP/TorchPickle.swift Sources/MMCLIP/TorchArchive.swift tools/fuzz/standalone/torch_checkpoint.swift
 	mkdir -p .build/fuzz
 	$(SWIFTC) -O -g -sanitize=fuzzer,address -parse-as-library -D MM_FUZZ_STANDALONE $^ -o $@
 

@@ -20,12 +20,12 @@ let package = Package(
         .library(name: "MMEval", targets: ["MMEval"]),
         .library(name: "MMTrain", targets: ["MMTrain"]),
         .library(name: "MMDistributed", targets: ["MMDistributed"]),
-        .library(name: "MMDistributedMPI", targets: ["MMDistributedMPI"]),
+        .library(name: "MMDistributedMPI", targets: ["MMDistributedMPI"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2")
     ],
     targets: [
         // System libraries
@@ -44,8 +44,11 @@ let package = Package(
         .target(name: "MMText", dependencies: ["MMNN"], swiftSettings: optimise),
         .target(name: "MMCLIP", dependencies: ["MMVision", "MMText"], resources: [.copy("configs")], swiftSettings: optimise),
         // faiss (Debian's static libfaiss, OpenMP) behind mm's own extern "C" shim: Debian ships no compiled C API
-        .target(name: "CFaiss", linkerSettings: [.linkedLibrary("faiss"), .linkedLibrary("openblas"), .linkedLibrary("gomp"), .linkedLibrary("stdc++")]),
-        .target(name: "MMEval", dependencies: ["MMFoundation", "MMCLIP", "MMTokenizer", "MMImage", "CFaiss"], resources: [.copy("templates")], swiftSettings: optimise),
+        .target(
+            name: "CFaiss", linkerSettings: [.linkedLibrary("faiss"), .linkedLibrary("openblas"), .linkedLibrary("gomp"), .linkedLibrary("stdc++")]),
+        .target(
+            name: "MMEval", dependencies: ["MMFoundation", "MMCLIP", "MMTokenizer", "MMImage", "CFaiss"], resources: [.copy("templates")],
+            swiftSettings: optimise),
         .target(name: "MMTrain", dependencies: ["MMCLIP", "MMEval", "MMData", "MMDistributed"], swiftSettings: optimise),
 
         // Data parallelism over any process group (threads in-process); Open MPI as one transport
@@ -69,22 +72,26 @@ let package = Package(
         .target(name: "MMData", dependencies: ["MMImage", "MMTokenizer"], swiftSettings: optimise),
 
         // The retrieval service (Hummingbird): clip-retrieval's API, mm's API, the web page
-        .target(name: "MMServe", dependencies: [
-            "MMEval",
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "Logging", package: "swift-log"),
-        ], resources: [.copy("page")], swiftSettings: optimise),
+        .target(
+            name: "MMServe",
+            dependencies: [
+                "MMEval",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log")
+            ], resources: [.copy("page")], swiftSettings: optimise),
 
         // Command line
-        .target(name: "MMCommands", dependencies: [
-            "MMTensor", "MMNN",
-            "MMImage",
-            "MMTokenizer",
-            "MMData",
-            "MMCLIP", "MMEval", "MMTrain", "MMDistributed", "MMDistributedMPI", "MMServe",
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        .target(
+            name: "MMCommands",
+            dependencies: [
+                "MMTensor", "MMNN",
+                "MMImage",
+                "MMTokenizer",
+                "MMData",
+                "MMCLIP", "MMEval", "MMTrain", "MMDistributed", "MMDistributedMPI", "MMServe",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser")
+            ]),
         .executableTarget(name: "mm", dependencies: ["MMCommands"]),
         .executableTarget(name: "mm-bench", dependencies: ["MMCLIP"], path: "Sources/MMBench", swiftSettings: optimise),
         .executableTarget(name: "mm-data-bench", dependencies: ["MMData"], path: "Sources/MMDataBench", swiftSettings: optimise),
@@ -101,7 +108,7 @@ let package = Package(
         .testTarget(name: "MMDataTests", dependencies: ["MMData", "MMImage", "MMTokenizer", "MMTensor"]),
         .testTarget(name: "MMEvalTests", dependencies: ["MMEval", "MMCLIP", "MMImage", "MMTestSupport"]),
         .testTarget(name: "MMDistributedTests", dependencies: ["MMDistributed", "MMTensor", "MMTestSupport"]),
-        .testTarget(name: "MMServeTests", dependencies: ["MMServe", "MMEval", "MMTestSupport"]),
+        .testTarget(name: "MMServeTests", dependencies: ["MMServe", "MMEval", "MMTestSupport"])
     ],
     swiftLanguageModes: [.v5]
 )

@@ -8,14 +8,16 @@ let package = Package(
     // Named, since a path dependency is otherwise known by its folder's name.
     dependencies: [.package(name: "mm", path: "../..")],
     targets: [
-        .executableTarget(name: "TrainFromSwift", dependencies: [
-            .product(name: "MMTrain", package: "mm"),
-            .product(name: "MMEval", package: "mm"),
-            .product(name: "MMCLIP", package: "mm"),
-            .product(name: "MMData", package: "mm"),
-            .product(name: "MMImage", package: "mm"),
-            .product(name: "MMTokenizer", package: "mm"),
-        ]),
+        .executableTarget(
+            name: "TrainFromSwift",
+            dependencies: [
+                .product(name: "MMTrain", package: "mm"),
+                .product(name: "MMEval", package: "mm"),
+                .product(name: "MMCLIP", package: "mm"),
+                .product(name: "MMData", package: "mm"),
+                .product(name: "MMImage", package: "mm"),
+                .product(name: "MMTokenizer", package: "mm")
+            ])
     ],
     swiftLanguageModes: [.v5]
 )

@@ -51,11 +51,13 @@ case "block":
         let y = tape.record { block(x, causal: causal) }
         tape.backward(y, seed: y)  // any upstream gradient of the right shape
         x.grad = nil
-        block.parameters.forEach { $0.grad = nil }
+        for p in block.parameters { p.grad = nil }
     }
-    emit(["op": "block", "width": w, "heads": h, "length": l, "batch": bs, "causal": causal, "threads": Threads.count,
-          "forward_s": forward, "forward_backward_s": both,
-          "forward_gflops": flops / forward / 1e9, "forward_backward_gflops": 3 * flops / both / 1e9])
+    emit([
+        "op": "block", "width": w, "heads": h, "length": l, "batch": bs, "causal": causal, "threads": Threads.count,
+        "forward_s": forward, "forward_backward_s": both,
+        "forward_gflops": flops / forward / 1e9, "forward_backward_gflops": 3 * flops / both / 1e9
+    ])
 case "encode-image", "encode-text", "encode-text-full":
     // Inference of one tower of a randomly initialised model, no tape; peak RSS of the process.
     let v = Array(args.dropFirst())
@@ -82,8 +84,10 @@ case "encode-image", "encode-text", "encode-text-full":
     }
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
-    emit(["op": args.first!, "model": v[0], "batch": batch, "threads": Threads.count, "seconds": seconds,
-          "items_per_s": Double(batch) / seconds, "peak_rss_mb": Double(usage.ru_maxrss) / 1024])
+    emit([
+        "op": args.first!, "model": v[0], "batch": batch, "threads": Threads.count, "seconds": seconds,
+        "items_per_s": Double(batch) / seconds, "peak_rss_mb": Double(usage.ru_maxrss) / 1024
+    ])
 case "train-step":
     // One AdamW step of the symmetric InfoNCE loss on random inputs (as reference/bench_train.py).
     let v = Array(args.dropFirst())
@@ -91,13 +95,16 @@ case "train-step":
     let batch = Int(v[1])!
     let c = model.config
     let images = g.tensorNormal([batch, 3, c.vision.imageSize, c.vision.imageSize])
-    let ids = IntTensor(shape: [batch, c.text.contextLength],
-                        values: (0..<(batch * c.text.contextLength)).map { _ in Int32(1 + g.next() % 48_999) })
+    let ids = IntTensor(
+        shape: [batch, c.text.contextLength],
+        values: (0..<(batch * c.text.contextLength)).map { _ in Int32(1 + g.next() % 48_999) })
     let opt = AdamW(model, weightDecay: 0.1)
     let step = {
         opt.zeroGradients()
         let tape = Tape()
-        let loss = tape.record { ContrastiveLoss.infoNCE(image: model.encodeImage(images), text: model.encodeText(ids), logitScale: model.logitScale) }
+        let loss = tape.record {
+            ContrastiveLoss.infoNCE(image: model.encodeImage(images), text: model.encodeText(ids), logitScale: model.logitScale)
+        }
         tape.backward(loss)
         opt.update(lr: 1e-4)
     }
@@ -111,9 +118,11 @@ case "train-step":
     }
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
-    emit(["op": "train-step", "model": v[0], "batch": batch, "threads": Threads.count, "step_s": seconds,
-          "samples_per_s": Double(batch) / seconds, "cpu_s_per_step": cpu.sorted()[cpu.count / 2],
-          "params": model.parameterCount, "peak_rss_mb": Double(usage.ru_maxrss) / 1024])
+    emit([
+        "op": "train-step", "model": v[0], "batch": batch, "threads": Threads.count, "step_s": seconds,
+        "samples_per_s": Double(batch) / seconds, "cpu_s_per_step": cpu.sorted()[cpu.count / 2],
+        "params": model.parameterCount, "peak_rss_mb": Double(usage.ru_maxrss) / 1024
+    ])
 case "adamw":
     // One AdamW update of every parameter of MODEL (gradients filled with noise).
     let model = CLIPModel(try! CLIPConfig(named: Array(args.dropFirst())[0]))
@@ -122,7 +131,9 @@ case "adamw":
     let seconds = median(9) { opt.update(lr: 1e-4) }
     emit(["op": "adamw", "params": model.parameterCount, "threads": Threads.count, "seconds": seconds])
 default:
-    FileHandle.standardError.write("usage: mm-bench sgemm N | block WIDTH HEADS LENGTH BATCH causal|full | encode-image|encode-text|train-step MODEL BATCH | adamw MODEL\n".data(using: .utf8)!)
+    FileHandle.standardError.write(
+        "usage: mm-bench sgemm N | block WIDTH HEADS LENGTH BATCH causal|full | encode-image|encode-text|train-step MODEL BATCH | adamw MODEL\n".data(
+            using: .utf8)!)
     exit(2)
 }
 

@@ -30,8 +30,9 @@ public struct CLIPConfig: Sendable, Equatable {
             throw ConfigError(source: source, key: nil, message: "not a JSON object")
         }
         let root = Fields(top, source: source, path: "")
-        try root.allow(["embed_dim", "quick_gelu", "vision_cfg", "text_cfg", "init_logit_scale", "init_logit_bias", "cast_dtype"],
-                       defaults: ["custom_text": false])
+        try root.allow(
+            ["embed_dim", "quick_gelu", "vision_cfg", "text_cfg", "init_logit_scale", "init_logit_bias", "cast_dtype"],
+            defaults: ["custom_text": false])
         embedDim = try root.int("embed_dim")
         quickGelu = try root.bool("quick_gelu", default: false)
         initLogitScale = try root.float("init_logit_scale", default: Float(Foundation.log(1 / 0.07)))
@@ -39,13 +40,16 @@ public struct CLIPConfig: Sendable, Equatable {
         let activation: Activation = quickGelu ? .quickGelu : .gelu
 
         let v = try root.object("vision_cfg")
-        try v.allow(["image_size", "layers", "width", "head_width", "mlp_ratio", "patch_size", "patch_dropout"],
-                    defaults: ["ls_init_value": NSNull(), "pool_type": "tok", "final_ln_after_pool": false,
-                               "no_ln_pre": false, "attentional_pool": false, "output_tokens": false,
-                               "timm_model_name": NSNull(), "act_kwargs": NSNull(), "norm_kwargs": NSNull(),
-                               "block_type": NSNull(), "qk_norm": false, "scaled_cosine_attn": false,
-                               "scale_heads": false, "scale_attn_inner": false, "scale_attn": false, "scale_fc": false,
-                               "pos_embed_type": "learnable", "input_patchnorm": false])
+        try v.allow(
+            ["image_size", "layers", "width", "head_width", "mlp_ratio", "patch_size", "patch_dropout"],
+            defaults: [
+                "ls_init_value": NSNull(), "pool_type": "tok", "final_ln_after_pool": false,
+                "no_ln_pre": false, "attentional_pool": false, "output_tokens": false,
+                "timm_model_name": NSNull(), "act_kwargs": NSNull(), "norm_kwargs": NSNull(),
+                "block_type": NSNull(), "qk_norm": false, "scaled_cosine_attn": false,
+                "scale_heads": false, "scale_attn_inner": false, "scale_attn": false, "scale_fc": false,
+                "pos_embed_type": "learnable", "input_patchnorm": false
+            ])
         let width = try v.int("width")
         let headWidth = try v.int("head_width", default: 64)
         guard width % headWidth == 0 else {
@@ -55,41 +59,50 @@ public struct CLIPConfig: Sendable, Equatable {
         guard patchDropout >= 0 && patchDropout < 1 else {
             throw ConfigError(source: source, key: "vision_cfg.patch_dropout", message: "\(patchDropout) is outside [0, 1)")
         }
-        vision = .init(imageSize: try v.imageSize(), patchSize: try v.int("patch_size"), width: width,
-                       layers: try v.int("layers"), heads: width / headWidth, mlpRatio: try v.ratio("mlp_ratio"),
-                       outputDim: embedDim, activation: activation, patchDropout: patchDropout)
+        vision = .init(
+            imageSize: try v.imageSize(), patchSize: try v.int("patch_size"), width: width,
+            layers: try v.int("layers"), heads: width / headWidth, mlpRatio: try v.ratio("mlp_ratio"),
+            outputDim: embedDim, activation: activation, patchDropout: patchDropout)
         guard vision.imageSize % vision.patchSize == 0 else {
-            throw ConfigError(source: source, key: "vision_cfg.patch_size", message: "\(vision.patchSize) does not divide image_size \(vision.imageSize)")
+            throw ConfigError(
+                source: source, key: "vision_cfg.patch_size", message: "\(vision.patchSize) does not divide image_size \(vision.imageSize)")
         }
 
         let t = try root.object("text_cfg")
-        try t.allow(["context_length", "vocab_size", "width", "heads", "layers", "mlp_ratio", "eos_id"],
-                    defaults: ["ls_init_value": NSNull(), "embed_cls": false, "pad_id": 0, "no_causal_mask": false,
-                               "final_ln_after_pool": false, "pool_type": "argmax", "proj_bias": false,
-                               "proj_type": "linear", "output_tokens": false, "hf_model_name": NSNull(),
-                               "hf_tokenizer_name": NSNull(), "tokenizer_mode": NSNull(), "tokenizer_kwargs": NSNull(),
-                               "act_kwargs": NSNull(), "norm_kwargs": NSNull(), "block_type": NSNull(), "qk_norm": false,
-                               "scaled_cosine_attn": false, "scale_heads": false, "scale_attn_inner": false,
-                               "scale_attn": false, "scale_fc": false])
+        try t.allow(
+            ["context_length", "vocab_size", "width", "heads", "layers", "mlp_ratio", "eos_id"],
+            defaults: [
+                "ls_init_value": NSNull(), "embed_cls": false, "pad_id": 0, "no_causal_mask": false,
+                "final_ln_after_pool": false, "pool_type": "argmax", "proj_bias": false,
+                "proj_type": "linear", "output_tokens": false, "hf_model_name": NSNull(),
+                "hf_tokenizer_name": NSNull(), "tokenizer_mode": NSNull(), "tokenizer_kwargs": NSNull(),
+                "act_kwargs": NSNull(), "norm_kwargs": NSNull(), "block_type": NSNull(), "qk_norm": false,
+                "scaled_cosine_attn": false, "scale_heads": false, "scale_attn_inner": false,
+                "scale_attn": false, "scale_fc": false
+            ])
         let textWidth = try t.int("width")
         let heads = try t.int("heads", default: 8)
         guard textWidth % heads == 0 else {
             throw ConfigError(source: source, key: "text_cfg.heads", message: "\(heads) does not divide width \(textWidth)")
         }
-        text = .init(contextLength: try t.int("context_length", default: 77), vocabSize: try t.int("vocab_size", default: 49408),
-                     width: textWidth, layers: try t.int("layers", default: 12), heads: heads,
-                     mlpRatio: try t.ratio("mlp_ratio"), outputDim: embedDim, activation: activation)
+        text = .init(
+            contextLength: try t.int("context_length", default: 77), vocabSize: try t.int("vocab_size", default: 49408),
+            width: textWidth, layers: try t.int("layers", default: 12), heads: heads,
+            mlpRatio: try t.ratio("mlp_ratio"), outputDim: embedDim, activation: activation)
         let canonical = try? JSONSerialization.data(withJSONObject: top, options: [.sortedKeys])
         jsonString = String(decoding: canonical ?? data, as: UTF8.self)
         guard parameterCount <= Self.maxParameters else {
-            throw ConfigError(source: source, key: nil, message: "implies \(parameterCount) parameters, more than mm's limit of \(Self.maxParameters)")
+            throw ConfigError(
+                source: source, key: nil, message: "implies \(parameterCount) parameters, more than mm's limit of \(Self.maxParameters)")
         }
     }
 
     /// Upper bounds on integer fields (others: 2^20), generous for every released CLIP model.
-    static let limits: [String: Int] = ["layers": 1024, "width": 1 << 15, "head_width": 1 << 15, "heads": 1 << 12,
-                                        "embed_dim": 1 << 15, "image_size": 1 << 13, "patch_size": 1 << 13,
-                                        "context_length": 1 << 14, "vocab_size": 1 << 22]
+    static let limits: [String: Int] = [
+        "layers": 1024, "width": 1 << 15, "head_width": 1 << 15, "heads": 1 << 12,
+        "embed_dim": 1 << 15, "image_size": 1 << 13, "patch_size": 1 << 13,
+        "context_length": 1 << 14, "vocab_size": 1 << 22
+    ]
     /// 2^36 float32 parameters is 256 GB: beyond any model mm can run.
     static let maxParameters = 1 << 36
 
@@ -102,9 +115,11 @@ public struct CLIPConfig: Sendable, Equatable {
             return layers * (2 * w + 3 * w * w + 3 * w + w * w + w + 2 * w + hidden * w + hidden + w * hidden + w)
         }
         let v = vision, t = text, g = v.imageSize / v.patchSize
-        let visual = v.width * 3 * v.patchSize * v.patchSize + v.width + (g * g + 1) * v.width + 2 * v.width
+        let visual =
+            v.width * 3 * v.patchSize * v.patchSize + v.width + (g * g + 1) * v.width + 2 * v.width
             + blocks(v.width, v.layers, v.mlpRatio) + 2 * v.width + v.width * embedDim
-        let textTower = t.vocabSize * t.width + t.contextLength * t.width + blocks(t.width, t.layers, t.mlpRatio)
+        let textTower =
+            t.vocabSize * t.width + t.contextLength * t.width + blocks(t.width, t.layers, t.mlpRatio)
             + 2 * t.width + t.width * embedDim
         return visual + textTower + 1 + (initLogitBias == nil ? 0 : 1)
     }
@@ -114,16 +129,19 @@ public struct CLIPConfig: Sendable, Equatable {
         if nameOrPath.hasSuffix(".json") || nameOrPath.contains("/") {
             // A regular file of sane size: not a FIFO, /dev/zero or a multi-GB file read whole.
             guard let file = try? ReadOnlyFile(nameOrPath), file.size <= 16 << 20,
-                  let bytes = try? file.bytes(Int(file.size), at: 0) else {
+                let bytes = try? file.bytes(Int(file.size), at: 0)
+            else {
                 throw ConfigError(source: nameOrPath, key: nil, message: "cannot read the file (a regular file of at most 16 MB)")
             }
             try self.init(json: Data(bytes), source: nameOrPath)
             return
         }
         guard let url = Bundle.module.url(forResource: nameOrPath, withExtension: "json", subdirectory: "configs"),
-              let data = try? Data(contentsOf: url) else {
-            throw ConfigError(source: nameOrPath, key: nil,
-                              message: "no such model; bundled: \(CLIPConfig.bundledNames.joined(separator: ", ")), or give a config .json path")
+            let data = try? Data(contentsOf: url)
+        else {
+            throw ConfigError(
+                source: nameOrPath, key: nil,
+                message: "no such model; bundled: \(CLIPConfig.bundledNames.joined(separator: ", ")), or give a config .json path")
         }
         try self.init(json: data, source: nameOrPath)
     }
@@ -148,7 +166,8 @@ public struct CLIPConfig: Sendable, Equatable {
     /// Names of the configs shipped with mm.
     public static var bundledNames: [String] {
         guard let dir = Bundle.module.resourceURL?.appendingPathComponent("configs"),
-              let files = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else { return [] }
+            let files = try? FileManager.default.contentsOfDirectory(atPath: dir.path)
+        else { return [] }
         return files.filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }.sorted()
     }
 }

@@ -14,8 +14,10 @@ public struct Preprocessing: Codable, Sendable, Equatable {
     public static let openAIMean: [Float] = [0.481_454_66, 0.457_827_5, 0.408_210_73]
     public static let openAIStd: [Float] = [0.268_629_54, 0.261_302_58, 0.275_777_11]
 
-    public init(imageSize: Int, mean: [Float] = Preprocessing.openAIMean, std: [Float] = Preprocessing.openAIStd,
-                resizeMode: String = "shortest", interpolation: String = "bicubic") {
+    public init(
+        imageSize: Int, mean: [Float] = Preprocessing.openAIMean, std: [Float] = Preprocessing.openAIStd,
+        resizeMode: String = "shortest", interpolation: String = "bicubic"
+    ) {
         self.imageSize = imageSize
         self.mean = mean
         self.std = std
@@ -36,10 +38,10 @@ public struct CheckpointError: Error, CustomStringConvertible {
 
 /// Metadata keys mm writes into a checkpoint's `__metadata__`.
 enum MetadataKey {
-    static let config = "model_config"          // open_clip model-config JSON
-    static let activation = "activation"        // "gelu" | "quick_gelu", the classic mis-load
-    static let preprocessing = "preprocess_cfg" // JSON of `Preprocessing`
-    static let tokenizer = "tokenizer"          // e.g. "clip-bpe" or a vocabulary folder
+    static let config = "model_config"  // open_clip model-config JSON
+    static let activation = "activation"  // "gelu" | "quick_gelu", the classic mis-load
+    static let preprocessing = "preprocess_cfg"  // JSON of `Preprocessing`
+    static let tokenizer = "tokenizer"  // e.g. "clip-bpe" or a vocabulary folder
 }
 
 /// A model loaded from disk with what its checkpoint says about it.
@@ -67,7 +69,9 @@ public struct LoadedModel {
     /// absolute path, `..`, a symlink out of the folder, a missing folder) is an error.
     public func vocabularyFolder() throws -> String? {
         guard tokenizer != "clip-bpe" else { return nil }
-        guard let checkpoint else { throw CheckpointError(file: "(in memory)", message: "tokenizer \(tokenizer) has no checkpoint folder to be relative to") }
+        guard let checkpoint else {
+            throw CheckpointError(file: "(in memory)", message: "tokenizer \(tokenizer) has no checkpoint folder to be relative to")
+        }
         return try CLIPModel.resolveTokenizer(tokenizer, besides: checkpoint)
     }
 }
@@ -76,9 +80,11 @@ extension CLIPModel {
     /// Writes the weights as safetensors with open_clip's keys (or Hugging Face's, plus a
     /// `config.json` beside them), atomically, with config, activation, preprocessing and
     /// tokenizer in `__metadata__`; `floats` F16/BF16 halves the file (loading widens it again).
-    public func save(to url: URL, preprocessing: Preprocessing? = nil, tokenizer: String = "clip-bpe",
-                     layout: CheckpointLayout = .openCLIP, extraMetadata: [String: String] = [:],
-                     extraTensors: [String: Tensor] = [:], floats: SafetensorsFloat = .f32) throws {
+    public func save(
+        to url: URL, preprocessing: Preprocessing? = nil, tokenizer: String = "clip-bpe",
+        layout: CheckpointLayout = .openCLIP, extraMetadata: [String: String] = [:],
+        extraTensors: [String: Tensor] = [:], floats: SafetensorsFloat = .f32
+    ) throws {
         let prep = preprocessing ?? Preprocessing(imageSize: config.vision.imageSize)
         var metadata = extraMetadata
         metadata["format"] = "pt"
@@ -124,7 +130,8 @@ extension CLIPModel {
             weights.rekey { String($0.dropFirst(prefix.count)) }
         }
         if weights.format == .torchScript { weights.rekey(OpenAILayout.openCLIPKey) }
-        let layout: CheckpointLayout = weights.entries.keys.contains { $0.hasPrefix("vision_model.") || $0.hasPrefix("text_model.") }
+        let layout: CheckpointLayout =
+            weights.entries.keys.contains { $0.hasPrefix("vision_model.") || $0.hasPrefix("text_model.") }
             ? .huggingFace : .openCLIP
 
         let meta = weights.metadata
@@ -155,17 +162,27 @@ extension CLIPModel {
             let quick = weights.format == .torchScript
             resolved = try OpenAILayout.inferConfig(weights.entries.mapValues(\.shape), quickGelu: quick, source: file)
             configSource = "\(file) (inferred from its shapes)"
-            if !quick { notes.append("\(file) records no config: inferred from its shapes, with GELU (open_clip's default; a QuickGELU model needs a -quickgelu config)") }
+            if !quick {
+                notes.append(
+                    "\(file) records no config: inferred from its shapes, with GELU (open_clip's default; a QuickGELU model needs a -quickgelu config)"
+                )
+            }
         }
         if let recorded = meta[MetadataKey.activation], recorded != (resolved.quickGelu ? "quick_gelu" : "gelu") {
-            throw CheckpointError(file: file, message: "weights were trained with \(recorded) but the config (\(configSource)) uses \(resolved.quickGelu ? "quick_gelu" : "gelu"); pick the matching config (e.g. a -quickgelu variant)")
+            throw CheckpointError(
+                file: file,
+                message:
+                    "weights were trained with \(recorded) but the config (\(configSource)) uses \(resolved.quickGelu ? "quick_gelu" : "gelu"); pick the matching config (e.g. a -quickgelu variant)"
+            )
         }
 
         // No allocation before the file is known to hold about what the config implies (the
         // slack lets a file missing a few keys reach the exact per-key report below).
         let held = weights.entries.values.filter(\.isFloat).reduce(0) { $0 + $1.count }
         guard resolved.parameterCount <= held + held / 8 + (1 << 20) else {
-            throw CheckpointError(file: file, message: "the config (\(configSource)) implies \(resolved.parameterCount) parameters but the file holds only \(held) float values")
+            throw CheckpointError(
+                file: file,
+                message: "the config (\(configSource)) implies \(resolved.parameterCount) parameters but the file holds only \(held) float values")
         }
         let model = CLIPModel(resolved, initialise: false)
         do {
@@ -194,8 +211,9 @@ extension CLIPModel {
             }
         }
         try prep.validate(source: folder?.configFile ?? file)
-        return LoadedModel(model: model, preprocessing: prep, tokenizer: meta[MetadataKey.tokenizer] ?? "clip-bpe", notes: notes,
-                           checkpoint: URL(fileURLWithPath: file))
+        return LoadedModel(
+            model: model, preprocessing: prep, tokenizer: meta[MetadataKey.tokenizer] ?? "clip-bpe", notes: notes,
+            checkpoint: URL(fileURLWithPath: file))
     }
 
     /// Reads each parameter straight into the model, after checking every key and shape (all
@@ -223,14 +241,17 @@ extension CLIPModel {
         let file = checkpoint.path
         let parts = name.split(separator: "/", omittingEmptySubsequences: false)
         guard !name.hasPrefix("/"), !name.isEmpty, name.utf8.count <= 1024, !name.contains("\0"),
-              parts.allSatisfy({ !$0.isEmpty && $0 != ".." && $0 != "." }) else {
-            throw CheckpointError(file: file, message: "its tokenizer metadata \"\(name.prefix(200))\" is neither clip-bpe nor a folder relative to the checkpoint")
+            parts.allSatisfy({ !$0.isEmpty && $0 != ".." && $0 != "." })
+        else {
+            throw CheckpointError(
+                file: file, message: "its tokenizer metadata \"\(name.prefix(200))\" is neither clip-bpe nor a folder relative to the checkpoint")
         }
         let base = checkpoint.deletingLastPathComponent().resolvingSymlinksInPath()
         let target = base.appendingPathComponent(name).resolvingSymlinksInPath()
         var isDirectory: ObjCBool = false
         guard target.path.hasPrefix(base.path + "/"), FileManager.default.fileExists(atPath: target.path, isDirectory: &isDirectory),
-              isDirectory.boolValue else {
+            isDirectory.boolValue
+        else {
             throw CheckpointError(file: file, message: "its tokenizer \"\(name.prefix(200))\" is not a vocabulary folder inside \(base.path)")
         }
         return target.path
@@ -257,10 +278,12 @@ extension Preprocessing {
     /// settings would silently give other numbers, so they are refused.
     func validate(source: String) throws {
         guard resizeMode == "shortest", interpolation == "bicubic" else {
-            throw CheckpointError(file: source, message: "preprocessing \(resizeMode)/\(interpolation) is not supported (mm implements shortest/bicubic)")
+            throw CheckpointError(
+                file: source, message: "preprocessing \(resizeMode)/\(interpolation) is not supported (mm implements shortest/bicubic)")
         }
         guard imageSize > 0, imageSize <= 1 << 13, mean.count == 3, std.count == 3, std.allSatisfy({ $0 > 0 && $0.isFinite }),
-              mean.allSatisfy(\.isFinite) else {
+            mean.allSatisfy(\.isFinite)
+        else {
             throw CheckpointError(file: source, message: "preprocessing has an invalid size, mean or std")
         }
     }

@@ -11,8 +11,10 @@ struct CheckpointFolder {
     let preprocessing: Preprocessing?
 
     /// open_clip's preference among the files it finds in a folder.
-    static let openCLIPWeights = ["open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
-                                  "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth"]
+    static let openCLIPWeights = [
+        "open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
+        "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth"
+    ]
     static let transformersWeights = ["model.safetensors", "pytorch_model.bin"]
 
     init(_ dir: URL) throws {
@@ -23,7 +25,8 @@ struct CheckpointFolder {
         }
         if let configURL = exists("open_clip_config.json") {
             guard let w = Self.openCLIPWeights.lazy.compactMap(exists).first else {
-                throw CheckpointError(file: dir.path, message: "an open_clip folder without weights (\(Self.openCLIPWeights.joined(separator: ", ")))")
+                throw CheckpointError(
+                    file: dir.path, message: "an open_clip folder without weights (\(Self.openCLIPWeights.joined(separator: ", ")))")
             }
             let top = try Self.jsonObject(configURL)
             guard let model = top["model_cfg"] as? [String: Any] else {
@@ -44,7 +47,11 @@ struct CheckpointFolder {
             configFile = nil
             preprocessing = nil
         } else {
-            throw CheckpointError(file: dir.path, message: "a folder that is neither an open_clip hub folder (open_clip_config.json), a transformers folder (config.json + model.safetensors or pytorch_model.bin) nor an mm run folder (checkpoints/epoch_N.safetensors)")
+            throw CheckpointError(
+                file: dir.path,
+                message:
+                    "a folder that is neither an open_clip hub folder (open_clip_config.json), a transformers folder (config.json + model.safetensors or pytorch_model.bin) nor an mm run folder (checkpoints/epoch_N.safetensors)"
+            )
         }
     }
 
@@ -53,7 +60,8 @@ struct CheckpointFolder {
     static func openCLIPRun(besides checkpoint: URL) -> (model: String, forceQuickGelu: Bool)? {
         let params = checkpoint.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("params.txt")
         guard FileManager.default.fileExists(atPath: params.path), let file = try? ReadOnlyFile(params.path),
-              file.size <= 1 << 20, let bytes = try? file.bytes(Int(file.size), at: 0) else { return nil }
+            file.size <= 1 << 20, let bytes = try? file.bytes(Int(file.size), at: 0)
+        else { return nil }
         var fields: [String: String] = [:]
         for line in String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline) {
             guard let colon = line.firstIndex(of: ":") else { continue }
@@ -115,7 +123,9 @@ struct CheckpointFolder {
         var cfg: [String: Any] = [:]
         cfg["mean"] = top["image_mean"]
         cfg["std"] = top["image_std"]
-        if let resample = top["resample"] as? NSNumber { cfg["interpolation"] = resample == 3 ? "bicubic" : resample == 2 ? "bilinear" : "resample \(resample)" }
+        if let resample = top["resample"] as? NSNumber {
+            cfg["interpolation"] = resample == 3 ? "bicubic" : resample == 2 ? "bilinear" : "resample \(resample)"
+        }
         if let crop = top["crop_size"] as? NSNumber { cfg["size"] = crop }
         if let crop = (top["crop_size"] as? [String: Any])?["height"] as? NSNumber { cfg["size"] = crop }
         return try preprocessing(cfg, imageSize: imageSize, file: url.path)

@@ -27,8 +27,10 @@ enum HuggingFaceLayout {
         guard rest.hasPrefix("transformer.resblocks.") else { return nil }
         let parts = rest.dropFirst("transformer.resblocks.".count).split(separator: ".", maxSplits: 1)
         guard parts.count == 2 else { return nil }
-        let blockRenames = [("ln_1.", "layer_norm1."), ("ln_2.", "layer_norm2."), ("mlp.c_fc.", "mlp.fc1."),
-                            ("mlp.c_proj.", "mlp.fc2."), ("attn.out_proj.", "self_attn.out_proj.")]
+        let blockRenames = [
+            ("ln_1.", "layer_norm1."), ("ln_2.", "layer_norm2."), ("mlp.c_fc.", "mlp.fc1."),
+            ("mlp.c_proj.", "mlp.fc2."), ("attn.out_proj.", "self_attn.out_proj.")
+        ]
         for (oc, hf) in blockRenames where parts[1].hasPrefix(oc) {
             return ("\(tower).encoder.layers.\(parts[0]).\(hf)\(parts[1].dropFirst(oc.count))", false)
         }
@@ -93,8 +95,10 @@ enum HuggingFaceLayout {
 
     /// Inverse of `name(ofOpenCLIP:)`, by trying the open_clip keys an HF key can come from.
     static func openCLIPName(ofHF key: String) -> (String, Bool)? {
-        var candidates = ["logit_scale", "logit_bias", "visual.proj", "text_projection", "token_embedding.weight",
-                          "positional_embedding", "visual.conv1.weight", "visual.class_embedding", "visual.positional_embedding"]
+        var candidates = [
+            "logit_scale", "logit_bias", "visual.proj", "text_projection", "token_embedding.weight",
+            "positional_embedding", "visual.conv1.weight", "visual.class_embedding", "visual.positional_embedding"
+        ]
         let parts = key.split(separator: ".").map(String.init)
         let visual = parts.first == "vision_model"
         let tower = visual ? "visual." : ""
@@ -140,13 +144,17 @@ enum HuggingFaceLayout {
             "embed_dim": try int(hf, "projection_dim", 512),
             "quick_gelu": act == "quick_gelu",
             "init_logit_scale": (hf["logit_scale_init_value"] as? NSNumber)?.doubleValue ?? 2.6592,
-            "vision_cfg": ["image_size": try int(v, "image_size", 224), "patch_size": try int(v, "patch_size", 32),
-                           "width": vw, "layers": try int(v, "num_hidden_layers", 12),
-                           "head_width": vw / (try int(v, "num_attention_heads", 12)),
-                           "mlp_ratio": Double(try int(v, "intermediate_size", 3072)) / Double(vw)],
-            "text_cfg": ["context_length": try int(t, "max_position_embeddings", 77), "vocab_size": try int(t, "vocab_size", 49408),
-                         "width": tw, "heads": try int(t, "num_attention_heads", 8), "layers": try int(t, "num_hidden_layers", 12),
-                         "mlp_ratio": Double(try int(t, "intermediate_size", 2048)) / Double(tw)],
+            "vision_cfg": [
+                "image_size": try int(v, "image_size", 224), "patch_size": try int(v, "patch_size", 32),
+                "width": vw, "layers": try int(v, "num_hidden_layers", 12),
+                "head_width": vw / (try int(v, "num_attention_heads", 12)),
+                "mlp_ratio": Double(try int(v, "intermediate_size", 3072)) / Double(vw)
+            ],
+            "text_cfg": [
+                "context_length": try int(t, "max_position_embeddings", 77), "vocab_size": try int(t, "vocab_size", 49408),
+                "width": tw, "heads": try int(t, "num_attention_heads", 8), "layers": try int(t, "num_hidden_layers", 12),
+                "mlp_ratio": Double(try int(t, "intermediate_size", 2048)) / Double(tw)
+            ]
         ]
         return try CLIPConfig(json: try JSONSerialization.data(withJSONObject: openCLIP), source: path.path)
     }
@@ -157,16 +165,20 @@ enum HuggingFaceLayout {
         let json: [String: Any] = [
             "architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": c.embedDim,
             "logit_scale_init_value": c.initLogitScale, "torch_dtype": "float32",
-            "text_config": ["model_type": "clip_text_model", "vocab_size": c.text.vocabSize, "hidden_size": c.text.width,
-                            "intermediate_size": Int(Float(c.text.width) * c.text.mlpRatio),
-                            "num_attention_heads": c.text.heads, "num_hidden_layers": c.text.layers,
-                            "max_position_embeddings": c.text.contextLength, "hidden_act": act, "layer_norm_eps": 1e-5,
-                            "projection_dim": c.embedDim, "bos_token_id": 49406, "eos_token_id": 2, "pad_token_id": 1],
-            "vision_config": ["model_type": "clip_vision_model", "hidden_size": c.vision.width,
-                              "intermediate_size": Int(Float(c.vision.width) * c.vision.mlpRatio),
-                              "num_attention_heads": c.vision.heads, "num_hidden_layers": c.vision.layers,
-                              "image_size": c.vision.imageSize, "patch_size": c.vision.patchSize, "num_channels": 3,
-                              "hidden_act": act, "layer_norm_eps": 1e-5, "projection_dim": c.embedDim],
+            "text_config": [
+                "model_type": "clip_text_model", "vocab_size": c.text.vocabSize, "hidden_size": c.text.width,
+                "intermediate_size": Int(Float(c.text.width) * c.text.mlpRatio),
+                "num_attention_heads": c.text.heads, "num_hidden_layers": c.text.layers,
+                "max_position_embeddings": c.text.contextLength, "hidden_act": act, "layer_norm_eps": 1e-5,
+                "projection_dim": c.embedDim, "bos_token_id": 49406, "eos_token_id": 2, "pad_token_id": 1
+            ],
+            "vision_config": [
+                "model_type": "clip_vision_model", "hidden_size": c.vision.width,
+                "intermediate_size": Int(Float(c.vision.width) * c.vision.mlpRatio),
+                "num_attention_heads": c.vision.heads, "num_hidden_layers": c.vision.layers,
+                "image_size": c.vision.imageSize, "patch_size": c.vision.patchSize, "num_channels": 3,
+                "hidden_act": act, "layer_norm_eps": 1e-5, "projection_dim": c.embedDim
+            ]
         ]
         return (try? JSONSerialization.data(withJSONObject: json, options: [.sortedKeys, .prettyPrinted])) ?? Data()
     }

@@ -43,8 +43,10 @@ public enum ContrastiveLoss {
     /// of each image against all texts and of each text against all images, the matching pair
     /// (the diagonal) being the target. `queued` appends K negative columns to both directions;
     /// `positives` makes every same-key column a target.
-    public static func infoNCE(image: Tensor, text: Tensor, logitScale: Tensor, queued: Queued? = nil,
-                               positives: PositiveKeys? = nil, ranks: LossRanks = .single) -> Tensor {
+    public static func infoNCE(
+        image: Tensor, text: Tensor, logitScale: Tensor, queued: Queued? = nil,
+        positives: PositiveKeys? = nil, ranks: LossRanks = .single
+    ) -> Tensor {
         let n = image.shape[0], offset = ranks.offset(rows: n)
         precondition(image.shape == text.shape, "paired embeddings differ in shape: \(image.shape) vs \(text.shape)")
         precondition(positives == nil || positives!.count == n, "\(positives!.count) positive keys for a batch of \(n)")
@@ -69,8 +71,10 @@ public enum ContrastiveLoss {
     /// SimCLR's NT-Xent between two views a, b [N, D] (normalised here): the 2N rows of
     /// z = [a; b] are scored against each other by cosine / `temperature`, self-pairs excluded,
     /// and each row's target is its other view (with `positives`, every other row of the same key).
-    public static func ntXent(_ a: Tensor, _ b: Tensor, temperature: Float, positives: PositiveKeys? = nil,
-                              ranks: LossRanks = .single) -> Tensor {
+    public static func ntXent(
+        _ a: Tensor, _ b: Tensor, temperature: Float, positives: PositiveKeys? = nil,
+        ranks: LossRanks = .single
+    ) -> Tensor {
         precondition(a.shape == b.shape && a.rank == 2, "two views of the same shape [N, D] expected, got \(a.shape) and \(b.shape)")
         let n = a.shape[0], total = n * ranks.count, offset = ranks.offset(rows: n)
         let (unitA, unitB) = (a.l2Normalized(), b.l2Normalized())
@@ -82,22 +86,28 @@ public enum ContrastiveLoss {
         // A row never scores itself: −1e9 on its own column vanishes under the softmax.
         var selfMask = [Float](repeating: 0, count: 2 * n * 2 * total)
         for k in 0..<(2 * n) { selfMask[k * 2 * total + selfColumn(k)] = -1e9 }
-        let logits = Tensor.matmul(z, columns, transposeB: true).scaled(by: 1 / temperature)
+        let logits =
+            Tensor.matmul(z, columns, transposeB: true).scaled(by: 1 / temperature)
             + Tensor(shape: [2 * n, 2 * total], values: selfMask)
         guard let positives else {
             return logits.crossEntropy(targets: IntTensor(shape: [2 * n], values: (0..<(2 * n)).map { Int32(otherView($0)) }))
         }
         let gathered = ranks.columns(positives)
-        return softCrossEntropy(logits, positives.appending(positives).targets(columns: gathered.appending(gathered),
-                                                                                excluding: (0..<(2 * n)).map(selfColumn)))
+        return softCrossEntropy(
+            logits,
+            positives.appending(positives).targets(
+                columns: gathered.appending(gathered),
+                excluding: (0..<(2 * n)).map(selfColumn)))
     }
 
     /// SigLIP's sigmoid loss: every pair is an independent binary decision,
     /// −Σᵢⱼ log σ(zᵢⱼ · (e^{scale} · Iᵢ·Tⱼ + bias)) / N with z = +1 for matching pairs (the
     /// diagonal, or with `positives` every same-key pair) and −1 elsewhere (open_clip's
     /// `SigLipLoss` on one device).
-    public static func sigmoid(image: Tensor, text: Tensor, logitScale: Tensor, logitBias: Tensor,
-                               positives: PositiveKeys? = nil, ranks: LossRanks = .single) -> Tensor {
+    public static func sigmoid(
+        image: Tensor, text: Tensor, logitScale: Tensor, logitBias: Tensor,
+        positives: PositiveKeys? = nil, ranks: LossRanks = .single
+    ) -> Tensor {
         let n = image.shape[0], offset = ranks.offset(rows: n)
         precondition(image.shape == text.shape, "paired embeddings differ in shape: \(image.shape) vs \(text.shape)")
         let columns = ranks.columns(text), c = columns.shape[0]
@@ -113,8 +123,9 @@ public enum ContrastiveLoss {
     /// BYOL's regression loss: the mean over rows of ‖p̂ − ẑ‖² = 2 − 2 cos(p, z) between the
     /// online network's prediction p and the target network's projection z (a constant).
     public static func byol(prediction: Tensor, target: Tensor) -> Tensor {
-        precondition(prediction.shape == target.shape && prediction.rank == 2,
-                     "prediction and target must be [N, D] alike, got \(prediction.shape) and \(target.shape)")
+        precondition(
+            prediction.shape == target.shape && prediction.rank == 2,
+            "prediction and target must be [N, D] alike, got \(prediction.shape) and \(target.shape)")
         let n = prediction.shape[0]
         let cosines = (prediction.l2Normalized() * target.detached().l2Normalized()).sum()
         return cosines.scaled(by: -2 / Float(n)) + Tensor.scalar(2)

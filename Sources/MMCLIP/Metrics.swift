@@ -83,11 +83,16 @@ public struct RetrievalMetrics: Codable, Sendable, Equatable {
     static func summarise(_ ranks: [Int], _ ks: [Int]) -> Direction {
         let sorted = ranks.sorted()
         let count = Double(max(ranks.count, 1))
-        let mid = sorted.isEmpty ? 0 : (sorted.count % 2 == 1 ? Double(sorted[sorted.count / 2])
-                                        : Double(sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2)
-        return Direction(recall: Dictionary(uniqueKeysWithValues: ks.map { k in (k, Double(ranks.filter { $0 < k }.count) / count) }),
-                         meanRank: Double(ranks.reduce(0, +)) / count + 1,
-                         medianRank: mid.rounded(.down) + 1)
+        let mid =
+            sorted.isEmpty
+            ? 0
+            : (sorted.count % 2 == 1
+                ? Double(sorted[sorted.count / 2])
+                : Double(sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2)
+        return Direction(
+            recall: Dictionary(uniqueKeysWithValues: ks.map { k in (k, Double(ranks.filter { $0 < k }.count) / count) }),
+            meanRank: Double(ranks.reduce(0, +)) / count + 1,
+            medianRank: mid.rounded(.down) + 1)
     }
 }
 

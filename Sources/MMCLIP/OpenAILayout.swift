@@ -15,17 +15,22 @@ enum OpenAILayout {
     static func inferConfig(_ shapes: [String: [Int]], quickGelu: Bool, source: String) throws -> CLIPConfig {
         func shape(_ key: String, rank: Int) throws -> [Int] {
             guard let s = shapes[key], s.count == rank else {
-                throw CheckpointError(file: source, message: "cannot infer the model config: \(shapes[key].map { "\(key) has shape \($0)" } ?? "no \(key)")")
+                throw CheckpointError(
+                    file: source, message: "cannot infer the model config: \(shapes[key].map { "\(key) has shape \($0)" } ?? "no \(key)")")
             }
             return s
         }
         let conv = try shape("visual.conv1.weight", rank: 4)
         let positions = try shape("visual.positional_embedding", rank: 2)[0]
         let grid = Int((Double(max(positions - 1, 0))).squareRoot().rounded())
-        let blocks = { (prefix: String) in Set(shapes.keys.compactMap { k -> Substring? in
-            guard k.hasPrefix(prefix), k.hasSuffix(".attn.in_proj_weight") else { return nil }
-            return k.dropFirst(prefix.count).split(separator: ".").first
-        }).count }
+        let blocks = { (prefix: String) in
+            Set(
+                shapes.keys.compactMap { k -> Substring? in
+                    guard k.hasPrefix(prefix), k.hasSuffix(".attn.in_proj_weight") else { return nil }
+                    return k.dropFirst(prefix.count).split(separator: ".").first
+                }
+            ).count
+        }
         let textWidth = try shape("ln_final.weight", rank: 1)[0]
         let visionWidth = conv[0]
         // open_clip assumes OpenAI's 4; reading it from the first MLP is the same there, and right elsewhere.
@@ -36,13 +41,17 @@ enum OpenAILayout {
         let json: [String: Any] = [
             "embed_dim": try shape("text_projection", rank: 2)[1],
             "quick_gelu": quickGelu,
-            "vision_cfg": ["image_size": conv[3] * grid, "patch_size": conv[3], "width": visionWidth,
-                           "layers": blocks("visual.transformer.resblocks."), "head_width": visionWidth / max(visionWidth / 64, 1),
-                           "mlp_ratio": mlpRatio("visual.transformer.resblocks.0.mlp.c_fc.weight", visionWidth)],
-            "text_cfg": ["context_length": try shape("positional_embedding", rank: 2)[0],
-                         "vocab_size": try shape("token_embedding.weight", rank: 2)[0],
-                         "width": textWidth, "heads": max(textWidth / 64, 1), "layers": blocks("transformer.resblocks."),
-                         "mlp_ratio": mlpRatio("transformer.resblocks.0.mlp.c_fc.weight", textWidth)],
+            "vision_cfg": [
+                "image_size": conv[3] * grid, "patch_size": conv[3], "width": visionWidth,
+                "layers": blocks("visual.transformer.resblocks."), "head_width": visionWidth / max(visionWidth / 64, 1),
+                "mlp_ratio": mlpRatio("visual.transformer.resblocks.0.mlp.c_fc.weight", visionWidth)
+            ],
+            "text_cfg": [
+                "context_length": try shape("positional_embedding", rank: 2)[0],
+                "vocab_size": try shape("token_embedding.weight", rank: 2)[0],
+                "width": textWidth, "heads": max(textWidth / 64, 1), "layers": blocks("transformer.resblocks."),
+                "mlp_ratio": mlpRatio("transformer.resblocks.0.mlp.c_fc.weight", textWidth)
+            ]
         ]
         return try CLIPConfig(json: try JSONSerialization.data(withJSONObject: json), source: "\(source) (inferred from its shapes)")
     }

@@ -31,8 +31,11 @@ final class ReadOnlyFile {
             let n = pread(fd, dst + done, min(count - done, 1 << 30), off_t(offset) + off_t(done))
             if n > 0 { done += n; continue }
             if n < 0 && errno == EINTR { continue }
-            throw CheckpointError(file: path, message: n == 0 ? "file shrank while being read (now shorter than \(offset + UInt64(count)) bytes)"
-                                                              : "read failed: \(String(cString: strerror(errno)))")
+            throw CheckpointError(
+                file: path,
+                message: n == 0
+                    ? "file shrank while being read (now shorter than \(offset + UInt64(count)) bytes)"
+                    : "read failed: \(String(cString: strerror(errno)))")
         }
     }
 
@@ -159,7 +162,8 @@ struct StoredZip {
             guard header.le32(0) == 0x0403_4B50 else { throw bad("zip member \(name): no local header at offset \(local)") }
             let dataOffset = local + 30 + UInt64(header.le16(26)) + UInt64(header.le16(28))
             guard dataOffset <= directoryOffset, compressed <= directoryOffset - dataOffset else {
-                throw bad("truncated zip archive: member \(name) declares \(compressed) bytes at \(dataOffset), past the data's end at \(directoryOffset)")
+                throw bad(
+                    "truncated zip archive: member \(name) declares \(compressed) bytes at \(dataOffset), past the data's end at \(directoryOffset)")
             }
             guard members.updateValue(Member(name: name, offset: dataOffset, size: compressed, method: method), forKey: name) == nil else {
                 throw bad("zip member \(name) appears twice")
@@ -171,7 +175,8 @@ struct StoredZip {
     /// A stored member's bytes (for small members such as `data.pkl`), at most `limit` of them.
     func contents(of member: Member, limit: UInt64) throws -> [UInt8] {
         guard member.method == 0 else {
-            throw CheckpointError(file: file.path, message: "zip member \(member.name) is compressed (method \(member.method)); PyTorch stores it uncompressed")
+            throw CheckpointError(
+                file: file.path, message: "zip member \(member.name) is compressed (method \(member.method)); PyTorch stores it uncompressed")
         }
         guard member.size <= limit else {
             throw CheckpointError(file: file.path, message: "zip member \(member.name) is \(member.size) bytes, more than the \(limit) allowed")

@@ -1,6 +1,7 @@
 import Foundation
+
 #if !MM_FUZZ_STANDALONE  // the fuzz harness compiles this file alone (tools/fuzz/harnesses/torch_checkpoint.swift)
-import MMTensor
+    import MMTensor
 #endif
 
 /// A PyTorch checkpoint: the zip `torch.save` writes (`<name>/data.pkl`, `<name>/data/<key>`
@@ -28,8 +29,10 @@ final class TorchArchive {
         func bad(_ message: String) -> CheckpointError { CheckpointError(file: path, message: message) }
         let roots = zip.members.keys.filter { $0.hasSuffix("/data.pkl") && $0.split(separator: "/", omittingEmptySubsequences: false).count == 2 }
         guard roots.count == 1, let root = roots.first else {
-            throw bad(roots.isEmpty ? "a zip archive, but not a PyTorch checkpoint (no <name>/data.pkl)"
-                                    : "a zip archive with \(roots.count) PyTorch checkpoints in it (\(roots.sorted().joined(separator: ", ")))")
+            throw bad(
+                roots.isEmpty
+                    ? "a zip archive, but not a PyTorch checkpoint (no <name>/data.pkl)"
+                    : "a zip archive with \(roots.count) PyTorch checkpoints in it (\(roots.sorted().joined(separator: ", ")))")
         }
         prefix = String(root.dropLast("/data.pkl".count))
         if let order = zip.members[prefix + "/byteorder"] {
@@ -67,7 +70,9 @@ final class TorchArchive {
             guard let member = zip.members[name] else { throw bad("tensor \(key): its storage \(name) is missing from the archive") }
             let needed = UInt64(t.storage.count) * UInt64(t.storage.type.size)
             guard member.size >= needed else {
-                throw bad("tensor \(key): its storage \(name) holds \(member.size) bytes, fewer than the \(needed) of \(t.storage.count) \(t.storage.type.rawValue) elements")
+                throw bad(
+                    "tensor \(key): its storage \(name) holds \(member.size) bytes, fewer than the \(needed) of \(t.storage.count) \(t.storage.type.rawValue) elements"
+                )
             }
         }
         tensors = found
@@ -81,7 +86,8 @@ final class TorchArchive {
         }
         for name in ["state_dict", "model"] {
             if let v = box.pairs.first(where: { if case .string(name) = $0.key { true } else { false } })?.value,
-               case .dict = v {
+                case .dict = v
+            {
                 return v
             }
         }

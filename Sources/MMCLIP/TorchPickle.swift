@@ -81,7 +81,7 @@ struct TorchPickle {
         "collections.OrderedDict",
         // TorchScript's typed containers: each returns its first argument unchanged.
         "torch.jit._pickle.build_intlist", "torch.jit._pickle.build_doublelist", "torch.jit._pickle.build_boollist",
-        "torch.jit._pickle.build_tensorlist", "torch.jit._pickle.restore_type_tag",
+        "torch.jit._pickle.build_tensorlist", "torch.jit._pickle.restore_type_tag"
     ]
     /// Deepest nesting of containers accepted (checkpoints nest a handful of levels).
     static let maxDepth = 64
@@ -137,24 +137,24 @@ struct TorchPickle {
             start = pos
             let op = try u8()
             switch op {
-            case 0x80: _ = try u8()                                   // PROTO
-            case 0x95: _ = try take(8)                                // FRAME
-            case 0x2E:                                                // STOP
+            case 0x80: _ = try u8()  // PROTO
+            case 0x95: _ = try take(8)  // FRAME
+            case 0x2E:  // STOP
                 guard stack.count == 1, marks.isEmpty else { throw fail("pickle stops with \(stack.count) values on its stack") }
                 return stack[0]
-            case 0x28: marks.append(stack.count)                      // MARK
-            case 0x30: _ = try pop()                                  // POP
-            case 0x31: _ = try popMark()                              // POP_MARK
-            case 0x32:                                                // DUP
+            case 0x28: marks.append(stack.count)  // MARK
+            case 0x30: _ = try pop()  // POP
+            case 0x31: _ = try popMark()  // POP_MARK
+            case 0x32:  // DUP
                 guard let top = stack.last else { throw fail("pickle stack underflow") }
                 stack.append(top)
-            case 0x4E: stack.append(.none)                            // NONE
-            case 0x88: stack.append(.bool(true))                      // NEWTRUE
-            case 0x89: stack.append(.bool(false))                     // NEWFALSE
-            case 0x4B: stack.append(.int(Int64(try u8())))            // BININT1
-            case 0x4D: stack.append(.int(Int64(try le(2))))           // BININT2
+            case 0x4E: stack.append(.none)  // NONE
+            case 0x88: stack.append(.bool(true))  // NEWTRUE
+            case 0x89: stack.append(.bool(false))  // NEWFALSE
+            case 0x4B: stack.append(.int(Int64(try u8())))  // BININT1
+            case 0x4D: stack.append(.int(Int64(try le(2))))  // BININT2
             case 0x4A: stack.append(.int(Int64(Int32(truncatingIfNeeded: try le(4)))))  // BININT
-            case 0x8A, 0x8B:                                          // LONG1, LONG4
+            case 0x8A, 0x8B:  // LONG1, LONG4
                 let n = op == 0x8A ? try u8() : Int(try le(4))
                 guard n <= 8 else { throw fail("integer of \(n) bytes is too large") }
                 let raw = try take(n)
@@ -163,70 +163,70 @@ struct TorchPickle {
                 stack.append(.int(Int64(bitPattern: v)))
             case 0x47: stack.append(.float(Double(bitPattern: try le(8).byteSwapped)))  // BINFLOAT (big-endian)
             case 0x58: stack.append(.string(try text(Int(try le(4)))))  // BINUNICODE
-            case 0x8C: stack.append(.string(try text(try u8())))         // SHORT_BINUNICODE
-            case 0x8D:                                                    // BINUNICODE8
+            case 0x8C: stack.append(.string(try text(try u8())))  // SHORT_BINUNICODE
+            case 0x8D:  // BINUNICODE8
                 let n = try le(8)
                 guard n <= UInt64(bytes.count) else { throw fail("truncated pickle: string of \(n) bytes") }
                 stack.append(.string(try text(Int(n))))
-            case 0x55, 0x54, 0x43, 0x42:                              // SHORT_BINSTRING, BINSTRING, SHORT_BINBYTES, BINBYTES
+            case 0x55, 0x54, 0x43, 0x42:  // SHORT_BINSTRING, BINSTRING, SHORT_BINBYTES, BINBYTES
                 let n = op == 0x55 || op == 0x43 ? try u8() : Int(try le(4))
                 let raw = try take(n)
                 stack.append(op == 0x55 || op == 0x54 ? .string(String(decoding: raw, as: UTF8.self)) : .bytes(n))
-            case 0x29: stack.append(.tuple([]))                       // EMPTY_TUPLE
-            case 0x85, 0x86, 0x87:                                    // TUPLE1/2/3
+            case 0x29: stack.append(.tuple([]))  // EMPTY_TUPLE
+            case 0x85, 0x86, 0x87:  // TUPLE1/2/3
                 var items: [PickleValue] = []
                 for _ in 0..<(op - 0x84) { items.insert(try pop(), at: 0) }
                 stack.append(try tuple(items))
-            case 0x74: stack.append(try tuple(try popMark()))         // TUPLE
-            case 0x5D: stack.append(.list(PickleBox()))               // EMPTY_LIST
-            case 0x7D: stack.append(.dict(PickleBox()))               // EMPTY_DICT
-            case 0x6C:                                                // LIST
+            case 0x74: stack.append(try tuple(try popMark()))  // TUPLE
+            case 0x5D: stack.append(.list(PickleBox()))  // EMPTY_LIST
+            case 0x7D: stack.append(.dict(PickleBox()))  // EMPTY_DICT
+            case 0x6C:  // LIST
                 let box = PickleBox()
                 try append(try popMark(), to: box)
                 stack.append(.list(box))
-            case 0x64:                                                // DICT
+            case 0x64:  // DICT
                 let box = PickleBox()
                 try setItems(try popMark(), in: box)
                 stack.append(.dict(box))
-            case 0x61:                                                // APPEND
+            case 0x61:  // APPEND
                 let item = try pop()
                 try append([item], to: try containerOnTop(list: true))
-            case 0x65:                                                // APPENDS
+            case 0x65:  // APPENDS
                 let items = try popMark()
                 try append(items, to: try containerOnTop(list: true))
-            case 0x73:                                                // SETITEM
+            case 0x73:  // SETITEM
                 let value = try pop(), key = try pop()
                 try setItems([key, value], in: try containerOnTop(list: false))
-            case 0x75:                                                // SETITEMS
+            case 0x75:  // SETITEMS
                 let items = try popMark()
                 try setItems(items, in: try containerOnTop(list: false))
-            case 0x71: try memoize(Int(try u8()))                     // BINPUT
-            case 0x72: try memoize(Int(try le(4)))                    // LONG_BINPUT
-            case 0x94: try memoize(memo.count)                        // MEMOIZE
-            case 0x68, 0x6A:                                          // BINGET, LONG_BINGET
+            case 0x71: try memoize(Int(try u8()))  // BINPUT
+            case 0x72: try memoize(Int(try le(4)))  // LONG_BINPUT
+            case 0x94: try memoize(memo.count)  // MEMOIZE
+            case 0x68, 0x6A:  // BINGET, LONG_BINGET
                 let index = op == 0x68 ? try u8() : Int(try le(4))
                 guard let v = memo[index] else { throw fail("pickle reads memo slot \(index), never written") }
                 stack.append(v)
-            case 0x63:                                                // GLOBAL "module\nname\n"
+            case 0x63:  // GLOBAL "module\nname\n"
                 stack.append(try global(module: try line(), name: try line()))
-            case 0x93:                                                // STACK_GLOBAL
+            case 0x93:  // STACK_GLOBAL
                 guard case .string(let name) = try pop(), case .string(let module) = try pop() else {
                     throw fail("STACK_GLOBAL without two strings")
                 }
                 stack.append(try global(module: module, name: name))
-            case 0x51:                                                // BINPERSID
+            case 0x51:  // BINPERSID
                 stack.append(try persistent(try pop()))
-            case 0x52:                                                // REDUCE
+            case 0x52:  // REDUCE
                 let args = try pop(), callable = try pop()
                 stack.append(try reduce(callable, args))
-            case 0x81:                                                // NEWOBJ
+            case 0x81:  // NEWOBJ
                 let args = try pop(), cls = try pop()
                 guard case .global(let name) = cls, name.hasPrefix("__torch__.") else {
                     throw fail("NEWOBJ of \(describe(cls)) is not allowed")
                 }
                 guard case .tuple(let a) = args, a.isEmpty else { throw fail("NEWOBJ \(name) with arguments is not allowed") }
                 stack.append(.object(className: name, attributes: PickleBox()))
-            case 0x62:                                                // BUILD
+            case 0x62:  // BUILD
                 let state = try pop()
                 // An OrderedDict's instance state (`state_dict()._metadata`): data we do not use.
                 if case .dict? = stack.last { continue }
@@ -329,9 +329,10 @@ struct TorchPickle {
     /// `('storage', torch.<T>Storage, key, location, numel)`; anything else is refused.
     private func persistent(_ pid: PickleValue) throws -> PickleValue {
         guard case .tuple(let t) = pid, t.count == 5, case .string("storage") = t[0],
-              case .global(let type) = t[1], type.hasPrefix("torch."), type.hasSuffix("Storage"),
-              let dtype = TorchDType(rawValue: String(type.dropFirst(6).dropLast(7))),
-              case .string(let key) = t[2], case .int(let count) = t[4] else {
+            case .global(let type) = t[1], type.hasPrefix("torch."), type.hasSuffix("Storage"),
+            let dtype = TorchDType(rawValue: String(type.dropFirst(6).dropLast(7))),
+            case .string(let key) = t[2], case .int(let count) = t[4]
+        else {
             throw fail("persistent id \(describe(pid)) is not a PyTorch storage reference")
         }
         guard count >= 0, count < 1 << 48 else { throw fail("storage \(key) claims \(count) elements") }
@@ -355,7 +356,8 @@ struct TorchPickle {
             return first
         default:  // _rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks[, metadata]) / _rebuild_tensor
             guard a.count >= 4, case .storage(let storage) = a[0], case .int(let offset) = a[1],
-                  let shape = ints(a[2]), let strides = ints(a[3]), shape.count == strides.count else {
+                let shape = ints(a[2]), let strides = ints(a[3]), shape.count == strides.count
+            else {
                 throw fail("\(name) with arguments \(describe(args)) does not describe a tensor")
             }
             return .tensor(try view(storage, offset: offset, shape: shape, strides: strides))

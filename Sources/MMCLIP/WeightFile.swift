@@ -33,14 +33,22 @@ struct WeightFile {
             return WeightFile(path: url.path, format: archive.isTorchScript ? .torchScript : .torch, entries: entries, metadata: [:])
         }
         if magic.first == 0x80, magic.count > 1, magic[1] <= 5 {
-            throw CheckpointError(file: url.path, message: "a bare pickle (torch.save before PyTorch 1.6, or not a checkpoint); mm reads the zip format of torch.save ≥ 1.6 (re-save it with a current torch)")
+            throw CheckpointError(
+                file: url.path,
+                message:
+                    "a bare pickle (torch.save before PyTorch 1.6, or not a checkpoint); mm reads the zip format of torch.save ≥ 1.6 (re-save it with a current torch)"
+            )
         }
         let reader: SafetensorsReader
         do {
             reader = try SafetensorsReader(contentsOf: url)
         } catch let error as SafetensorsError {
             if case .headerLength(_, let length, let size) = error {  // the first 8 bytes are no header length
-                throw CheckpointError(file: url.path, message: "neither safetensors nor a PyTorch checkpoint (no zip signature; as safetensors its header would be \(length) bytes in a \(size)-byte file)")
+                throw CheckpointError(
+                    file: url.path,
+                    message:
+                        "neither safetensors nor a PyTorch checkpoint (no zip signature; as safetensors its header would be \(length) bytes in a \(size)-byte file)"
+                )
             }
             throw error
         }

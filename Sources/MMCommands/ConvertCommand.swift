@@ -30,7 +30,9 @@ struct ConvertCommand: ParsableCommand {
 
     func run() throws {
         guard let layout = CheckpointLayout(rawValue: to) else { throw ValidationError("--to must be open_clip or hf, got \(to)") }
-        guard let floats = SafetensorsFloat(rawValue: dtype.uppercased()) else { throw ValidationError("--dtype must be f32, f16 or bf16, got \(dtype)") }
+        guard let floats = SafetensorsFloat(rawValue: dtype.uppercased()) else {
+            throw ValidationError("--dtype must be f32, f16 or bf16, got \(dtype)")
+        }
         let loaded = try CLIPModel.load(from: URL(fileURLWithPath: input), config: try model.map { try CLIPConfig(named: $0) })
         for note in loaded.notes { warn("note: \(note)") }
         var target = URL(fileURLWithPath: output)
@@ -43,7 +45,8 @@ struct ConvertCommand: ParsableCommand {
         if let vocabulary = try loaded.vocabularyFolder() {
             let folder = target.deletingLastPathComponent().resolvingSymlinksInPath().path + "/"
             guard vocabulary.hasPrefix(folder) else {
-                throw CommandError("\(input) uses the vocabulary \(vocabulary), which is not inside the output's folder \(folder); copy it there first")
+                throw CommandError(
+                    "\(input) uses the vocabulary \(vocabulary), which is not inside the output's folder \(folder); copy it there first")
             }
             tokenizer = String(vocabulary.dropFirst(folder.count))
         }

@@ -45,7 +45,8 @@ struct EvalCommand: ParsableCommand {
         @Argument(help: "Manifest of images and their labels.") var data: String
         @Option(help: "Label column.") var labelKey = "label"
         @Option(help: "Prompt templates: openai, simple, none, or a file.") var templates = "openai"
-        @Option(help: "Write the confusion matrix (rows: true class, columns: predicted) as CSV, and as an SVG heat map beside it (.csv → .svg).") var confusion: String?
+        @Option(help: "Write the confusion matrix (rows: true class, columns: predicted) as CSV, and as an SVG heat map beside it (.csv → .svg).")
+        var confusion: String?
         @Flag(help: "Print the results as one JSON object.") var json = false
         @Flag(help: "Neither read nor write the label-embedding cache.") var noCache = false
 
@@ -59,17 +60,20 @@ struct EvalCommand: ParsableCommand {
         func run() throws {
             let classes = try readClassNames(labels)
             let prompts = try PromptTemplates.named(templates)
-            let manifest = try Manifest(path: data, options: Manifest.Options(
-                imageKey: manifestOptions.imageKey, captionKey: nil, labelKey: labelKey,
-                separator: manifestOptions.separatorCharacter, skipBad: manifestOptions.skipBad))
+            let manifest = try Manifest(
+                path: data,
+                options: Manifest.Options(
+                    imageKey: manifestOptions.imageKey, captionKey: nil, labelKey: labelKey,
+                    separator: manifestOptions.separatorCharacter, skipBad: manifestOptions.skipBad))
             for bad in manifest.badLines { warn("skipped \(data) \(bad)") }
             let truth = try classIndices(manifest, classes, file: data)
             let (model, preprocessing, tokenizer) = try modelOptions.load()
             let classifier = try zeroShotClassifier(model, tokenizer, options: modelOptions, classes: classes, templates: prompts, useCache: !noCache)
             let p = preprocessing
-            let (images, rows) = try embedImages(model, manifest, size: p.imageSize,
-                                                 normalization: Normalization(mean: SIMD3(p.mean[0], p.mean[1], p.mean[2]), std: SIMD3(p.std[0], p.std[1], p.std[2])),
-                                                 threads: manifestOptions.workers)
+            let (images, rows) = try embedImages(
+                model, manifest, size: p.imageSize,
+                normalization: Normalization(mean: SIMD3(p.mean[0], p.mean[1], p.mean[2]), std: SIMD3(p.std[0], p.std[1], p.std[2])),
+                threads: manifestOptions.workers)
             if rows.count < manifest.count { warn("skipped \(manifest.count - rows.count) unreadable images") }
             try requireFiniteEmbeddings(images, names: rows.map { manifest.images[$0] }, checkpoint: modelOptions.checkpoint)
             let report = try ZeroShotReport(logits: classifier.logits(images), truth: rows.map { truth[$0] }, classNames: classifier.classNames)
@@ -87,11 +91,14 @@ struct EvalCommand: ParsableCommand {
                     "classes": report.classes.map { c -> [String: Any] in
                         let recall: Any = c.recall ?? NSNull(), top5: Any = c.top5 ?? NSNull()
                         return ["name": c.name, "support": c.support, "recall": recall, "top5": top5]
-                    },
+                    }
                 ])
             } else {
                 print("zero-shot on \(report.count) images, \(classes.count) classes, \(prompts.count) templates")
-                print(String(format: "top-1 %.2f%%   top-5 %.2f%%   mean per-class recall %.2f%%", report.top1 * 100, report.top5 * 100, report.meanPerClassRecall * 100))
+                print(
+                    String(
+                        format: "top-1 %.2f%%   top-5 %.2f%%   mean per-class recall %.2f%%", report.top1 * 100, report.top5 * 100,
+                        report.meanPerClassRecall * 100))
                 let width = max(5, classifier.classNames.map(\.count).max() ?? 0)
                 print("\n" + "class".padding(toLength: width, withPad: " ", startingAt: 0) + "  support   recall    top-5")
                 for c in report.classes {
@@ -132,9 +139,11 @@ struct EvalCommand: ParsableCommand {
 
         func run() throws {
             if ShardURLs.looksLikeShards(pairs) { return try runOnShards() }
-            let manifest = try Manifest(path: pairs, options: Manifest.Options(
-                imageKey: manifestOptions.imageKey, captionKey: captionKey,
-                separator: manifestOptions.separatorCharacter, skipBad: manifestOptions.skipBad))
+            let manifest = try Manifest(
+                path: pairs,
+                options: Manifest.Options(
+                    imageKey: manifestOptions.imageKey, captionKey: captionKey,
+                    separator: manifestOptions.separatorCharacter, skipBad: manifestOptions.skipBad))
             for bad in manifest.badLines { warn("skipped \(pairs) \(bad)") }
             guard let captions = manifest.captions, manifest.count > 0 else { throw CommandError("\(pairs): no image–caption pairs") }
             var imageIndex: [String: Int] = [:], uniqueImages: [String] = []

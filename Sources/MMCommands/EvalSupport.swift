@@ -63,10 +63,13 @@ func classIndices(_ manifest: Manifest, _ classes: [[String]], file: String) thr
 
 /// Normalised image embeddings of a manifest's images (eval transform) and the manifest rows
 /// they belong to (unreadable images are left out).
-func embedImages(_ model: CLIPModel, _ manifest: Manifest, size: Int, normalization: Normalization,
-                 threads: Int) throws -> (Tensor, [Int]) {
-    let loader = try PairLoader(evaluating: manifest, batchSize: 64, transform: .eval(size: size, normalization: normalization),
-                                tokenizer: nil, threads: threads)
+func embedImages(
+    _ model: CLIPModel, _ manifest: Manifest, size: Int, normalization: Normalization,
+    threads: Int
+) throws -> (Tensor, [Int]) {
+    let loader = try PairLoader(
+        evaluating: manifest, batchSize: 64, transform: .eval(size: size, normalization: normalization),
+        tokenizer: nil, threads: threads)
     var parts: [Tensor] = [], rows: [Int] = []
     while let b = try loader.next() {
         parts.append(withoutGradients { model.encodeImage(b.images) })
@@ -117,14 +120,17 @@ func collectImages(_ arguments: [String]) -> (paths: [String], missing: Int) {
 
 /// The zero-shot classifier for these classes and templates: read from the on-disk cache when
 /// this model, tokenizer, classes and templates were seen before, else built and cached.
-func zeroShotClassifier(_ model: CLIPModel, _ tokenizer: Tokenizer, options: ModelOptions, classes: [[String]],
-                        templates: [String], useCache: Bool) throws -> ZeroShotClassifier {
+func zeroShotClassifier(
+    _ model: CLIPModel, _ tokenizer: Tokenizer, options: ModelOptions, classes: [[String]],
+    templates: [String], useCache: Bool
+) throws -> ZeroShotClassifier {
     let cache = ClassifierCache()
     let fingerprint = EmbeddingIndex.fingerprint(model)
     var words = FNV1a()
     for token in tokenizer.vocabulary.tokens { words.combine(bytes: token.utf8); words.combine(word: 0x0A) }
-    let entry = cache.entry(modelFingerprint: fingerprint, tokenizer: "\(FNV1a.hex(words.value))|\(tokenizer.contextLength)",
-                            classes: classes, templates: templates)
+    let entry = cache.entry(
+        modelFingerprint: fingerprint, tokenizer: "\(FNV1a.hex(words.value))|\(tokenizer.contextLength)",
+        classes: classes, templates: templates)
     if useCache, let cached = cache.read(entry, classNames: classes.map { $0[0] }, modelFingerprint: fingerprint, dimension: model.config.embedDim) {
         warn("using cached label embeddings \(entry.path)")
         return cached

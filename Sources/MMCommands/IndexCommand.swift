@@ -68,9 +68,10 @@ struct IndexCommand: ParsableCommand {
             let embedder = try modelOptions.embedder()
             let images = embedImageFiles(embedder, files.map(absolutePath), batchSize: batching.batchSize)
             guard !images.paths.isEmpty || files.isEmpty else { throw CommandError("none of the \(files.count) images could be read") }
-            var index = EmbeddingIndex(modelFingerprint: embedder.fingerprint, names: images.paths, embeddings: images.embeddings,
-                                       modified: images.paths.map(modificationTime),
-                                       columns: metadata?.columns ?? [], metadata: metadata.map { m in images.paths.map { m.row(for: $0) } })
+            var index = EmbeddingIndex(
+                modelFingerprint: embedder.fingerprint, names: images.paths, embeddings: images.embeddings,
+                modified: images.paths.map(modificationTime),
+                columns: metadata?.columns ?? [], metadata: metadata.map { m in images.paths.map { m.row(for: $0) } })
             if !textRows.isEmpty {
                 index.add(names: textRows, embeddings: embedder.embed(texts: textRows), modified: textRows.map { _ in -1 }, kind: .text)
             }
@@ -87,8 +88,9 @@ struct IndexCommand: ParsableCommand {
         func buildFromShards(_ spec: String) throws {
             let embedder = try modelOptions.embedder()
             let samples = try ShardEmbeddings(embedder, try shardOptions.open(spec), batchSize: batching.batchSize)
-            let index = EmbeddingIndex(modelFingerprint: embedder.fingerprint, names: samples.keys, embeddings: samples.embeddings,
-                                       modified: samples.keys.map { _ in -1 }, columns: ["caption"], metadata: samples.captions.map { [$0] })
+            let index = EmbeddingIndex(
+                modelFingerprint: embedder.fingerprint, names: samples.keys, embeddings: samples.embeddings,
+                modified: samples.keys.map { _ in -1 }, columns: ["caption"], metadata: samples.captions.map { [$0] })
             let url = URL(fileURLWithPath: output)
             do { try index.save(to: url) } catch { throw CommandError("\(output): cannot write the index (\(error))") }
             warn("indexed \(index.count) shard samples → \(output)")
@@ -109,7 +111,9 @@ func buildApproximate(_ url: URL, kind: ApproximateIndex.Kind, nprobe: Int?, efS
     let built = try ApproximateIndex.build(index, kind: kind, nprobe: nprobe, efSearch: efSearch)
     try built.save(beside: url)
     let note = index.count < ApproximateIndex.exactBelowRows ? " (searches stay exact below \(ApproximateIndex.exactBelowRows) rows)" : ""
-    warn("approximate index \(built.info.factory) over \(index.count) rows in \(String(format: "%.1f", built.info.buildSeconds ?? 0)) s → \(url.path).ann\(note)")
+    warn(
+        "approximate index \(built.info.factory) over \(index.count) rows in \(String(format: "%.1f", built.info.buildSeconds ?? 0)) s → \(url.path).ann\(note)"
+    )
 }
 
 /// An approximate index left from an earlier version of this file would be refused as stale: remove it.
@@ -149,7 +153,9 @@ struct CaptionsFile {
         var values: [[String]] = []
         for column in others {
             let m: Manifest
-            do { m = try Manifest(path: path, options: .init(imageKey: imageKey, captionKey: nil, labelKey: column)) } catch { throw CommandError("\(error)") }
+            do { m = try Manifest(path: path, options: .init(imageKey: imageKey, captionKey: nil, labelKey: column)) } catch {
+                throw CommandError("\(error)")
+            }
             values.append(Array(m.labels!))
         }
         columns = others.map { $0 == captionKey ? "caption" : $0 }
@@ -200,8 +206,11 @@ extension IndexCommand {
             gallery.add(names: images.paths, embeddings: images.embeddings, modified: images.paths.map(modificationTime))
             do { try gallery.save(to: url) } catch { throw CommandError("\(index): cannot write the index (\(error))") }
             warn("embedded \(images.paths.count) new or changed images, \(files.count - stale.count) unchanged; \(gallery.count) in \(index)")
-            if let kind = approximate?.info.kind { try buildApproximate(url, kind: kind, nprobe: approximate?.info.nprobe, efSearch: approximate?.info.efSearch) }
-            else { removeStaleApproximate(url) }
+            if let kind = approximate?.info.kind {
+                try buildApproximate(url, kind: kind, nprobe: approximate?.info.nprobe, efSearch: approximate?.info.efSearch)
+            } else {
+                removeStaleApproximate(url)
+            }
             if missing > 0 || !images.failures.isEmpty { throw ExitCode(1) }
         }
     }
@@ -263,7 +272,8 @@ extension IndexCommand {
     /// approximate indexes against it (tools/bench/bench_ann.sh): recall@k, queries/s, build time.
     struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "bench", abstract: "Time exact (and approximate) search over random embeddings or an index file (prints JSON).", shouldDisplay: false)
+            commandName: "bench", abstract: "Time exact (and approximate) search over random embeddings or an index file (prints JSON).",
+            shouldDisplay: false)
 
         @Option var rows = 1_000_000
         @Option var dim = 512
@@ -290,8 +300,9 @@ extension IndexCommand {
                 let rowsTensor = Tensor.zeros([rows, dim]), q = Tensor.zeros([queries, dim])
                 rowsTensor.fillNormal(std: 1, using: &g)
                 q.fillNormal(std: 1, using: &g)
-                gallery = EmbeddingIndex(modelFingerprint: "bench", names: [String](repeating: "", count: rows),
-                                         embeddings: withoutGradients { rowsTensor.l2Normalized() })
+                gallery = EmbeddingIndex(
+                    modelFingerprint: "bench", names: [String](repeating: "", count: rows),
+                    embeddings: withoutGradients { rowsTensor.l2Normalized() })
                 query = withoutGradients { q.l2Normalized() }
                 if let mapped {
                     file = URL(fileURLWithPath: mapped)
@@ -299,7 +310,9 @@ extension IndexCommand {
                     gallery = try EmbeddingIndex.load(from: file!)
                 }
             }
-            defer { if let file { for f in [file.path, file.path + ".ann", file.path + ".ann.json"] { try? FileManager.default.removeItem(atPath: f) } } }
+            defer {
+                if let file { for f in [file.path, file.path + ".ann", file.path + ".ann.json"] { try? FileManager.default.removeItem(atPath: f) } }
+            }
             func timed<T>(_ body: () throws -> T) rethrows -> (T, Double) {
                 var times: [Double] = [], result: T?
                 for _ in 0..<max(1, runs) {
@@ -311,8 +324,10 @@ extension IndexCommand {
             }
             _ = gallery.search(query, k: k)  // warm-up
             let (exact, seconds) = timed { gallery.search(query, k: k) }
-            var report: [String: Any] = ["rows": gallery.count, "dim": gallery.dimension, "queries": queries, "k": k, "threads": Threads.count,
-                                         "mapped": mapped != nil || index != nil, "seconds": seconds, "exact_queries_per_s": Double(queries) / seconds]
+            var report: [String: Any] = [
+                "rows": gallery.count, "dim": gallery.dimension, "queries": queries, "k": k, "threads": Threads.count,
+                "mapped": mapped != nil || index != nil, "seconds": seconds, "exact_queries_per_s": Double(queries) / seconds
+            ]
             if let ann {
                 guard file != nil || index != nil else { throw ValidationError("--ann needs --mapped or --index") }
                 let built = try ApproximateIndex.build(gallery, kind: ann, nprobe: nprobe, efSearch: efSearch)
@@ -324,11 +339,13 @@ extension IndexCommand {
                 var usage = rusage()
                 getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
                 let annBytes = file.flatMap { try? FileManager.default.attributesOfItem(atPath: $0.path + ".ann")[.size] as? Int } ?? -1
-                report.merge(["ann": built.info.factory, "nprobe": built.info.nprobe as Any, "ef_search": built.info.efSearch as Any,
-                              "build_seconds": built.info.buildSeconds ?? -1, "ann_seconds": annSeconds,
-                              "ann_queries_per_s": Double(queries) / annSeconds, "speedup": seconds / annSeconds,
-                              "recall_at_k": Double(hits) / Double(queries * k), "ann_file_mb": Double(annBytes) / 1e6,
-                              "peak_rss_mb": Double(usage.ru_maxrss) / 1024]) { $1 }
+                report.merge([
+                    "ann": built.info.factory, "nprobe": built.info.nprobe as Any, "ef_search": built.info.efSearch as Any,
+                    "build_seconds": built.info.buildSeconds ?? -1, "ann_seconds": annSeconds,
+                    "ann_queries_per_s": Double(queries) / annSeconds, "speedup": seconds / annSeconds,
+                    "recall_at_k": Double(hits) / Double(queries * k), "ann_file_mb": Double(annBytes) / 1e6,
+                    "peak_rss_mb": Double(usage.ru_maxrss) / 1024
+                ]) { $1 }
             }
             try printJSON(report.filter { !($0.value is NSNull) })
         }
@@ -369,10 +386,13 @@ struct SearchCommand: ParsableCommand {
         let gallery = try EmbeddingIndex.load(from: URL(fileURLWithPath: index))
         let approximate = exact ? nil : try ApproximateIndex.load(beside: gallery)
         let embedder = try modelOptions.embedder()
-        let results = try text.map { try embedder.search(gallery, text: $0, k: k, kind: modality, approximate: approximate) }
+        let results =
+            try text.map { try embedder.search(gallery, text: $0, k: k, kind: modality, approximate: approximate) }
             ?? embedder.search(gallery, imageFile: image!, k: k, kind: modality, approximate: approximate)
         if json {
-            try printJSON(["query": text ?? image!, "results": results.map { ["id": $0.id, "path": $0.name, "score": Double($0.score)] as [String: Any] }])
+            try printJSON([
+                "query": text ?? image!, "results": results.map { ["id": $0.id, "path": $0.name, "score": Double($0.score)] as [String: Any] }
+            ])
         } else {
             for r in results { print(String(format: "%.4f  ", r.score) + r.name) }
         }

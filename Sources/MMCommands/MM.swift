@@ -24,7 +24,7 @@ public struct MM: ParsableCommand {
             EvalCommand.self,
             IndexCommand.self,
             SearchCommand.self,
-            ServeCommand.self,
+            ServeCommand.self
         ]
     )
 

@@ -12,6 +12,8 @@ func writeNPY(_ values: [Float], shape: [Int], to path: String) throws {
     let length = UInt16(header.utf8.count)
     data.append(contentsOf: [UInt8(length & 0xFF), UInt8(length >> 8)])
     data.append(contentsOf: Array(header.utf8))
-    values.withUnsafeBufferPointer { data.append(UnsafeBufferPointer(start: UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: UInt8.self), count: $0.count * 4)) }
+    values.withUnsafeBufferPointer {
+        data.append(UnsafeBufferPointer(start: UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: UInt8.self), count: $0.count * 4))
+    }
     do { try AtomicFile.write(data, to: path) } catch let error as FileError { throw CommandError(error.description) }
 }

@@ -84,11 +84,14 @@ struct PreprocessCommand: ParsableCommand {
         }
         guard !paths.isEmpty else { throw ValidationError("no image paths given") }
 
-        let normalization = try Normalization(mean: parse(mean, "--mean") ?? Normalization.openAI.mean,
-                                              std: parse(std, "--std") ?? Normalization.openAI.std)
+        let normalization = try Normalization(
+            mean: parse(mean, "--mean") ?? Normalization.openAI.mean,
+            std: parse(std, "--std") ?? Normalization.openAI.std)
         let decode: DecodeMode = fast ? .fast : .exact
-        let transform = train ? ImageTransform.train(size: size, normalization: normalization, decode: decode)
-                              : ImageTransform.eval(size: size, normalization: normalization, decode: decode)
+        let transform =
+            train
+            ? ImageTransform.train(size: size, normalization: normalization, decode: decode)
+            : ImageTransform.eval(size: size, normalization: normalization, decode: decode)
         let loader = ImageBatchLoader(transform: transform, threads: threads ?? Threads.count)
         let sample = 3 * size * size
 
@@ -102,7 +105,9 @@ struct PreprocessCommand: ParsableCommand {
         for start in stride(from: 0, to: paths.count, by: batchSize) {
             let batchPaths = Array(paths[start..<min(start + batchSize, paths.count)])
             let batch = loader.load(batchPaths, seed: seed &+ UInt64(start))
-            all.withUnsafeMutableBufferPointer { $0.baseAddress!.advanced(by: start * sample).update(from: batch.pixels.data, count: batchPaths.count * sample) }
+            all.withUnsafeMutableBufferPointer {
+                $0.baseAddress!.advanced(by: start * sample).update(from: batch.pixels.data, count: batchPaths.count * sample)
+            }
             for failure in batch.failures {
                 FileHandle.standardError.write(Data("error: \(failure.error)\n".utf8))
                 failed += 1
@@ -111,8 +116,9 @@ struct PreprocessCommand: ParsableCommand {
         if let output {
             try writeNPY(all, shape: [paths.count, 3, size, size], to: output)
         }
-        print("\(paths.count - failed) of \(paths.count) images → [\(paths.count), 3, \(size), \(size)]"
-            + (output.map { " in \($0)" } ?? ""))
+        print(
+            "\(paths.count - failed) of \(paths.count) images → [\(paths.count), 3, \(size), \(size)]"
+                + (output.map { " in \($0)" } ?? ""))
         if failed > 0 { throw ExitCode(1) }
     }
 
@@ -135,9 +141,10 @@ struct PreprocessCommand: ParsableCommand {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let images = passes * paths.count
         if benchmark {
-            print("{\"images\": \(images), \"threads\": \(loader.threads), \"fast\": \(fast), \"size\": \(size), "
-                + "\"seconds\": \(seconds), \"images_per_second\": \(Double(images) / seconds), "
-                + "\"failures\": \(failures), \"checksum\": \(checksum)}")
+            print(
+                "{\"images\": \(images), \"threads\": \(loader.threads), \"fast\": \(fast), \"size\": \(size), "
+                    + "\"seconds\": \(seconds), \"images_per_second\": \(Double(images) / seconds), "
+                    + "\"failures\": \(failures), \"checksum\": \(checksum)}")
         }
     }
 

@@ -45,7 +45,9 @@ struct ServeCommand: ParsableCommand {
         guard (0.1...3600).contains(idleSeconds), (0.1...3600).contains(bodySeconds) else {
             throw ValidationError("--idle-seconds and --body-seconds must be 0.1…3600")
         }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: one of trace, debug, info, notice, warning, error, critical") }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level: one of trace, debug, info, notice, warning, error, critical")
+        }
         guard !indexes.isEmpty || !namedIndexes.isEmpty || indicesPaths != nil else {
             throw ValidationError("give an index file, --index NAME=PATH or --indices-paths FILE")
         }
@@ -74,7 +76,8 @@ struct ServeCommand: ParsableCommand {
         limits.resultIDs = max(maxResults, limits.resultIDs)
         let service: RetrievalService
         do {
-            service = try RetrievalService(embedder: embedder, indexes: served, limits: limits, allowURLFetch: allowUrlFetch, maximumWaiting: queueLimit)
+            service = try RetrievalService(
+                embedder: embedder, indexes: served, limits: limits, allowURLFetch: allowUrlFetch, maximumWaiting: queueLimit)
         } catch let e as ServeSetupError { throw CommandError("\(e)") }
         var configuration = Server.Configuration()
         configuration.host = host

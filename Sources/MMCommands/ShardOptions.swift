@@ -11,7 +11,10 @@ import MMTrain
 /// (open_clip's names). A data argument names shards when it is a brace range, `::`-joined
 /// sources or a `.tar` file (see docs/webdataset.md).
 struct ShardOptions: ParsableArguments {
-    @Option(help: "Shards: samples per epoch over all ranks (default: sizes.json/__len__, img2dataset's *_stats.json, else one counting pass over the tar headers).")
+    @Option(
+        help:
+            "Shards: samples per epoch over all ranks (default: sizes.json/__len__, img2dataset's *_stats.json, else one counting pass over the tar headers)."
+    )
     var trainNumSamples: Int?
     @Flag(help: "Shards: draw shards with replacement each epoch (open_clip's --dataset-resampled).")
     var datasetResampled = false
@@ -32,8 +35,9 @@ struct ShardOptions: ParsableArguments {
 
     /// What a run saves (in run.json) so that `--resume` reads the same shards the same way.
     func settings(ranks: Int? = nil) -> RunConfiguration.ShardSettings {
-        .init(keys: keys, trainNumSamples: trainNumSamples, resampled: datasetResampled,
-                      shuffleBuffer: shuffleBuffer, skipMissing: skipMissing, ranks: ranks)
+        .init(
+            keys: keys, trainNumSamples: trainNumSamples, resampled: datasetResampled,
+            shuffleBuffer: shuffleBuffer, skipMissing: skipMissing, ranks: ranks)
     }
 
     func validateShards() throws {
@@ -60,7 +64,8 @@ struct ShardOptions: ParsableArguments {
     /// any working directory.
     static func absolute(_ spec: String) -> String {
         spec.components(separatedBy: "::").map { source in
-            source.isEmpty || source.hasPrefix("/") || source.contains("://") ? source
+            source.isEmpty || source.hasPrefix("/") || source.contains("://")
+                ? source
                 : FileManager.default.currentDirectoryPath + "/" + source
         }.joined(separator: "::")
     }
@@ -76,8 +81,9 @@ struct ShardEmbeddings {
     var skipped = 0
 
     init(_ embedder: Embedder, _ shards: ShardSet, batchSize: Int) throws {
-        let loader = try PairLoader(evaluating: shards, batchSize: batchSize, transform: embedder.preprocessing.evalTransform,
-                                    tokenizer: nil)
+        let loader = try PairLoader(
+            evaluating: shards, batchSize: batchSize, transform: embedder.preprocessing.evalTransform,
+            tokenizer: nil)
         var parts: [Tensor] = []
         while let b = try loader.next() {
             for s in b.skipped { warn("skipped \(s)") }
@@ -115,8 +121,11 @@ extension EvalCommand.Retrieval {
             print("retrieval on \(images) images, \(captions) captions")
             print("              R@1      R@5     R@10   mean rank   median rank")
             for (name, d) in [("image→text", m.imageToText), ("text→image", m.textToImage)] {
-                print(name + String(format: "  %6.2f%%  %6.2f%%  %6.2f%%  %10.2f  %12.0f", d.recall[1]! * 100, d.recall[5]! * 100, d.recall[10]! * 100,
-                                    d.meanRank, d.medianRank))
+                print(
+                    name
+                        + String(
+                            format: "  %6.2f%%  %6.2f%%  %6.2f%%  %10.2f  %12.0f", d.recall[1]! * 100, d.recall[5]! * 100, d.recall[10]! * 100,
+                            d.meanRank, d.medianRank))
             }
         }
     }

@@ -46,13 +46,17 @@ struct TokenizeCommand: ParsableCommand {
     @Flag(name: .long, help: "Replace invalid UTF-8 in --file with U+FFFD instead of stopping at it.")
     var replaceInvalid = false
 
-    @Flag(name: .long, help: "With --file: time the tokenisation only (fresh caches each pass) and print captions per second and a checksum of the ids as JSON.")
+    @Flag(
+        name: .long,
+        help: "With --file: time the tokenisation only (fresh caches each pass) and print captions per second and a checksum of the ids as JSON.")
     var benchmark = false
 
     @Option(name: .long, help: "With --benchmark: how many timed passes (the best is reported).")
     var passes: Int = 3
 
-    @Flag(name: .long, help: "With --benchmark: keep one tokenizer (and its word caches) across passes, as in a long training run, instead of a fresh one per pass.")
+    @Flag(
+        name: .long,
+        help: "With --benchmark: keep one tokenizer (and its word caches) across passes, as in a long training run, instead of a fresh one per pass.")
     var warm = false
 
     func validate() throws {
@@ -133,8 +137,9 @@ struct TokenizeCommand: ParsableCommand {
         for (k, id) in rows.enumerated() {
             checksum &+= Int64(id) * Int64(k % length + 1) * Int64((k / length) % 997 + 1)
         }
-        print("{\"captions\": \(captions.count), \"threads\": \(threadCount), \"warm\": \(warm), \"seconds\": \(best), "
-            + "\"captions_per_second\": \(Double(captions.count) / best), \"checksum\": \(checksum)}")
+        print(
+            "{\"captions\": \(captions.count), \"threads\": \(threadCount), \"warm\": \(warm), \"seconds\": \(best), "
+                + "\"captions_per_second\": \(Double(captions.count) / best), \"checksum\": \(checksum)}")
     }
 }
 

@@ -61,10 +61,13 @@ struct TrainCommand: ParsableCommand {
 
     func validate() throws {
         if let resume = runOptions.resume {
-            let fixed = ([pairs.map { _ in "PAIRS" }] + data.given + model.given + optimisation.fixedGiven + contrastive.given + runOptions.fixedGiven)
+            let fixed =
+                ([pairs.map { _ in "PAIRS" }] + data.given + model.given + optimisation.fixedGiven + contrastive.given + runOptions.fixedGiven)
                 .compactMap { $0 }
             guard fixed.isEmpty else {
-                throw ValidationError("\(fixed.joined(separator: ", ")) cannot change when resuming \(resume): the run keeps its saved settings (only --epochs, --steps, --lr, --grad-clip, --max-minutes, --workers, --mpi-timeout may be given)")
+                throw ValidationError(
+                    "\(fixed.joined(separator: ", ")) cannot change when resuming \(resume): the run keeps its saved settings (only --epochs, --steps, --lr, --grad-clip, --max-minutes, --workers, --mpi-timeout may be given)"
+                )
             }
         } else if pairs == nil {
             throw ValidationError("give a pairs file, or --resume RUN")
@@ -79,7 +82,9 @@ struct TrainCommand: ParsableCommand {
         }
         // Every numeric value is checked in one place, the library's; its message names the option.
         if runOptions.resume == nil {
-            do { try configuration(pairs: pairs!, ranks: 1).validate() } catch let error as TrainingError { throw ValidationError(Self.explain(error)) }
+            do { try configuration(pairs: pairs!, ranks: 1).validate() } catch let error as TrainingError {
+                throw ValidationError(Self.explain(error))
+            }
         } else {
             var probe = TrainingOptions()
             optimisation.applyChanges(to: &probe)
@@ -100,14 +105,16 @@ struct TrainCommand: ParsableCommand {
         let given: [(DataDefaults.Setting, Bool)] = [
             (.model, model.model != nil || model.pretrained != nil), (.batchSize, optimisation.batchSize != nil),
             (.epochs, optimisation.epochs != nil), (.learningRate, optimisation.lr != nil || model.pretrained != nil),
-            (.warmup, optimisation.warmup != nil), (.weightDecay, optimisation.wd != nil),
+            (.warmup, optimisation.warmup != nil), (.weightDecay, optimisation.wd != nil)
         ]
         for (setting, isGiven) in given where isGiven { fromData.remove(setting) }
         let shards = ShardURLs.looksLikeShards(pairs)
         var configuration = RunConfiguration(
-            data: .init(pairs: shards ? ShardOptions.absolute(pairs) : URL(fileURLWithPath: pairs).path, val: data.val, zeroshotLabels: data.zeroshotLabels, zeroshotData: data.zeroshotData,
-                        imageKey: data.imageKey ?? Manifest.Options.defaultImageKey, captionKey: data.captionKey ?? Manifest.Options.defaultCaptionKey,
-                        labelKey: data.labelKey ?? "label", separator: data.separator, skipBad: data.skipBad, trainLabelKey: contrastive.labelsKey),
+            data: .init(
+                pairs: shards ? ShardOptions.absolute(pairs) : URL(fileURLWithPath: pairs).path, val: data.val, zeroshotLabels: data.zeroshotLabels,
+                zeroshotData: data.zeroshotData,
+                imageKey: data.imageKey ?? Manifest.Options.defaultImageKey, captionKey: data.captionKey ?? Manifest.Options.defaultCaptionKey,
+                labelKey: data.labelKey ?? "label", separator: data.separator, skipBad: data.skipBad, trainLabelKey: contrastive.labelsKey),
             model: .init(name: model.model, pretrained: model.pretrained, vocab: model.vocab),
             training: training, fromData: fromData)
         if shards { configuration.data.shards = shardOptions.settings(ranks: ranks) }
@@ -147,11 +154,16 @@ struct TrainCommand: ParsableCommand {
             optimisation.applyChanges(to: &changes)
             run = try TrainingRun.resume(URL(fileURLWithPath: resume), changes: changes, group: group, workers: runOptions.workers, notify: say)
             let p = run.trainer.position
-            say("resuming \(run.folder.url.path) at epoch \(p.epoch + 1), step \(p.step)\(run.changes.isEmpty ? "" : " with " + run.changes.joined(separator: ", "))")
+            say(
+                "resuming \(run.folder.url.path) at epoch \(p.epoch + 1), step \(p.step)\(run.changes.isEmpty ? "" : " with " + run.changes.joined(separator: ", "))"
+            )
         } else {
-            let name = ShardURLs.looksLikeShards(pairs!) ? ShardOptions.runName(pairs!) : URL(fileURLWithPath: pairs!).deletingPathExtension().lastPathComponent
-            run = try TrainingRun(configuration(pairs: pairs!, ranks: ranks), folder: URL(fileURLWithPath: runOptions.output ?? "runs/" + name),
-                                  group: group, workers: runOptions.workers, overwrite: runOptions.overwrite, notify: say)
+            let name =
+                ShardURLs.looksLikeShards(pairs!)
+                ? ShardOptions.runName(pairs!) : URL(fileURLWithPath: pairs!).deletingPathExtension().lastPathComponent
+            run = try TrainingRun(
+                configuration(pairs: pairs!, ranks: ranks), folder: URL(fileURLWithPath: runOptions.output ?? "runs/" + name),
+                group: group, workers: runOptions.workers, overwrite: runOptions.overwrite, notify: say)
             if rank == 0 { for bad in run.manifest?.badLines ?? [] { warn("skipped \(run.configuration.data.pairs) \(bad)") } }
             if let check = run.zeroShot, let labels = run.configuration.data.zeroshotLabels {
                 for d in check.classes.duplicates { warn("\(labels):\(d.line): label '\(d.name)' appears again; ignored") }
@@ -161,7 +173,8 @@ struct TrainCommand: ParsableCommand {
             }
         }
         let o = run.configuration.training, perStep = o.batchSize * o.accumFreq
-        say("""
+        say(
+            """
             training \(run.configuration.model.label) (\(run.trainer.model.parameterCount.formatted()) parameters) on \(run.sampleCount) pairs, \
             \(run.stepsPerEpoch) steps per epoch of \(ranks > 1 ? "\(ranks) ranks × \(perStep) = " : "")\(perStep * ranks) pairs \
             → \(run.folder.url.path)
@@ -169,7 +182,9 @@ struct TrainCommand: ParsableCommand {
         let outcome = try run.train()
         let badLines = run.manifest?.badLines.count ?? 0
         if outcome.skipped > 0 || badLines > 0 {
-            say("skipped \(outcome.skipped) unreadable images\(ranks > 1 ? " on rank 0" : "") and \(badLines) malformed lines (listed in \(run.folder.log.path))")
+            say(
+                "skipped \(outcome.skipped) unreadable images\(ranks > 1 ? " on rank 0" : "") and \(badLines) malformed lines (listed in \(run.folder.log.path))"
+            )
         }
         if outcome.interrupted {
             say("continue with --resume \(run.folder.url.path)")
@@ -182,12 +197,14 @@ struct TrainCommand: ParsableCommand {
     static func explain(_ error: TrainingError) -> String {
         switch error {
         case .invalidOption(let name, _, _):
-            let flag = ["epochs": "--epochs", "steps": "--steps", "batch size": "--batch-size", "accumulation frequency": "--accum-freq",
-                        "learning rate": "--lr", "weight decay": "--wd", "warm-up": "--warmup", "gradient clip": "--grad-clip",
-                        "time budget": "--max-minutes", "queue size": "--queue", "momentum": "--momentum",
-                        "image self-supervision": "--image-ssl", "text self-supervision": "--text-ssl", "text dropout": "--text-dropout",
-                        "SSL temperature": "--ssl-temperature", "SimCSE temperature": "--simcse-temperature", "SSL weight": "--ssl-weight",
-                        "labels": "--labels-key", "separator": "--separator", "workers": "--workers"][name]
+            let flag = [
+                "epochs": "--epochs", "steps": "--steps", "batch size": "--batch-size", "accumulation frequency": "--accum-freq",
+                "learning rate": "--lr", "weight decay": "--wd", "warm-up": "--warmup", "gradient clip": "--grad-clip",
+                "time budget": "--max-minutes", "queue size": "--queue", "momentum": "--momentum",
+                "image self-supervision": "--image-ssl", "text self-supervision": "--text-ssl", "text dropout": "--text-dropout",
+                "SSL temperature": "--ssl-temperature", "SimCSE temperature": "--simcse-temperature", "SSL weight": "--ssl-weight",
+                "labels": "--labels-key", "separator": "--separator", "workers": "--workers"
+            ][name]
             return flag.map { "\($0): \(error)" } ?? "\(error)"
         case .runFolderNotEmpty: return "\(error); continue it with --resume, or start over with --overwrite"
         case .batchNotDivisible(_, let global, _): return "\(error); resume with a rank count dividing \(global)"
@@ -224,15 +241,20 @@ struct TrainDataOptions: ParsableArguments {
 
     /// The flags given (for --resume, which keeps the saved ones).
     var given: [String?] {
-        [val.map { _ in "--val" }, zeroshotLabels.map { _ in "--zeroshot-labels" }, zeroshotData.map { _ in "--zeroshot-data" },
-         imageKey.map { _ in "--image-key" }, captionKey.map { _ in "--caption-key" }, labelKey.map { _ in "--label-key" },
-         separator.map { _ in "--separator" }, skipBad ? "--skip-bad" : nil]
+        [
+            val.map { _ in "--val" }, zeroshotLabels.map { _ in "--zeroshot-labels" }, zeroshotData.map { _ in "--zeroshot-data" },
+            imageKey.map { _ in "--image-key" }, captionKey.map { _ in "--caption-key" }, labelKey.map { _ in "--label-key" },
+            separator.map { _ in "--separator" }, skipBad ? "--skip-bad" : nil
+        ]
     }
 }
 
 /// The model (`RunConfiguration.ModelSettings`) and what of it trains.
 struct TrainModelOptions: ParsableArguments {
-    @Option(help: "Model: a bundled config name (\(CLIPConfig.bundledNames.joined(separator: ", "))) or an open_clip config .json (default: from the data size — mm-small under 30,000 pairs, else mm-tiny — or the --pretrained checkpoint's own).")
+    @Option(
+        help:
+            "Model: a bundled config name (\(CLIPConfig.bundledNames.joined(separator: ", "))) or an open_clip config .json (default: from the data size — mm-small under 30,000 pairs, else mm-tiny — or the --pretrained checkpoint's own)."
+    )
     var model: String?
     @Option(help: "Start from these weights (safetensors; open_clip or Hugging Face layout).") var pretrained: String?
     @Flag(help: "Freeze the image tower and train the text tower against it (LiT).") var lockImage = false
@@ -248,17 +270,25 @@ struct OptimisationOptions: ParsableArguments {
     static let defaults = TrainingOptions()
 
     @Option(help: "Loss: clip (symmetric InfoNCE) or siglip (sigmoid loss with learned bias).") var loss: TrainingOptions.Loss?
-    @Option(help: "Pairs per micro-batch (per rank under mpirun; default: from the data size, 64 up to 10,000 pairs → \(defaults.batchSize) from 100,000, split over the ranks).") var batchSize: Int?
+    @Option(
+        help:
+            "Pairs per micro-batch (per rank under mpirun; default: from the data size, 64 up to 10,000 pairs → \(defaults.batchSize) from 100,000, split over the ranks)."
+    ) var batchSize: Int?
     @Option(help: "Micro-batches per step: the loss sees accum-freq × batch-size pairs (open_clip's accumulation; default: 1).") var accumFreq: Int?
-    @Option(help: "Epochs (default: from the data size, about 300,000 samples seen, between \(defaults.epochs) and \(DataDefaults.maxEpochs)).") var epochs: Int?
+    @Option(help: "Epochs (default: from the data size, about 300,000 samples seen, between \(defaults.epochs) and \(DataDefaults.maxEpochs)).")
+    var epochs: Int?
     @Option(help: "Stop after this many optimizer steps.") var steps: Int?
-    @Option(help: "Peak learning rate (default: from the data size, 1e-3 up to 10,000 pairs → \(defaults.learningRate) from 100,000; \(defaults.learningRate) with --pretrained).") var lr: Float?
+    @Option(
+        help:
+            "Peak learning rate (default: from the data size, 1e-3 up to 10,000 pairs → \(defaults.learningRate) from 100,000; \(defaults.learningRate) with --pretrained)."
+    ) var lr: Float?
     @Option(help: "Weight decay, not on gains, biases, embeddings, logit_scale (default: \(defaults.weightDecay)).") var wd: Float?
     @Option(help: "Warm-up steps (default: 5 % of the run's steps, at most \(defaults.warmup)).") var warmup: Int?
     @Option(help: "Learning-rate schedule after warm-up: cosine or constant (default: cosine).") var schedule: LearningRateSchedule.Shape?
     @Option(help: "Clip the global gradient norm to this.") var gradClip: Float?
     @Option(help: "Seed of initialisation, shuffling and augmentation (default: 0).") var seed: UInt64?
-    @Option(help: "Stop after this many minutes of training (data loading and steps; validation and checkpoints not counted), evaluating at the stop.")
+    @Option(
+        help: "Stop after this many minutes of training (data loading and steps; validation and checkpoints not counted), evaluating at the stop.")
     var maxMinutes: Double?
 
     func apply(to o: inout TrainingOptions) {
@@ -291,8 +321,10 @@ struct OptimisationOptions: ParsableArguments {
 
     /// The flags given that a resumed run cannot change.
     var fixedGiven: [String?] {
-        [loss.map { _ in "--loss" }, batchSize.map { _ in "--batch-size" }, accumFreq.map { _ in "--accum-freq" }, wd.map { _ in "--wd" },
-         warmup.map { _ in "--warmup" }, schedule.map { _ in "--schedule" }, seed.map { _ in "--seed" }]
+        [
+            loss.map { _ in "--loss" }, batchSize.map { _ in "--batch-size" }, accumFreq.map { _ in "--accum-freq" }, wd.map { _ in "--wd" },
+            warmup.map { _ in "--warmup" }, schedule.map { _ in "--schedule" }, seed.map { _ in "--seed" }
+        ]
     }
 }
 
@@ -333,9 +365,12 @@ struct ContrastiveFlags: ParsableArguments {
     }
 
     var given: [String?] {
-        [queue.map { _ in "--queue" }, momentum.map { _ in "--momentum" }, imageSsl.map { _ in "--image-ssl" }, sslWeight.map { _ in "--ssl-weight" },
-         sslTemperature.map { _ in "--ssl-temperature" }, textSsl.map { _ in "--text-ssl" }, textDropout.map { _ in "--text-dropout" },
-         simcseTemperature.map { _ in "--simcse-temperature" }, multiPositive ? "--multi-positive" : nil, labelsKey.map { _ in "--labels-key" }]
+        [
+            queue.map { _ in "--queue" }, momentum.map { _ in "--momentum" }, imageSsl.map { _ in "--image-ssl" },
+            sslWeight.map { _ in "--ssl-weight" },
+            sslTemperature.map { _ in "--ssl-temperature" }, textSsl.map { _ in "--text-ssl" }, textDropout.map { _ in "--text-dropout" },
+            simcseTemperature.map { _ in "--simcse-temperature" }, multiPositive ? "--multi-positive" : nil, labelsKey.map { _ in "--labels-key" }
+        ]
     }
 }
 

@@ -60,14 +60,16 @@ struct ZeroShotCommand: ParsableCommand {
         let (paths, missing) = collectImages(images)
         guard !paths.isEmpty else { throw CommandError("no images to classify") }
         let embedder = try modelOptions.embedder()
-        let classifier = try zeroShotClassifier(embedder.model, embedder.tokenizer, options: modelOptions, classes: classes, templates: prompts, useCache: !noCache)
+        let classifier = try zeroShotClassifier(
+            embedder.model, embedder.tokenizer, options: modelOptions, classes: classes, templates: prompts, useCache: !noCache)
         let images = embedImageFiles(embedder, paths, batchSize: batchSize)
         try requireFiniteEmbeddings(images.embeddings, names: images.paths, checkpoint: modelOptions.checkpoint)
         let top = classifier.predictions(images.embeddings, k: k)
         for (path, labels) in zip(images.paths, top) {
             if json {
                 let labels: [[String: Any]] = labels.map { ["label": $0.label, "probability": $0.probability] }
-                let data = try JSONSerialization.data(withJSONObject: ["image": path, "labels": labels], options: [.sortedKeys, .withoutEscapingSlashes])
+                let data = try JSONSerialization.data(
+                    withJSONObject: ["image": path, "labels": labels], options: [.sortedKeys, .withoutEscapingSlashes])
                 print(String(decoding: data, as: UTF8.self))
             } else {
                 print(path)

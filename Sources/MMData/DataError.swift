@@ -1,4 +1,5 @@
 import MMFoundation
+
 /// Bad input to the data pipeline. Each description is one line that names the file (and line)
 /// and says what to do.
 public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
@@ -44,7 +45,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
             // Quoted in short: a header that is really the whole file must not become the message.
             var list = columns.prefix(12).map { "'\(Text.excerpt($0[...], limit: 40))'" }.joined(separator: ", ")
             if columns.count > 12 { list += ", … (\(columns.count) in all)" }
-            return "\(path):1: the header has no \(role) column '\(key)' (its columns: \(list)); pass --\(role)-key naming one of them, or add a header line"
+            return
+                "\(path):1: the header has no \(role) column '\(key)' (its columns: \(list)); pass --\(role)-key naming one of them, or add a header line"
         case let .empty(path):
             return "\(path): the manifest has no samples (it needs lines of image path and caption)"
         case let .noUsableSamples(path, skipped):

@@ -38,8 +38,10 @@ public struct Manifest: Sendable {
         public static let defaultImageKey = "filepath"
         public static let defaultCaptionKey = "title"
 
-        public init(imageKey: String = Options.defaultImageKey, captionKey: String? = Options.defaultCaptionKey,
-                    labelKey: String? = nil, separator: Character? = nil, quoting: Bool? = nil, skipBad: Bool = false) {
+        public init(
+            imageKey: String = Options.defaultImageKey, captionKey: String? = Options.defaultCaptionKey,
+            labelKey: String? = nil, separator: Character? = nil, quoting: Bool? = nil, skipBad: Bool = false
+        ) {
             self.imageKey = imageKey
             self.captionKey = captionKey
             self.labelKey = labelKey
@@ -404,7 +406,8 @@ private final class ManifestParser {
                     return "quoted field opened on line \(firstLine) is never closed"
                 }
                 fields.append(Field(start: start, end: escaped ? collapseQuotes(start..<end) : end))
-                let atEnd = i == n || base[i] == separator || base[i] == 0x0A
+                let atEnd =
+                    i == n || base[i] == separator || base[i] == 0x0A
                     || (base[i] == 0x0D && (i + 1 == n || base[i + 1] == 0x0A))
                 if !atEnd {
                     skipLine(from: i)

@@ -134,54 +134,66 @@ public final class PairLoader {
     /// A training loader over `order`'s batches (use `ImageTransform.train(size:)`: augmentation, fast decode).
     /// `background`: run the threads at idle priority (Linux SCHED_IDLE), so they decode only
     /// on cores the training step leaves idle and never slow its kernels down.
-    public convenience init(training manifest: Manifest, order: EpochOrder, transform: ImageTransform,
-                            tokenizer: Tokenizer, contextLength: Int? = nil, start: LoaderPosition = .start,
-                            epochs: Int? = nil, threads: Int = Threads.count, prefetch: Int = 2,
-                            background: Bool = false, maxFailuresInARow: Int? = nil, extraView: Bool = false) throws {
+    public convenience init(
+        training manifest: Manifest, order: EpochOrder, transform: ImageTransform,
+        tokenizer: Tokenizer, contextLength: Int? = nil, start: LoaderPosition = .start,
+        epochs: Int? = nil, threads: Int = Threads.count, prefetch: Int = 2,
+        background: Bool = false, maxFailuresInARow: Int? = nil, extraView: Bool = false
+    ) throws {
         precondition(order.sampleCount == manifest.count, "order made for \(order.sampleCount) samples, manifest has \(manifest.count)")
         guard manifest.captions != nil else { throw DataError.noCaptions(path: manifest.path) }
         try Self.check(start, batches: order.batchesPerEpoch, batchSize: order.batchSize)
-        try self.init(feed: ManifestFeed(manifest, order: order), transform: transform, order: order, seed: order.seed,
-                      batchesPerEpoch: order.batchesPerEpoch, batchSize: order.batchSize,
-                      tokenizer: tokenizer, contextLength: contextLength, start: start, epochs: epochs,
-                      threads: threads, prefetch: prefetch, background: background, maxFailuresInARow: maxFailuresInARow,
-                      extraView: extraView)
+        try self.init(
+            feed: ManifestFeed(manifest, order: order), transform: transform, order: order, seed: order.seed,
+            batchesPerEpoch: order.batchesPerEpoch, batchSize: order.batchSize,
+            tokenizer: tokenizer, contextLength: contextLength, start: start, epochs: epochs,
+            threads: threads, prefetch: prefetch, background: background, maxFailuresInARow: maxFailuresInARow,
+            extraView: extraView)
     }
 
     /// A training loader over shards in `order` (see `ShardOrder`): the same batches, augmentation
     /// and failure handling as for a manifest, except that by default only a whole epoch of
     /// failures in a row stops it (a shard of broken images must not end a long run).
-    public convenience init(training shards: ShardSet, order: ShardOrder, transform: ImageTransform,
-                            tokenizer: Tokenizer, contextLength: Int? = nil, start: LoaderPosition = .start,
-                            epochs: Int? = nil, threads: Int = Threads.count, prefetch: Int = 2,
-                            background: Bool = false, maxFailuresInARow: Int? = nil, extraView: Bool = false) throws {
+    public convenience init(
+        training shards: ShardSet, order: ShardOrder, transform: ImageTransform,
+        tokenizer: Tokenizer, contextLength: Int? = nil, start: LoaderPosition = .start,
+        epochs: Int? = nil, threads: Int = Threads.count, prefetch: Int = 2,
+        background: Bool = false, maxFailuresInARow: Int? = nil, extraView: Bool = false
+    ) throws {
         try Self.check(start, batches: order.batchesPerEpoch, batchSize: order.batchSize)
-        try self.init(feed: try ShardFeed(shards, order: order), transform: transform, order: nil, seed: order.seed,
-                      batchesPerEpoch: order.batchesPerEpoch, batchSize: order.batchSize,
-                      tokenizer: tokenizer, contextLength: contextLength, start: start, epochs: epochs,
-                      threads: threads, prefetch: prefetch, background: background,
-                      maxFailuresInARow: maxFailuresInARow ?? (order.epochSize / order.worldSize + 1), extraView: extraView)
+        try self.init(
+            feed: try ShardFeed(shards, order: order), transform: transform, order: nil, seed: order.seed,
+            batchesPerEpoch: order.batchesPerEpoch, batchSize: order.batchSize,
+            tokenizer: tokenizer, contextLength: contextLength, start: start, epochs: epochs,
+            threads: threads, prefetch: prefetch, background: background,
+            maxFailuresInARow: maxFailuresInARow ?? (order.epochSize / order.worldSize + 1), extraView: extraView)
     }
 
     /// An evaluation loader: manifest order, the last batch partial (use `ImageTransform.eval(size:)`:
     /// center crop, exact decode). Without a tokenizer (or captions) it loads images only.
-    public convenience init(evaluating manifest: Manifest, batchSize: Int, transform: ImageTransform,
-                            tokenizer: Tokenizer?, contextLength: Int? = nil, threads: Int = Threads.count,
-                            prefetch: Int = 2, background: Bool = false, maxFailuresInARow: Int? = nil) throws {
-        try self.init(feed: ManifestFeed(manifest, order: nil), transform: transform, order: nil, seed: 0, batchesPerEpoch: nil,
-                      batchSize: batchSize, tokenizer: manifest.captions == nil ? nil : tokenizer, contextLength: contextLength,
-                      start: .start, epochs: nil, threads: threads, prefetch: prefetch, background: background,
-                      maxFailuresInARow: maxFailuresInARow, extraView: false)
+    public convenience init(
+        evaluating manifest: Manifest, batchSize: Int, transform: ImageTransform,
+        tokenizer: Tokenizer?, contextLength: Int? = nil, threads: Int = Threads.count,
+        prefetch: Int = 2, background: Bool = false, maxFailuresInARow: Int? = nil
+    ) throws {
+        try self.init(
+            feed: ManifestFeed(manifest, order: nil), transform: transform, order: nil, seed: 0, batchesPerEpoch: nil,
+            batchSize: batchSize, tokenizer: manifest.captions == nil ? nil : tokenizer, contextLength: contextLength,
+            start: .start, epochs: nil, threads: threads, prefetch: prefetch, background: background,
+            maxFailuresInARow: maxFailuresInARow, extraView: false)
     }
 
     /// An evaluation loader over every usable sample of `shards`, shard by shard in the given order.
-    public convenience init(evaluating shards: ShardSet, batchSize: Int, transform: ImageTransform,
-                            tokenizer: Tokenizer?, contextLength: Int? = nil, threads: Int = Threads.count,
-                            prefetch: Int = 2, background: Bool = false, maxFailuresInARow: Int? = nil) throws {
-        try self.init(feed: try ShardFeed(shards, order: nil), transform: transform, order: nil, seed: 0, batchesPerEpoch: nil,
-                      batchSize: batchSize, tokenizer: tokenizer, contextLength: contextLength,
-                      start: .start, epochs: nil, threads: threads, prefetch: prefetch, background: background,
-                      maxFailuresInARow: maxFailuresInARow, extraView: false)
+    public convenience init(
+        evaluating shards: ShardSet, batchSize: Int, transform: ImageTransform,
+        tokenizer: Tokenizer?, contextLength: Int? = nil, threads: Int = Threads.count,
+        prefetch: Int = 2, background: Bool = false, maxFailuresInARow: Int? = nil
+    ) throws {
+        try self.init(
+            feed: try ShardFeed(shards, order: nil), transform: transform, order: nil, seed: 0, batchesPerEpoch: nil,
+            batchSize: batchSize, tokenizer: tokenizer, contextLength: contextLength,
+            start: .start, epochs: nil, threads: threads, prefetch: prefetch, background: background,
+            maxFailuresInARow: maxFailuresInARow, extraView: false)
     }
 
     private static func check(_ start: LoaderPosition, batches: Int, batchSize: Int) throws {
@@ -190,9 +202,11 @@ public final class PairLoader {
         }
     }
 
-    private init(feed: SampleFeed, transform: ImageTransform, order: EpochOrder?, seed: UInt64, batchesPerEpoch: Int?,
-                 batchSize: Int, tokenizer: Tokenizer?, contextLength: Int?, start: LoaderPosition, epochs: Int?,
-                 threads: Int, prefetch: Int, background: Bool, maxFailuresInARow: Int?, extraView: Bool) throws {
+    private init(
+        feed: SampleFeed, transform: ImageTransform, order: EpochOrder?, seed: UInt64, batchesPerEpoch: Int?,
+        batchSize: Int, tokenizer: Tokenizer?, contextLength: Int?, start: LoaderPosition, epochs: Int?,
+        threads: Int, prefetch: Int, background: Bool, maxFailuresInARow: Int?, extraView: Bool
+    ) throws {
         precondition(batchSize > 0, "batch size must be positive")
         precondition(threads > 0, "thread count must be positive")
         precondition(prefetch > 0, "prefetch depth must be positive")
@@ -205,10 +219,11 @@ public final class PairLoader {
         self.prefetch = prefetch
         self.background = background
         queue = BatchQueue(capacity: prefetch)
-        producer = Producer(feed: feed, transform: transform, tokenizer: tokenizer,
-                            contextLength: self.contextLength, seed: seed, batchesPerEpoch: batchesPerEpoch, batchSize: batchSize,
-                            start: start, epochs: epochs, threads: threads, background: background,
-                            failureLimit: maxFailuresInARow ?? batchSize, queue: queue, extraView: extraView)
+        producer = Producer(
+            feed: feed, transform: transform, tokenizer: tokenizer,
+            contextLength: self.contextLength, seed: seed, batchesPerEpoch: batchesPerEpoch, batchSize: batchSize,
+            start: start, epochs: epochs, threads: threads, background: background,
+            failureLimit: maxFailuresInARow ?? batchSize, queue: queue, extraView: extraView)
         let producer = self.producer, done = self.done
         let thread = Thread {
             producer.run()
@@ -295,8 +310,9 @@ final class ManifestFeed: SampleFeed {
         }
         return indices.map { i in
             let path = manifest.images[i]
-            return FeedSample(id: i, image: .file(path), caption: manifest.captions?[i], line: manifest.lines[i],
-                              location: "line \(manifest.lines[i])", name: path, failure: nil)
+            return FeedSample(
+                id: i, image: .file(path), caption: manifest.captions?[i], line: manifest.lines[i],
+                location: "line \(manifest.lines[i])", name: path, failure: nil)
         }
     }
 
@@ -326,9 +342,11 @@ private final class Producer: @unchecked Sendable {
     private let badLock = NSLock()
     private var bad: [Int: SkippedImage] = [:]
 
-    init(feed: SampleFeed, transform: ImageTransform, tokenizer: Tokenizer?, contextLength: Int, seed: UInt64,
-         batchesPerEpoch: Int?, batchSize: Int, start: LoaderPosition, epochs: Int?, threads: Int, background: Bool,
-         failureLimit: Int, queue: BatchQueue, extraView: Bool) {
+    init(
+        feed: SampleFeed, transform: ImageTransform, tokenizer: Tokenizer?, contextLength: Int, seed: UInt64,
+        batchesPerEpoch: Int?, batchSize: Int, start: LoaderPosition, epochs: Int?, threads: Int, background: Bool,
+        failureLimit: Int, queue: BatchQueue, extraView: Bool
+    ) {
         self.feed = feed
         self.extraView = extraView
         self.tokenizer = tokenizer
@@ -377,15 +395,19 @@ private final class Producer: @unchecked Sendable {
             let epoch = position.epoch
             let filled = try fill(pool, from: position.cursor, epoch: epoch, limit: feed.streamLength)
             let last = position.batch + 1 == batches
-            let next = last ? LoaderPosition(epoch: epoch + 1, batch: 0, cursor: 0)
-                            : LoaderPosition(epoch: epoch, batch: position.batch + 1, cursor: filled.cursor)
+            let next =
+                last
+                ? LoaderPosition(epoch: epoch + 1, batch: 0, cursor: 0)
+                : LoaderPosition(epoch: epoch, batch: position.batch + 1, cursor: filled.cursor)
             defer { position = next }
             return filled.batch(epoch: epoch, index: position.batch, next: next)
         } else {
             if position.epoch > 0 { return nil }
             let filled = try fill(pool, from: position.cursor, epoch: 0, limit: nil)
-            let next = filled.ended ? LoaderPosition(epoch: 1, batch: 0, cursor: 0)
-                                    : LoaderPosition(epoch: 0, batch: position.batch + 1, cursor: filled.cursor)
+            let next =
+                filled.ended
+                ? LoaderPosition(epoch: 1, batch: 0, cursor: 0)
+                : LoaderPosition(epoch: 0, batch: position.batch + 1, cursor: filled.cursor)
             defer { position = next }
             if filled.indices.isEmpty && filled.skipped.isEmpty { return nil }
             if filled.indices.isEmpty { position = next; return try nextBatch(pool) }
@@ -414,11 +436,12 @@ private final class Producer: @unchecked Sendable {
                 storage.base.update(from: images.base, count: n * planeCount)
                 tokens.removeLast((batchSize - n) * contextLength)
             }
-            return PairBatch(images: Tensor(shape: [n, 3, size, size], storage: storage),
-                             views: views.map { Tensor(shape: [n, 3, size, size], storage: $0) },
-                             ids: IntTensor(shape: [n, contextLength], values: tokens),
-                             indices: indices, names: names, captions: captions, epoch: epoch, index: index,
-                             skipped: skipped, next: next)
+            return PairBatch(
+                images: Tensor(shape: [n, 3, size, size], storage: storage),
+                views: views.map { Tensor(shape: [n, 3, size, size], storage: $0) },
+                ids: IntTensor(shape: [n, contextLength], values: tokens),
+                indices: indices, names: names, captions: captions, epoch: epoch, index: index,
+                skipped: skipped, next: next)
         }
     }
 
@@ -426,19 +449,21 @@ private final class Producer: @unchecked Sendable {
     /// ends). `limit`: the stream length; consuming more than that for one batch means it cannot fill.
     private func fill(_ pool: WorkerPool, from start: Int, epoch: Int, limit: Int?) throws -> Filled {
         let plane = planeCount, context = contextLength
-        var out = Filled(images: TensorStorage(count: batchSize * plane, zeroed: false),
-                         views: extraView ? TensorStorage(count: batchSize * plane, zeroed: false) : nil,
-                         ids: [Int32](repeating: 0, count: batchSize * context), indices: [], names: [], captions: [],
-                         skipped: [], cursor: start, batchSize: batchSize, planeCount: plane, size: size,
-                         contextLength: context)
+        var out = Filled(
+            images: TensorStorage(count: batchSize * plane, zeroed: false),
+            views: extraView ? TensorStorage(count: batchSize * plane, zeroed: false) : nil,
+            ids: [Int32](repeating: 0, count: batchSize * context), indices: [], names: [], captions: [],
+            skipped: [], cursor: start, batchSize: batchSize, planeCount: plane, size: size,
+            contextLength: context)
         out.indices.reserveCapacity(batchSize)
         var consumed = 0
         while out.indices.count < batchSize {
             let want = batchSize - out.indices.count
             if let limit, consumed + want > limit {
-                throw DataError.tooManyBadImages(count: out.skipped.count,
-                                                 reason: "in one pass over this rank's \(limit) samples, too few left to fill a batch of \(batchSize)",
-                                                 last: out.skipped.last?.description ?? "none")
+                throw DataError.tooManyBadImages(
+                    count: out.skipped.count,
+                    reason: "in one pass over this rank's \(limit) samples, too few left to fill a batch of \(batchSize)",
+                    last: out.skipped.last?.description ?? "none")
             }
             if queue.isCancelled { throw Cancelled() }
 
@@ -451,8 +476,11 @@ private final class Producer: @unchecked Sendable {
             var imageErrors = [ImageError?](repeating: nil, count: got)
             badLock.lock()
             for j in 0..<got {
-                if let known = bad[candidates[j].id] { errors[j] = known.reason; imageErrors[j] = known.error }
-                else if let failure = candidates[j].failure { errors[j] = failure }
+                if let known = bad[candidates[j].id] {
+                    errors[j] = known.reason; imageErrors[j] = known.error
+                } else if let failure = candidates[j].failure {
+                    errors[j] = failure
+                }
             }
             badLock.unlock()
 
@@ -490,8 +518,9 @@ private final class Producer: @unchecked Sendable {
             for j in 0..<got {
                 let sample = candidates[j]
                 if let reason = errors[j] {
-                    let skip = SkippedImage(index: sample.id, line: sample.line, location: sample.location,
-                                            path: sample.image.name, reason: reason, error: imageErrors[j])
+                    let skip = SkippedImage(
+                        index: sample.id, line: sample.line, location: sample.location,
+                        path: sample.image.name, reason: reason, error: imageErrors[j])
                     out.skipped.append(skip)
                     badLock.lock(); bad[sample.id] = skip; badLock.unlock()
                     failuresInARow += 1

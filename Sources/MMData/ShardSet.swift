@@ -67,7 +67,8 @@ public final class ShardSet: @unchecked Sendable {
         if let given { return (given, .given) }
         let folder = URL(fileURLWithPath: shards[0]).deletingLastPathComponent()
         if let data = try? Data(contentsOf: folder.appendingPathComponent("sizes.json")),
-           let sizes = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+            let sizes = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        {
             var total = 0
             for shard in shards {
                 let name = URL(fileURLWithPath: shard).lastPathComponent
@@ -79,13 +80,15 @@ public final class ShardSet: @unchecked Sendable {
             return (total, .sizesJSON)
         }
         if let text = try? String(contentsOf: folder.appendingPathComponent("__len__"), encoding: .utf8),
-           let n = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), n >= 0 {
+            let n = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), n >= 0
+        {
             return (n, .lenFile)
         }
         if let total = statsTotal() { return (total, .stats) }
         var cached: [String: [Int]] = [:]  // path → [file size, samples]
         if let cache, let data = try? Data(contentsOf: cache),
-           let object = try? JSONSerialization.jsonObject(with: data) as? [String: [Int]] {
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: [Int]]
+        {
             cached = object
         }
         var total = 0, fromCache = true
@@ -114,8 +117,9 @@ public final class ShardSet: @unchecked Sendable {
             guard shard.hasSuffix(".tar") else { return nil }
             let stats = String(shard.dropLast(4)) + "_stats.json"
             guard let data = try? Data(contentsOf: URL(fileURLWithPath: stats)),
-                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let n = (object["successes"] as? NSNumber)?.intValue, n >= 0 else { return nil }
+                let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                let n = (object["successes"] as? NSNumber)?.intValue, n >= 0
+            else { return nil }
             total += n
         }
         return total
@@ -154,8 +158,10 @@ public struct ShardOrder: Sendable, Equatable {
 
     public static let defaultShuffleBuffer = 2000
 
-    public init(epochSize: Int, batchSize: Int, seed: UInt64, rank: Int = 0, worldSize: Int = 1,
-                shuffleBuffer: Int = ShardOrder.defaultShuffleBuffer, resampled: Bool = false) throws {
+    public init(
+        epochSize: Int, batchSize: Int, seed: UInt64, rank: Int = 0, worldSize: Int = 1,
+        shuffleBuffer: Int = ShardOrder.defaultShuffleBuffer, resampled: Bool = false
+    ) throws {
         precondition(batchSize > 0, "batch size must be positive")
         precondition(worldSize > 0 && rank >= 0 && rank < worldSize, "rank \(rank) outside world size \(worldSize)")
         if batchSize * worldSize > epochSize {
@@ -200,8 +206,9 @@ extension Seeds {
     }
 
     static func block(seed: UInt64, epoch: Int, rank: Int, block: Int) -> UInt64 {
-        mix(mix(mix(mix(seed ^ 0x424C_4B53) ^ UInt64(truncatingIfNeeded: epoch)) ^ UInt64(truncatingIfNeeded: rank))
-            ^ UInt64(truncatingIfNeeded: block))
+        mix(
+            mix(mix(mix(seed ^ 0x424C_4B53) ^ UInt64(truncatingIfNeeded: epoch)) ^ UInt64(truncatingIfNeeded: rank))
+                ^ UInt64(truncatingIfNeeded: block))
     }
 }
 
@@ -386,7 +393,8 @@ final class ShardFeed: SampleFeed {
             samplesInVisit += 1
             rawPosition += 1
             let path = set.shards[currentShard]
-            let id = Int(bitPattern: UInt(Seeds.mix(UInt64(currentShard) << 32 | UInt64(sample.ordinal)) ^ UInt64(currentRound) &* 0x9E37_79B9_7F4A_7C15))
+            let id = Int(
+                bitPattern: UInt(Seeds.mix(UInt64(currentShard) << 32 | UInt64(sample.ordinal)) ^ UInt64(currentRound) &* 0x9E37_79B9_7F4A_7C15))
             var imageBytes: [UInt8] = [], captionBytes: [UInt8] = []
             var failure: String?
             if sample.image.size > Self.maxImageBytes || sample.caption.size > Self.maxCaptionBytes {
@@ -401,8 +409,9 @@ final class ShardFeed: SampleFeed {
                 case .failure(let error): failure = error.description
                 }
             }
-            return FeedSample(id: id, image: .bytes(imageBytes, name: "\(path):\(sample.key).\(sample.imageExtension)"), caption: caption,
-                              line: 0, location: "\(path) sample \(sample.key)", name: sample.key, failure: failure)
+            return FeedSample(
+                id: id, image: .bytes(imageBytes, name: "\(path):\(sample.key).\(sample.imageExtension)"), caption: caption,
+                line: 0, location: "\(path) sample \(sample.key)", name: sample.key, failure: failure)
         }
     }
 }

@@ -80,7 +80,8 @@ public enum ShardURLs {
     private static func integerRange(_ body: String) throws -> [String]? {
         let parts = body.components(separatedBy: "..")
         guard parts.count == 2, let a = Int(parts[0]), let b = Int(parts[1]),
-              parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) }) else { return nil }
+            parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) })
+        else { return nil }
         let count = abs(b - a) + 1
         guard count <= maxShards else { throw DataError.badShardSpec(spec: "{\(body)}", reason: "expands to more than \(maxShards) shards") }
         let padded = (parts[0].count > 1 && parts[0].hasPrefix("0")) || (parts[1].count > 1 && parts[1].hasPrefix("0"))

@@ -92,9 +92,13 @@ final class ShardReader {
                 finished = true
                 switch reader.end {
                 case .truncated(let at)?:
-                    skips.append(ShardSkip(shard: reader.path, key: "", reason: "file ends inside the member at byte \(at) (truncated shard); the rest of the shard is skipped"))
+                    skips.append(
+                        ShardSkip(
+                            shard: reader.path, key: "",
+                            reason: "file ends inside the member at byte \(at) (truncated shard); the rest of the shard is skipped"))
                 case .badHeader(let at, let reason)?:
-                    skips.append(ShardSkip(shard: reader.path, key: "", reason: "bad tar header at byte \(at) (\(reason)); the rest of the shard is skipped"))
+                    skips.append(
+                        ShardSkip(shard: reader.path, key: "", reason: "bad tar header at byte \(at) (\(reason)); the rest of the shard is skipped"))
                 default: break
                 }
             }
@@ -103,8 +107,10 @@ final class ShardReader {
             let image = imageExtension.flatMap { members[$0] }
             let caption = members[keys.captionExtension]
             guard let image, let imageExtension, let caption else {
-                let missing = [caption == nil ? "caption (.\(keys.captionExtension))" : nil,
-                               image == nil ? "image (.\(keys.images.joined(separator: "/.")))" : nil].compactMap { $0 }
+                let missing = [
+                    caption == nil ? "caption (.\(keys.captionExtension))" : nil,
+                    image == nil ? "image (.\(keys.images.joined(separator: "/.")))" : nil
+                ].compactMap { $0 }
                 skips.append(ShardSkip(shard: reader.path, key: key, reason: "no \(missing.joined(separator: " and "))"))
                 continue
             }

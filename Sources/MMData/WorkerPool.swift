@@ -86,9 +86,9 @@ final class WorkerPool: @unchecked Sendable {
 /// parallel chunks a straggler). Elsewhere a no-op.
 func runAtIdlePriority() {
     #if os(Linux)
-    var parameters = sched_param()
-    let idle: Int32 = 5  // SCHED_IDLE in <sched.h>, which Swift's Glibc module does not export
-    _ = pthread_setschedparam(pthread_self(), idle, &parameters)
+        var parameters = sched_param()
+        let idle: Int32 = 5  // SCHED_IDLE in <sched.h>, which Swift's Glibc module does not export
+        _ = pthread_setschedparam(pthread_self(), idle, &parameters)
     #endif
 }
 

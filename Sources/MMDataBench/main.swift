@@ -28,7 +28,8 @@ func cpuSeconds() -> Double {
 /// Resident and peak resident memory of this process, from /proc/self/status, in MB.
 func residentMB(_ field: String = "VmRSS:") -> Double {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) }) else { return 0 }
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) })
+    else { return 0 }
     return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
 }
 
@@ -54,15 +55,18 @@ do {
         let (size, batch, threads, batches) = (Int(args[2])!, Int(args[3])!, Int(args[4])!, Int(args[5])!)
         let tokenizer = try Tokenizer(contextLength: args.count > 6 ? Int(args[6])! : 77)
         let order = try EpochOrder(sampleCount: manifest.count, batchSize: batch, seed: 0)
-        let loader = try PairLoader(training: manifest, order: order, transform: .train(size: size),
-                                    tokenizer: tokenizer, threads: threads)
+        let loader = try PairLoader(
+            training: manifest, order: order, transform: .train(size: size),
+            tokenizer: tokenizer, threads: threads)
         _ = try loader.next()  // warm-up: threads, tokenizer cache, page cache
         var samples = 0
         let s = try seconds {
             for _ in 0..<batches { samples += try loader.next()!.count }
         }
-        emit(["what": "loader", "threads": threads, "batch": batch, "size": size, "samples": samples,
-              "seconds": s, "samples_per_second": Double(samples) / s])
+        emit([
+            "what": "loader", "threads": threads, "batch": batch, "size": size, "samples": samples,
+            "seconds": s, "samples_per_second": Double(samples) / s
+        ])
     case "overlap":
         let manifest = try Manifest(path: args[1])
         let (size, batch, threads, batches) = (Int(args[2])!, Int(args[3])!, Int(args[4])!, Int(args[5])!)
@@ -77,8 +81,9 @@ do {
         step()
         let compute = seconds { for _ in 0..<batches { step() } }
         func run(background: Bool?) throws -> Double {
-            let loader = try PairLoader(training: manifest, order: order, transform: .train(size: size), tokenizer: tokenizer,
-                                        threads: threads, background: background ?? false)
+            let loader = try PairLoader(
+                training: manifest, order: order, transform: .train(size: size), tokenizer: tokenizer,
+                threads: threads, background: background ?? false)
             _ = try loader.next()
             return try seconds {
                 for _ in 0..<batches {
@@ -90,15 +95,18 @@ do {
         let alone = try run(background: nil)
         let normal = try run(background: false)
         let idle = try run(background: true)
-        emit(["what": "overlap", "threads": threads, "batch": batch, "size": size, "batches": batches, "gemm": n,
-              "compute_seconds": compute, "loader_seconds": alone, "together_normal_seconds": normal,
-              "together_background_seconds": idle])
+        emit([
+            "what": "overlap", "threads": threads, "batch": batch, "size": size, "batches": batches, "gemm": n,
+            "compute_seconds": compute, "loader_seconds": alone, "together_normal_seconds": normal,
+            "together_background_seconds": idle
+        ])
     case "shards":
         let set = try ShardSet(args[1])
         let (size, batch, threads, total) = (Int(args[2])!, Int(args[3])!, Int(args[4])!, Int(args[5])!)
         let order = try ShardOrder(epochSize: total + batch, batchSize: batch, seed: 0, resampled: true)
-        let loader = try PairLoader(training: set, order: order, transform: .train(size: size),
-                                    tokenizer: try Tokenizer(contextLength: 77), epochs: 1, threads: threads)
+        let loader = try PairLoader(
+            training: set, order: order, transform: .train(size: size),
+            tokenizer: try Tokenizer(contextLength: 77), epochs: 1, threads: threads)
         _ = try loader.next()  // warm-up
         var samples = 0, rss: [[Double]] = [], nextMark = 0
         let s = try seconds {
@@ -107,8 +115,10 @@ do {
                 if samples >= nextMark { rss.append([Double(samples), residentMB()]); nextMark += 5000 }
             }
         }
-        emit(["what": "shards", "threads": threads, "batch": batch, "size": size, "samples": samples, "seconds": s,
-              "samples_per_second": Double(samples) / s, "rss_mb": rss, "peak_rss_mb": peakMB()])
+        emit([
+            "what": "shards", "threads": threads, "batch": batch, "size": size, "samples": samples, "seconds": s,
+            "samples_per_second": Double(samples) / s, "rss_mb": rss, "peak_rss_mb": peakMB()
+        ])
     default:
         FileHandle.standardError.write(Data("usage: mm-data-bench manifest PATH | loader MANIFEST SIZE BATCH THREADS BATCHES [CONTEXT]\n".utf8))
         exit(2)

@@ -33,28 +33,32 @@ public final class DataParallel {
     /// collective gives zeros and is thrown by the next `checkFailure`.
     public func gathered(_ local: Tensor) -> Tensor {
         let ranks = group.size, count = local.count
-        return Tensor.custom(shape: [local.shape[0] * ranks] + local.shape.dropFirst(), inputs: [local], forward: { out in
-            do {
-                try timed {
-                    try group.allGather(UnsafeRawBufferPointer(start: local.data, count: count * 4),
-                                        into: UnsafeMutableRawBufferPointer(start: out, count: count * ranks * 4))
+        return Tensor.custom(
+            shape: [local.shape[0] * ranks] + local.shape.dropFirst(), inputs: [local],
+            forward: { out in
+                do {
+                    try timed {
+                        try group.allGather(
+                            UnsafeRawBufferPointer(start: local.data, count: count * 4),
+                            into: UnsafeMutableRawBufferPointer(start: out, count: count * ranks * 4))
+                    }
+                } catch {
+                    failure = failure ?? error
+                    out.update(repeating: 0, count: count * ranks)
                 }
-            } catch {
-                failure = failure ?? error
-                out.update(repeating: 0, count: count * ranks)
-            }
-        }, backward: { [self] gradient, inputs in
-            guard let dLocal = inputs[0] else { return }
-            let mine = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
-            defer { mine.deallocate() }
-            mine.update(repeating: 0)
-            do {
-                try timed { try group.reduceScatterSum(UnsafeBufferPointer(start: gradient, count: count * ranks), into: mine) }
-            } catch {
-                failure = failure ?? error
-            }
-            for i in 0..<count { dLocal[i] += mine[i] }
-        })
+            },
+            backward: { [self] gradient, inputs in
+                guard let dLocal = inputs[0] else { return }
+                let mine = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
+                defer { mine.deallocate() }
+                mine.update(repeating: 0)
+                do {
+                    try timed { try group.reduceScatterSum(UnsafeBufferPointer(start: gradient, count: count * ranks), into: mine) }
+                } catch {
+                    failure = failure ?? error
+                }
+                for i in 0..<count { dLocal[i] += mine[i] }
+            })
     }
 
     /// Every rank's `values`, in rank order (not differentiable; a failure is thrown by the next

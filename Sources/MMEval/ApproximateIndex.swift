@@ -89,14 +89,16 @@ public final class ApproximateIndex: @unchecked Sendable {
         let sample = index.embeddings(rows: (0..<sampleSize).map { Int(Double($0) * step) })
         var error = [CChar](repeating: 0, count: 512)
         var out: OpaquePointer?
-        let status = mmf_build(factory, Int32(index.dimension), sample.data, Int64(sampleSize), rows.data, Int64(index.count), &out, &error, error.count)
+        let status = mmf_build(
+            factory, Int32(index.dimension), sample.data, Int64(sampleSize), rows.data, Int64(index.count), &out, &error, error.count)
         guard status == 0, let handle = out else {
             throw EvalError("\(index.file ?? "index"): faiss could not build \(factory) (\(String(cString: error)))")
         }
-        let info = Info(kind: kind, factory: factory, rows: index.count, dimension: index.dimension,
-                        checksum: String(checksum, radix: 16), nprobe: kind == .ivfpq ? (nprobe ?? 64) : nil,
-                        efSearch: kind == .hnsw ? (efSearch ?? 128) : nil, candidatesPerResult: 10,
-                        buildSeconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
+        let info = Info(
+            kind: kind, factory: factory, rows: index.count, dimension: index.dimension,
+            checksum: String(checksum, radix: 16), nprobe: kind == .ivfpq ? (nprobe ?? 64) : nil,
+            efSearch: kind == .hnsw ? (efSearch ?? 128) : nil, candidatesPerResult: 10,
+            buildSeconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
         let built = ApproximateIndex(info: info, handle: handle)
         try built.applySearchParameters()
         return built
@@ -150,7 +152,9 @@ public final class ApproximateIndex: @unchecked Sendable {
         }
         let loaded = ApproximateIndex(info: info, handle: handle)
         guard mmf_count(handle) == Int64(index.count), Int(mmf_dimension(handle)) == index.dimension, mmf_is_inner_product(handle) == 1 else {
-            throw EvalError("\(faissURL.path): holds \(mmf_count(handle)) rows of dimension \(mmf_dimension(handle)), the index \(index.count) of \(index.dimension)")
+            throw EvalError(
+                "\(faissURL.path): holds \(mmf_count(handle)) rows of dimension \(mmf_dimension(handle)), the index \(index.count) of \(index.dimension)"
+            )
         }
         mmf_set_threads(threads)
         try loaded.applySearchParameters()

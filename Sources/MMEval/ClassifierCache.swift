@@ -15,7 +15,8 @@ public struct ClassifierCache {
     public static var defaultDirectory: URL {
         let env = ProcessInfo.processInfo.environment
         if let dir = env["MM_CACHE_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir).appendingPathComponent("zeroshot") }
-        let base = env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
+        let base =
+            env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
             ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
         return base.appendingPathComponent("mm").appendingPathComponent("zeroshot")
     }
@@ -34,9 +35,10 @@ public struct ClassifierCache {
     /// names, another model, not `dimension` columns, or a row that is not a finite unit vector.
     public func read(_ entry: URL, classNames: [String], modelFingerprint: String, dimension: Int) -> ZeroShotClassifier? {
         guard let file = try? Safetensors(contentsOf: entry), let w = file.tensors["weights"],
-              file.metadata["model"] == modelFingerprint,
-              let names = file.metadata["classes"].flatMap({ try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }),
-              names == classNames, w.rank == 2, w.shape[0] == names.count, w.shape[1] == dimension else { return nil }
+            file.metadata["model"] == modelFingerprint,
+            let names = file.metadata["classes"].flatMap({ try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }),
+            names == classNames, w.rank == 2, w.shape[0] == names.count, w.shape[1] == dimension
+        else { return nil }
         for c in 0..<w.shape[0] {
             var norm: Float = 0
             for j in 0..<dimension {

@@ -20,9 +20,11 @@ extension ZeroShotReport {
         let side = c * cell
         let (width, height) = (left + side + 20, top + side + 20)
 
-        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" font-family=\"sans-serif\" font-size=\"\(font)\">\n"
+        var s =
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" font-family=\"sans-serif\" font-size=\"\(font)\">\n"
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-        s += "<text x=\"\(left)\" y=\"16\" font-size=\"12\">confusion: \(count) samples, \(c) classes; rows true, columns predicted; shade = share of the row"
+        s +=
+            "<text x=\"\(left)\" y=\"16\" font-size=\"12\">confusion: \(count) samples, \(c) classes; rows true, columns predicted; shade = share of the row"
         s += labelled ? "" : " (class names in the CSV)"
         s += "</text>\n"
         s += "<rect class=\"frame\" x=\"\(left)\" y=\"\(top)\" width=\"\(side)\" height=\"\(side)\" fill=\"none\" stroke=\"#999\"/>\n"

@@ -37,8 +37,9 @@ public final class Embedder {
         guard words.count <= size else {
             throw EvalError("vocabulary \(named ?? "CLIP") has \(words.count) tokens but the model's text tower has \(size)")
         }
-        self.init(model: loaded.model, preprocessing: loaded.preprocessing,
-                  tokenizer: Tokenizer(vocabulary: words, contextLength: loaded.model.config.text.contextLength))
+        self.init(
+            model: loaded.model, preprocessing: loaded.preprocessing,
+            tokenizer: Tokenizer(vocabulary: words, contextLength: loaded.model.config.text.contextLength))
         notes = loaded.notes
     }
 
@@ -78,16 +79,20 @@ public final class Embedder {
 
     /// The index rows (of `kind`, if given) closest to a text; an error if the index was built by
     /// another model. With `approximate`, candidates come from it and are re-scored exactly.
-    public func search(_ index: EmbeddingIndex, text: String, k: Int, kind: EmbeddingIndex.RowKind? = nil,
-                       approximate: ApproximateIndex? = nil) throws -> [EmbeddingIndex.Match] {
+    public func search(
+        _ index: EmbeddingIndex, text: String, k: Int, kind: EmbeddingIndex.RowKind? = nil,
+        approximate: ApproximateIndex? = nil
+    ) throws -> [EmbeddingIndex.Match] {
         try index.requireModel(fingerprint, dimension: model.config.embedDim)
         return try index.search(embed(texts: [text]), k: k, kind: kind, approximate: approximate)[0]
     }
 
     /// The index rows closest to an image file; an error if it cannot be read or the index was
     /// built by another model.
-    public func search(_ index: EmbeddingIndex, imageFile: String, k: Int, kind: EmbeddingIndex.RowKind? = nil,
-                       approximate: ApproximateIndex? = nil) throws -> [EmbeddingIndex.Match] {
+    public func search(
+        _ index: EmbeddingIndex, imageFile: String, k: Int, kind: EmbeddingIndex.RowKind? = nil,
+        approximate: ApproximateIndex? = nil
+    ) throws -> [EmbeddingIndex.Match] {
         try index.requireModel(fingerprint, dimension: model.config.embedDim)
         let query = embed(imageFiles: [imageFile])
         if let failure = query.failures.first { throw EvalError("cannot read the query image: \(failure.error)") }

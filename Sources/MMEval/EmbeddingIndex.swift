@@ -76,13 +76,16 @@ public struct EmbeddingIndex {
 
     /// An index of `embeddings` [count, dimension] (unit rows), one per name; ids are the row
     /// numbers, kinds `image` unless given, `metadata` one row of `columns.count` values per name.
-    public init(modelFingerprint: String, names: [String], embeddings: Tensor, modified: [Double]? = nil,
-                kinds: [RowKind]? = nil, columns: [String] = [], metadata: [[String]]? = nil) {
+    public init(
+        modelFingerprint: String, names: [String], embeddings: Tensor, modified: [Double]? = nil,
+        kinds: [RowKind]? = nil, columns: [String] = [], metadata: [[String]]? = nil
+    ) {
         precondition(embeddings.rank == 2 && embeddings.shape[0] == names.count, "one embedding row per name")
         precondition(modified == nil || modified!.count == names.count, "one modification time per name")
         precondition(kinds == nil || kinds!.count == names.count, "one kind per name")
-        precondition(metadata == nil || (metadata!.count == names.count && metadata!.allSatisfy { $0.count == columns.count }),
-                     "one metadata row of every column per name")
+        precondition(
+            metadata == nil || (metadata!.count == names.count && metadata!.allSatisfy { $0.count == columns.count }),
+            "one metadata row of every column per name")
         self.modelFingerprint = modelFingerprint
         self.names = names
         self.modified = modified
@@ -139,12 +142,15 @@ public struct EmbeddingIndex {
     /// Adds rows: a name (of the same kind) already in the index has its row, time and metadata
     /// replaced and keeps its id; others are appended with new ids. `metadata` holds one row of
     /// `columns.count` values per name; columns new to the index are added (empty for old rows).
-    public mutating func add(names added: [String], embeddings e: Tensor, modified times: [Double]? = nil,
-                             kind: RowKind = .image, columns addedColumns: [String] = [], metadata addedMetadata: [[String]]? = nil) {
+    public mutating func add(
+        names added: [String], embeddings e: Tensor, modified times: [Double]? = nil,
+        kind: RowKind = .image, columns addedColumns: [String] = [], metadata addedMetadata: [[String]]? = nil
+    ) {
         precondition(e.rank == 2 && e.shape[0] == added.count && e.shape[1] == dimension, "one row of the index's dimension per name")
         precondition(times == nil || times!.count == added.count, "one modification time per name")
-        precondition(addedMetadata == nil || (addedMetadata!.count == added.count && addedMetadata!.allSatisfy { $0.count == addedColumns.count }),
-                     "one metadata row of every column per name")
+        precondition(
+            addedMetadata == nil || (addedMetadata!.count == added.count && addedMetadata!.allSatisfy { $0.count == addedColumns.count }),
+            "one metadata row of every column per name")
         for c in addedColumns where !columns.contains(c) {
             columns.append(c)
             for r in metadata.indices { metadata[r].append("") }
@@ -195,7 +201,9 @@ public struct EmbeddingIndex {
     /// its embeddings have the index's dimension (a file can claim a fingerprint it was not built with).
     public func requireModel(_ fingerprint: String, dimension modelDimension: Int? = nil) throws {
         guard fingerprint == modelFingerprint else {
-            throw EvalError("\(file ?? "index"): built with another model (fingerprint \(modelFingerprint), this model has \(fingerprint)); rebuild the index with this checkpoint")
+            throw EvalError(
+                "\(file ?? "index"): built with another model (fingerprint \(modelFingerprint), this model has \(fingerprint)); rebuild the index with this checkpoint"
+            )
         }
         if let modelDimension, modelDimension != dimension {
             throw EvalError("\(file ?? "index"): rows have dimension \(dimension) but the model's embeddings have \(modelDimension)")
@@ -210,30 +218,33 @@ public struct EmbeddingIndex {
     public func save(to url: URL) throws {
         var head = Self.magic
         append(Self.version, to: &head)
-        let header = Header(model: modelFingerprint, dimension: dimension, names: names, modified: modified, ids: ids,
-                            kinds: kinds, columns: columns, metadata: columns.isEmpty ? nil : metadata)
+        let header = Header(
+            model: modelFingerprint, dimension: dimension, names: names, modified: modified, ids: ids,
+            kinds: kinds, columns: columns, metadata: columns.isEmpty ? nil : metadata)
         var json = try JSONEncoder().encode(header)
         json += [UInt8](repeating: 0x20, count: (64 - (16 + json.count) % 64) % 64)
         append(UInt32(json.count), to: &head)
         head += json
-        do { try AtomicFile.write(to: url.path) { out in
-            var sum = FNV1a()
-            try head.withUnsafeBytes { raw in
-                sum.combine(words: raw)
-                try out.write(raw)
-            }
-            // Rows straight from memory or the mapped file, in blocks (one copy at most).
-            try withRowBytes { raw in
-                var start = 0
-                while start < raw.count {
-                    let part = UnsafeRawBufferPointer(rebasing: raw[start..<min(raw.count, start + Self.blockBytes)])
-                    sum.combine(words: part)
-                    try out.write(part)
-                    start += part.count
+        do {
+            try AtomicFile.write(to: url.path) { out in
+                var sum = FNV1a()
+                try head.withUnsafeBytes { raw in
+                    sum.combine(words: raw)
+                    try out.write(raw)
                 }
+                // Rows straight from memory or the mapped file, in blocks (one copy at most).
+                try withRowBytes { raw in
+                    var start = 0
+                    while start < raw.count {
+                        let part = UnsafeRawBufferPointer(rebasing: raw[start..<min(raw.count, start + Self.blockBytes)])
+                        sum.combine(words: part)
+                        try out.write(part)
+                        start += part.count
+                    }
+                }
+                try withUnsafeBytes(of: sum.value.littleEndian) { try out.write($0) }
             }
-            try withUnsafeBytes(of: sum.value.littleEndian) { try out.write($0) }
-        } } catch let error as FileError {
+        } catch let error as FileError {
             throw EvalError(error.description)
         }
     }
@@ -264,7 +275,8 @@ public struct EmbeddingIndex {
         }
         let headerLength = Int(read(UInt32.self, at: 12))
         guard headerLength <= bytes.count - 24,
-              let header = try? JSONDecoder().decode(Header.self, from: Data(bytes[16..<(16 + headerLength)])) else {
+            let header = try? JSONDecoder().decode(Header.self, from: Data(bytes[16..<(16 + headerLength)]))
+        else {
             throw EvalError("\(file): unreadable index header")
         }
         let n = header.names.count
@@ -289,7 +301,9 @@ public struct EmbeddingIndex {
         let (floats, o1) = n.multipliedReportingOverflow(by: header.dimension)
         let (expected, o2) = floats.multipliedReportingOverflow(by: 4)
         guard !o1, !o2, bytes.count - 8 - start == expected else {
-            throw EvalError("\(file): index holds \(bytes.count - 8 - start) bytes of embeddings, expected \(o1 || o2 ? "more than can be addressed" : String(expected))")
+            throw EvalError(
+                "\(file): index holds \(bytes.count - 8 - start) bytes of embeddings, expected \(o1 || o2 ? "more than can be addressed" : String(expected))"
+            )
         }
         return EmbeddingIndex(header: header, file: file, checksum: sum.value, rows: .mapped(map, offset: start))
     }
@@ -370,7 +384,8 @@ public struct EmbeddingIndex {
             for first in stride(from: 0, to: count, by: blockRows) {
                 let n = min(blockRows, count - first)
                 if buffer?.shape[0] != n { buffer = Tensor.zeros([n, dimension]) }
-                UnsafeMutableRawPointer(buffer!.data).copyMemory(from: file.bytes.baseAddress! + offset + first * dimension * 4, byteCount: n * dimension * 4)
+                UnsafeMutableRawPointer(buffer!.data).copyMemory(
+                    from: file.bytes.baseAddress! + offset + first * dimension * 4, byteCount: n * dimension * 4)
                 body(buffer!, first)
             }
         }
@@ -393,8 +408,10 @@ public struct EmbeddingIndex {
 /// not a win), so after the first few thousand rows almost every row costs one comparison. NaN
 /// scores never enter.
 @inline(__always)
-private func keepBest(_ scores: UnsafePointer<Float>, count: Int, first: Int, k: Int,
-                      best: UnsafeMutablePointer<Float>, at: UnsafeMutablePointer<Int>, filled: inout Int) {
+private func keepBest(
+    _ scores: UnsafePointer<Float>, count: Int, first: Int, k: Int,
+    best: UnsafeMutablePointer<Float>, at: UnsafeMutablePointer<Int>, filled: inout Int
+) {
     for j in 0..<count {
         let v = scores[j]
         guard !v.isNaN else { continue }

@@ -18,8 +18,10 @@ public struct ZeroShotClassifier {
 
     /// `classes`: per class, its names (synonyms are averaged with the templates);
     /// `templates`: prompts with `{}` where the name goes. `progress` is told after each class.
-    public init(model: CLIPModel, tokenizer: Tokenizer, classes: [[String]], templates: [String],
-                progress: ((Int) -> Void)? = nil) {
+    public init(
+        model: CLIPModel, tokenizer: Tokenizer, classes: [[String]], templates: [String],
+        progress: ((Int) -> Void)? = nil
+    ) {
         precondition(!classes.isEmpty && classes.allSatisfy { !$0.isEmpty } && !templates.isEmpty, "zero-shot needs classes and templates")
         let context = model.config.text.contextLength
         let d = model.config.embedDim
@@ -82,7 +84,7 @@ public struct ZeroShotClassifier {
     /// open_clip's simple ImageNet templates.
     public static let simpleTemplates = [
         "itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.",
-        "a {} in a video game.", "art of the {}.", "a photo of the small {}.",
+        "a {} in a video game.", "art of the {}.", "a photo of the small {}."
     ]
 }
 

@@ -46,9 +46,10 @@ public struct ZeroShotReport: Sendable, Equatable {
         top1 = n == 0 ? 0 : Double(hits1.reduce(0, +)) / Double(n)
         top5 = n == 0 ? 0 : Double(hits5.reduce(0, +)) / Double(n)
         classes = (0..<c).map { j in
-            ClassResult(name: classNames[j], support: support[j],
-                        recall: support[j] == 0 ? nil : Double(hits1[j]) / Double(support[j]),
-                        top5: support[j] == 0 ? nil : Double(hits5[j]) / Double(support[j]))
+            ClassResult(
+                name: classNames[j], support: support[j],
+                recall: support[j] == 0 ? nil : Double(hits1[j]) / Double(support[j]),
+                top5: support[j] == 0 ? nil : Double(hits5[j]) / Double(support[j]))
         }
         let recalls = classes.compactMap(\.recall)
         meanPerClassRecall = recalls.isEmpty ? 0 : recalls.reduce(0, +) / Double(recalls.count)

@@ -175,7 +175,8 @@ public enum AtomicFile {
         let url = URL(fileURLWithPath: path)
         let directory = url.deletingLastPathComponent().path
         // Hidden, unique, and short enough for NAME_MAX whatever the target's name.
-        let temp = directory + "/." + String(String.UnicodeScalarView(url.lastPathComponent.unicodeScalars.prefix(50)))
+        let temp =
+            directory + "/." + String(String.UnicodeScalarView(url.lastPathComponent.unicodeScalars.prefix(50)))
             + ".\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FileError.unwritable(path: path, reason: "cannot create a temporary file beside it: \(errnoText())") }

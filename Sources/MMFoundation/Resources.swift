@@ -13,7 +13,8 @@ public enum Resources {
     /// The first existing candidate for `relativePath` (e.g. `vocab/bpe_simple_vocab_16e6.txt.gz`)
     /// among `target`'s resources, or nil; `searched` lists every place looked at.
     public static func locate(_ relativePath: String, target: String, environment variable: String? = nil)
-        -> (path: String?, searched: [String]) {
+        -> (path: String?, searched: [String])
+    {
         let candidates = self.candidates(relativePath, target: target, environment: variable)
         return (candidates.first { FileManager.default.fileExists(atPath: $0) }, candidates)
     }

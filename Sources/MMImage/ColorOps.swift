@@ -3,8 +3,10 @@ import Foundation
 /// Training colour augmentation on 0…1 float planes (R, G, B), following torchvision's tensor
 /// formulas: blends are clamped to 0…1, greyscale is 0.2989 R + 0.587 G + 0.114 B.
 enum ColorOps {
-    static func augment<G: RandomNumberGenerator>(_ planes: UnsafeMutablePointer<Float>, count: Int,
-                                                  _ augmentation: Augmentation, using rng: inout G) {
+    static func augment<G: RandomNumberGenerator>(
+        _ planes: UnsafeMutablePointer<Float>, count: Int,
+        _ augmentation: Augmentation, using rng: inout G
+    ) {
         if let jitter = augmentation.colorJitter, Double.random(in: 0..<1, using: &rng) < jitter.probability {
             // torchvision draws the order first, then the four factors.
             var order = [0, 1, 2, 3]

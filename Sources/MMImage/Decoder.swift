@@ -186,9 +186,10 @@ final class Decoder {
             invert(pixels.base, count: stride * rows.count)
             layout = .cmyk
         }
-        return DecodedImage(width: width, height: height, layout: layout, pixels: pixels.base,
-                            originX: Int(x0), originY: rows.lowerBound, stride: stride, format: .jpeg,
-                            sourceWidth: Int(w), sourceHeight: Int(h))
+        return DecodedImage(
+            width: width, height: height, layout: layout, pixels: pixels.base,
+            originX: Int(x0), originY: rows.lowerBound, stride: stride, format: .jpeg,
+            sourceWidth: Int(w), sourceHeight: Int(h))
     }
 
     private func decodePNG(_ path: String, region: Region?) throws -> DecodedImage {
@@ -214,8 +215,9 @@ final class Decoder {
         pixels.reserve(width * height * 4)
         guard mm_png_read(png, pixels.base, width * 4) == 0 else { throw failure() }
         let layout: PixelLayout = kind == MM_PNG_ALPHA ? .rgba : kind == MM_PNG_INDEXED ? .indexed : .rgb
-        return DecodedImage(width: width, height: height, layout: layout, pixels: pixels.base, stride: width * 4, format: .png,
-                            sourceWidth: width, sourceHeight: height)
+        return DecodedImage(
+            width: width, height: height, layout: layout, pixels: pixels.base, stride: width * 4, format: .png,
+            sourceWidth: width, sourceHeight: height)
     }
 }
 
@@ -239,8 +241,9 @@ extension Decoder {
         guard mm_webp_decode_first_frame(file.base, fileCount, pixels.base, width * 4, &message) == 0 else {
             throw ImageError(path: path, reason: .corrupt(format: "WebP", detail: message.map { String(cString: $0) } ?? "invalid"))
         }
-        return DecodedImage(width: width, height: height, layout: info.has_alpha != 0 ? .rgba : .rgb, pixels: pixels.base,
-                            stride: width * 4, format: .webp, sourceWidth: width, sourceHeight: height)
+        return DecodedImage(
+            width: width, height: height, layout: info.has_alpha != 0 ? .rgba : .rgb, pixels: pixels.base,
+            stride: width * 4, format: .webp, sourceWidth: width, sourceHeight: height)
     }
 }
 

@@ -35,9 +35,10 @@ public final class ImagePipeline {
         var plan: ResizePlan?
         let size = transform.size
         var image = try decoder.decode(input, minShortSide: minShortSide) { width, height in
-            let p = self.transform.augmentation.map {
-                ResizePlan.train(width: width, height: height, size: size, augmentation: $0, using: &rng)
-            } ?? ResizePlan.eval(width: width, height: height, size: size)
+            let p =
+                self.transform.augmentation.map {
+                    ResizePlan.train(width: width, height: height, size: size, augmentation: $0, using: &rng)
+                } ?? ResizePlan.eval(width: width, height: height, size: size)
             plan = p
             return self.prepare(p)
         }
@@ -56,14 +57,16 @@ public final class ImagePipeline {
             let left = min(Int(Double(crop.left) * sx), width - 1), top = min(Int(Double(crop.top) * sy), height - 1)
             let w = max(1, min(Int((Double(crop.width) * sx).rounded()), width - left))
             let h = max(1, min(Int((Double(crop.height) * sy).rounded()), height - top))
-            let p = ResizePlan(x: left, y: top, width: w, height: h, outWidth: size, outHeight: size,
-                               columns: 0..<size, rows: 0..<size)
+            let p = ResizePlan(
+                x: left, y: top, width: w, height: h, outWidth: size, outHeight: size,
+                columns: 0..<size, rows: 0..<size)
             plan = p
             return self.prepare(p)
         }
-        precondition(crop.left >= 0 && crop.top >= 0 && crop.width > 0 && crop.height > 0
-                     && crop.left + crop.width <= image.sourceWidth && crop.top + crop.height <= image.sourceHeight,
-                     "crop \(crop) outside the \(image.sourceWidth)×\(image.sourceHeight) image \(path)")
+        precondition(
+            crop.left >= 0 && crop.top >= 0 && crop.width > 0 && crop.height > 0
+                && crop.left + crop.width <= image.sourceWidth && crop.top + crop.height <= image.sourceHeight,
+            "crop \(crop) outside the \(image.sourceWidth)×\(image.sourceHeight) image \(path)")
         var rng = SeededGenerator(seed: 0)
         render(&image, plan!, into: out, rng: &rng)
     }
@@ -86,12 +89,16 @@ public final class ImagePipeline {
             rows = rowTaps.span
         }
         let margin = 16
-        return ((plan.x + columns.lowerBound - margin)..<(plan.x + columns.upperBound + margin),
-                (plan.y + rows.lowerBound - margin)..<(plan.y + rows.upperBound + margin))
+        return (
+            (plan.x + columns.lowerBound - margin)..<(plan.x + columns.upperBound + margin),
+            (plan.y + rows.lowerBound - margin)..<(plan.y + rows.upperBound + margin)
+        )
     }
 
-    private func render(_ image: inout DecodedImage, _ plan: ResizePlan, into out: UnsafeMutablePointer<Float>,
-                        rng: inout SeededGenerator) {
+    private func render(
+        _ image: inout DecodedImage, _ plan: ResizePlan, into out: UnsafeMutablePointer<Float>,
+        rng: inout SeededGenerator
+    ) {
         let size = transform.size
         if image.layout == .rgba { premultiply(&image, plan) }
         let stride = (size * 4 + 15) & ~15
@@ -103,7 +110,8 @@ public final class ImagePipeline {
         }
 
         if let augmentation = transform.augmentation,
-           augmentation.colorJitter != nil || augmentation.grayscaleProbability > 0 {
+            augmentation.colorJitter != nil || augmentation.grayscaleProbability > 0
+        {
             toPlanes(image.layout, stride, out, table: Self.unitLookup)
             ColorOps.augment(out, count: size * size, augmentation, using: &rng)
             ColorOps.normalise(out, count: size * size, transform.normalization)
@@ -148,8 +156,9 @@ public final class ImagePipeline {
         var srcStride = image.stride
         if resizeColumns {
             rows.reserve(stride * needed.count)
-            Resample.horizontal(src: image.address(x: plan.x, y: plan.y + needed.lowerBound), srcStride: image.stride,
-                                srcColumn: 0, rows: needed.count, taps: columnTaps, dst: rows.base, dstStride: stride)
+            Resample.horizontal(
+                src: image.address(x: plan.x, y: plan.y + needed.lowerBound), srcStride: image.stride,
+                srcColumn: 0, rows: needed.count, taps: columnTaps, dst: rows.base, dstStride: stride)
             src = UnsafePointer(rows.base)
             srcStride = stride
         }
@@ -157,8 +166,9 @@ public final class ImagePipeline {
         // Vertical pass into the window.
         if resizeRows {
             rowTaps.shift(by: -needed.lowerBound)
-            Resample.vertical(src: src, srcStride: srcStride, rowBytes: stride, taps: rowTaps,
-                              dst: window.base, dstStride: stride)
+            Resample.vertical(
+                src: src, srcStride: srcStride, rowBytes: stride, taps: rowTaps,
+                dst: window.base, dstStride: stride)
         } else {
             for y in 0..<size { (window.base + y * stride).update(from: src + y * srcStride, count: size * 4) }
         }
@@ -172,15 +182,18 @@ public final class ImagePipeline {
         for (r, y) in ys.enumerated() {
             let row = UnsafeRawPointer(image.address(x: plan.x, y: plan.y + y))
             for (c, x) in xs.enumerated() {
-                out.storeBytes(of: row.loadUnaligned(fromByteOffset: 4 * x, as: UInt32.self),
-                               toByteOffset: r * stride + 4 * c, as: UInt32.self)
+                out.storeBytes(
+                    of: row.loadUnaligned(fromByteOffset: 4 * x, as: UInt32.self),
+                    toByteOffset: r * stride + 4 * c, as: UInt32.self)
             }
         }
     }
 
     /// The window's pixels → RGB the way PIL's `convert("RGB")` does for the layout → planes.
-    private func toPlanes(_ layout: PixelLayout, _ stride: Int, _ out: UnsafeMutablePointer<Float>,
-                          table: UnsafePointer<Float>) {
+    private func toPlanes(
+        _ layout: PixelLayout, _ stride: Int, _ out: UnsafeMutablePointer<Float>,
+        table: UnsafePointer<Float>
+    ) {
         let size = transform.size
         let plane = size * size
         let red = table, green = table + 256, blue = table + 512

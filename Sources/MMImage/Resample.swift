@@ -98,45 +98,49 @@ final class Taps {
 enum Resample {
     /// Horizontal pass on 4-byte pixels: `rows` rows from `src` (starting at `srcColumn`) into
     /// `dst`, one output pixel per tap set. Taps are taken two at a time in one 8-lane vector.
-    static func horizontal(src: UnsafePointer<UInt8>, srcStride: Int, srcColumn: Int, rows: Int,
-                           taps: Taps, dst: UnsafeMutablePointer<UInt8>, dstStride: Int) {
+    static func horizontal(
+        src: UnsafePointer<UInt8>, srcStride: Int, srcColumn: Int, rows: Int,
+        taps: Taps, dst: UnsafeMutablePointer<UInt8>, dstStride: Int
+    ) {
         let outCount = taps.first.count
         let pairsPerPixel = taps.stride / 2
         let half = SIMD4<Int32>(repeating: 1 << (Taps.precisionBits - 1))
         taps.first.withUnsafeBufferPointer { first in
-        taps.count.withUnsafeBufferPointer { count in
-        taps.pairs.withUnsafeBufferPointer { pairs in
-            for r in 0..<rows {
-                let line = UnsafeRawPointer(src + r * srcStride + srcColumn * 4)
-                let out = dst + r * dstStride
-                for xx in 0..<outCount {
-                    let p = line + Int(first[xx]) * 4
-                    let k = pairs.baseAddress! + xx * pairsPerPixel
-                    let used = (Int(count[xx]) + 1) / 2
-                    // Two accumulators: the multiplies of consecutive pairs overlap.
-                    var a = SIMD8<Int32>(repeating: 0), b = SIMD8<Int32>(repeating: 0)
-                    var t = 0
-                    while t + 1 < used {
-                        a &+= SIMD8<Int32>(truncatingIfNeeded: p.loadUnaligned(fromByteOffset: 8 * t, as: SIMD8<UInt8>.self)) &* k[t]
-                        b &+= SIMD8<Int32>(truncatingIfNeeded: p.loadUnaligned(fromByteOffset: 8 * t + 8, as: SIMD8<UInt8>.self)) &* k[t + 1]
-                        t += 2
+            taps.count.withUnsafeBufferPointer { count in
+                taps.pairs.withUnsafeBufferPointer { pairs in
+                    for r in 0..<rows {
+                        let line = UnsafeRawPointer(src + r * srcStride + srcColumn * 4)
+                        let out = dst + r * dstStride
+                        for xx in 0..<outCount {
+                            let p = line + Int(first[xx]) * 4
+                            let k = pairs.baseAddress! + xx * pairsPerPixel
+                            let used = (Int(count[xx]) + 1) / 2
+                            // Two accumulators: the multiplies of consecutive pairs overlap.
+                            var a = SIMD8<Int32>(repeating: 0), b = SIMD8<Int32>(repeating: 0)
+                            var t = 0
+                            while t + 1 < used {
+                                a &+= SIMD8<Int32>(truncatingIfNeeded: p.loadUnaligned(fromByteOffset: 8 * t, as: SIMD8<UInt8>.self)) &* k[t]
+                                b &+= SIMD8<Int32>(truncatingIfNeeded: p.loadUnaligned(fromByteOffset: 8 * t + 8, as: SIMD8<UInt8>.self)) &* k[t + 1]
+                                t += 2
+                            }
+                            if t < used {
+                                a &+= SIMD8<Int32>(truncatingIfNeeded: p.loadUnaligned(fromByteOffset: 8 * t, as: SIMD8<UInt8>.self)) &* k[t]
+                            }
+                            a &+= b
+                            store(clip(a.lowHalf &+ a.highHalf &+ half), to: out + xx * 4)
+                        }
                     }
-                    if t < used {
-                        a &+= SIMD8<Int32>(truncatingIfNeeded: p.loadUnaligned(fromByteOffset: 8 * t, as: SIMD8<UInt8>.self)) &* k[t]
-                    }
-                    a &+= b
-                    store(clip(a.lowHalf &+ a.highHalf &+ half), to: out + xx * 4)
                 }
             }
-        }
-        }
         }
     }
 
     /// Vertical pass: each output row is a weighted sum of `src` rows, 16 bytes at a time.
     /// `rowBytes` is rounded up to whole vectors; the buffers have the slack for it.
-    static func vertical(src: UnsafePointer<UInt8>, srcStride: Int, rowBytes: Int, taps: Taps,
-                         dst: UnsafeMutablePointer<UInt8>, dstStride: Int) {
+    static func vertical(
+        src: UnsafePointer<UInt8>, srcStride: Int, rowBytes: Int, taps: Taps,
+        dst: UnsafeMutablePointer<UInt8>, dstStride: Int
+    ) {
         let outCount = taps.first.count
         taps.withBuffers { first, count, weights in
             for yy in 0..<outCount {

@@ -12,8 +12,9 @@ public struct Normalization: Sendable, Equatable {
     }
 
     /// open_clip's OPENAI_DATASET_MEAN / OPENAI_DATASET_STD, the default for CLIP models.
-    public static let openAI = Normalization(mean: SIMD3(0.48145466, 0.4578275, 0.40821073),
-                                             std: SIMD3(0.26862954, 0.26130258, 0.27577711))
+    public static let openAI = Normalization(
+        mean: SIMD3(0.48145466, 0.4578275, 0.40821073),
+        std: SIMD3(0.26862954, 0.26130258, 0.27577711))
     /// Plain /255: values in 0…1.
     public static let unit = Normalization(mean: .zero, std: .one)
 }
@@ -38,8 +39,10 @@ public struct ColorJitter: Sendable, Equatable {
     public var hue: Double
     public var probability: Double
 
-    public init(brightness: Double = 0.4, contrast: Double = 0.4, saturation: Double = 0.4, hue: Double = 0.1,
-                probability: Double = 0.8) {
+    public init(
+        brightness: Double = 0.4, contrast: Double = 0.4, saturation: Double = 0.4, hue: Double = 0.1,
+        probability: Double = 0.8
+    ) {
         precondition(hue >= 0 && hue <= 0.5, "hue jitter must be in 0…0.5")
         self.brightness = brightness
         self.contrast = contrast
@@ -59,8 +62,10 @@ public struct Augmentation: Sendable, Equatable {
     public var colorJitter: ColorJitter?
     public var grayscaleProbability: Double
 
-    public init(scale: ClosedRange<Double> = 0.9...1.0, ratio: ClosedRange<Double> = (3.0 / 4)...(4.0 / 3),
-                colorJitter: ColorJitter? = nil, grayscaleProbability: Double = 0) {
+    public init(
+        scale: ClosedRange<Double> = 0.9...1.0, ratio: ClosedRange<Double> = (3.0 / 4)...(4.0 / 3),
+        colorJitter: ColorJitter? = nil, grayscaleProbability: Double = 0
+    ) {
         precondition(scale.lowerBound > 0 && scale.upperBound <= 1, "crop scale must lie in (0, 1]")
         precondition(ratio.lowerBound > 0, "crop ratio must be positive")
         self.scale = scale
@@ -92,8 +97,10 @@ public struct ImageTransform: Sendable, Equatable {
     }
 
     /// open_clip's train preprocess (RandomResizedCrop…), fast decoding by default.
-    public static func train(size: Int = 224, normalization: Normalization = .openAI,
-                             augmentation: Augmentation = Augmentation(), decode: DecodeMode = .fast) -> ImageTransform {
+    public static func train(
+        size: Int = 224, normalization: Normalization = .openAI,
+        augmentation: Augmentation = Augmentation(), decode: DecodeMode = .fast
+    ) -> ImageTransform {
         ImageTransform(size: size, normalization: normalization, decode: decode, augmentation: augmentation)
     }
 }
@@ -140,22 +147,29 @@ struct ResizePlan: Equatable {
         }
         let left = Int((Double(outW - size) / 2).rounded(.toNearestOrEven))
         let top = Int((Double(outH - size) / 2).rounded(.toNearestOrEven))
-        return ResizePlan(x: 0, y: 0, width: width, height: height, outWidth: outW, outHeight: outH,
-                          columns: left..<left + size, rows: top..<top + size)
+        return ResizePlan(
+            x: 0, y: 0, width: width, height: height, outWidth: outW, outHeight: outH,
+            columns: left..<left + size, rows: top..<top + size)
     }
 
     /// torchvision `RandomResizedCrop.get_params` then a resize of the crop to size×size.
-    static func train<G: RandomNumberGenerator>(width: Int, height: Int, size: Int, augmentation: Augmentation,
-                                                using rng: inout G) -> ResizePlan {
-        let (i, j, h, w) = cropParameters(width: width, height: height, scale: augmentation.scale,
-                                          ratio: augmentation.ratio, using: &rng)
-        return ResizePlan(x: j, y: i, width: w, height: h, outWidth: size, outHeight: size,
-                          columns: 0..<size, rows: 0..<size)
+    static func train<G: RandomNumberGenerator>(
+        width: Int, height: Int, size: Int, augmentation: Augmentation,
+        using rng: inout G
+    ) -> ResizePlan {
+        let (i, j, h, w) = cropParameters(
+            width: width, height: height, scale: augmentation.scale,
+            ratio: augmentation.ratio, using: &rng)
+        return ResizePlan(
+            x: j, y: i, width: w, height: h, outWidth: size, outHeight: size,
+            columns: 0..<size, rows: 0..<size)
     }
 
     /// (top, left, height, width) of the random crop, torchvision's algorithm.
-    static func cropParameters<G: RandomNumberGenerator>(width: Int, height: Int, scale: ClosedRange<Double>,
-                                                         ratio: ClosedRange<Double>, using rng: inout G) -> (Int, Int, Int, Int) {
+    static func cropParameters<G: RandomNumberGenerator>(
+        width: Int, height: Int, scale: ClosedRange<Double>,
+        ratio: ClosedRange<Double>, using rng: inout G
+    ) -> (Int, Int, Int, Int) {
         let area = Double(width * height)
         let logRatio = log(ratio.lowerBound)...log(ratio.upperBound)
         for _ in 0..<10 {

@@ -31,13 +31,16 @@ public final class AdamW {
 
     /// Two groups split by `WeightDecayRule` over a module's named parameters; frozen
     /// parameters (`requiresGrad == false`) are left out.
-    public convenience init(_ module: Module, weightDecay: Float, rule: WeightDecayRule = .standard,
-                            beta1: Float = 0.9, beta2: Float = 0.98, eps: Float = 1e-6) {
+    public convenience init(
+        _ module: Module, weightDecay: Float, rule: WeightDecayRule = .standard,
+        beta1: Float = 0.9, beta2: Float = 0.98, eps: Float = 1e-6
+    ) {
         let trainable = module.namedParameters().filter { $0.tensor.requiresGrad }
         let decayed = trainable.filter { rule.decays($0.key, $0.tensor) }.map(\.tensor)
         let exempt = trainable.filter { !rule.decays($0.key, $0.tensor) }.map(\.tensor)
-        self.init(groups: [Group(parameters: decayed, weightDecay: weightDecay), Group(parameters: exempt, weightDecay: 0)],
-                  beta1: beta1, beta2: beta2, eps: eps)
+        self.init(
+            groups: [Group(parameters: decayed, weightDecay: weightDecay), Group(parameters: exempt, weightDecay: 0)],
+            beta1: beta1, beta2: beta2, eps: eps)
     }
 
     /// One update with learning rate `lr` from each parameter's accumulated `grad`; parameters
@@ -55,8 +58,9 @@ public final class AdamW {
                 defer { index += 1 }
                 guard let g = p.grad else { continue }
                 let (m, v) = moments[index]
-                adamWUpdate(p, gradient: g, m: m, v: v, decay: decay, beta1: beta1, beta2: beta2,
-                            stepSize: stepSize, rootBC2: rootBC2, eps: eps)
+                adamWUpdate(
+                    p, gradient: g, m: m, v: v, decay: decay, beta1: beta1, beta2: beta2,
+                    stepSize: stepSize, rootBC2: rootBC2, eps: eps)
             }
         }
     }

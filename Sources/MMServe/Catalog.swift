@@ -28,7 +28,9 @@ public enum IndexSpecs {
     public static func parse(argument: String) throws -> (name: String, path: String) {
         if let eq = argument.firstIndex(of: "="), !argument[..<eq].contains("/") {
             let name = String(argument[..<eq]), path = String(argument[argument.index(after: eq)...])
-            guard isValidName(name), !path.isEmpty else { throw ServeSetupError("--index \(argument): expected NAME=PATH with NAME of letters, digits, '-', '_' or '.'") }
+            guard isValidName(name), !path.isEmpty else {
+                throw ServeSetupError("--index \(argument): expected NAME=PATH with NAME of letters, digits, '-', '_' or '.'")
+            }
             return (name, path)
         }
         let name = URL(fileURLWithPath: argument).deletingPathExtension().lastPathComponent
@@ -54,6 +56,7 @@ public enum IndexSpecs {
     }
 
     static func isValidName(_ name: String) -> Bool {
-        !name.isEmpty && name.count <= 100 && name.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) && $0.isASCII || "-_.".unicodeScalars.contains($0) }
+        !name.isEmpty && name.count <= 100
+            && name.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) && $0.isASCII || "-_.".unicodeScalars.contains($0) }
     }
 }

@@ -37,7 +37,8 @@ final class Metrics: @unchecked Sendable {
                     out += "mm_http_requests_total{route=\"\(route)\",status=\"\(status)\"} \(n)\n"
                 }
             }
-            out += "# HELP mm_http_request_duration_seconds Time from request to response, by route.\n# TYPE mm_http_request_duration_seconds histogram\n"
+            out +=
+                "# HELP mm_http_request_duration_seconds Time from request to response, by route.\n# TYPE mm_http_request_duration_seconds histogram\n"
             for route in latency.keys.sorted() {
                 let h = latency[route]!
                 for (i, bound) in Self.buckets.enumerated() {

@@ -1,10 +1,11 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import MMEval
 import MMImage
 import MMTensor
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 /// What the server does, apart from HTTP: queries in, JSON-ready answers out. Every model call and
 /// search runs on the one `ComputeQueue`.
@@ -38,8 +39,10 @@ public final class RetrievalService: @unchecked Sendable {
     /// Cosine at or above which clip-retrieval's `deduplicate` drops a later result.
     static let duplicateCosine: Float = 0.94
 
-    public init(embedder: Embedder, indexes: [ServedIndex], limits: Limits = Limits(), allowURLFetch: Bool = false,
-                maximumWaiting: Int = 64) throws {
+    public init(
+        embedder: Embedder, indexes: [ServedIndex], limits: Limits = Limits(), allowURLFetch: Bool = false,
+        maximumWaiting: Int = 64
+    ) throws {
         guard !indexes.isEmpty else { throw ServeSetupError("no index to serve") }
         guard Set(indexes.map(\.name)).count == indexes.count else { throw ServeSetupError("two indexes have the same name") }
         for s in indexes {
@@ -93,7 +96,9 @@ public final class RetrievalService: @unchecked Sendable {
                 pendingTextSearches.append(PendingTextSearch(text: text, served: served, k: k, kind: kind, continuation: continuation))
                 return (pendingTextSearches.count == 1, false)
             }
-            if full { return continuation.resume(throwing: ServeError(503, "busy: \(compute.maximumWaiting) text searches are waiting; retry later")) }
+            if full {
+                return continuation.resume(throwing: ServeError(503, "busy: \(compute.maximumWaiting) text searches are waiting; retry later"))
+            }
             guard first else { return }
             // The first of a batch queues the job that will take every search waiting when it runs.
             Task {
@@ -107,7 +112,9 @@ public final class RetrievalService: @unchecked Sendable {
     }
 
     private func takePending() -> [PendingTextSearch] {
-        pendingLock.withLock { defer { pendingTextSearches.removeAll() }; return pendingTextSearches }
+        pendingLock.withLock {
+            defer { pendingTextSearches.removeAll() }; return pendingTextSearches
+        }
     }
 
     /// Runs on the compute queue.
@@ -121,9 +128,11 @@ public final class RetrievalService: @unchecked Sendable {
         for (i, p) in batch.enumerated() { groups["\(p.served.name)\u{0}\(p.kind?.rawValue ?? "")", default: []].append(i) }
         for members in groups.values {
             let first = batch[members[0]]
-            let rows = Tensor(shape: [members.count, d], values: members.flatMap { i in Array(UnsafeBufferPointer(start: queries.data + i * d, count: d)) })
+            let rows = Tensor(
+                shape: [members.count, d], values: members.flatMap { i in Array(UnsafeBufferPointer(start: queries.data + i * d, count: d)) })
             do {
-                let found = try first.served.index.search(rows, k: members.map { batch[$0].k }.max()!, kind: first.kind, approximate: first.served.approximate)
+                let found = try first.served.index.search(
+                    rows, k: members.map { batch[$0].k }.max()!, kind: first.kind, approximate: first.served.approximate)
                 for (j, i) in members.enumerated() { batch[i].continuation.resume(returning: Array(found[j].prefix(batch[i].k))) }
             } catch {
                 for i in members { batch[i].continuation.resume(throwing: error) }
@@ -136,7 +145,8 @@ public final class RetrievalService: @unchecked Sendable {
     func queryEmbedding(_ body: JSONBody, embeddingKey: String, in served: ServedIndex) async throws -> Tensor {
         let given = ["text", "image", "image_url", embeddingKey, "id"].filter { body.has($0) }
         guard given.count == 1 else {
-            throw ServeError.badRequest(given.isEmpty ? "give one of text, image, \(embeddingKey) or id" : "give only one of \(given.joined(separator: ", "))")
+            throw ServeError.badRequest(
+                given.isEmpty ? "give one of text, image, \(embeddingKey) or id" : "give only one of \(given.joined(separator: ", "))")
         }
         if let text = try body.string("text", maxLength: 10_000) {
             return try await compute.run { self.embedder.embed(texts: [text]) }
@@ -191,7 +201,8 @@ public final class RetrievalService: @unchecked Sendable {
         let result = embedder.embed(imageFiles: paths, batchSize: max(1, paths.count))
         if let failure = result.failures.first {
             let index = paths.firstIndex(of: failure.path) ?? 0
-            throw ServeError.badRequest("\(field)\(images.count > 1 ? "[\(index)]" : ""): cannot be decoded (\(String(failure.error.split(separator: "\n").first ?? "")))")
+            throw ServeError.badRequest(
+                "\(field)\(images.count > 1 ? "[\(index)]" : ""): cannot be decoded (\(String(failure.error.split(separator: "\n").first ?? "")))")
         }
         return result.embeddings
     }
@@ -217,7 +228,9 @@ public final class RetrievalService: @unchecked Sendable {
     }
 
     /// The best `count` rows for a request's query: text queries go through the batch.
-    func matches(_ body: JSONBody, embeddingKey: String, in served: ServedIndex, count: Int, kind: EmbeddingIndex.RowKind?) async throws -> [EmbeddingIndex.Match] {
+    func matches(_ body: JSONBody, embeddingKey: String, in served: ServedIndex, count: Int, kind: EmbeddingIndex.RowKind?) async throws
+        -> [EmbeddingIndex.Match]
+    {
         if let text = try body.string("text", maxLength: 10_000), ["image", "image_url", embeddingKey, "id"].allSatisfy({ !body.has($0) }) {
             return try await textSearch(text, in: served, k: count, kind: kind)
         }
@@ -259,9 +272,15 @@ public final class RetrievalService: @unchecked Sendable {
         guard index.kinds[row] == .image else { throw ServeError.notFound("row \(index.ids[row]) of \(served.name) is a text, not an image") }
         let path = index.names[row]
         var info = stat()
-        guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { throw ServeError.notFound("the image of row \(index.ids[row]) is not on this server") }
-        guard Int(info.st_size) <= limits.thumbnailBytes else { throw ServeError.notFound("the image of row \(index.ids[row]) is too large to serve") }
-        guard let data = FileManager.default.contents(atPath: path) else { throw ServeError.notFound("the image of row \(index.ids[row]) cannot be read") }
+        guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            throw ServeError.notFound("the image of row \(index.ids[row]) is not on this server")
+        }
+        guard Int(info.st_size) <= limits.thumbnailBytes else {
+            throw ServeError.notFound("the image of row \(index.ids[row]) is too large to serve")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ServeError.notFound("the image of row \(index.ids[row]) cannot be read")
+        }
         let bytes = [UInt8](data)
         switch ImageDecoder.format(of: bytes) {
         case .jpeg: return (bytes, "image/jpeg")
@@ -323,12 +342,14 @@ public final class RetrievalService: @unchecked Sendable {
         let k = try body.int("k", in: 1...limits.results) ?? 10
         let kind = try modality(body)
         let matches = try await matches(body, embeddingKey: "embedding", in: served, count: k, kind: kind)
-        return ["index": served.name,
-                "results": matches.map { m -> [String: Any] in
-                    var out = describe(row: m.index, in: served, withImage: false)
-                    out["score"] = Double(m.score)
-                    return out
-                }] as [String: Any]
+        return [
+            "index": served.name,
+            "results": matches.map { m -> [String: Any] in
+                var out = describe(row: m.index, in: served, withImage: false)
+                out["score"] = Double(m.score)
+                return out
+            }
+        ] as [String: Any]
     }
 
     /// mm's POST /embed: `{"texts": […]}` or `{"images": [base64…]}` → unit vectors.
@@ -360,12 +381,17 @@ public final class RetrievalService: @unchecked Sendable {
         guard !templates.isEmpty, templates.allSatisfy({ $0.contains("{}") }) else {
             throw ServeError.badRequest("templates: each must contain {} where the label goes")
         }
-        guard let image = try body.string("image", maxLength: limits.imageBytes * 4 / 3 + 100) else { throw ServeError.badRequest("image: required (base64)") }
+        guard let image = try body.string("image", maxLength: limits.imageBytes * 4 / 3 + 100) else {
+            throw ServeError.badRequest("image: required (base64)")
+        }
         let bytes = try decodeBase64Image(image, field: "image")
         let predictions = try await compute.run { () -> [(label: String, index: Int, probability: Double)] in
             let key = (labels + ["\u{0}"] + templates).joined(separator: "\u{1}")
-            let classifier = self.classifiers[key] ?? ZeroShotClassifier(model: self.embedder.model, tokenizer: self.embedder.tokenizer,
-                                                                          classes: labels.map { [$0] }, templates: templates)
+            let classifier =
+                self.classifiers[key]
+                ?? ZeroShotClassifier(
+                    model: self.embedder.model, tokenizer: self.embedder.tokenizer,
+                    classes: labels.map { [$0] }, templates: templates)
             if self.classifiers.count >= 16 { self.classifiers.removeAll() }
             self.classifiers[key] = classifier
             return classifier.predictions(try self.embedImages([bytes], field: "image"), k: labels.count)[0]
@@ -374,7 +400,12 @@ public final class RetrievalService: @unchecked Sendable {
     }
 
     func health() -> Any {
-        ["status": "ok", "model": embedder.fingerprint, "dimension": dimension,
-         "indexes": Dictionary(uniqueKeysWithValues: indexes.map { ($0.name, ["rows": $0.index.count, "approximate": $0.approximate?.info.kind.rawValue ?? "exact"] as [String: Any]) })] as [String: Any]
+        [
+            "status": "ok", "model": embedder.fingerprint, "dimension": dimension,
+            "indexes": Dictionary(
+                uniqueKeysWithValues: indexes.map {
+                    ($0.name, ["rows": $0.index.count, "approximate": $0.approximate?.info.kind.rawValue ?? "exact"] as [String: Any])
+                })
+        ] as [String: Any]
     }
 }

@@ -3,7 +3,6 @@ import Hummingbird
 import Logging
 import MMEval
 
-
 /// `mm serve`: the HTTP front of a `RetrievalService` on Hummingbird.
 ///
 /// Routes: clip-retrieval's back end (`POST /knn-service`, `POST /metadata`, `GET /indices-list`,
@@ -50,7 +49,8 @@ public struct Server {
     func router() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: Guard(metrics: metrics, logger: logger))
-        router.add(middleware: CORSMiddleware(allowOrigin: .all, allowHeaders: [.contentType, .accept, .origin], allowMethods: [.get, .post, .options]))
+        router.add(
+            middleware: CORSMiddleware(allowOrigin: .all, allowHeaders: [.contentType, .accept, .origin], allowMethods: [.get, .post, .options]))
         let service = self.service
 
         // clip-retrieval's back end
@@ -68,18 +68,30 @@ public struct Server {
         router.post("zeroshot") { request, _ in try await json(service.zeroShot(self.body(request))) }
         router.get("health") { _, _ in try json(service.health()) }
         router.get("metrics") { _, _ in
-            let gauges = service.indexes.map { (name: "mm_index_rows", help: "Rows of each served index.", labels: "index=\"\($0.name)\"", value: Double($0.index.count)) }
-                + [(name: "mm_compute_queue_depth", help: "Model calls and searches queued or running.", labels: "", value: Double(service.compute.depth))]
-            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                            body: .init(byteBuffer: ByteBuffer(string: self.metrics.text(gauges: gauges))))
+            let gauges =
+                service.indexes.map {
+                    (name: "mm_index_rows", help: "Rows of each served index.", labels: "index=\"\($0.name)\"", value: Double($0.index.count))
+                }
+                + [
+                    (
+                        name: "mm_compute_queue_depth", help: "Model calls and searches queued or running.", labels: "",
+                        value: Double(service.compute.depth)
+                    )
+                ]
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: self.metrics.text(gauges: gauges))))
         }
 
         // Thumbnails: by index name and row id only.
         router.get("thumbnail/:index/:id") { _, context in
             let name = context.parameters.get("index") ?? ""
-            guard let id = context.parameters.get("id").flatMap({ Int($0) }), id >= 0 else { throw ServeError.badRequest("thumbnail: the id must be a non-negative integer") }
+            guard let id = context.parameters.get("id").flatMap({ Int($0) }), id >= 0 else {
+                throw ServeError.badRequest("thumbnail: the id must be a non-negative integer")
+            }
             let file = try service.thumbnail(index: name, id: id)
-            return Response(status: .ok, headers: [.contentType: file.type, .cacheControl: "max-age=3600"], body: .init(byteBuffer: ByteBuffer(bytes: file.data)))
+            return Response(
+                status: .ok, headers: [.contentType: file.type, .cacheControl: "max-age=3600"], body: .init(byteBuffer: ByteBuffer(bytes: file.data)))
         }
 
         // The page
@@ -100,7 +112,9 @@ public struct Server {
             group.addTask {
                 var collected: [UInt8] = []
                 for try await chunk in request.body {
-                    guard collected.count + chunk.readableBytes <= limit else { throw ServeError(413, "body larger than the limit of \(limit) bytes") }
+                    guard collected.count + chunk.readableBytes <= limit else {
+                        throw ServeError(413, "body larger than the limit of \(limit) bytes")
+                    }
                     collected += chunk.readableBytesView
                 }
                 return collected
@@ -146,11 +160,13 @@ struct Guard: RouterMiddleware {
                 (status, message) = (500, "internal error")
             }
             let line = message.split(whereSeparator: \.isNewline).first.map(String.init) ?? message
-            response = Response(status: .init(code: status), headers: [.contentType: "application/json"],
-                                body: .init(byteBuffer: ByteBuffer(bytes: (try? jsonBytes(["status": status, "error": line])) ?? [])))
+            response = Response(
+                status: .init(code: status), headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(bytes: (try? jsonBytes(["status": status, "error": line])) ?? [])))
         }
-        metrics.record(route: Self.route(request.uri.path), status: Int(response.status.code),
-                       seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
+        metrics.record(
+            route: Self.route(request.uri.path), status: Int(response.status.code),
+            seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
         return response
     }
 
@@ -166,11 +182,14 @@ struct Guard: RouterMiddleware {
 
 /// The search page: files bundled with the module, looked up by a fixed list of names.
 enum Page {
-    static let files: [String: String] = ["index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"]
+    static let files: [String: String] = [
+        "index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"
+    ]
 
     static func response(_ name: String) throws -> Response {
         guard let type = files[name], let url = Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "page"),
-              let data = FileManager.default.contents(atPath: url.path) else { throw ServeError.notFound("no such page") }
+            let data = FileManager.default.contents(atPath: url.path)
+        else { throw ServeError.notFound("no such page") }
         return Response(status: .ok, headers: [.contentType: type], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 }

@@ -8,11 +8,13 @@ private let blasSingleThreaded: Void = openblas_set_num_threads(1)
 /// attention can address one head inside a packed [L, 3W] buffer without copying.
 /// Large products are split by rows of C across `Threads.count` single-threaded BLAS calls.
 @inline(__always)
-func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
-           alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
-           b: UnsafePointer<Float>, ldb: Int,
-           beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
-           parallel: Bool = true) {
+func sgemm(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+    alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int,
+    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
+    parallel: Bool = true
+) {
     guard m > 0, n > 0 else { return }
     if k == 0 {
         // BLAS leaves C untouched for k = 0; honour beta ourselves.
@@ -22,9 +24,10 @@ func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
     _ = blasSingleThreaded
     func call(_ rows: Range<Int>) {
         let aRow = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(rows.count), Int32(n), Int32(k), alpha, aRow, Int32(lda), b, Int32(ldb),
-                    beta, c + rows.lowerBound * ldc, Int32(ldc))
+        cblas_sgemm(
+            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+            Int32(rows.count), Int32(n), Int32(k), alpha, aRow, Int32(lda), b, Int32(ldb),
+            beta, c + rows.lowerBound * ldc, Int32(ldc))
     }
     // Below ~2 MFLOP a second thread costs more than it saves.
     if parallel && Threads.count > 1 && m >= 2 * 16 && m * n * k >= 1 << 20 {

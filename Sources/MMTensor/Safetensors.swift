@@ -3,7 +3,7 @@ import MMFoundation
 
 // The format is little-endian and we copy raw bytes straight into tensors.
 #if _endian(big)
-#error("safetensors I/O assumes a little-endian host")
+    #error("safetensors I/O assumes a little-endian host")
 #endif
 
 /// The contents of a safetensors file (https://github.com/huggingface/safetensors):
@@ -74,9 +74,10 @@ public struct Safetensors {
         for key in keys {
             let (dtype, shape) = tensors[key].map { (floats.rawValue, $0.shape) } ?? ("I32", ids[key]!.shape)
             let end = offset + UInt64(shape.reduce(1, *) * (tensors[key] == nil ? 4 : floats.size))
-            members.append(Text.jsonQuoted(key) + ":{\"dtype\":\"\(dtype)\",\"shape\":["
-                           + shape.map(String.init).joined(separator: ",")
-                           + "],\"data_offsets\":[\(offset),\(end)]}")
+            members.append(
+                Text.jsonQuoted(key) + ":{\"dtype\":\"\(dtype)\",\"shape\":["
+                    + shape.map(String.init).joined(separator: ",")
+                    + "],\"data_offsets\":[\(offset),\(end)]}")
             offset = end
         }
         let json = "{" + members.joined(separator: ",") + "}"
@@ -86,26 +87,29 @@ public struct Safetensors {
         var prefix = UInt64(header.count).littleEndian
 
         // One atomic write: a reader or a crash sees the old file or the new one.
-        do { try AtomicFile.write(to: file) { out in
-            try out.write(&prefix, count: 8)
-            try header.withUnsafeBytes { try out.write($0.baseAddress!, count: $0.count) }
-            for key in keys {
-                if let t = tensors[key] {
-                    if floats == .f32 {
-                        try out.write(t.data, count: t.count * 4)
-                        continue
+        do {
+            try AtomicFile.write(to: file) { out in
+                try out.write(&prefix, count: 8)
+                try header.withUnsafeBytes { try out.write($0.baseAddress!, count: $0.count) }
+                for key in keys {
+                    if let t = tensors[key] {
+                        if floats == .f32 {
+                            try out.write(t.data, count: t.count * 4)
+                            continue
+                        }
+                        var narrow = [UInt16](repeating: 0, count: t.count)
+                        if let bad = narrowFloats(t.data, &narrow, t.count, to: floats) {
+                            throw SafetensorsError.invalidKey(
+                                file: file, key: key,
+                                reason: "value \(t.data[bad]) at index \(bad) does not fit in \(floats.rawValue)")
+                        }
+                        try narrow.withUnsafeBytes { try out.write($0.baseAddress!, count: $0.count) }
+                    } else if let i = ids[key] {
+                        try i.values.withUnsafeBytes { try out.write($0.baseAddress!, count: $0.count) }
                     }
-                    var narrow = [UInt16](repeating: 0, count: t.count)
-                    if let bad = narrowFloats(t.data, &narrow, t.count, to: floats) {
-                        throw SafetensorsError.invalidKey(file: file, key: key,
-                                                          reason: "value \(t.data[bad]) at index \(bad) does not fit in \(floats.rawValue)")
-                    }
-                    try narrow.withUnsafeBytes { try out.write($0.baseAddress!, count: $0.count) }
-                } else if let i = ids[key] {
-                    try i.values.withUnsafeBytes { try out.write($0.baseAddress!, count: $0.count) }
                 }
             }
-        } } catch let error as FileError {
+        } catch let error as FileError {
             throw SafetensorsError.io(file: file, reason: error.reason)
         }
     }
@@ -189,8 +193,9 @@ public final class SafetensorsReader {
 
     private func internalEntry(_ e: Entry) -> SafetensorsEntry {
         let count = e.count
-        return SafetensorsEntry(key: e.key, dtype: e.stored, shape: e.shape, count: count, begin: e.begin,
-                                end: e.begin + UInt64(count * e.stored.size))
+        return SafetensorsEntry(
+            key: e.key, dtype: e.stored, shape: e.shape, count: count, begin: e.begin,
+            end: e.begin + UInt64(count * e.stored.size))
     }
 }
 
@@ -236,9 +241,11 @@ public enum SafetensorsError: Error, CustomStringConvertible, Equatable {
             return "\(file): truncated safetensors file: tensor \"\(key)\" needs \(needed) bytes of file, it has \(size)"
         case let .headerLength(file, length, fileSize):
             if length > safetensorsMaxHeader {
-                return "\(file): safetensors header length \(length) exceeds the format's limit of \(safetensorsMaxHeader) bytes (not a safetensors file?)"
+                return
+                    "\(file): safetensors header length \(length) exceeds the format's limit of \(safetensorsMaxHeader) bytes (not a safetensors file?)"
             }
-            return "\(file): safetensors header length \(length) runs past the end of the \(fileSize)-byte file (truncated, or not a safetensors file)"
+            return
+                "\(file): safetensors header length \(length) runs past the end of the \(fileSize)-byte file (truncated, or not a safetensors file)"
         case let .invalidHeader(file, reason):
             return "\(file): invalid safetensors header: \(reason)"
         case let .invalidEntry(file, key, reason):
@@ -365,7 +372,8 @@ private func parseEntry(_ key: String, _ value: HeaderJSON.Value, file: String) 
     }
 
     guard case .array(let offsets) = offsetsField, offsets.count == 2,
-          case .integer(let begin) = offsets[0], case .integer(let end) = offsets[1] else {
+        case .integer(let begin) = offsets[0], case .integer(let end) = offsets[1]
+    else {
         throw bad("\"data_offsets\" is not a pair of non-negative integers")
     }
     guard begin <= end else { throw bad("data_offsets [\(begin), \(end)] run backwards") }
@@ -672,8 +680,9 @@ private struct SafetensorsFile {
         parallelFor(e.count, grain: 1 << 18) { range in
             do {
                 if e.dtype == .f32 {
-                    try read(into: dst + range.lowerBound, count: range.count * 4,
-                             at: offset + range.lowerBound * 4, key: e.key)
+                    try read(
+                        into: dst + range.lowerBound, count: range.count * 4,
+                        at: offset + range.lowerBound * 4, key: e.key)
                     return
                 }
                 try staged(e, range, at: offset) { src, at, n in
@@ -698,8 +707,9 @@ private struct SafetensorsFile {
         }
         try staged(e, 0..<e.count, at: offset) { src, at, n in
             if let bad = narrowI64(src, dst + at, n) {
-                throw SafetensorsError.outOfRange(file: path, key: e.key, index: at + bad,
-                                                  value: src.load(fromByteOffset: bad * 8, as: Int64.self))
+                throw SafetensorsError.outOfRange(
+                    file: path, key: e.key, index: at + bad,
+                    value: src.load(fromByteOffset: bad * 8, as: Int64.self))
             }
         }
     }
@@ -707,8 +717,10 @@ private struct SafetensorsFile {
     /// Reads elements `range` of `e` block by block into a scratch buffer and hands each block
     /// (source bytes, first element index, element count) to `convert`. The scratch buffer is
     /// aligned, so the kernels may read it as typed memory whatever the file's alignment.
-    private func staged(_ e: SafetensorsEntry, _ range: Range<Int>, at offset: Int,
-                        _ convert: (UnsafeRawPointer, Int, Int) throws -> Void) throws {
+    private func staged(
+        _ e: SafetensorsEntry, _ range: Range<Int>, at offset: Int,
+        _ convert: (UnsafeRawPointer, Int, Int) throws -> Void
+    ) throws {
         let block = 1 << 16
         let scratch = UnsafeMutableRawPointer.allocate(byteCount: min(block, range.count) * e.dtype.size, alignment: 64)
         defer { scratch.deallocate() }
@@ -722,7 +734,6 @@ private struct SafetensorsFile {
     }
 
 }
-
 
 /// Keeps the first error thrown by any worker of a parallel loop.
 private final class FirstFailure: @unchecked Sendable {
@@ -805,7 +816,9 @@ private func narrowFloats(_ src: UnsafePointer<Float>, _ dst: inout [UInt16], _ 
             for i in 0..<n {
                 let bits = src[i].bitPattern
                 // NaN stays NaN (quiet); otherwise round the low half to nearest, ties to even.
-                out[i] = src[i].isNaN ? UInt16(bits >> 16) | 0x0040
+                out[i] =
+                    src[i].isNaN
+                    ? UInt16(bits >> 16) | 0x0040
                     : UInt16(truncatingIfNeeded: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
                 overflow = overflow || (Float(bitPattern: UInt32(out[i]) << 16).isInfinite && src[i].isFinite)
             }

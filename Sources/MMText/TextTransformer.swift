@@ -14,8 +14,10 @@ public final class TextTransformer: Module {
         public var outputDim: Int
         public var activation: Activation
 
-        public init(contextLength: Int = 77, vocabSize: Int = 49408, width: Int, layers: Int, heads: Int,
-                    mlpRatio: Float = 4, outputDim: Int, activation: Activation = .gelu) {
+        public init(
+            contextLength: Int = 77, vocabSize: Int = 49408, width: Int, layers: Int, heads: Int,
+            mlpRatio: Float = 4, outputDim: Int, activation: Activation = .gelu
+        ) {
             self.contextLength = contextLength
             self.vocabSize = vocabSize
             self.width = width
@@ -56,8 +58,9 @@ public final class TextTransformer: Module {
     /// off by default as in open_clip) noises the embeddings and every block's residual branches.
     public func callAsFunction(_ ids: IntTensor, dropout: Dropout? = nil) -> Tensor {
         let c = configuration
-        precondition(ids.shape.count == 2 && ids.shape[1] <= c.contextLength,
-                     "text tower expects ids [B, L ≤ \(c.contextLength)], got \(ids.shape)")
+        precondition(
+            ids.shape.count == 2 && ids.shape[1] <= c.contextLength,
+            "text tower expects ids [B, L ≤ \(c.contextLength)], got \(ids.shape)")
         // With the causal mask, a row's features at its end-of-text token depend only on the
         // tokens up to it, so the columns after the batch's last EOT (padding) are never needed.
         let eot = Self.endOfText(ids)
@@ -81,9 +84,11 @@ public final class TextTransformer: Module {
     /// The position of each row's highest id (its first occurrence, as torch's argmax).
     static func endOfText(_ ids: IntTensor) -> IntTensor {
         let (b, l) = (ids.shape[0], ids.shape[1])
-        return IntTensor(shape: [b], values: (0..<b).map { row in
-            let tokens = ids.values[(row * l)..<((row + 1) * l)]
-            return Int32(tokens.indices.max { tokens[$0] < tokens[$1] }! - row * l)
-        })
+        return IntTensor(
+            shape: [b],
+            values: (0..<b).map { row in
+                let tokens = ids.values[(row * l)..<((row + 1) * l)]
+                return Int32(tokens.indices.max { tokens[$0] < tokens[$1] }! - row * l)
+            })
     }
 }

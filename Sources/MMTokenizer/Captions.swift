@@ -1,4 +1,5 @@
 import MMFoundation
+
 /// Reads a caption file: one caption a line, UTF-8. Lines end at LF, CRLF or CR; a final line
 /// break does not start another caption. Invalid UTF-8 is an error naming the line, or, with
 /// `replaceInvalid`, each invalid sequence becomes U+FFFD.

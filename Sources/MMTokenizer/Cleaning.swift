@@ -92,7 +92,7 @@ enum Cleaner {
     static func mayMap(_ u: UInt16) -> Bool {
         switch u {
         case 0x80...0x9F, 0x0132, 0x0133, 0x0149, 0x01C4...0x01CC, 0x01F1...0x01F3, 0x02BC, 0x2018...0x201F,
-             0x3000, 0xFB00...0xFB06, 0xFF01...0xFFEF:
+            0x3000, 0xFB00...0xFB06, 0xFF01...0xFFEF:
             return true
         default:
             return false
@@ -103,7 +103,7 @@ enum Cleaner {
     /// like ftfy's codec). Python's html.unescape uses the same table for `&#128;`–`&#159;`.
     static let windows1252: [UInt16] = [
         0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0x008D, 0x017D, 0x008F,
-        0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x009D, 0x017E, 0x0178,
+        0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x009D, 0x017E, 0x0178
     ]
 
     /// The single-character Latin ligatures ftfy takes apart (not the NFKC set: ﬅ keeps its long s).
@@ -114,7 +114,7 @@ enum Cleaner {
             (0x01C4, "D\u{017D}"), (0x01C5, "D\u{017E}"), (0x01C6, "d\u{017E}"),
             (0x01C7, "LJ"), (0x01C8, "Lj"), (0x01C9, "lj"), (0x01CA, "NJ"), (0x01CB, "Nj"), (0x01CC, "nj"),
             (0xFB00, "ff"), (0xFB01, "fi"), (0xFB02, "fl"), (0xFB03, "ffi"), (0xFB04, "ffl"),
-            (0xFB05, "\u{017F}t"), (0xFB06, "st"),
+            (0xFB05, "\u{017F}t"), (0xFB06, "st")
         ]
         return Dictionary(uniqueKeysWithValues: pairs.map { ($0.0, Array($0.1.utf16)) })
     }()
@@ -237,7 +237,8 @@ enum Cleaner {
                 j += 1
                 var hex = false
                 if j + 1 < n && (text[j] == 0x78 || text[j] == 0x58) && hexValue(text[j + 1]) != nil,
-                   !(j < n && isASCIIDigit(text[j])) {
+                    !(j < n && isASCIIDigit(text[j]))
+                {
                     hex = true
                     j += 1
                 }
@@ -342,8 +343,10 @@ enum Cleaner {
 
     /// Runs an ICU string transform, growing the output once if the first guess is too small.
     /// ICU only fails here on invalid arguments, so a failure keeps the text as it was.
-    static func icu(_ text: [UInt16],
-                    _ transform: (UnsafePointer<UInt16>?, Int32, UnsafeMutablePointer<UInt16>?, Int32) -> Int32) -> [UInt16] {
+    static func icu(
+        _ text: [UInt16],
+        _ transform: (UnsafePointer<UInt16>?, Int32, UnsafeMutablePointer<UInt16>?, Int32) -> Int32
+    ) -> [UInt16] {
         if text.isEmpty { return text }
         var capacity = text.count + text.count / 2 + 8
         while true {

@@ -31,7 +31,7 @@ public enum SplitClass: UInt8, Sendable {
     static func isSpace(_ v: UInt32) -> Bool {
         switch v {
         case 0x09...0x0D, 0x1C...0x20, 0x85, 0xA0, 0x1680, 0x2000...0x200A, 0x2028, 0x2029, 0x202F,
-             0x205F, 0x3000:
+            0x205F, 0x3000:
             return true
         default:
             return false

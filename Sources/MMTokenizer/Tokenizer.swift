@@ -224,16 +224,17 @@ final class Encoder {
     func prepare(_ caption: String) -> Int {
         var caption = caption
         caption.makeContiguousUTF8()
-        let plain = caption.utf8.withContiguousStorageIfAvailable { src -> Bool in
-            reserveText(src.count)
-            for i in 0..<src.count {
-                let b = src[i]
-                guard plainBytes[Int(b)] else { return false }
-                text[i] = b >= 0x41 && b <= 0x5A ? b | 0x20 : b
-            }
-            textCount = src.count
-            return true
-        } ?? false
+        let plain =
+            caption.utf8.withContiguousStorageIfAvailable { src -> Bool in
+                reserveText(src.count)
+                for i in 0..<src.count {
+                    let b = src[i]
+                    guard plainBytes[Int(b)] else { return false }
+                    text[i] = b >= 0x41 && b <= 0x5A ? b | 0x20 : b
+                }
+                textCount = src.count
+                return true
+            } ?? false
         if !plain { storeUTF8(Cleaner.clean(caption)) }
         return textCount
     }

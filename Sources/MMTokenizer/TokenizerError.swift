@@ -24,7 +24,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
             let hex = String(byte, radix: 16, uppercase: true)
             return "\(path):\(line): invalid UTF-8 (byte 0x\(hex.count == 1 ? "0" + hex : hex) at byte \(column) of the line)"
         case let .vocabularyNotFound(searched):
-            return "CLIP vocabulary not found (looked in \(searched.joined(separator: ", "))); set MM_VOCAB to the merges file or a vocabulary directory"
+            return
+                "CLIP vocabulary not found (looked in \(searched.joined(separator: ", "))); set MM_VOCAB to the merges file or a vocabulary directory"
         case let .invalidTrainingRequest(reason):
             return "cannot train a vocabulary: \(reason)"
         }

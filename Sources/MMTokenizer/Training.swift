@@ -32,10 +32,13 @@ public enum VocabularyTrainer {
     /// Repeatedly merges the most frequent adjacent symbol pair (ties: the pair of earlier-created
     /// symbols) until the vocabulary has `size` tokens, no pair occurs `minFrequency` times, or no
     /// pair is left — then it stops and says why in `stoppedEarly`.
-    public static func train(captions: [String], size: Int, minFrequency: Int = 2,
-                             threads: Int? = nil) throws -> TrainedVocabulary {
+    public static func train(
+        captions: [String], size: Int, minFrequency: Int = 2,
+        threads: Int? = nil
+    ) throws -> TrainedVocabulary {
         guard size >= baseSize else {
-            throw TokenizerError.invalidTrainingRequest("size \(size) is below the \(baseSize) tokens every byte-level vocabulary has (512 byte symbols + 2 special tokens)")
+            throw TokenizerError.invalidTrainingRequest(
+                "size \(size) is below the \(baseSize) tokens every byte-level vocabulary has (512 byte symbols + 2 special tokens)")
         }
         guard minFrequency >= 1 else { throw TokenizerError.invalidTrainingRequest("minimum frequency must be at least 1") }
         let base = try Vocabulary(mergeLines: [], firstLine: 1, source: "base alphabet")

@@ -39,8 +39,10 @@ public final class Vocabulary: @unchecked Sendable {
     /// File name of the CLIP merges file.
     public static let clipFileName = "bpe_simple_vocab_16e6.txt.gz"
 
-    init(tokens: [String], encoder: [String: Int32], mergePairs: [(String, String, line: Int)],
-         startOfText: String, endOfText: String, source: String) throws {
+    init(
+        tokens: [String], encoder: [String: Int32], mergePairs: [(String, String, line: Int)],
+        startOfText: String, endOfText: String, source: String
+    ) throws {
         func id(_ s: String, _ line: Int, _ what: String) throws -> Int32 {
             guard let i = encoder[s] else {
                 throw TokenizerError.malformedVocabulary(path: source, line: line, reason: "\(what) '\(s)' is not in the vocabulary")
@@ -66,8 +68,10 @@ public final class Vocabulary: @unchecked Sendable {
         self.mergeLines = mergePairs.map { $0.0 + " " + $0.1 }
         self.mergeTable = merges
         self.byteIDs = byteIDs
-        self.specials = [SpecialLiteral(bytes: Array(startOfText.utf8), id: self.startOfText),
-                         SpecialLiteral(bytes: Array(endOfText.utf8), id: self.endOfText)]
+        self.specials = [
+            SpecialLiteral(bytes: Array(startOfText.utf8), id: self.startOfText),
+            SpecialLiteral(bytes: Array(endOfText.utf8), id: self.endOfText)
+        ]
         self.tokenBytes = tokens.map(ByteAlphabet.bytes(of:))
         self.source = source
     }
@@ -96,15 +100,17 @@ public final class Vocabulary: @unchecked Sendable {
                 pairs.append((fields[0], fields[1], line: k + firstLine))
                 tokens.append(fields[0] + fields[1])
             default:
-                throw TokenizerError.malformedVocabulary(path: source, line: k + firstLine, reason: "expected two symbols separated by a space, found \(fields.count)")
+                throw TokenizerError.malformedVocabulary(
+                    path: source, line: k + firstLine, reason: "expected two symbols separated by a space, found \(fields.count)")
             }
         }
         tokens += ["<start_of_text>", "<end_of_text>"]
         var encoder: [String: Int32] = [:]
         encoder.reserveCapacity(tokens.count)
         for (i, t) in tokens.enumerated() { encoder[t] = Int32(i) }  // later duplicates win, as in open_clip
-        try self.init(tokens: tokens, encoder: encoder, mergePairs: pairs, startOfText: "<start_of_text>",
-                      endOfText: "<end_of_text>", source: source)
+        try self.init(
+            tokens: tokens, encoder: encoder, mergePairs: pairs, startOfText: "<start_of_text>",
+            endOfText: "<end_of_text>", source: source)
     }
 
     /// A merges line split at whitespace, as Python's `str.split()` does.
@@ -139,7 +145,8 @@ public final class Vocabulary: @unchecked Sendable {
         var tokens = [String](repeating: "", count: largest + 1)
         for (token, id) in encoder {
             guard tokens[Int(id)].isEmpty else {
-                throw TokenizerError.malformedVocabulary(path: vocabJSON, line: 0, reason: "id \(id) is used by both '\(tokens[Int(id)])' and '\(token)'")
+                throw TokenizerError.malformedVocabulary(
+                    path: vocabJSON, line: 0, reason: "id \(id) is used by both '\(tokens[Int(id)])' and '\(token)'")
             }
             tokens[Int(id)] = token
         }
@@ -150,15 +157,17 @@ public final class Vocabulary: @unchecked Sendable {
             let fields = Vocabulary.fields(line)
             if fields.isEmpty { continue }
             guard fields.count == 2 else {
-                throw TokenizerError.malformedVocabulary(path: mergesPath, line: k + 1, reason: "expected two symbols separated by a space, found \(fields.count)")
+                throw TokenizerError.malformedVocabulary(
+                    path: mergesPath, line: k + 1, reason: "expected two symbols separated by a space, found \(fields.count)")
             }
             pairs.append((fields[0], fields[1], line: k + 1))
         }
         let start = encoder["<|startoftext|>"] != nil ? "<|startoftext|>" : "<start_of_text>"
         let end = encoder["<|endoftext|>"] != nil ? "<|endoftext|>" : "<end_of_text>"
         do {
-            try self.init(tokens: tokens, encoder: encoder, mergePairs: pairs, startOfText: start, endOfText: end,
-                          source: vocabJSON)
+            try self.init(
+                tokens: tokens, encoder: encoder, mergePairs: pairs, startOfText: start, endOfText: end,
+                source: vocabJSON)
         } catch let TokenizerError.malformedVocabulary(_, line, reason) where line > 0 {
             throw TokenizerError.malformedVocabulary(path: mergesPath, line: line, reason: reason)
         }
@@ -392,7 +401,8 @@ func readBytes(_ path: String, maxBytes: Int = 1 << 30) throws -> [UInt8] {
 func readText(_ path: String) throws -> String {
     let bytes = try readBytes(path)
     if let (line, column, byte) = Text.firstInvalidUTF8Position(bytes) {
-        throw TokenizerError.malformedVocabulary(path: path, line: line, reason: "invalid UTF-8 (byte 0x\(String(byte, radix: 16)) at byte \(column))")
+        throw TokenizerError.malformedVocabulary(
+            path: path, line: line, reason: "invalid UTF-8 (byte 0x\(String(byte, radix: 16)) at byte \(column))")
     }
     return String(decoding: bytes, as: UTF8.self)
 }

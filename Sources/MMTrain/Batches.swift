@@ -2,8 +2,8 @@ import MMCLIP
 
 /// One batch of preprocessed image–caption pairs.
 public struct TrainingBatch {
-    public var images: Tensor      // [B, 3, S, S]
-    public var ids: IntTensor      // [B, context]
+    public var images: Tensor  // [B, 3, S, S]
+    public var ids: IntTensor  // [B, context]
     /// A second augmented view of each image [B, 3, S, S], for --image-ssl.
     public var views: Tensor?
     /// A class id per sample (from --labels-key), for --multi-positive.

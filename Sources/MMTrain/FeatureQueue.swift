@@ -31,8 +31,9 @@ public final class FeatureQueue {
     /// Appends the rows of `image` and `text` ([B, D]) in order; with B > capacity only the
     /// last `capacity` rows remain, as if enqueued one by one.
     public func enqueue(image newImage: Tensor, text newText: Tensor, keys: PositiveKeys) {
-        precondition(newImage.shape == newText.shape && newImage.rank == 2 && newImage.shape[1] == dimension,
-                     "enqueue of \(newImage.shape) / \(newText.shape) into a queue of dimension \(dimension)")
+        precondition(
+            newImage.shape == newText.shape && newImage.rank == 2 && newImage.shape[1] == dimension,
+            "enqueue of \(newImage.shape) / \(newText.shape) into a queue of dimension \(dimension)")
         let b = newImage.shape[0]
         precondition(keys.count == b, "\(keys.count) keys for \(b) rows")
         // Rows beyond the capacity would be overwritten within this call: skip them, but move
@@ -52,9 +53,10 @@ public final class FeatureQueue {
     public var contents: ContrastiveLoss.Queued? {
         guard count > 0 else { return nil }
         let used = Array(0..<count)
-        return ContrastiveLoss.Queued(image: count == capacity ? image : image.slice(axis: 0, 0..<count).detached(),
-                                      text: count == capacity ? text : text.slice(axis: 0, 0..<count).detached(),
-                                      keys: PositiveKeys(caption: used.map { captionKeys[$0] }, label: used.map { labelKeys[$0] }))
+        return ContrastiveLoss.Queued(
+            image: count == capacity ? image : image.slice(axis: 0, 0..<count).detached(),
+            text: count == capacity ? text : text.slice(axis: 0, 0..<count).detached(),
+            keys: PositiveKeys(caption: used.map { captionKeys[$0] }, label: used.map { labelKeys[$0] }))
     }
 
     // MARK: - Checkpoint state
@@ -84,12 +86,16 @@ public final class FeatureQueue {
     /// Restores the state saved by `tensors` and `metadata`; `source` names the file in errors.
     func restore(tensors: [String: Tensor], metadata: String?, source: String) throws {
         guard let metadata, let state = try? JSONDecoder().decode(State.self, from: Data(metadata.utf8)),
-              let savedImage = tensors[Self.imageKey], let savedText = tensors[Self.textKey] else {
-            throw TrainingError.stateMismatch(file: source, detail: "no feature queue (\(Self.imageKey), \(Self.textKey), \(Self.metadataKey)), which this run's queue option needs")
+            let savedImage = tensors[Self.imageKey], let savedText = tensors[Self.textKey]
+        else {
+            throw TrainingError.stateMismatch(
+                file: source, detail: "no feature queue (\(Self.imageKey), \(Self.textKey), \(Self.metadataKey)), which this run's queue option needs"
+            )
         }
         guard state.capacity == capacity, state.dimension == dimension, savedImage.shape == image.shape, savedText.shape == text.shape,
-              state.captionKeys.count == capacity, state.labelKeys.count == capacity,
-              (0..<capacity).contains(state.pointer), (0...capacity).contains(state.count) else {
+            state.captionKeys.count == capacity, state.labelKeys.count == capacity,
+            (0..<capacity).contains(state.pointer), (0...capacity).contains(state.count)
+        else {
             throw TrainingError.stateMismatch(file: source, detail: "its feature queue is \(savedImage.shape), this run's is \(image.shape)")
         }
         image.data.update(from: savedImage.data, count: image.count)

@@ -27,8 +27,10 @@ public final class LoaderSource: BatchSource {
 
     /// A training source: shuffled full batches per `order`, augmented. `extraView`: a second
     /// augmented view of each image; `labels`: pass the manifest's label column on as class ids.
-    public init(training manifest: Manifest, order: EpochOrder, transform: ImageTransform, tokenizer: Tokenizer,
-                epochs: Int, threads: Int, extraView: Bool = false, labels: Bool = false) {
+    public init(
+        training manifest: Manifest, order: EpochOrder, transform: ImageTransform, tokenizer: Tokenizer,
+        epochs: Int, threads: Int, extraView: Bool = false, labels: Bool = false
+    ) {
         self.extraView = extraView
         if labels, let column = manifest.labels {
             var ids: [String: Int64] = [:]
@@ -51,8 +53,10 @@ public final class LoaderSource: BatchSource {
     }
 
     /// A training source over shards read in `order`, augmented.
-    public init(training shards: ShardSet, order: ShardOrder, transform: ImageTransform, tokenizer: Tokenizer,
-                epochs: Int, threads: Int, extraView: Bool = false) {
+    public init(
+        training shards: ShardSet, order: ShardOrder, transform: ImageTransform, tokenizer: Tokenizer,
+        epochs: Int, threads: Int, extraView: Bool = false
+    ) {
         self.extraView = extraView
         labelIDs = nil
         manifest = nil
@@ -88,8 +92,9 @@ public final class LoaderSource: BatchSource {
         if let (set, shardOrder) = shards {
             let wanted = LoaderPosition(epoch: epoch, batch: batch, cursor: cursor ?? batch * shardOrder.batchSize)
             if loader == nil || nextPosition != wanted {
-                loader = try PairLoader(training: set, order: shardOrder, transform: transform, tokenizer: tokenizer,
-                                        start: wanted, epochs: epochs, threads: threads, extraView: extraView)
+                loader = try PairLoader(
+                    training: set, order: shardOrder, transform: transform, tokenizer: tokenizer,
+                    start: wanted, epochs: epochs, threads: threads, extraView: extraView)
                 nextPosition = wanted
             }
             self.cursor = wanted.cursor
@@ -102,8 +107,9 @@ public final class LoaderSource: BatchSource {
         }
         let wanted = LoaderPosition(epoch: epoch, batch: batch, cursor: cursor ?? batch * order.batchSize)
         if loader == nil || nextPosition != wanted {
-            loader = try PairLoader(training: manifest, order: order, transform: transform, tokenizer: tokenizer,
-                                    start: wanted, epochs: epochs, threads: threads, extraView: extraView)
+            loader = try PairLoader(
+                training: manifest, order: order, transform: transform, tokenizer: tokenizer,
+                start: wanted, epochs: epochs, threads: threads, extraView: extraView)
             nextPosition = wanted
         }
         self.cursor = wanted.cursor
@@ -112,7 +118,8 @@ public final class LoaderSource: BatchSource {
     public func next() throws -> TrainingBatch? {
         // The loader runs on into the next epoch; stop at this epoch's end without taking more.
         guard let loader, let position = nextPosition, (order == nil && shards == nil) || position.epoch == epoch,
-              let b = try loader.next() else { return nil }
+            let b = try loader.next()
+        else { return nil }
         nextPosition = b.next
         cursor = b.next.cursor
         skipped += b.skipped.map { SkippedSample(path: $0.path, reason: $0.line > 0 ? "line \($0.line): \($0.reason)" : $0.description) }

@@ -30,8 +30,10 @@ public enum LogRecord: Codable, Equatable, Sendable {
         public var dataWaitSeconds: Double?
         public var stepSeconds: Double?
 
-        public init(step: Int, epoch: Int, loss: Double, lr: Double, logitScale: Double, samplesPerSecond: Double,
-                    communicationShare: Double? = nil, dataWaitSeconds: Double? = nil, stepSeconds: Double? = nil) {
+        public init(
+            step: Int, epoch: Int, loss: Double, lr: Double, logitScale: Double, samplesPerSecond: Double,
+            communicationShare: Double? = nil, dataWaitSeconds: Double? = nil, stepSeconds: Double? = nil
+        ) {
             (self.step, self.epoch, self.loss, self.lr) = (step, epoch, loss, lr)
             (self.logitScale, self.samplesPerSecond, self.communicationShare) = (logitScale, samplesPerSecond, communicationShare)
             (self.dataWaitSeconds, self.stepSeconds) = (dataWaitSeconds, stepSeconds)

@@ -6,7 +6,8 @@ enum LossCurve {
         let (w, h, pad) = (720.0, 400.0, 50.0)
         let all = train + validation
         guard let maxStep = all.map(\.step).max(), maxStep > 0,
-              let lo = all.map(\.loss).min(), let hi = all.map(\.loss).max() else {
+            let lo = all.map(\.loss).min(), let hi = all.map(\.loss).max()
+        else {
             return "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"720\" height=\"400\"/>"
         }
         let span = max(hi - lo, 1e-9)

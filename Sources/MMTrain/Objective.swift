@@ -89,9 +89,11 @@ final class Objective {
         self.options = options
         self.parallel = parallel
         if let parallel {
-            ranks = LossRanks(rank: parallel.rank, count: parallel.size, gather: parallel.gathered, gatherKeys: { keys in
-                PositiveKeys(caption: parallel.gatheredValues(keys.caption), label: keys.label.map { parallel.gatheredValues($0) })
-            })
+            ranks = LossRanks(
+                rank: parallel.rank, count: parallel.size, gather: parallel.gathered,
+                gatherKeys: { keys in
+                    PositiveKeys(caption: parallel.gatheredValues(keys.caption), label: keys.label.map { parallel.gatheredValues($0) })
+                })
         } else {
             ranks = .single
         }
@@ -132,10 +134,13 @@ final class Objective {
 
     func encode(_ b: TrainingBatch, step: Int, micro: Int) -> Encoded {
         let patches = patchDropout(step: step, micro: micro, pass: 0, rows: b.count)
-        let raw = options.lockImage ? withoutGradients { model.encodeImage(b.images, normalize: false, patchDropout: patches) }
-                                    : model.encodeImage(b.images, normalize: false, patchDropout: patches)
-        return Encoded(rawImage: raw, image: raw.l2Normalized(),
-                       text: model.encodeText(b.ids, dropout: dropout(step: step, micro: micro, pass: 0, rows: b.count)))
+        let raw =
+            options.lockImage
+            ? withoutGradients { model.encodeImage(b.images, normalize: false, patchDropout: patches) }
+            : model.encodeImage(b.images, normalize: false, patchDropout: patches)
+        return Encoded(
+            rawImage: raw, image: raw.l2Normalized(),
+            text: model.encodeText(b.ids, dropout: dropout(step: step, micro: micro, pass: 0, rows: b.count)))
     }
 
     /// The dropout of one text pass: a pure function of (seed, step, micro-batch, pass), each
@@ -204,8 +209,10 @@ final class Objective {
             let raw2 = model.encodeImage(view, normalize: false, patchDropout: patchDropout(step: step, micro: micro, pass: 1, rows: b.count))
             switch kind {
             case .simclr:
-                terms.append(ContrastiveLoss.ntXent(heads.projection(encoded.rawImage), heads.projection(raw2),
-                                                    temperature: settings.sslTemperature, positives: keys, ranks: ranks))
+                terms.append(
+                    ContrastiveLoss.ntXent(
+                        heads.projection(encoded.rawImage), heads.projection(raw2),
+                        temperature: settings.sslTemperature, positives: keys, ranks: ranks))
             case .byol:
                 let predictor = heads.predictor!, target = momentumModel!, targetHead = momentumHeads!.projection
                 let p1 = predictor(heads.projection(encoded.rawImage)), p2 = predictor(heads.projection(raw2))
@@ -243,8 +250,9 @@ final class Objective {
             withoutGradients {
                 for b in micro {
                     let keys = PositiveKeys(ids: b.ids, labels: settings.usesLabels ? b.labels : nil)
-                    queue.enqueue(image: globalRows(momentumModel.encodeImage(b.images)), text: globalRows(momentumModel.encodeText(b.ids)),
-                                  keys: PositiveKeys(caption: globalRows(keys.caption), label: keys.label.map(globalRows)))
+                    queue.enqueue(
+                        image: globalRows(momentumModel.encodeImage(b.images)), text: globalRows(momentumModel.encodeText(b.ids)),
+                        keys: PositiveKeys(caption: globalRows(keys.caption), label: keys.label.map(globalRows)))
                 }
             }
         }
@@ -280,7 +288,8 @@ final class Objective {
 
     func restore(_ file: Safetensors, source: String) throws {
         func part(_ prefix: String) -> [String: Tensor] {
-            Dictionary(uniqueKeysWithValues: file.tensors.filter { $0.key.hasPrefix(prefix) }.map { (String($0.key.dropFirst(prefix.count)), $0.value) })
+            Dictionary(
+                uniqueKeysWithValues: file.tensors.filter { $0.key.hasPrefix(prefix) }.map { (String($0.key.dropFirst(prefix.count)), $0.value) })
         }
         do {
             if let heads { try heads.load(part(Self.headsPrefix)) }

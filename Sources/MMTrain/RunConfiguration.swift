@@ -70,9 +70,11 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         /// Set when `pairs` names WebDataset shards (docs/webdataset.md) rather than a manifest.
         public var shards: ShardSettings?
 
-        public init(pairs: String, val: String? = nil, zeroshotLabels: String? = nil, zeroshotData: String? = nil,
-                    imageKey: String = Manifest.Options.defaultImageKey, captionKey: String = Manifest.Options.defaultCaptionKey,
-                    labelKey: String = "label", separator: String? = nil, skipBad: Bool = false, trainLabelKey: String? = nil) {
+        public init(
+            pairs: String, val: String? = nil, zeroshotLabels: String? = nil, zeroshotData: String? = nil,
+            imageKey: String = Manifest.Options.defaultImageKey, captionKey: String = Manifest.Options.defaultCaptionKey,
+            labelKey: String = "label", separator: String? = nil, skipBad: Bool = false, trainLabelKey: String? = nil
+        ) {
             self.pairs = pairs
             self.val = val
             self.zeroshotLabels = zeroshotLabels
@@ -125,8 +127,10 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         /// The ranks the run started with: each rank's position is in its own shards.
         public var ranks: Int?
 
-        public init(keys: WebDatasetKeys = WebDatasetKeys(), trainNumSamples: Int? = nil, resampled: Bool = false,
-                    shuffleBuffer: Int = ShardOrder.defaultShuffleBuffer, skipMissing: Bool = false, ranks: Int? = nil) {
+        public init(
+            keys: WebDatasetKeys = WebDatasetKeys(), trainNumSamples: Int? = nil, resampled: Bool = false,
+            shuffleBuffer: Int = ShardOrder.defaultShuffleBuffer, skipMissing: Bool = false, ranks: Int? = nil
+        ) {
             self.keys = keys
             self.trainNumSamples = trainNumSamples
             self.resampled = resampled
@@ -147,8 +151,10 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey { case data, model, training, dataDefaults }
 
-    public init(data: DataSettings, model: ModelSettings = ModelSettings(), training: TrainingOptions = TrainingOptions(),
-                fromData: Set<DataDefaults.Setting> = []) {
+    public init(
+        data: DataSettings, model: ModelSettings = ModelSettings(), training: TrainingOptions = TrainingOptions(),
+        fromData: Set<DataDefaults.Setting> = []
+    ) {
         self.data = data
         self.model = model
         self.training = training
@@ -164,8 +170,9 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public func validate() throws {
         try training.validate()
         if (data.zeroshotLabels == nil) != (data.zeroshotData == nil) {
-            throw TrainingError.invalidOption(name: "zero-shot data", value: data.zeroshotLabels == nil ? "images only" : "labels only",
-                                              rule: "both a labels file and a labelled manifest")
+            throw TrainingError.invalidOption(
+                name: "zero-shot data", value: data.zeroshotLabels == nil ? "images only" : "labels only",
+                rule: "both a labels file and a labelled manifest")
         }
         if let s = data.separator, s != "\\t", s.count != 1 {
             throw TrainingError.invalidOption(name: "separator", value: s, rule: "one character")

@@ -47,9 +47,10 @@ public struct RunFolder {
         guard FileManager.default.fileExists(atPath: legacyOptions.path), FileManager.default.fileExists(atPath: legacyInvocation.path) else {
             throw TrainingError.notARunFolder(path: url.path)
         }
-        return RunConfiguration(data: try Self.decode(RunConfiguration.DataSettings.self, legacyInvocation),
-                                model: try Self.decode(RunConfiguration.ModelSettings.self, legacyInvocation),
-                                training: try Self.decode(TrainingOptions.self, legacyOptions))
+        return RunConfiguration(
+            data: try Self.decode(RunConfiguration.DataSettings.self, legacyInvocation),
+            model: try Self.decode(RunConfiguration.ModelSettings.self, legacyInvocation),
+            training: try Self.decode(TrainingOptions.self, legacyOptions))
     }
 
     static func decode<T: Decodable>(_ type: T.Type, _ file: URL) throws -> T {

@@ -65,8 +65,10 @@ public final class Trainer {
 
     /// With `group`, this trainer is one rank of a data-parallel job: its batches are its shard
     /// of each global batch, and the loss and gradients are those of the global batch.
-    public init(model: CLIPModel, options: TrainingOptions, run: RunFolder, preprocessing: Preprocessing, tokenizer: String,
-                group: ProcessGroup? = nil) {
+    public init(
+        model: CLIPModel, options: TrainingOptions, run: RunFolder, preprocessing: Preprocessing, tokenizer: String,
+        group: ProcessGroup? = nil
+    ) {
         precondition(options.loss == .clip || model.logitBias != nil, "the sigmoid loss needs a model with logit_bias")
         self.model = model
         self.options = options
@@ -113,11 +115,15 @@ public final class Trainer {
                 texts[j] = f.text
                 // logit_scale (and bias) enter the big-batch loss once: only the first pass carries
                 // their gradient. (open_clip lets every pass add it: k times the true value.)
-                let c = objective.contrastive(image: .concatenate(images, axis: 0), text: .concatenate(texts, axis: 0),
-                                              keys: keys, detachTemperature: j > 0)
+                let c = objective.contrastive(
+                    image: .concatenate(images, axis: 0), text: .concatenate(texts, axis: 0),
+                    keys: keys, detachTemperature: j > 0)
                 contrastiveValue = c.item()
-                let own = keys.map { PositiveKeys(caption: Array($0.caption[offset..<(offset + batch.count)]),
-                                                  label: $0.label.map { Array($0[offset..<(offset + batch.count)]) }) }
+                let own = keys.map {
+                    PositiveKeys(
+                        caption: Array($0.caption[offset..<(offset + batch.count)]),
+                        label: $0.label.map { Array($0[offset..<(offset + batch.count)]) })
+                }
                 guard let s = objective.selfSupervised(batch, f, keys: own, step: step, micro: j) else { return c }
                 selfSupervisedValue += s.item() / Float(k)
                 return c + s.scaled(by: 1 / Float(k))
@@ -141,8 +147,9 @@ public final class Trainer {
         outOfTime = options.maxSeconds.map { spent >= $0 } ?? false
         if let parallel {
             // One round carries the gradients, the ranks' losses and their stop decisions.
-            let sums = try parallel.averageGradients(optimizer.groups.flatMap(\.parameters),
-                                                     scalars: [value, stopRequested ? 1 : 0, outOfTime ? 1 : 0])
+            let sums = try parallel.averageGradients(
+                optimizer.groups.flatMap(\.parameters),
+                scalars: [value, stopRequested ? 1 : 0, outOfTime ? 1 : 0])
             value = sums[0] / Float(parallel.size)
             stopRequested = sums[1] > 0
             outOfTime = sums[2] > 0
@@ -157,8 +164,10 @@ public final class Trainer {
     }
 
     func learningRate(at step: Int) -> Float {
-        LearningRateSchedule(base: options.learningRate, warmup: options.warmup, total: totalSteps,
-                             shape: options.schedule).rate(at: step)
+        LearningRateSchedule(
+            base: options.learningRate, warmup: options.warmup, total: totalSteps,
+            shape: options.schedule
+        ).rate(at: step)
     }
 
     /// Optimizer steps the whole run takes (sets the cosine schedule's length).
@@ -184,9 +193,10 @@ public final class Trainer {
     public func train(source: BatchSource, validation: BatchSource?, evaluate: ZeroShotEvaluation? = nil) throws -> TrainingOutcome {
         let stepsPerEpoch = try stepsPerEpoch(source)
         totalSteps = min(options.epochs * stepsPerEpoch, options.maxSteps ?? .max)
-        Interruption.install(notice: parallel.map {
-            "mm rank \($0.rank): stopping (Ctrl-C, or mpirun ending the job because a rank or host failed); \($0.isLeader ? "" : "rank 0's ")last checkpoint \(run.latest.path) stays intact"
-        })
+        Interruption.install(
+            notice: parallel.map {
+                "mm rank \($0.rank): stopping (Ctrl-C, or mpirun ending the job because a rank or host failed); \($0.isLeader ? "" : "rank 0's ")last checkpoint \(run.latest.path) stays intact"
+            })
         if let parallel { try synchronize(parallel) }
         while !isFinished {
             if try trainEpoch(source, stepsPerEpoch: stepsPerEpoch) == .interrupted { return TrainingOutcome(interrupted: true, skipped: skipped) }
@@ -204,8 +214,9 @@ public final class Trainer {
     func trainEpoch(_ source: BatchSource, stepsPerEpoch: Int) throws -> EpochEnd {
         let epoch = position.epoch
         try source.start(epoch: epoch, batch: position.batch, cursor: position.cursor)
-        let progress = Progress(label: "epoch \(epoch + 1)/\(options.epochs)", total: stepsPerEpoch,
-                                initial: position.batch / options.accumFreq, enabled: showsProgress && isLeader)
+        let progress = Progress(
+            label: "epoch \(epoch + 1)/\(options.epochs)", total: stepsPerEpoch,
+            initial: position.batch / options.accumFreq, enabled: showsProgress && isLeader)
         var window: (samples: Int, start: Date) = (0, Date())
         while position.batch / options.accumFreq < stepsPerEpoch && position.step < totalSteps && !outOfTime {
             let started = Date()  // the time budget counts waiting for data too
@@ -219,8 +230,9 @@ public final class Trainer {
             trainSeconds += Date().timeIntervalSince(started)
             guard value.isFinite else {
                 // The update already used the non-finite gradient: keep `latest` as it was.
-                throw TrainingError.diverged(loss: value, step: position.step,
-                                             lastGood: FileManager.default.fileExists(atPath: run.latest.path) ? run.latest.path : nil)
+                throw TrainingError.diverged(
+                    loss: value, step: position.step,
+                    lastGood: FileManager.default.fileExists(atPath: run.latest.path) ? run.latest.path : nil)
             }
             position.batch += micro.count
             position.cursor = source.cursor
@@ -236,16 +248,21 @@ public final class Trainer {
                 }
             }
             if isLeader {
-                run.append(.step(.init(step: position.step, epoch: epoch, loss: Double(value), lr: Double(lr),
-                                       logitScale: Double(Foundation.exp(model.logitScale.item())), samplesPerSecond: rate,
-                                       communicationShare: parallel.map {
-                                           ($0.communicationSeconds - communicationBefore) / Date().timeIntervalSince(stepStart)
-                                       }, dataWaitSeconds: dataWait, stepSeconds: Date().timeIntervalSince(started))))
+                run.append(
+                    .step(
+                        .init(
+                            step: position.step, epoch: epoch, loss: Double(value), lr: Double(lr),
+                            logitScale: Double(Foundation.exp(model.logitScale.item())), samplesPerSecond: rate,
+                            communicationShare: parallel.map {
+                                ($0.communicationSeconds - communicationBefore) / Date().timeIntervalSince(stepStart)
+                            }, dataWaitSeconds: dataWait, stepSeconds: Date().timeIntervalSince(started))))
             }
-            progress.update(position.batch / options.accumFreq, [
-                ("loss", String(format: "%.4f", value)), ("lr", String(format: "%.2e", lr)),
-                ("samples/s", String(format: "%.1f", rate)), ("skipped", "\(skipped)"),
-            ])
+            progress.update(
+                position.batch / options.accumFreq,
+                [
+                    ("loss", String(format: "%.4f", value)), ("lr", String(format: "%.2e", lr)),
+                    ("samples/s", String(format: "%.1f", rate)), ("skipped", "\(skipped)")
+                ])
             afterStep?(self)
             if stopRequested {
                 progress.finish()
@@ -282,8 +299,12 @@ public final class Trainer {
                 let v = try validate(validation)
                 validationLosses.append((position.step, v.loss))
                 r.valLoss = v.loss
-                (r.imageToTextR1, r.imageToTextR5, r.imageToTextR10) = (v.metrics.imageToText.recall[1], v.metrics.imageToText.recall[5], v.metrics.imageToText.recall[10])
-                (r.textToImageR1, r.textToImageR5, r.textToImageR10) = (v.metrics.textToImage.recall[1], v.metrics.textToImage.recall[5], v.metrics.textToImage.recall[10])
+                (r.imageToTextR1, r.imageToTextR5, r.imageToTextR10) = (
+                    v.metrics.imageToText.recall[1], v.metrics.imageToText.recall[5], v.metrics.imageToText.recall[10]
+                )
+                (r.textToImageR1, r.textToImageR5, r.textToImageR10) = (
+                    v.metrics.textToImage.recall[1], v.metrics.textToImage.recall[5], v.metrics.textToImage.recall[10]
+                )
             }
             if let evaluate, let score = withoutGradients({ evaluate(model) }) {
                 (r.zeroshotTop1, r.zeroshotTop5) = (score.top1, score.top5)
@@ -338,8 +359,9 @@ public final class Trainer {
         extra.merge(objective.stateMetadata()) { a, _ in a }
         var tensors = optimizerState().merging(objective.stateTensors()) { a, _ in a }
         for (k, t) in objective.heads?.namedParameters() ?? [] { tensors[Objective.headsPrefix + k] = t }
-        try model.save(to: run.latest, preprocessing: preprocessing, tokenizer: tokenizer, extraMetadata: extra,
-                       extraTensors: tensors)
+        try model.save(
+            to: run.latest, preprocessing: preprocessing, tokenizer: tokenizer, extraMetadata: extra,
+            extraTensors: tensors)
     }
 
     static let positionKey = "train_position"
@@ -375,8 +397,9 @@ public final class Trainer {
     public func resume() throws {
         let file = try Safetensors(contentsOf: run.latest)
         guard let positionJSON = file.metadata[Self.positionKey],
-              let position = try? JSONDecoder().decode(TrainingPosition.self, from: Data(positionJSON.utf8)),
-              let optimizerStep = file.metadata[Self.optimizerStepKey].flatMap(Int.init) else {
+            let position = try? JSONDecoder().decode(TrainingPosition.self, from: Data(positionJSON.utf8)),
+            let optimizerStep = file.metadata[Self.optimizerStepKey].flatMap(Int.init)
+        else {
             throw TrainingError.stateMismatch(file: run.latest.path, detail: "no training position; not a resumable checkpoint")
         }
         try model.load(file.tensors.filter { !$0.key.hasPrefix("optimizer.") && !Objective.isExtra($0.key) })

@@ -10,8 +10,9 @@ extension Trainer {
         let tape = Tape()
         let l = tape.record { () -> Tensor in
             let f = micro.enumerated().map { objective.encode($1, step: position.step, micro: $0) }
-            return objective.contrastive(image: .concatenate(f.map(\.image), axis: 0), text: .concatenate(f.map(\.text), axis: 0),
-                                         keys: objective.keys(micro), detachTemperature: false)
+            return objective.contrastive(
+                image: .concatenate(f.map(\.image), axis: 0), text: .concatenate(f.map(\.text), axis: 0),
+                keys: objective.keys(micro), detachTemperature: false)
         }
         tape.backward(l)
         return l.item()

@@ -43,25 +43,33 @@ public final class TrainingRun {
     /// decoding images ahead of compute.
     /// `notify` hears what the run found out about its data (the shards' epoch size and where
     /// it came from, missing shards, counting progress).
-    public convenience init(_ configuration: RunConfiguration, folder: URL, group: ProcessGroup? = nil, workers: Int = 1,
-                            overwrite: Bool = false, notify: ((String) -> Void)? = nil) throws {
-        try self.init(configuration: configuration, folder: RunFolder(folder), group: group, workers: workers, resume: false, overwrite: overwrite,
-                      notify: notify)
+    public convenience init(
+        _ configuration: RunConfiguration, folder: URL, group: ProcessGroup? = nil, workers: Int = 1,
+        overwrite: Bool = false, notify: ((String) -> Void)? = nil
+    ) throws {
+        try self.init(
+            configuration: configuration, folder: RunFolder(folder), group: group, workers: workers, resume: false, overwrite: overwrite,
+            notify: notify)
     }
 
     /// Continues the run in `folder` exactly where its latest checkpoint left it, with any number
     /// of ranks dividing its global batch. Only rank 0 reads the folder.
-    public static func resume(_ folder: URL, changes: ResumeChanges = ResumeChanges(), group: ProcessGroup? = nil,
-                              workers: Int = 1, notify: ((String) -> Void)? = nil) throws -> TrainingRun {
+    public static func resume(
+        _ folder: URL, changes: ResumeChanges = ResumeChanges(), group: ProcessGroup? = nil,
+        workers: Int = 1, notify: ((String) -> Void)? = nil
+    ) throws -> TrainingRun {
         let run = RunFolder(folder)
         var saved = (group?.rank ?? 0) == 0 ? try run.readConfiguration() : nil
         if let group { saved = try group.broadcast(saved) }
-        return try TrainingRun(configuration: saved!, folder: run, group: group, workers: workers, resume: true, overwrite: false,
-                               changes: changes, notify: notify)
+        return try TrainingRun(
+            configuration: saved!, folder: run, group: group, workers: workers, resume: true, overwrite: false,
+            changes: changes, notify: notify)
     }
 
-    private init(configuration: RunConfiguration, folder: RunFolder, group: ProcessGroup?, workers: Int, resume: Bool, overwrite: Bool,
-                 changes resumeChanges: ResumeChanges = ResumeChanges(), notify: ((String) -> Void)?) throws {
+    private init(
+        configuration: RunConfiguration, folder: RunFolder, group: ProcessGroup?, workers: Int, resume: Bool, overwrite: Bool,
+        changes resumeChanges: ResumeChanges = ResumeChanges(), notify: ((String) -> Void)?
+    ) throws {
         let rank = group?.rank ?? 0, ranks = group?.size ?? 1
         var configuration = configuration
         changes = resumeChanges.apply(to: &configuration.training)
@@ -78,13 +86,15 @@ public final class TrainingRun {
             try folder.clear()
         }
         // The training data; then what it chooses (a new run only: a resumed one has its values).
-        let manifestOptions = Manifest.Options(imageKey: configuration.data.imageKey, captionKey: configuration.data.captionKey,
-                                               separator: configuration.data.separatorCharacter, skipBad: configuration.data.skipBad)
+        let manifestOptions = Manifest.Options(
+            imageKey: configuration.data.imageKey, captionKey: configuration.data.captionKey,
+            separator: configuration.data.separatorCharacter, skipBad: configuration.data.skipBad)
         var shardData: (set: ShardSet, epochSize: Int)?
         if let shards = configuration.data.shards {
             if let started = shards.ranks, started != ranks {
-                throw TrainingError.invalidOption(name: "ranks", value: "\(ranks)",
-                                                  rule: "\(started), the ranks this shard run started with (each rank's position is in its own shards)")
+                throw TrainingError.invalidOption(
+                    name: "ranks", value: "\(ranks)",
+                    rule: "\(started), the ranks this shard run started with (each rank's position is in its own shards)")
             }
             if configuration.training.contrastive?.usesLabels == true {
                 throw TrainingError.invalidOption(name: "labels", value: "on", rule: "off for shards (they have no label column)")
@@ -92,7 +102,8 @@ public final class TrainingRun {
             configuration.data.shards?.ranks = ranks
             let set = try ShardSet(configuration.data.pairs, keys: shards.keys, skipMissing: shards.skipMissing)
             for path in set.missing { notify?("skipped missing shard \(path)") }
-            let epoch = try set.epochSize(given: shards.trainNumSamples, cache: URL(fileURLWithPath: folder.url.path + ".shard-counts.json")) { done, total in
+            let epoch = try set.epochSize(given: shards.trainNumSamples, cache: URL(fileURLWithPath: folder.url.path + ".shard-counts.json")) {
+                done, total in
                 if done == 1 || done == total || done % 10 == 0 { notify?("counting samples: \(done)/\(total) shards") }
             }
             notify?("\(set.shards.count) shards, \(epoch.count) samples per epoch (from \(epoch.source.rawValue))")
@@ -116,7 +127,8 @@ public final class TrainingRun {
         let clip: CLIPModel
         let preprocessing: Preprocessing
         if let pretrained = configuration.model.pretrained {
-            let loaded = try CLIPModel.load(from: URL(fileURLWithPath: pretrained), config: try configuration.model.name.map { try CLIPConfig(named: $0) })
+            let loaded = try CLIPModel.load(
+                from: URL(fileURLWithPath: pretrained), config: try configuration.model.name.map { try CLIPConfig(named: $0) })
             clip = loaded.model
             preprocessing = loaded.preprocessing
             guard vocabulary.count <= clip.config.text.vocabSize else {
@@ -139,15 +151,18 @@ public final class TrainingRun {
 
         // Loaders
         let contrastive = options.contrastive ?? ContrastiveOptions()
-        let normalization = Normalization(mean: SIMD3(preprocessing.mean[0], preprocessing.mean[1], preprocessing.mean[2]),
-                                          std: SIMD3(preprocessing.std[0], preprocessing.std[1], preprocessing.std[2]))
+        let normalization = Normalization(
+            mean: SIMD3(preprocessing.mean[0], preprocessing.mean[1], preprocessing.mean[2]),
+            std: SIMD3(preprocessing.std[0], preprocessing.std[1], preprocessing.std[2]))
         let size = clip.config.vision.imageSize
         let transform = ImageTransform.train(size: size, normalization: normalization)
         if let (set, epochSize) = shardData, let shards = data.shards {
-            let order = try ShardOrder(epochSize: epochSize, batchSize: options.batchSize, seed: options.seed, rank: rank, worldSize: ranks,
-                                       shuffleBuffer: shards.shuffleBuffer, resampled: shards.resampled)
-            source = LoaderSource(training: set, order: order, transform: transform, tokenizer: tokenizer, epochs: options.epochs,
-                                  threads: workers, extraView: contrastive.imageSSL != nil)
+            let order = try ShardOrder(
+                epochSize: epochSize, batchSize: options.batchSize, seed: options.seed, rank: rank, worldSize: ranks,
+                shuffleBuffer: shards.shuffleBuffer, resampled: shards.resampled)
+            source = LoaderSource(
+                training: set, order: order, transform: transform, tokenizer: tokenizer, epochs: options.epochs,
+                threads: workers, extraView: contrastive.imageSSL != nil)
             batchesPerEpoch = order.batchesPerEpoch
         } else if let manifest {
             let identity = ManifestIdentity(manifest).description
@@ -156,27 +171,32 @@ public final class TrainingRun {
             }
             configuration.data.pairsIdentity = identity
             let order = try EpochOrder(sampleCount: manifest.count, batchSize: options.batchSize, seed: options.seed, rank: rank, worldSize: ranks)
-            source = LoaderSource(training: manifest, order: order, transform: transform, tokenizer: tokenizer, epochs: options.epochs,
-                                  threads: workers, extraView: contrastive.imageSSL != nil, labels: contrastive.usesLabels)
+            source = LoaderSource(
+                training: manifest, order: order, transform: transform, tokenizer: tokenizer, epochs: options.epochs,
+                threads: workers, extraView: contrastive.imageSSL != nil, labels: contrastive.usesLabels)
             batchesPerEpoch = order.batchesPerEpoch
         } else {
             preconditionFailure("a run reads a manifest or shards")
         }
         validation = try data.val.map {
-            LoaderSource(evaluating: try Manifest(path: $0, options: manifestOptions), batchSize: options.batchSize,
-                         transform: .eval(size: size, normalization: normalization), tokenizer: tokenizer, threads: workers)
+            LoaderSource(
+                evaluating: try Manifest(path: $0, options: manifestOptions), batchSize: options.batchSize,
+                transform: .eval(size: size, normalization: normalization), tokenizer: tokenizer, threads: workers)
         }
         if rank == 0, let labels = data.zeroshotLabels, let images = data.zeroshotData {
-            zeroShot = try ZeroShotCheck(labels: labels, data: images,
-                                         options: Manifest.Options(imageKey: data.imageKey, captionKey: nil, labelKey: data.labelKey,
-                                                                   separator: data.separatorCharacter, skipBad: data.skipBad),
-                                         tokenizer: tokenizer, transform: .eval(size: size, normalization: normalization), threads: workers)
+            zeroShot = try ZeroShotCheck(
+                labels: labels, data: images,
+                options: Manifest.Options(
+                    imageKey: data.imageKey, captionKey: nil, labelKey: data.labelKey,
+                    separator: data.separatorCharacter, skipBad: data.skipBad),
+                tokenizer: tokenizer, transform: .eval(size: size, normalization: normalization), threads: workers)
         } else {
             zeroShot = nil
         }
 
-        trainer = Trainer(model: clip, options: options, run: folder, preprocessing: preprocessing,
-                          tokenizer: configuration.model.vocab ?? "clip-bpe", group: group)
+        trainer = Trainer(
+            model: clip, options: options, run: folder, preprocessing: preprocessing,
+            tokenizer: configuration.model.vocab ?? "clip-bpe", group: group)
         self.configuration = configuration
         self.folder = folder
         self.ranks = ranks

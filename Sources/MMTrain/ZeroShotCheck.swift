@@ -35,7 +35,9 @@ public struct ZeroShotCheck {
 
     /// Top-1 and top-5 accuracy of `model` (nil when no image could be read).
     public func callAsFunction(_ model: CLIPModel) -> (top1: Double, top5: Double)? {
-        guard let loader = try? PairLoader(evaluating: manifest, batchSize: 64, transform: transform, tokenizer: nil, threads: threads) else { return nil }
+        guard let loader = try? PairLoader(evaluating: manifest, batchSize: 64, transform: transform, tokenizer: nil, threads: threads) else {
+            return nil
+        }
         var parts: [Tensor] = [], rows: [Int] = []
         while let b = Interruption.whileWaiting({ try? loader.next() }) {
             parts.append(withoutGradients { model.encodeImage(b.images) })

@@ -15,8 +15,10 @@ public final class VisionTransformer: Module {
         /// Share of patch tokens dropped while training (FLIP; open_clip's `patch_dropout`).
         public var patchDropout: Double
 
-        public init(imageSize: Int, patchSize: Int, width: Int, layers: Int, heads: Int, mlpRatio: Float = 4,
-                    outputDim: Int, activation: Activation = .gelu, patchDropout: Double = 0) {
+        public init(
+            imageSize: Int, patchSize: Int, width: Int, layers: Int, heads: Int, mlpRatio: Float = 4,
+            outputDim: Int, activation: Activation = .gelu, patchDropout: Double = 0
+        ) {
             self.imageSize = imageSize
             self.patchSize = patchSize
             self.width = width
@@ -74,8 +76,9 @@ public final class VisionTransformer: Module {
     /// always stays.
     public func callAsFunction(_ images: Tensor, keeping kept: IntTensor? = nil) -> Tensor {
         let c = configuration
-        precondition(images.shape.count == 4 && Array(images.shape.dropFirst()) == [3, c.imageSize, c.imageSize],
-                     "vision tower expects images [B, 3, \(c.imageSize), \(c.imageSize)], got \(images.shape)")
+        precondition(
+            images.shape.count == 4 && Array(images.shape.dropFirst()) == [3, c.imageSize, c.imageSize],
+            "vision tower expects images [B, 3, \(c.imageSize), \(c.imageSize)], got \(images.shape)")
         let b = images.shape[0]
         let tokens = conv1(images)
         let cls = Tensor.zeros([b, 1, c.width]) + classEmbedding

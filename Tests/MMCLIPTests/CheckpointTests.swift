@@ -61,9 +61,11 @@ import Testing
     func openCLIPLoadsOurCheckpoint() throws {
         let url = scratch.appendingPathComponent("for_open_clip.safetensors")
         try reference().save(to: url)
-        let result = try ReferenceVenv.run(["tools/make_model_fixtures.py", "verify-openclip", url.path,
-                                            dir.appendingPathComponent("clip_small.json").path,
-                                            dir.appendingPathComponent("clip_small.safetensors").path])
+        let result = try ReferenceVenv.run([
+            "tools/make_model_fixtures.py", "verify-openclip", url.path,
+            dir.appendingPathComponent("clip_small.json").path,
+            dir.appendingPathComponent("clip_small.safetensors").path
+        ])
         #expect(result.status == 0, "open_clip verification failed: \(result.output)")
     }
 
@@ -73,8 +75,10 @@ import Testing
         let hf = scratch.appendingPathComponent("hf")
         try FileManager.default.createDirectory(at: hf, withIntermediateDirectories: true)
         try reference().save(to: hf.appendingPathComponent("model.safetensors"), layout: .huggingFace)
-        let result = try ReferenceVenv.run(["tools/make_model_fixtures.py", "verify-hf", hf.path,
-                                            dir.appendingPathComponent("clip_small.safetensors").path])
+        let result = try ReferenceVenv.run([
+            "tools/make_model_fixtures.py", "verify-hf", hf.path,
+            dir.appendingPathComponent("clip_small.safetensors").path
+        ])
         #expect(result.status == 0, "transformers verification failed: \(result.output)")
     }
 

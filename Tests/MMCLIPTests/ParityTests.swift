@@ -110,7 +110,8 @@ import Testing
         let hfDir = dir.appendingPathComponent("clip_small_hf")
         let loaded = try CLIPModel.load(from: hfDir.appendingPathComponent("model.safetensors"))
         let outputs = try Safetensors(contentsOf: hfDir.appendingPathComponent("hf_outputs.safetensors"))
-        expectClose("HF image features", loaded.model.encodeImage(images, normalize: false), outputs.tensors["out.image_features"], atol: 1e-4, rtol: 0)
+        expectClose(
+            "HF image features", loaded.model.encodeImage(images, normalize: false), outputs.tensors["out.image_features"], atol: 1e-4, rtol: 0)
         expectClose("HF text features", loaded.model.encodeText(text, normalize: false), outputs.tensors["out.text_features"], atol: 1e-4, rtol: 0)
     }
 }

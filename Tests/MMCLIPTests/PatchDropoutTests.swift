@@ -66,7 +66,8 @@ import Testing
     }
 
     @Test func configReadsPatchDropout() throws {
-        let json = #"{"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 8, "patch_dropout": 0.1}, "text_cfg": {"width": 64, "heads": 2, "layers": 1}}"#
+        let json =
+            #"{"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 8, "patch_dropout": 0.1}, "text_cfg": {"width": 64, "heads": 2, "layers": 1}}"#
         #expect(try CLIPConfig(json: Data(json.utf8), source: "t.json").vision.patchDropout == 0.1)
         let bad = json.replacingOccurrences(of: "0.1}", with: "1.0}")
         #expect(throws: ConfigError.self) { try CLIPConfig(json: Data(bad.utf8), source: "t.json") }

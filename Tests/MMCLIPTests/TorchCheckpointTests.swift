@@ -64,7 +64,8 @@ import Testing
         try FileManager.default.createDirectory(at: run.appendingPathComponent("checkpoints"), withIntermediateDirectories: true)
         let checkpoint = run.appendingPathComponent("checkpoints/epoch_3.pt")
         try FileManager.default.copyItem(at: dir.appendingPathComponent("epoch_3.pt"), to: checkpoint)
-        try "batch_size: 4\nforce_quick_gelu: True\nmodel: tiny-custom\n".write(to: run.appendingPathComponent("params.txt"), atomically: true, encoding: .utf8)
+        try "batch_size: 4\nforce_quick_gelu: True\nmodel: tiny-custom\n".write(
+            to: run.appendingPathComponent("params.txt"), atomically: true, encoding: .utf8)
         let loaded = try CLIPModel.load(from: checkpoint)
         #expect(loaded.model.config.quickGelu && loaded.notes.isEmpty)
         try "model: mm-tiny\n".write(to: run.appendingPathComponent("params.txt"), atomically: true, encoding: .utf8)
@@ -143,7 +144,9 @@ import Testing
         top["model_cfg"] = model
         try JSONSerialization.data(withJSONObject: top).write(to: configURL)
         let message = failure(hub)
-        #expect(message.contains("open_clip_config.json") && message.contains("open_clip_pytorch_model.bin") && message.contains("text_projection"), "\(message)")
+        #expect(
+            message.contains("open_clip_config.json") && message.contains("open_clip_pytorch_model.bin") && message.contains("text_projection"),
+            "\(message)")
     }
 
     // MARK: - Hostile and broken files
@@ -153,15 +156,19 @@ import Testing
         let marker = "/tmp/mm-torch-marker-\(name)"
         unlink(marker)
         let message = failure(dir.appendingPathComponent("hostile/\(name).pt"))
-        let global = ["os_system": "os.system", "posix_system": "posix.system", "builtins_eval": "builtins.eval",
-                      "subprocess": "subprocess.getoutput", "unknown_class": "__main__.Payload", "nested_os_system": "os.system"][name]!
+        let global = [
+            "os_system": "os.system", "posix_system": "posix.system", "builtins_eval": "builtins.eval",
+            "subprocess": "subprocess.getoutput", "unknown_class": "__main__.Payload", "nested_os_system": "os.system"
+        ][name]!
         #expect(message.contains("refusing global \(global)") && message.contains("\(name).pt"), "\(message)")
         #expect(!FileManager.default.fileExists(atPath: marker), "the payload ran: \(marker) exists")
     }
 
-    @Test(arguments: [("truncated", "no end of central directory"), ("wrong_magic", "neither safetensors nor a PyTorch checkpoint"),
-                      ("huge_declared_size", "past the data's end"), ("missing_storage", "is missing from the archive"),
-                      ("big_endian", "big-endian")])
+    @Test(arguments: [
+        ("truncated", "no end of central directory"), ("wrong_magic", "neither safetensors nor a PyTorch checkpoint"),
+        ("huge_declared_size", "past the data's end"), ("missing_storage", "is missing from the archive"),
+        ("big_endian", "big-endian")
+    ])
     func brokenArchiveIsOneClearError(_ name: String, _ expected: String) throws {
         let message = failure(dir.appendingPathComponent("hostile/\(name).pt"), config: tiny)
         #expect(message.contains(expected) && message.contains("\(name).pt") && !message.contains("\n"), "\(message)")
@@ -184,10 +191,10 @@ import Testing
         deep.append(0x2E)
         let cases: [(String, [UInt8], String)] = [
             ("deep", deep, "nest deeper"),
-            ("self", [0x80, 0x02, 0x5D, 0x32, 0x61, 0x2E], "cannot hold itself"),       // l = []; l.append(l)
-            ("memo", [0x80, 0x02, 0x68, 0x07, 0x2E], "memo slot 7"),                     // a memo slot never written
+            ("self", [0x80, 0x02, 0x5D, 0x32, 0x61, 0x2E], "cannot hold itself"),  // l = []; l.append(l)
+            ("memo", [0x80, 0x02, 0x68, 0x07, 0x2E], "memo slot 7"),  // a memo slot never written
             ("long", [0x80, 0x02, 0x58, 0xFF, 0xFF, 0xFF, 0x7F, 0x2E], "truncated pickle"),  // a string past the end
-            ("opcode", [0x80, 0x02, 0x69, 0x2E], "unsupported pickle opcode 0x69"),      // INST (protocol 0 calls)
+            ("opcode", [0x80, 0x02, 0x69, 0x2E], "unsupported pickle opcode 0x69")  // INST (protocol 0 calls)
         ]
         for (name, pickle, expected) in cases {
             let url = scratch.appendingPathComponent("\(name).pt")
@@ -222,7 +229,9 @@ import Testing
     }
 
     @Test func configClaimsAreBoundedBeforeAllocating() throws {
-        for (field, value) in [("vision_cfg.layers", 1_000_000_000), ("vision_cfg.width", 1 << 40), ("text_cfg.vocab_size", 1 << 40)] as [(String, Any)] {
+        for (field, value) in [("vision_cfg.layers", 1_000_000_000), ("vision_cfg.width", 1 << 40), ("text_cfg.vocab_size", 1 << 40)]
+            as [(String, Any)]
+        {
             let message = failure(try withRecordedConfig([field: value]))
             #expect(message.contains(field.split(separator: ".").last!) && message.contains("limit"), "\(message)")
         }
@@ -286,9 +295,11 @@ import Testing
         let out = scratch.appendingPathComponent("converted.safetensors")
         let loaded = try load("epoch_3.pt")
         try loaded.model.save(to: out, preprocessing: loaded.preprocessing)
-        let result = try ReferenceVenv.run(["tools/make_torch_fixtures.py", "verify-strict", out.path,
-                                            dir.appendingPathComponent("tiny.json").path,
-                                            dir.appendingPathComponent("io.safetensors").path, "epoch_3", "1e-6"])
+        let result = try ReferenceVenv.run([
+            "tools/make_torch_fixtures.py", "verify-strict", out.path,
+            dir.appendingPathComponent("tiny.json").path,
+            dir.appendingPathComponent("io.safetensors").path, "epoch_3", "1e-6"
+        ])
         #expect(result.status == 0, "\(result.output)")
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import MMData
-import MMImage
 import MMFoundation
+import MMImage
 import Testing
 
 @Suite struct ManifestTests {
@@ -47,15 +47,18 @@ import Testing
             "lines, one field\"",
             "e.jpg,",
             "f.jpg,\"x\"\"y\"",
-            "g.jpg,last without line break",
+            "g.jpg,last without line break"
         ].joined(separator: "\n")
         for (name, body) in [("lf.csv", text), ("crlf.csv", text.replacingOccurrences(of: "\n", with: "\r\n"))] {
             let m = try Manifest(path: Paths.write(dir, name, body))
             #expect(m.separator == "," && m.quoting)
             #expect(m.images.map { String($0.dropFirst(dir.count + 1)) } == ["a.jpg", "b, c.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg", "g.jpg"])
             let newline = name == "lf.csv" ? "\n" : "\r\n"
-            #expect(m.captions.map(Array.init) == ["plain caption", "a caption, with a comma", "she said \"hi\"", "two\(newline)lines, one field",
-                                   "", "x\"y", "last without line break"])
+            #expect(
+                m.captions.map(Array.init) == [
+                    "plain caption", "a caption, with a comma", "she said \"hi\"", "two\(newline)lines, one field",
+                    "", "x\"y", "last without line break"
+                ])
             #expect(m.lines == [2, 3, 4, 6, 8, 9, 10])
         }
     }
@@ -140,8 +143,11 @@ import Testing
         }
         let m = try Manifest(path: path, options: .init(skipBad: true))
         #expect(m.captions.map(Array.init) == ["café", "ok"])
-        #expect(m.badLines == [.init(line: 3, reason: "caption is not valid UTF-8 (byte 0xE9 at byte 4 of the field)"),
-                               .init(line: 4, reason: "empty image path")])
+        #expect(
+            m.badLines == [
+                .init(line: 3, reason: "caption is not valid UTF-8 (byte 0xE9 at byte 4 of the field)"),
+                .init(line: 4, reason: "empty image path")
+            ])
         #expect(m.images[1].hasSuffix("/c\u{FF}.jpg"))
     }
 
@@ -154,7 +160,7 @@ import Testing
             [0x61], [0x7F], [0xC2, 0x80], [0xDF, 0xBF], [0xE0, 0xA0, 0x80], [0xE1, 0x80, 0x80], [0xED, 0x9F, 0xBF],
             [0xEE, 0x80, 0x80], [0xEF, 0xBF, 0xBF], [0xF0, 0x90, 0x80, 0x80], [0xF3, 0xBF, 0xBF, 0xBF], [0xF4, 0x8F, 0xBF, 0xBF],
             [0x80], [0xBF], [0xC0, 0x80], [0xC1, 0xBF], [0xE0, 0x9F, 0xBF], [0xED, 0xA0, 0x80], [0xED, 0xBF, 0xBF],
-            [0xF0, 0x8F, 0xBF, 0xBF], [0xF4, 0x90, 0x80, 0x80], [0xF5, 0x80, 0x80, 0x80], [0xFF], [0xE1, 0x80], [0xF1, 0x80, 0x80],
+            [0xF0, 0x8F, 0xBF, 0xBF], [0xF4, 0x90, 0x80, 0x80], [0xF5, 0x80, 0x80, 0x80], [0xFF], [0xE1, 0x80], [0xF1, 0x80, 0x80]
         ]
         var text = Array("filepath\ttitle\n".utf8)
         var expected: [String?] = []
@@ -178,7 +184,9 @@ import Testing
 
     @Test func emptyManifests() throws {
         let dir = Paths.scratch("empty")
-        for (name, text) in [("empty.tsv", ""), ("blank.tsv", "\n\n\r\n"), ("header.tsv", "filepath\ttitle\n"), ("header.csv", "filepath,title\r\n\r\n")] {
+        for (name, text) in [
+            ("empty.tsv", ""), ("blank.tsv", "\n\n\r\n"), ("header.tsv", "filepath\ttitle\n"), ("header.csv", "filepath,title\r\n\r\n")
+        ] {
             let path = Paths.write(dir, name, text)
             #expect(throws: DataError.empty(path: path)) { try Manifest(path: path) }
         }

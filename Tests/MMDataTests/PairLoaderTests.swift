@@ -8,7 +8,8 @@ import Testing
 @Suite struct PairLoaderTests {
     static let tokenizer = try! Tokenizer(contextLength: 32)
     /// Augmentation with every random part on, so determinism covers all of it.
-    static let train = ImageTransform.train(size: 32, augmentation: Augmentation(scale: 0.5...1.0, colorJitter: ColorJitter(), grayscaleProbability: 0.2))
+    static let train = ImageTransform.train(
+        size: 32, augmentation: Augmentation(scale: 0.5...1.0, colorJitter: ColorJitter(), grayscaleProbability: 0.2))
 
     /// The first `count` training pairs of the shapes set (a manifest beside the real one).
     static func subset(_ count: Int) throws -> Manifest {
@@ -70,19 +71,27 @@ import Testing
         let manifest = try Self.subset(48)
         let order = try EpochOrder(sampleCount: 48, batchSize: 16, seed: 7)
         let a = try Self.collect(PairLoader(training: manifest, order: order, transform: Self.train, tokenizer: Self.tokenizer, epochs: 2), 100)
-        let b = try Self.collect(PairLoader(training: manifest, order: order, transform: Self.train, tokenizer: Self.tokenizer,
-                                            epochs: 2, threads: 1, prefetch: 1), 100)
-        let c = try Self.collect(PairLoader(training: manifest, order: order, transform: Self.train, tokenizer: Self.tokenizer,
-                                            epochs: 2, threads: 3, prefetch: 4), 100)
-        let d = try Self.collect(PairLoader(training: manifest, order: order, transform: Self.train, tokenizer: Self.tokenizer,
-                                            epochs: 2, background: true), 100)
+        let b = try Self.collect(
+            PairLoader(
+                training: manifest, order: order, transform: Self.train, tokenizer: Self.tokenizer,
+                epochs: 2, threads: 1, prefetch: 1), 100)
+        let c = try Self.collect(
+            PairLoader(
+                training: manifest, order: order, transform: Self.train, tokenizer: Self.tokenizer,
+                epochs: 2, threads: 3, prefetch: 4), 100)
+        let d = try Self.collect(
+            PairLoader(
+                training: manifest, order: order, transform: Self.train, tokenizer: Self.tokenizer,
+                epochs: 2, background: true), 100)
         #expect(a.count == 6)
         Self.expectSame(a, b, "2 threads vs 1")
         Self.expectSame(a, c, "2 threads vs 3")
         Self.expectSame(a, d, "normal vs background priority")
 
-        let other = try Self.collect(PairLoader(training: manifest, order: EpochOrder(sampleCount: 48, batchSize: 16, seed: 8),
-                                                transform: Self.train, tokenizer: Self.tokenizer, epochs: 1), 1)
+        let other = try Self.collect(
+            PairLoader(
+                training: manifest, order: EpochOrder(sampleCount: 48, batchSize: 16, seed: 8),
+                transform: Self.train, tokenizer: Self.tokenizer, epochs: 1), 1)
         #expect(other[0].indices != a[0].indices)
         // The same sample in another epoch gets another augmentation.
         let sample = a[0].indices[0]
@@ -96,10 +105,14 @@ import Testing
         // Same seed, batches of 8 and of 16: the same stream cut differently puts each sample
         // in another batch and slot, with the same pixels.
         let manifest = try Self.subset(32)
-        let small = try Self.collect(PairLoader(training: manifest, order: EpochOrder(sampleCount: 32, batchSize: 8, seed: 4),
-                                                transform: Self.train, tokenizer: Self.tokenizer, epochs: 1), 100)
-        let large = try Self.collect(PairLoader(training: manifest, order: EpochOrder(sampleCount: 32, batchSize: 16, seed: 4),
-                                                transform: Self.train, tokenizer: Self.tokenizer, epochs: 1), 100)
+        let small = try Self.collect(
+            PairLoader(
+                training: manifest, order: EpochOrder(sampleCount: 32, batchSize: 8, seed: 4),
+                transform: Self.train, tokenizer: Self.tokenizer, epochs: 1), 100)
+        let large = try Self.collect(
+            PairLoader(
+                training: manifest, order: EpochOrder(sampleCount: 32, batchSize: 16, seed: 4),
+                transform: Self.train, tokenizer: Self.tokenizer, epochs: 1), 100)
         #expect(small.flatMap(\.indices) == large.flatMap(\.indices))
         #expect(Self.difference(small.flatMap { Self.bits($0.images) }, large.flatMap { Self.bits($0.images) }) == nil)
         #expect(Self.difference(small.flatMap(\.ids.values), large.flatMap(\.ids.values)) == nil)
@@ -108,20 +121,26 @@ import Testing
     @Test func resumeMatchesTheStraightRun() throws {
         let manifest = try Self.subset(40)
         let order = try EpochOrder(sampleCount: 40, batchSize: 8, seed: 5)
-        let straight = try Self.collect(PairLoader(training: manifest, order: order, transform: Self.train, tokenizer: Self.tokenizer, epochs: 3), 100)
+        let straight = try Self.collect(
+            PairLoader(training: manifest, order: order, transform: Self.train, tokenizer: Self.tokenizer, epochs: 3), 100)
         #expect(straight.count == 15)
         for k in [2, 4, 7, 12] {
-            let resumed = try Self.collect(PairLoader(training: manifest, order: order, transform: Self.train, tokenizer: Self.tokenizer,
-                                                      start: straight[k].next, epochs: 3), 100)
+            let resumed = try Self.collect(
+                PairLoader(
+                    training: manifest, order: order, transform: Self.train, tokenizer: Self.tokenizer,
+                    start: straight[k].next, epochs: 3), 100)
             Self.expectSame(Array(straight[(k + 1)...]), resumed, "resume after batch \(k)")
         }
-        let atEpoch = try Self.collect(PairLoader(training: manifest, order: order, transform: Self.train, tokenizer: Self.tokenizer,
-                                                  start: order.position(epoch: 1, batch: 2), epochs: 2), 100)
+        let atEpoch = try Self.collect(
+            PairLoader(
+                training: manifest, order: order, transform: Self.train, tokenizer: Self.tokenizer,
+                start: order.position(epoch: 1, batch: 2), epochs: 2), 100)
         Self.expectSame(Array(straight[7..<10]), atEpoch, "start at epoch 1 batch 2")
 
         #expect(throws: DataError.self) {
-            try PairLoader(training: manifest, order: order, transform: Self.train, tokenizer: Self.tokenizer,
-                           start: LoaderPosition(epoch: 0, batch: 5, cursor: 40))
+            try PairLoader(
+                training: manifest, order: order, transform: Self.train, tokenizer: Self.tokenizer,
+                start: LoaderPosition(epoch: 0, batch: 5, cursor: 40))
         }
     }
 
@@ -148,18 +167,25 @@ import Testing
         #expect(Set(batches.flatMap(\.skipped).map(\.line)) == badLines)
         let bad = loader.badImages
         #expect(bad.map(\.line) == [7, 17, 27, 37, 67])
-        #expect(bad.map { String($0.path.split(separator: "/").last!) } == ["truncated.jpg", "empty.jpg", "not_an_image.jpg", "missing.jpg", "truncated.png"])
+        #expect(
+            bad.map { String($0.path.split(separator: "/").last!) } == [
+                "truncated.jpg", "empty.jpg", "not_an_image.jpg", "missing.jpg", "truncated.png"
+            ])
         #expect(bad[1].description.contains("empty file") && bad[3].description.contains("cannot read"))
         #expect(bad[0].description.hasPrefix("line 7: ") && bad[0].description.contains("truncated JPEG"))
 
         // A batch that skipped images has its tokens and pixels in the refilled order.
         for b in batches where !b.skipped.isEmpty {
-            #expect(Self.difference(b.ids.values, Self.tokenizer.tokenize(b.indices.map { manifest.captions![$0] }, contextLength: 32, threads: 1)) == nil)
+            #expect(
+                Self.difference(b.ids.values, Self.tokenizer.tokenize(b.indices.map { manifest.captions![$0] }, contextLength: 32, threads: 1)) == nil
+            )
         }
         // Resuming after a batch that skipped images continues exactly.
         let k = batches.firstIndex { !$0.skipped.isEmpty && $0.index < 3 }!
-        let resumed = try Self.collect(PairLoader(training: manifest, order: order, transform: Self.train, tokenizer: Self.tokenizer,
-                                                  start: batches[k].next, epochs: 3), 100)
+        let resumed = try Self.collect(
+            PairLoader(
+                training: manifest, order: order, transform: Self.train, tokenizer: Self.tokenizer,
+                start: batches[k].next, epochs: 3), 100)
         Self.expectSame(Array(batches[(k + 1)...]), resumed, "resume after a batch with skips")
     }
 
@@ -181,7 +207,9 @@ import Testing
         for b in [batches[0], batches[6]] {
             for (slot, i) in b.indices.enumerated() {
                 let expected = try pipeline.process(path: manifest.images[i])
-                #expect(Self.difference(Array(b.images.scalars[slot * plane..<(slot + 1) * plane]).map(\.bitPattern), expected.scalars.map(\.bitPattern)) == nil)
+                #expect(
+                    Self.difference(Array(b.images.scalars[slot * plane..<(slot + 1) * plane]).map(\.bitPattern), expected.scalars.map(\.bitPattern))
+                        == nil)
             }
         }
     }
@@ -195,8 +223,9 @@ import Testing
         #expect(batches.flatMap(\.indices) == Array(0..<512))
 
         #expect(throws: DataError.noCaptions(path: manifest.path)) {
-            try PairLoader(training: manifest, order: EpochOrder(sampleCount: 512, batchSize: 8, seed: 0),
-                           transform: Self.train, tokenizer: Self.tokenizer)
+            try PairLoader(
+                training: manifest, order: EpochOrder(sampleCount: 512, batchSize: 8, seed: 0),
+                transform: Self.train, tokenizer: Self.tokenizer)
         }
     }
 
@@ -214,16 +243,18 @@ import Testing
         var few = "filepath\ttitle\n"
         for i in 0..<12 { few += (i % 3 == 0 ? "images/train/\(String(format: "%06d", i)).jpg" : "missing/\(i).jpg") + "\tx\n" }
         let sparse = try Manifest(parsing: Array(few.utf8), path: Paths.shapes + "/sparse.tsv")
-        let training = try PairLoader(training: sparse, order: EpochOrder(sampleCount: 12, batchSize: 6, seed: 1),
-                                      transform: Self.train, tokenizer: Self.tokenizer, maxFailuresInARow: 100)
+        let training = try PairLoader(
+            training: sparse, order: EpochOrder(sampleCount: 12, batchSize: 6, seed: 1),
+            transform: Self.train, tokenizer: Self.tokenizer, maxFailuresInARow: 100)
         let tooFew = #expect(throws: DataError.self) { try training.next() }
         #expect(tooFew?.description.contains("too few left to fill a batch of 6") == true, "\(String(describing: tooFew))")
     }
 
     @Test func stopEndsTheThreads() throws {
         let manifest = try Self.subset(64)
-        let loader = try PairLoader(training: manifest, order: EpochOrder(sampleCount: 64, batchSize: 8, seed: 1),
-                                    transform: Self.train, tokenizer: Self.tokenizer)
+        let loader = try PairLoader(
+            training: manifest, order: EpochOrder(sampleCount: 64, batchSize: 8, seed: 1),
+            transform: Self.train, tokenizer: Self.tokenizer)
         _ = try loader.next()
         loader.stop()
         #expect(try loader.next()?.count == nil)

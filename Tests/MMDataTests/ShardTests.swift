@@ -52,14 +52,16 @@ struct ShardURLTests {
 
 /// img2dataset's real output (tools/make_webdataset_fixtures.py, `make fixtures-webdataset`)
 /// read by mm and by open_clip's own WebDataset pipeline.
-@Suite(.serialized, .enabled(if: ShardFixtures.present, "needs .build/fixtures/webdataset (`make fixtures-webdataset`, which needs the reference venv)"))
+@Suite(
+    .serialized, .enabled(if: ShardFixtures.present, "needs .build/fixtures/webdataset (`make fixtures-webdataset`, which needs the reference venv)"))
 struct ShardFixtureTests {
     static let tokenizer = try! Tokenizer(contextLength: 16)
 
     /// Every sample, in order, as the evaluation loader gives it.
     static func readAll(_ set: ShardSet, size: Int = 32) throws -> (names: [String], captions: [String], pixels: [Float], skipped: [SkippedImage]) {
-        let loader = try PairLoader(evaluating: set, batchSize: 10, transform: .eval(size: size, normalization: .unit),
-                                    tokenizer: nil, threads: 2)
+        let loader = try PairLoader(
+            evaluating: set, batchSize: 10, transform: .eval(size: size, normalization: .unit),
+            tokenizer: nil, threads: 2)
         var names: [String] = [], captions: [String] = [], pixels: [Float] = [], skipped: [SkippedImage] = []
         while let b = try loader.next() {
             names += b.names
@@ -140,8 +142,9 @@ struct ShardFixtureTests {
         let set = try ShardSet(ShardFixtures.dir + "/jpg/{00000..00005}.tar")
         let order = try ShardOrder(epochSize: 96, batchSize: 8, seed: 7, shuffleBuffer: shuffleBuffer, resampled: resampled)
         func run(from start: LoaderPosition = .start) throws -> [PairBatch] {
-            let loader = try PairLoader(training: set, order: order, transform: .train(size: 24), tokenizer: Self.tokenizer,
-                                        start: start, epochs: 2, threads: 2)
+            let loader = try PairLoader(
+                training: set, order: order, transform: .train(size: 24), tokenizer: Self.tokenizer,
+                start: start, epochs: 2, threads: 2)
             var out: [PairBatch] = []
             while let b = try loader.next() { out.append(b) }
             return out
@@ -174,8 +177,9 @@ struct ShardFixtureTests {
         let set = try ShardSet(ShardFixtures.dir + "/jpg/{00000..00005}.tar")
         func batches(rank: Int, ranks: Int, batch: Int) throws -> [PairBatch] {
             let order = try ShardOrder(epochSize: 96, batchSize: batch, seed: 11, rank: rank, worldSize: ranks, shuffleBuffer: 0)
-            let loader = try PairLoader(training: set, order: order, transform: .train(size: 24), tokenizer: Self.tokenizer,
-                                        epochs: 2, threads: 2)
+            let loader = try PairLoader(
+                training: set, order: order, transform: .train(size: 24), tokenizer: Self.tokenizer,
+                epochs: 2, threads: 2)
             var out: [PairBatch] = []
             while let b = try loader.next() { out.append(b) }
             return out
@@ -227,7 +231,7 @@ struct TarHeaderTests {
         for (i, b) in "0000644\0".utf8.enumerated() { h[100 + i] = b }
         for (i, b) in sizeField.enumerated() { h[124 + i] = b }
         h[156] = type
-        for (i, b) in "ustar\0" .utf8.enumerated() { h[257 + i] = b }
+        for (i, b) in "ustar\0".utf8.enumerated() { h[257 + i] = b }
         h[263] = UInt8(ascii: "0"); h[264] = UInt8(ascii: "0")
         for i in 148..<156 { h[i] = UInt8(ascii: " ") }
         var sum = h.reduce(0) { $0 + Int($1) }
@@ -260,7 +264,8 @@ struct TarHeaderTests {
     }
 
     static func read(_ tars: [String: [UInt8]], keys: WebDatasetKeys = WebDatasetKeys()) throws
-        -> (names: [String], captions: [String], skipped: [String]) {
+        -> (names: [String], captions: [String], skipped: [String])
+    {
         let dir = Paths.scratch("tar-" + UUID().uuidString)
         for (name, bytes) in tars { Paths.write(dir, name, bytes) }
         let set = try ShardSet(tars.keys.sorted().map { dir + "/" + $0 }.joined(separator: "::"), keys: keys)
@@ -276,7 +281,8 @@ struct TarHeaderTests {
 
     /// Captions from `.txt` (UTF-8 only) or from a field of `.json` (--json-text-key).
     @Test func captionsFromTextOrJSON() throws {
-        let shard = Self.member("a.jpg", Self.jpeg) + Self.member("a.txt", [0x61, 0xFF, 0x62])
+        let shard =
+            Self.member("a.jpg", Self.jpeg) + Self.member("a.txt", [0x61, 0xFF, 0x62])
             + Self.member("b.jpg", Self.jpeg) + Self.member("b.json", Array(#"{"caption": "a blue square", "n": 1}"#.utf8))
             + Self.member("c.jpg", Self.jpeg) + Self.member("c.json", Array(#"{"title": 3}"#.utf8))
             + Self.member("d.jpg", Self.jpeg) + Self.member("d.txt", Array("a green star".utf8))
@@ -306,7 +312,7 @@ struct TarHeaderTests {
             "5-pax-size.tar": good + Self.pax(["size": "99999999999", "path": "b.jpg"]) + Self.member("b.jpg", Self.jpeg) + end,
             "6-pax-path.tar": Self.pax(["path": String(repeating: "p", count: 250) + "/key.jpg"]) + Self.member("x.jpg", Self.jpeg)
                 + Self.pax(["path": String(repeating: "p", count: 250) + "/key.txt"]) + Self.member("x.txt", Array("long".utf8)) + end,
-            "7-cut-header.tar": good + Array(Self.header("b.jpg", sizeField: Self.octal(10)).prefix(100)),
+            "7-cut-header.tar": good + Array(Self.header("b.jpg", sizeField: Self.octal(10)).prefix(100))
         ]
         let (names, _, skipped) = try Self.read(cases)
         for s in skipped { print("tar: \(s)") }

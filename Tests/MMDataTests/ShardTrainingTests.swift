@@ -4,8 +4,11 @@ import Testing
 
 /// `mm train` from img2dataset's shards, end to end (the `mm` executable beside this test
 /// binary, a micro model, runs of seconds).
-@Suite(.serialized, .enabled(if: ShardFixtures.present && FileManager.default.isExecutableFile(atPath: MM.path),
-                             "needs .build/fixtures/webdataset (`make fixtures-webdataset`) and the mm product built"))
+@Suite(
+    .serialized,
+    .enabled(
+        if: ShardFixtures.present && FileManager.default.isExecutableFile(atPath: MM.path),
+        "needs .build/fixtures/webdataset (`make fixtures-webdataset`) and the mm product built"))
 struct ShardTrainingTests {
     static let shards = ShardFixtures.dir + "/jpg/{00000..00005}.tar"
 
@@ -14,8 +17,11 @@ struct ShardTrainingTests {
     @Test(arguments: [["--shuffle-buffer", "40"], ["--shuffle-buffer", "40", "--dataset-resampled"]])
     func anInterruptedRunResumesBitwise(_ order: [String]) throws {
         let dir = try MM.scratch("resume-\(order.count)")
-        let args = [Self.shards, "--model", dir + "/micro.json", "--batch-size", "16", "--epochs", "2", "--warmup", "3",
-                    "--train-num-samples", "1600", "--workers", "2"] + order
+        let args =
+            [
+                Self.shards, "--model", dir + "/micro.json", "--batch-size", "16", "--epochs", "2", "--warmup", "3",
+                "--train-num-samples", "1600", "--workers", "2"
+            ] + order
         let full = try MM.run(args + ["-o", dir + "/full"], in: dir)
         #expect(full.status == 0, "\(full.output)")
         #expect(full.output.contains("1600 samples per epoch (from --train-num-samples)"), "\(full.output)")
@@ -60,8 +66,11 @@ struct ShardTrainingTests {
     @Test func damagedShardsAreLoggedAndTheRunFinishes() throws {
         let dir = try MM.scratch("bad")
         let bad = ShardFixtures.dir + "/bad/{corrupt,empty,gnuname,nocaption,paxname,truncated}.tar"
-        let run = try MM.run([bad, "--model", dir + "/micro.json", "--batch-size", "4", "--epochs", "1", "--shuffle-buffer", "0",
-                              "-o", dir + "/run"], in: dir)
+        let run = try MM.run(
+            [
+                bad, "--model", dir + "/micro.json", "--batch-size", "4", "--epochs", "1", "--shuffle-buffer", "0",
+                "-o", dir + "/run"
+            ], in: dir)
         #expect(run.status == 0, "\(run.output)")
         #expect(run.output.contains("samples per epoch (from counting pass over the tar headers)"), "\(run.output)")
         let log = (try? String(contentsOfFile: dir + "/run/log.jsonl", encoding: .utf8)) ?? ""
@@ -76,8 +85,10 @@ struct ShardTrainingTests {
 /// Running the `mm` executable.
 enum MM {
     static var path: String {
-        let products = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
-            .deletingLastPathComponent()
+        let products = URL(
+            fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        )
+        .deletingLastPathComponent()
         return products.appendingPathComponent("mm").path
     }
     static let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
@@ -85,10 +96,10 @@ enum MM {
     static func scratch(_ name: String) throws -> String {
         let dir = Paths.scratch("train-" + name)
         try """
-            {"embed_dim": 32,
-             "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32, "mlp_ratio": 2.0},
-             "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
-            """.write(toFile: dir + "/micro.json", atomically: true, encoding: .utf8)
+        {"embed_dim": 32,
+         "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32, "mlp_ratio": 2.0},
+         "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
+        """.write(toFile: dir + "/micro.json", atomically: true, encoding: .utf8)
         return dir
     }
 

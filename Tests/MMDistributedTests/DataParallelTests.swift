@@ -18,15 +18,19 @@ struct DataParallelTests {
     /// targets over gathered keys, and both self-supervised terms over gathered columns (without
     /// accumulation here: those terms are per micro-batch, so k micro-batches of one process are
     /// not one batch of k·N).
-    @Test(arguments: [("clip", 1, ""), ("siglip", 1, ""), ("clip", 2, ""), ("clip", 1, "--queue 256 --multi-positive"),
-                      ("clip", 1, "--image-ssl simclr --text-ssl simcse --text-dropout 0.1")])
+    @Test(arguments: [
+        ("clip", 1, ""), ("siglip", 1, ""), ("clip", 2, ""), ("clip", 1, "--queue 256 --multi-positive"),
+        ("clip", 1, "--image-ssl simclr --text-ssl simcse --text-dropout 0.1")
+    ])
     func twoRanksOfHalfTheBatchTakeTheSameStepsAsOne(loss: String, accumulation: Int, extra: String) throws {
         let dir = try MPI.scratch("equivalence-\(loss)-\(accumulation)-\(extra.split(separator: " ").first ?? "")")
-        let common = ["--loss", loss, "--steps", "20", "--epochs", "1", "--warmup", "5", "--lr", "\(Self.learningRate)"]
+        let common =
+            ["--loss", loss, "--steps", "20", "--epochs", "1", "--warmup", "5", "--lr", "\(Self.learningRate)"]
             + extra.split(separator: " ").map(String.init)
         let one = try MPI.train(ranks: 1, ["-o", dir + "/one", "--batch-size", "64"] + common, in: dir)
-        let two = try MPI.train(ranks: 2, ["-o", dir + "/two", "--batch-size", "\(32 / accumulation)", "--accum-freq", "\(accumulation)"] + common,
-                                in: dir)
+        let two = try MPI.train(
+            ranks: 2, ["-o", dir + "/two", "--batch-size", "\(32 / accumulation)", "--accum-freq", "\(accumulation)"] + common,
+            in: dir)
         #expect(one.status == 0, "\(one.output)")
         #expect(two.status == 0, "\(two.output)")
         #expect(two.output.contains("2 ranks × 32 = 64 pairs"))
@@ -39,8 +43,9 @@ struct DataParallelTests {
             #expect(abs(x - y) <= 1e-6 * abs(x), "step \(step + 1): loss \(x) on one rank, \(y) on two")
         }
         print("mpirun \(loss) ×\(accumulation) \(extra): worst relative loss difference over 20 steps \(worst)")
-        try MPI.expectSameWeights(dir + "/one/checkpoints/epoch_1.safetensors", dir + "/two/checkpoints/epoch_1.safetensors",
-                                  tolerance: 2e-5, keyBiasTolerance: 20 * Self.learningRate)
+        try MPI.expectSameWeights(
+            dir + "/one/checkpoints/epoch_1.safetensors", dir + "/two/checkpoints/epoch_1.safetensors",
+            tolerance: 2e-5, keyBiasTolerance: 20 * Self.learningRate)
     }
 
     /// Killing rank 1 mid-epoch ends the job within seconds, rank 0 says why, the last
@@ -100,8 +105,9 @@ struct DataParallelTests {
         let resumed = try MPI.train(ranks: 1, ["--resume", dir + "/stopped"], in: dir)
         #expect(resumed.status == 0, "\(resumed.output)")
         #expect(resumed.output.contains("at epoch 1, step \(stoppedAt)"), "\(resumed.output)")
-        try MPI.expectSameWeights(dir + "/full/checkpoints/epoch_1.safetensors", dir + "/stopped/checkpoints/epoch_1.safetensors",
-                                  tolerance: 1e-4, keyBiasTolerance: 100 * Self.learningRate)
+        try MPI.expectSameWeights(
+            dir + "/full/checkpoints/epoch_1.safetensors", dir + "/stopped/checkpoints/epoch_1.safetensors",
+            tolerance: 1e-4, keyBiasTolerance: 100 * Self.learningRate)
     }
 }
 
@@ -115,8 +121,10 @@ enum MPI {
         .deletingLastPathComponent().path
     /// The `mm` executable built beside this test binary.
     static var mm: String {
-        let products = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
-            .deletingLastPathComponent()
+        let products = URL(
+            fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        )
+        .deletingLastPathComponent()
         return products.appendingPathComponent("mm").path
     }
 
@@ -175,9 +183,10 @@ enum MPI {
         let pids = try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap(Int32.init)
         for pid in pids {
             guard let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ"),
-                  String(decoding: environ, as: UTF8.self).split(separator: "\0").contains("OMPI_COMM_WORLD_RANK=\(rank)"),
-                  let command = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
-                  String(decoding: command, as: UTF8.self).contains(run) else { continue }
+                String(decoding: environ, as: UTF8.self).split(separator: "\0").contains("OMPI_COMM_WORLD_RANK=\(rank)"),
+                let command = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+                String(decoding: command, as: UTF8.self).contains(run)
+            else { continue }
             kill(pid, signal)
             return
         }

@@ -23,7 +23,9 @@ private func temporaryFile() -> URL {
         let results = index.search(queries, k: 7)
         for q in 0..<5 {
             // Brute force in Double: every score, fully sorted.
-            let scores = (0..<300).map { i in (0..<24).reduce(0.0) { $0 + Double(queries.data[q * 24 + $1]) * Double(index.embeddings.data[i * 24 + $1]) } }
+            let scores = (0..<300).map { i in
+                (0..<24).reduce(0.0) { $0 + Double(queries.data[q * 24 + $1]) * Double(index.embeddings.data[i * 24 + $1]) }
+            }
             let expected = Array(scores.indices.sorted { scores[$0] > scores[$1] }.prefix(7))
             #expect(results[q].map(\.index) == expected, "query \(q)")
             for r in results[q] { #expect(abs(Double(r.score) - scores[r.index]) < 1e-5) }
@@ -33,8 +35,9 @@ private func temporaryFile() -> URL {
 
     @Test func fileRoundTrip() throws {
         let base = gallery(50, 8, seed: 3)
-        let index = EmbeddingIndex(modelFingerprint: base.modelFingerprint, names: base.names, embeddings: base.embeddings,
-                                   modified: (0..<50).map { 1.7e9 + Double($0) / 4 })
+        let index = EmbeddingIndex(
+            modelFingerprint: base.modelFingerprint, names: base.names, embeddings: base.embeddings,
+            modified: (0..<50).map { 1.7e9 + Double($0) / 4 })
         let url = temporaryFile()
         defer { try? FileManager.default.removeItem(at: url) }
         try index.save(to: url)
@@ -134,7 +137,10 @@ private func temporaryFile() -> URL {
         try gallery(3, 4, seed: 9).save(to: url)
         let index = try EmbeddingIndex.load(from: url)
         try index.requireModel("model-a")
-        #expect(throws: EvalError("\(url.path): built with another model (fingerprint model-a, this model has model-b); rebuild the index with this checkpoint")) {
+        #expect(
+            throws: EvalError(
+                "\(url.path): built with another model (fingerprint model-a, this model has model-b); rebuild the index with this checkpoint")
+        ) {
             try index.requireModel("model-b")
         }
     }
@@ -155,10 +161,10 @@ private func temporaryFile() -> URL {
     /// A NaN (or infinite) embedding row never ranks, wherever it sits: not first, not at all.
     @Test func nanRowsNeverRank() {
         var values = [Float](repeating: 0, count: 4 * 3)
-        values[0] = .nan; values[1] = 0; values[2] = 0       // row 0: NaN
-        values[3] = 1; values[4] = 0; values[5] = 0          // row 1
-        values[6] = 0; values[7] = 1; values[8] = 0          // row 2
-        values[9] = .infinity; values[10] = 0; values[11] = 0 // row 3: inf·0 = NaN for some queries
+        values[0] = .nan; values[1] = 0; values[2] = 0  // row 0: NaN
+        values[3] = 1; values[4] = 0; values[5] = 0  // row 1
+        values[6] = 0; values[7] = 1; values[8] = 0  // row 2
+        values[9] = .infinity; values[10] = 0; values[11] = 0  // row 3: inf·0 = NaN for some queries
         let index = EmbeddingIndex(modelFingerprint: "m", names: ["nan", "x", "y", "inf"], embeddings: Tensor(shape: [4, 3], values: values))
         let results = index.search(Tensor(shape: [2, 3], values: [1, 0, 0, 0, 1, 0]), k: 4)
         for r in results {
@@ -253,8 +259,9 @@ private func temporaryFile() -> URL {
     /// Ids are stable: re-embedding a row keeps its id, new rows get new ids; metadata, kinds and
     /// ids survive a save; a search can keep to one kind of row.
     @Test func idsMetadataAndKindsPersist() throws {
-        var index = EmbeddingIndex(modelFingerprint: "m", names: ["a.jpg", "b.jpg"], embeddings: Tensor(shape: [2, 2], values: [1, 0, 0, 1]),
-                                   columns: ["caption", "url"], metadata: [["an a", "http://a"], ["a b", ""]])
+        var index = EmbeddingIndex(
+            modelFingerprint: "m", names: ["a.jpg", "b.jpg"], embeddings: Tensor(shape: [2, 2], values: [1, 0, 0, 1]),
+            columns: ["caption", "url"], metadata: [["an a", "http://a"], ["a b", ""]])
         index.add(names: ["b.jpg", "c.jpg"], embeddings: Tensor(shape: [2, 2], values: [0.6, 0.8, 0.8, 0.6]))
         index.add(names: ["a red circle"], embeddings: Tensor(shape: [1, 2], values: [1, 0]), kind: .text)
         #expect(index.ids == [0, 1, 2, 3] && index.kinds == [.image, .image, .image, .text])

@@ -41,8 +41,9 @@ import Testing
         let texts = embedder.embed(texts: ["a purple heart", "an orange diamond"])
         let best = gallery.search(texts, k: 3)
 
-        let classifier = ZeroShotClassifier(model: embedder.model, tokenizer: embedder.tokenizer,
-                                            classes: [["purple heart"], ["orange diamond"]], templates: try PromptTemplates.named("simple"))
+        let classifier = ZeroShotClassifier(
+            model: embedder.model, tokenizer: embedder.tokenizer,
+            classes: [["purple heart"], ["orange diamond"]], templates: try PromptTemplates.named("simple"))
         let top = classifier.predictions(photos.embeddings, k: 1)
         // --- end ---
 

@@ -18,12 +18,14 @@ import Testing
         let reference = try Safetensors(contentsOf: Self.dir.appendingPathComponent("zeroshot.safetensors"))
         let shapes = ReferenceVenv.root.appendingPathComponent("datasets/shapes").path
         let paths = try JSONDecoder().decode([String].self, from: Data(try #require(reference.metadata["images"]).utf8)).map { "\(shapes)/\($0)" }
-        let embedder = try Embedder(checkpoint: Self.dir.appendingPathComponent("model.safetensors"),
-                                    config: try CLIPConfig(named: Self.dir.appendingPathComponent("model.json").path))
+        let embedder = try Embedder(
+            checkpoint: Self.dir.appendingPathComponent("model.safetensors"),
+            config: try CLIPConfig(named: Self.dir.appendingPathComponent("model.json").path))
         let labels = try ClassLabels(contentsOf: "\(shapes)/labels.txt")
         #expect(try JSONDecoder().decode([String].self, from: Data(try #require(reference.metadata["classes"]).utf8)) == labels.classes.map { $0[0] })
-        let classifier = ZeroShotClassifier(model: embedder.model, tokenizer: embedder.tokenizer, classes: labels.classes,
-                                            templates: try PromptTemplates.named("openai"))
+        let classifier = ZeroShotClassifier(
+            model: embedder.model, tokenizer: embedder.tokenizer, classes: labels.classes,
+            templates: try PromptTemplates.named("openai"))
         let images = embedder.embed(imageFiles: paths, batchSize: 256)
         try #require(images.failures.isEmpty && images.paths.count == 1024)
 
@@ -54,8 +56,9 @@ import Testing
 
         func maxDiff(_ a: Tensor, _ key: String) -> Float { zip(a.scalars, reference.tensors[key]!.scalars).map { abs($0 - $1) }.max()! }
         let identical = zip(ours, theirs).filter { $0 == $1 }.count
-        print("zero-shot vs open_clip on \(theirs.count) images: top-1 identical on \(identical) (\(nearTies) near-ties within \(Self.logitTolerance)); "
-              + "max |Δ| class weights \(maxDiff(classifier.weights, "classifier")), image embeddings \(maxDiff(images.embeddings, "image_embeds")), "
-              + "logits \(maxDiff(logits, "logits")), probabilities \(maxDiff(probabilities, "probabilities"))")
+        print(
+            "zero-shot vs open_clip on \(theirs.count) images: top-1 identical on \(identical) (\(nearTies) near-ties within \(Self.logitTolerance)); "
+                + "max |Δ| class weights \(maxDiff(classifier.weights, "classifier")), image embeddings \(maxDiff(images.embeddings, "image_embeds")), "
+                + "logits \(maxDiff(logits, "logits")), probabilities \(maxDiff(probabilities, "probabilities"))")
     }
 }

@@ -40,7 +40,9 @@ import Testing
         let weights = ZeroShotClassifier.classWeights(prompts, promptsPerClass: [Int](repeating: t, count: c))
         let expected = try #require(reference["weights"] as? [Double])
         let worst = zip(weights.scalars, expected).map { abs(Double($0) - $1) }.max() ?? .infinity
-        #expect(expected.count == c * d && worst < 1e-6, "class weights: max diff \(worst), first ours \(Array(weights.scalars.prefix(3))) vs \(Array(expected.prefix(3)))")
+        #expect(
+            expected.count == c * d && worst < 1e-6,
+            "class weights: max diff \(worst), first ours \(Array(weights.scalars.prefix(3))) vs \(Array(expected.prefix(3)))")
 
         // Accuracy: open_clip_train.zero_shot.accuracy on 100 · images @ weights.
         let classifier = ZeroShotClassifier(classNames: (0..<c).map { "c\($0)" }, weights: weights)

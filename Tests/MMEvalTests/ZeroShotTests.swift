@@ -96,7 +96,8 @@ import Testing
         #expect(cache.read(entry, classNames: ["cat", "dog"], modelFingerprint: "m2", dimension: 3) == nil, "another model's entry")
         #expect(cache.read(entry, classNames: ["cat", "dog"], modelFingerprint: "m1", dimension: 4) == nil, "another dimension")
         for bad: [Float] in [[.nan, 0, 0, 0, 0.6, 0.8], [1, 0, 0, 0, 6, 8], [.infinity, 0, 0, 0, 0.6, 0.8]] {
-            try cache.write(ZeroShotClassifier(classNames: ["cat", "dog"], weights: Tensor(shape: [2, 3], values: bad)), modelFingerprint: "m1", to: entry)
+            try cache.write(
+                ZeroShotClassifier(classNames: ["cat", "dog"], weights: Tensor(shape: [2, 3], values: bad)), modelFingerprint: "m1", to: entry)
             #expect(cache.read(entry, classNames: ["cat", "dog"], modelFingerprint: "m1", dimension: 3) == nil, "\(bad)")
         }
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix(".") }
@@ -107,12 +108,14 @@ import Testing
 @Suite struct MetricsTests {
     @Test func zeroShotReportCountsAndConfusion() throws {
         // 4 samples, 3 classes.
-        let logits = Tensor(shape: [4, 3], values: [
-            3, 1, 0,   // true 0 → 0
-            2, 1, 0,   // true 1 → 0 (rank 2)
-            0, 0.5, 1, // true 2 → 2
-            0, 1, 2,   // true 0 → 2 (rank 3)
-        ])
+        let logits = Tensor(
+            shape: [4, 3],
+            values: [
+                3, 1, 0,  // true 0 → 0
+                2, 1, 0,  // true 1 → 0 (rank 2)
+                0, 0.5, 1,  // true 2 → 2
+                0, 1, 2  // true 0 → 2 (rank 3)
+            ])
         let r = try ZeroShotReport(logits: logits, truth: [0, 1, 2, 0], classNames: ["a", "b", "c"])
         #expect(r.count == 4)
         #expect(r.top1 == 0.5)

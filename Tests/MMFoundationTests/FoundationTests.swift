@@ -7,8 +7,10 @@ import Testing
     /// by Vigna), so every stream mm seeds stays what it was.
     @Test func seededGeneratorIsSplitMix64() {
         var g = SeededGenerator(seed: 1_234_567)
-        let expected: [UInt64] = [6_457_827_717_110_365_317, 3_203_168_211_198_807_973, 9_817_491_932_198_370_423,
-                                  4_593_380_528_125_082_431, 16_408_922_859_458_223_821]
+        let expected: [UInt64] = [
+            6_457_827_717_110_365_317, 3_203_168_211_198_807_973, 9_817_491_932_198_370_423,
+            4_593_380_528_125_082_431, 16_408_922_859_458_223_821
+        ]
         #expect((0..<5).map { _ in g.next() } == expected)
         #expect(SeededGenerator.mix(1_234_567) == expected[0])
     }
@@ -93,7 +95,11 @@ import Testing
         try AtomicFile.write(try ReadableFile(path).readAll() + Array(" two".utf8), to: path)
         #expect(try String(contentsOfFile: path, encoding: .utf8) == "one two")
         struct Stop: Error {}
-        #expect(throws: Stop.self) { try AtomicFile.write(to: path) { w in try w.write("partial"); throw Stop() } }
+        #expect(throws: Stop.self) {
+            try AtomicFile.write(to: path) { w in
+                try w.write("partial"); throw Stop()
+            }
+        }
         #expect(try String(contentsOfFile: path, encoding: .utf8) == "one two")
         #expect(throws: FileError.self) { try AtomicFile.write("x", to: dir + "/missing/out.txt") }
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix(".") }

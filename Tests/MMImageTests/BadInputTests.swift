@@ -46,21 +46,27 @@ import Testing
             BadFile(label: "missing file", path: directory.appendingPathComponent("nowhere.jpg").path, expect: ["cannot read", "No such file"]),
             BadFile(label: "directory", path: directory.path, expect: ["cannot read", "directory"]),
             BadFile(label: "empty", path: write("empty.jpg", []), expect: ["empty file"]),
-            BadFile(label: "truncated baseline JPEG", path: write("truncated.jpg", Array(baseline.prefix(baseline.count / 2))), expect: ["truncated JPEG"]),
-            BadFile(label: "truncated progressive JPEG", path: write("truncated_progressive.jpg", Array(jpeg.prefix(jpeg.count * 2 / 3))), expect: ["truncated JPEG"]),
+            BadFile(
+                label: "truncated baseline JPEG", path: write("truncated.jpg", Array(baseline.prefix(baseline.count / 2))), expect: ["truncated JPEG"]
+            ),
+            BadFile(
+                label: "truncated progressive JPEG", path: write("truncated_progressive.jpg", Array(jpeg.prefix(jpeg.count * 2 / 3))),
+                expect: ["truncated JPEG"]),
             BadFile(label: "JPEG header only", path: write("header_only.jpg", Array(baseline.prefix(400))), expect: ["JPEG"]),
             BadFile(label: "truncated PNG", path: write("truncated.png", Array(png.prefix(png.count / 2))), expect: ["truncated PNG"]),
             BadFile(label: "PNG signature only", path: write("signature.png", Array(png.prefix(8))), expect: ["PNG"]),
             BadFile(label: "scrambled JPEG body", path: write("scrambled_body.jpg", scrambled(baseline, from: 700)), expect: ["corrupt JPEG"]),
             BadFile(label: "scrambled PNG body", path: write("scrambled_body.png", scrambled(png, from: 100)), expect: ["PNG"]),
             BadFile(label: "scrambled whole file", path: write("scrambled.jpg", scrambled(baseline, from: 0)), expect: ["not an image"]),
-            BadFile(label: "text named .jpg", path: write("notes.jpg", Array("This is not a photo, it is a caption file.\n".utf8)), expect: ["not an image", "text"]),
+            BadFile(
+                label: "text named .jpg", path: write("notes.jpg", Array("This is not a photo, it is a caption file.\n".utf8)),
+                expect: ["not an image", "text"]),
             BadFile(label: "GIF", path: Fixtures.path("bad/flower.gif"), expect: ["GIF images are not supported"]),
             BadFile(label: "BMP", path: Fixtures.path("bad/flower.bmp"), expect: ["BMP images are not supported"]),
             BadFile(label: "WebP decodes", path: Fixtures.path("bad/flower.webp"), expect: []),
             BadFile(label: "TIFF", path: Fixtures.path("bad/flower.tiff"), expect: ["TIFF images are not supported"]),
             BadFile(label: "GIF named .jpg", path: write("gif.jpg", fixture("bad/flower.gif")), expect: ["GIF images are not supported"]),
-            BadFile(label: "PNG named .jpg decodes", path: write("png.jpg", png), expect: []),
+            BadFile(label: "PNG named .jpg decodes", path: write("png.jpg", png), expect: [])
         ]
     }()
 

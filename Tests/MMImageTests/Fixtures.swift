@@ -71,8 +71,10 @@ struct NPY {
         let raw = [UInt8](data)
         precondition(raw.count > 10 && raw[0] == 0x93 && raw[1...5].elementsEqual("NUMPY".utf8), "\(path): not .npy")
         let major = raw[6]
-        let headerLength = major == 1 ? Int(raw[8]) | Int(raw[9]) << 8
-                                      : Int(raw[8]) | Int(raw[9]) << 8 | Int(raw[10]) << 16 | Int(raw[11]) << 24
+        let headerLength =
+            major == 1
+            ? Int(raw[8]) | Int(raw[9]) << 8
+            : Int(raw[8]) | Int(raw[9]) << 8 | Int(raw[10]) << 16 | Int(raw[11]) << 24
         let start = major == 1 ? 10 : 12
         let header = String(decoding: raw[start..<start + headerLength], as: UTF8.self)
         precondition(header.contains("'fortran_order': False"), "\(path): Fortran order")

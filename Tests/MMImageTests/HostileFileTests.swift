@@ -31,7 +31,9 @@ import Testing
 
     /// A file that stops inside an image signature is a truncated image, not "text".
     @Test func aFileCutInsideTheSignatureIsTruncated() throws {
-        for (name, bytes, format) in [("two.jpg", [0xFF, 0xD8], "JPEG"), ("one.jpg", [0xFF], "JPEG"), ("four.png", [0x89, 0x50, 0x4E, 0x47], "PNG")] as [(String, [UInt8], String)] {
+        for (name, bytes, format) in [("two.jpg", [0xFF, 0xD8], "JPEG"), ("one.jpg", [0xFF], "JPEG"), ("four.png", [0x89, 0x50, 0x4E, 0x47], "PNG")]
+            as [(String, [UInt8], String)]
+        {
             let path = dir + "/" + name
             #expect(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
             #expect(message(path).hasPrefix("\(path): truncated \(format)"), "\(message(path))")

@@ -28,8 +28,11 @@ import Testing
     /// Same seed, same tensor; other seed, other crop; and the thread count does not matter.
     @Test func trainingIsSeededAndThreadIndependent() throws {
         let jitter = ColorJitter(brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1, probability: 1)
-        let transform = ImageTransform.train(size: 48, augmentation: Augmentation(scale: 0.3...1.0, colorJitter: jitter,
-                                                                                grayscaleProbability: 0.2))
+        let transform = ImageTransform.train(
+            size: 48,
+            augmentation: Augmentation(
+                scale: 0.3...1.0, colorJitter: jitter,
+                grayscaleProbability: 0.2))
         let paths = Array(repeating: Self.photo, count: 8) + [Fixtures.path("images/png_rgba8.png")]
         let one = ImageBatchLoader(transform: transform, threads: 1).load(paths, seed: 42).pixels.scalars
         let two = ImageBatchLoader(transform: transform, threads: 2).load(paths, seed: 42).pixels.scalars

@@ -55,8 +55,10 @@ struct WebPTests {
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("webp/lossy.webp"))))
         let pipeline = ImagePipeline(transform: .eval(size: 32))
         let out = Tensor.zeros([3, 32, 32])
-        for (label, data) in [("cut", Array(bytes.prefix(bytes.count / 2))), ("header", Array(bytes.prefix(20))),
-                              ("scrambled", Array(bytes.prefix(40)) + bytes.dropFirst(40).map { $0 ^ 0x5A })] {
+        for (label, data) in [
+            ("cut", Array(bytes.prefix(bytes.count / 2))), ("header", Array(bytes.prefix(20))),
+            ("scrambled", Array(bytes.prefix(40)) + bytes.dropFirst(40).map { $0 ^ 0x5A })
+        ] {
             #expect(throws: ImageError.self, "\(label)") {
                 try pipeline.process(.bytes(data, name: "x.webp"), into: out.data)
             }

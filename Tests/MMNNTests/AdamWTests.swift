@@ -15,9 +15,10 @@ import Testing
     @Test func fiveStepsMatchTorch() throws {
         let f = try loadFixture("adamw.safetensors", bundle: .module)
         let net = Net()
-        let initial = Dictionary(uniqueKeysWithValues: f.tensors.compactMap { k, t in
-            k.hasPrefix("init.") ? (String(k.dropFirst(5)), t) : nil
-        })
+        let initial = Dictionary(
+            uniqueKeysWithValues: f.tensors.compactMap { k, t in
+                k.hasPrefix("init.") ? (String(k.dropFirst(5)), t) : nil
+            })
         try net.load(initial)
         let opt = AdamW(net, weightDecay: 0.2)
         #expect(opt.groups[0].parameters.map { $0 === net.fc.weight } == [true])

@@ -13,9 +13,10 @@ import Testing
     /// Loads a case's parameters into `model` (strictly), runs it and compares everything.
     func check(_ name: String, _ model: Module, _ forward: (Tensor) -> Tensor) throws {
         let prefix = "\(name).param."
-        let state = Dictionary(uniqueKeysWithValues: fixture.tensors.compactMap { key, t in
-            key.hasPrefix(prefix) ? (String(key.dropFirst(prefix.count)), t) : nil
-        })
+        let state = Dictionary(
+            uniqueKeysWithValues: fixture.tensors.compactMap { key, t in
+                key.hasPrefix(prefix) ? (String(key.dropFirst(prefix.count)), t) : nil
+            })
         try model.load(state)
         let x = try #require(fixture.tensors["\(name).in.x"]).copy(requiresGrad: true)
         let tape = Tape()
@@ -54,9 +55,11 @@ import Testing
     @Test func transformerAtOnePosition() throws {
         let t = Transformer(width: 16, layers: 2, heads: 2)
         let prefix = "transformer.param."
-        try t.load(Dictionary(uniqueKeysWithValues: fixture.tensors.compactMap { key, v in
-            key.hasPrefix(prefix) ? (String(key.dropFirst(prefix.count)), v) : nil
-        }))
+        try t.load(
+            Dictionary(
+                uniqueKeysWithValues: fixture.tensors.compactMap { key, v in
+                    key.hasPrefix(prefix) ? (String(key.dropFirst(prefix.count)), v) : nil
+                }))
         let x = try #require(fixture.tensors["transformer.in.x"]).copy(requiresGrad: true)
         let (b, l, w) = (x.shape[0], x.shape[1], x.shape[2])
         let positions = IntTensor(shape: [b], values: (0..<b).map { Int32((3 * $0 + 1) % l) })
@@ -72,7 +75,7 @@ import Testing
         let pooledGrads = [x.grad!.copy()] + t.parameters.map { $0.grad!.copy() }
 
         x.grad = nil
-        t.parameters.forEach { $0.grad = nil }
+        for p in t.parameters { p.grad = nil }
         let full = Tape()
         let yFull = full.record { t(x, causal: true) }
         let seed = Tensor.zeros(yFull.shape)

@@ -5,14 +5,15 @@ import Testing
     @Test func keyPathsFollowOpenCLIPNames() {
         let keys = Transformer(width: 8, layers: 2, heads: 2).namedParameters().map(\.key)
         #expect(keys.count == 24)
-        #expect(keys.prefix(12) == [
-            "resblocks.0.ln_1.weight", "resblocks.0.ln_1.bias",
-            "resblocks.0.attn.in_proj_weight", "resblocks.0.attn.in_proj_bias",
-            "resblocks.0.attn.out_proj.weight", "resblocks.0.attn.out_proj.bias",
-            "resblocks.0.ln_2.weight", "resblocks.0.ln_2.bias",
-            "resblocks.0.mlp.c_fc.weight", "resblocks.0.mlp.c_fc.bias",
-            "resblocks.0.mlp.c_proj.weight", "resblocks.0.mlp.c_proj.bias",
-        ])
+        #expect(
+            keys.prefix(12) == [
+                "resblocks.0.ln_1.weight", "resblocks.0.ln_1.bias",
+                "resblocks.0.attn.in_proj_weight", "resblocks.0.attn.in_proj_bias",
+                "resblocks.0.attn.out_proj.weight", "resblocks.0.attn.out_proj.bias",
+                "resblocks.0.ln_2.weight", "resblocks.0.ln_2.bias",
+                "resblocks.0.mlp.c_fc.weight", "resblocks.0.mlp.c_fc.bias",
+                "resblocks.0.mlp.c_proj.weight", "resblocks.0.mlp.c_proj.bias"
+            ])
         #expect(keys.last == "resblocks.1.mlp.c_proj.bias")
     }
 
@@ -29,7 +30,7 @@ import Testing
             return e.problems == [
                 .shapeMismatch(key: "c_fc.weight", expected: [8, 4], found: [8, 5]),
                 .missing(key: "c_proj.bias", expected: [4]),
-                .unexpected(key: "c_fc.extra", shape: [2]),
+                .unexpected(key: "c_fc.extra", shape: [2])
             ] && e.description.contains("c_fc.weight")
         }
     }

@@ -14,7 +14,8 @@ import Testing
     /// own image first (cosine 1); the embedding of a text (from /embed) gives the text query's
     /// results exactly; the text modality answers with class names; metadata (caption,
     /// image_path) and the base64 file come with the results.
-    @Test(.enabled(if: ReferenceVenv.available, Comment(rawValue: ReferenceVenv.missingReason))) func clipRetrievalClientQueriesByTextImageAndEmbedding() throws {
+    @Test(.enabled(if: ReferenceVenv.available, Comment(rawValue: ReferenceVenv.missingReason)))
+    func clipRetrievalClientQueriesByTextImageAndEmbedding() throws {
         let server = try RunningServer()
         defer { server.stop() }
         let text = "red circle"
@@ -23,8 +24,10 @@ import Testing
         let vector = try #require(((try embedded.json()) as? [String: Any])?["embeddings"] as? [[Double]]).first!
         let vectorFile = Fixture.folder + "/embedding.json"
         try JSONSerialization.data(withJSONObject: vector).write(to: URL(fileURLWithPath: vectorFile))
-        let run = try ReferenceVenv.run(["tools/serve/clip_client_query.py", "http://127.0.0.1:\(server.port)", "gallery", text,
-                                         Fixture.root.path + "/" + Self.testImage, vectorFile])
+        let run = try ReferenceVenv.run([
+            "tools/serve/clip_client_query.py", "http://127.0.0.1:\(server.port)", "gallery", text,
+            Fixture.root.path + "/" + Self.testImage, vectorFile
+        ])
         try #require(run.status == 0, "\(run.output)")
         let answers = try #require(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: [[String: Any]]])
         let byText = try #require(answers["text"]), byImage = try #require(answers["image"]), byEmbedding = try #require(answers["embedding"])
@@ -96,19 +99,28 @@ import Testing
         expect(try HTTP.post(p, "/search", json: ["image": "%%%not base64%%%"]), 400, "not base64")
         let fakeJPEG = Data([0xFF, 0xD8, 0xFF, 0xE0] + [UInt8](repeating: 7, count: 200)).base64EncodedString()
         expect(try HTTP.post(p, "/search", json: ["image": fakeJPEG]), 400, "a JPEG header over garbage")
-        expect(try HTTP.post(p, "/knn-service", json: ["text": "x", "num_images": 100_000_000, "indice_name": "gallery", "modality": "image"]), 400, "huge num_images")
-        expect(try HTTP.post(p, "/knn-service", json: ["text": "x", "num_images": 10, "num_result_ids": 1e12, "indice_name": "gallery"]), 400, "huge num_result_ids")
+        expect(
+            try HTTP.post(p, "/knn-service", json: ["text": "x", "num_images": 100_000_000, "indice_name": "gallery", "modality": "image"]), 400,
+            "huge num_images")
+        expect(
+            try HTTP.post(p, "/knn-service", json: ["text": "x", "num_images": 10, "num_result_ids": 1e12, "indice_name": "gallery"]), 400,
+            "huge num_result_ids")
         expect(try HTTP.post(p, "/search", json: ["text": "x", "k": -3]), 400, "negative k")
         expect(try HTTP.post(p, "/search", json: ["text": "x", "k": 2.5]), 400, "fractional k")
-        expect(try HTTP.post(p, "/knn-service", json: ["text": "x", "num_images": 5, "indice_name": "nope", "modality": "image"]), 404, "unknown index")
+        expect(
+            try HTTP.post(p, "/knn-service", json: ["text": "x", "num_images": 5, "indice_name": "nope", "modality": "image"]), 404, "unknown index")
         expect(try HTTP.post(p, "/search", json: ["embedding": [1, 2, 3]]), 400, "embedding of the wrong dimension")
         expect(try HTTP.post(p, "/search", json: ["text": "x", "image": "y"]), 400, "two queries")
-        expect(try HTTP.post(p, "/knn-service", json: ["image_url": "http://127.0.0.1:1/x.jpg", "num_images": 5, "indice_name": "gallery"]), 403, "image_url without --allow-url-fetch")
+        expect(
+            try HTTP.post(p, "/knn-service", json: ["image_url": "http://127.0.0.1:1/x.jpg", "num_images": 5, "indice_name": "gallery"]), 403,
+            "image_url without --allow-url-fetch")
         expect(try HTTP.post(p, "/zeroshot", json: ["labels": ["a"], "templates": ["no placeholder"], "image": "x"]), 400, "template without {}")
         expect(try HTTP.post(p, "/metadata", json: ["ids": [123_456_789], "indice_name": "gallery"]), 404, "unknown id")
-        for path in ["/thumbnail/gallery/..%2F..%2F..%2Fetc%2Fpasswd", "/thumbnail/gallery/-1", "/thumbnail/..%2Fgallery/0",
-                     "/thumbnail/gallery/0/../../../etc/passwd", "/page/..%2F..%2FPackage.swift", "/page/../../../../etc/passwd",
-                     "/thumbnail/gallery/1e3", "/../../etc/passwd"] {
+        for path in [
+            "/thumbnail/gallery/..%2F..%2F..%2Fetc%2Fpasswd", "/thumbnail/gallery/-1", "/thumbnail/..%2Fgallery/0",
+            "/thumbnail/gallery/0/../../../etc/passwd", "/page/..%2F..%2FPackage.swift", "/page/../../../../etc/passwd",
+            "/thumbnail/gallery/1e3", "/../../etc/passwd"
+        ] {
             let reply = try HTTP.request(p, "GET", path)
             #expect((400..<500).contains(reply.status), "\(path): \(reply.status)")
             #expect(!reply.text.contains("root:"), "\(path) leaked a file")
@@ -232,8 +244,9 @@ import Testing
         let preflight = try HTTP.request(p, "OPTIONS", "/knn-service", headers: ["Origin: http://example.org", "Access-Control-Request-Method: POST"])
         #expect(preflight.headers.lowercased().contains("access-control-allow-origin: *"), "\(preflight.headers)")
         // Any Content-Type: the body is JSON regardless (clip-retrieval's front sends none).
-        let form = try HTTP.request(p, "POST", "/knn-service", body: Array(#"{"text":"red circle","num_images":3,"indice_name":"gallery","modality":"image"}"#.utf8),
-                                    headers: ["Content-Type: application/x-www-form-urlencoded"])
+        let form = try HTTP.request(
+            p, "POST", "/knn-service", body: Array(#"{"text":"red circle","num_images":3,"indice_name":"gallery","modality":"image"}"#.utf8),
+            headers: ["Content-Type: application/x-www-form-urlencoded"])
         let formResults = try form.json() as? [Any]
         #expect(form.status == 200 && formResults?.count == 3)
     }
@@ -259,8 +272,10 @@ import Testing
     @Test func batchSizeIsValidated() throws {
         let checkpoint = try Fixture.model.get()
         for size in ["0", "-1", "1000000"] {
-            let run = try Fixture.command([Fixture.mm, "index", "build", "-c", checkpoint, "datasets/shapes/images/test/000000.jpg",
-                                           "--batch-size", size, "-o", Fixture.folder + "/never.mmi"])
+            let run = try Fixture.command([
+                Fixture.mm, "index", "build", "-c", checkpoint, "datasets/shapes/images/test/000000.jpg",
+                "--batch-size", size, "-o", Fixture.folder + "/never.mmi"
+            ])
             #expect(run.status != 0 && run.status < 128 && run.output.contains("--batch-size"), "\(size): \(run.status) \(run.output)")
         }
     }

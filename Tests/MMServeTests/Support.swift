@@ -22,16 +22,20 @@ enum Fixture {
     static let model: Result<String, Error> = Result {
         let dir = folder + "/model"
         try """
-            {"embed_dim": 64,
-             "vision_cfg": {"image_size": 32, "layers": 2, "width": 96, "patch_size": 8, "head_width": 48, "mlp_ratio": 2.0},
-             "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 96, "heads": 2, "layers": 2}}
-            """.write(toFile: folder + "/tiny.json", atomically: true, encoding: .utf8)
-        let run = try command([mm, "train", root.path + "/datasets/shapes/train_labeled.tsv", "--caption-key", "label",
-                               "--model", folder + "/tiny.json", "--steps", String(trainingSteps), "--batch-size", "128", "--lr", "2e-3",
-                               "--warmup", "20", "--epochs", "100", "--workers", "1", "-o", dir])
+        {"embed_dim": 64,
+         "vision_cfg": {"image_size": 32, "layers": 2, "width": 96, "patch_size": 8, "head_width": 48, "mlp_ratio": 2.0},
+         "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 96, "heads": 2, "layers": 2}}
+        """.write(toFile: folder + "/tiny.json", atomically: true, encoding: .utf8)
+        let run = try command([
+            mm, "train", root.path + "/datasets/shapes/train_labeled.tsv", "--caption-key", "label",
+            "--model", folder + "/tiny.json", "--steps", String(trainingSteps), "--batch-size", "128", "--lr", "2e-3",
+            "--warmup", "20", "--epochs", "100", "--workers", "1", "-o", dir
+        ])
         guard run.status == 0 else { throw FixtureError("mm train failed: \(run.output.suffix(2000))") }
         let checkpoints = try FileManager.default.contentsOfDirectory(atPath: dir + "/checkpoints").filter { $0.hasSuffix(".safetensors") }.sorted()
-        guard let last = checkpoints.first(where: { $0.hasPrefix("latest") }) ?? checkpoints.last else { throw FixtureError("no checkpoint in \(dir)") }
+        guard let last = checkpoints.first(where: { $0.hasPrefix("latest") }) ?? checkpoints.last else {
+            throw FixtureError("no checkpoint in \(dir)")
+        }
         return dir + "/checkpoints/" + last
     }
     static let trainingSteps = 300
@@ -41,8 +45,10 @@ enum Fixture {
     static let gallery: Result<String, Error> = Result {
         let checkpoint = try model.get()
         let out = folder + "/gallery.mmi"
-        let run = try command([mm, "index", "build", "-c", checkpoint, "--captions", root.path + "/datasets/shapes/test.tsv",
-                               "--texts", root.path + "/datasets/shapes/labels.txt", "-o", out])
+        let run = try command([
+            mm, "index", "build", "-c", checkpoint, "--captions", root.path + "/datasets/shapes/test.tsv",
+            "--texts", root.path + "/datasets/shapes/labels.txt", "-o", out
+        ])
         guard run.status == 0 else { throw FixtureError("mm index build failed: \(run.output.suffix(2000))") }
         return out
     }
@@ -140,7 +146,9 @@ enum HTTP {
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let ok = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
         guard ok == 0 else { close(fd); throw FixtureError("cannot connect to port \(port)") }
         var tv = timeval(tv_sec: timeout, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -171,7 +179,8 @@ enum HTTP {
         while true {
             if let end = headerEnd() {
                 let head = String(decoding: data[..<end], as: UTF8.self)
-                let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                let length =
+                    head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
                     .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
                 if data.count >= end + 4 + length {
                     let status = Int(head.split(separator: " ")[1]) ?? 0

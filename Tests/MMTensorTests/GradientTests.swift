@@ -12,7 +12,9 @@ import Testing
         checkGradients("tn", [rng.tensor([7, 5]), rng.tensor([7, 3])]) { Tensor.matmul($0[0], $0[1], transposeA: true) }
         checkGradients("tt", [rng.tensor([7, 5]), rng.tensor([3, 7])]) { Tensor.matmul($0[0], $0[1], transposeA: true, transposeB: true) }
         checkGradients("batched", [rng.tensor([2, 3, 4, 5]), rng.tensor([2, 3, 5, 2])]) { Tensor.matmul($0[0], $0[1]) }
-        checkGradients("batched tt", [rng.tensor([2, 5, 4]), rng.tensor([2, 3, 5])]) { Tensor.matmul($0[0], $0[1], transposeA: true, transposeB: true) }
+        checkGradients("batched tt", [rng.tensor([2, 5, 4]), rng.tensor([2, 3, 5])]) {
+            Tensor.matmul($0[0], $0[1], transposeA: true, transposeB: true)
+        }
         checkGradients("linear", [rng.tensor([2, 4, 5]), rng.tensor([3, 5])]) { Tensor.matmul($0[0], $0[1], transposeB: true) }
         checkGradients("linear with bias", [rng.tensor([2, 4, 5]), rng.tensor([3, 5]), rng.tensor([3])]) {
             Tensor.linear($0[0], weight: $0[1], bias: $0[2])

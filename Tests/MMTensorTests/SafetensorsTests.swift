@@ -7,7 +7,6 @@ import Testing
 // (fixtures from tools/check_safetensors.py make-fixtures), files mm writes checked by the Python
 // library (tools/check_safetensors.py verify), and every kind of broken file.
 
-
 private func fixture(_ name: String) throws -> URL {
     let dir = try #require(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
     return dir.appendingPathComponent("safetensors/\(name)")
@@ -69,8 +68,10 @@ private func sample(_ shape: [Int], seed: UInt64) -> Tensor {
     return Tensor(shape: shape, values: values)
 }
 
-private let specials: [Float] = [0, -0.0, 1, -2.5, .infinity, -.infinity, .nan,
-                                 .leastNonzeroMagnitude, .greatestFiniteMagnitude, .leastNormalMagnitude / 3]
+private let specials: [Float] = [
+    0, -0.0, 1, -2.5, .infinity, -.infinity, .nan,
+    .leastNonzeroMagnitude, .greatestFiniteMagnitude, .leastNormalMagnitude / 3
+]
 
 private func sampleFile() -> Safetensors {
     Safetensors(
@@ -79,11 +80,11 @@ private func sampleFile() -> Safetensors {
             "token_embedding.weight": sample([7, 3], seed: 1),
             "logit_scale": Tensor.scalar(4.6052),
             "resblocks.0.attn.in_proj_weight": sample([3, 2, 4], seed: 2),
-            "empty": Tensor.zeros([0, 4]),
+            "empty": Tensor.zeros([0, 4])
         ],
         ids: [
             "labels": IntTensor(shape: [2, 3], values: [49406, 320, 49407, 0, -1, .max]),
-            "count": IntTensor(shape: [], values: [.min]),
+            "count": IntTensor(shape: [], values: [.min])
         ],
         metadata: ["format": "pt", "note": "quoted \"text\", back\\slash, newline\n, tab\t, ünïcödé ✓ \u{1}"])
 }
@@ -115,11 +116,14 @@ private func expectSame(_ a: Safetensors, _ b: Safetensors, sourceLocation: Sour
     let n = Int(bytes[0..<8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
     #expect(n % 8 == 0)
     let header = String(decoding: bytes[8..<8 + n], as: UTF8.self)
-    let order = ["__metadata__", "empty", "logit_scale", "resblocks.0.attn.in_proj_weight",
-                 "token_embedding.weight", "visual.proj", "count", "labels"]
+    let order = [
+        "__metadata__", "empty", "logit_scale", "resblocks.0.attn.in_proj_weight",
+        "token_embedding.weight", "visual.proj", "count", "labels"
+    ]
     let positions = order.map { header.range(of: "\"\($0)\":")?.lowerBound }
-    #expect(positions.allSatisfy { $0 != nil } && positions.map { $0! } == positions.map { $0! }.sorted(),
-            "header order: \(header)")
+    #expect(
+        positions.allSatisfy { $0 != nil } && positions.map { $0! } == positions.map { $0! }.sorted(),
+        "header order: \(header)")
     #expect(bytes.count == 8 + n + 4 * (10 + 21 + 1 + 24 + 0 + 6 + 1))
 
     // Writing the same contents again gives the same bytes.
@@ -257,7 +261,7 @@ func pythonSafetensorsReadsWhatWeWrite() throws {
     let cases = [
         "{\"a\":{\"dtype\":\"F32\",", "not json", "[1,2]", "{\"a\" 1}", "{} x", "{\"a\":\"\\q\"}",
         "{\"a\":01}", String(repeating: "[", count: 10_000), "{\"\u{1}\":1}", "{\"a\":tru}",
-        "{\"\\ud800\":1}",
+        "{\"\\ud800\":1}"
     ]
     for header in cases {
         let url = try rawFile(dir, header)
@@ -280,8 +284,10 @@ func pythonSafetensorsReadsWhatWeWrite() throws {
     func entry(_ key: String, dtype: String = "F32", _ shape: [Int], _ begin: Int, _ end: Int) -> String {
         "\"\(key)\":{\"dtype\":\"\(dtype)\",\"shape\":\(shape),\"data_offsets\":[\(begin),\(end)]}"
     }
-    func check(_ entries: [String], _ expected: (String) -> SafetensorsError, data: [UInt8] = data,
-               sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func check(
+        _ entries: [String], _ expected: (String) -> SafetensorsError, data: [UInt8] = data,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let url = try rawFile(dir, "{" + entries.joined(separator: ",") + "}", data: data)
         #expect(loadError(url, sourceLocation: sourceLocation) == expected(url.path), sourceLocation: sourceLocation)
     }
@@ -314,7 +320,9 @@ func pythonSafetensorsReadsWhatWeWrite() throws {
         .invalidEntry(file: $0, key: "__metadata__", reason: "the value of \"k\" is not a string")
     }
     // Offsets and shapes too big for any file must not overflow.
-    try check([entry("a", [6], 0, 24), "\"b\":{\"dtype\":\"F64\",\"shape\":[2147483647,2147483647,2147483647],\"data_offsets\":[24,18446744073709551615]}"]) {
+    try check([
+        entry("a", [6], 0, 24), "\"b\":{\"dtype\":\"F64\",\"shape\":[2147483647,2147483647,2147483647],\"data_offsets\":[24,18446744073709551615]}"
+    ]) {
         .invalidEntry(file: $0, key: "b", reason: "shape [2147483647, 2147483647]… has too many elements")
     }
     try check([entry("a", [6], 0, 24), "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[24,99999999999999999999]}"]) {
@@ -336,8 +344,10 @@ func pythonSafetensorsReadsWhatWeWrite() throws {
     let dir = try scratchDirectory()
     defer { try? FileManager.default.removeItem(at: dir) }
     let url = dir.appendingPathComponent("fuzz.safetensors")
-    try Safetensors(tensors: ["a": sample([3, 2], seed: 6)], ids: ["i": IntTensor(shape: [2], values: [1, 2])],
-                    metadata: ["k": "v"]).write(to: url)
+    try Safetensors(
+        tensors: ["a": sample([3, 2], seed: 6)], ids: ["i": IntTensor(shape: [2], values: [1, 2])],
+        metadata: ["k": "v"]
+    ).write(to: url)
     let valid = [UInt8](try Data(contentsOf: url))
     var mutants: [[UInt8]] = (0..<valid.count).map { Array(valid[..<$0]) }
     var state: UInt64 = 7

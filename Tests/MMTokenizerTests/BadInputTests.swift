@@ -86,7 +86,9 @@ import Testing
 
     @Test func malformedMergesNameTheLine() {
         let three = write("m3.txt", "#version: 0.2\ni n\nt h e\n")
-        #expect(message { _ = try Vocabulary(mergesFile: three) } == "\(three):3: malformed vocabulary: expected two symbols separated by a space, found 3")
+        #expect(
+            message { _ = try Vocabulary(mergesFile: three) }
+                == "\(three):3: malformed vocabulary: expected two symbols separated by a space, found 3")
         let unknown = write("mu.txt", "#version: 0.2\ni n\nin \u{3042}\n")
         #expect(message { _ = try Vocabulary(mergesFile: unknown) }?.hasPrefix("\(unknown):3:") == true)
         let headerOnly = write("mh.txt", "#version")
@@ -116,10 +118,12 @@ import Testing
 
     @Test func oddTextNeverCrashes() {
         let tokenizer = Fixtures.tokenizer
-        let texts = ["\u{0}", String(repeating: "&amp;", count: 2000), String(repeating: "\u{1b}[", count: 500),
-                     String(repeating: "a", count: 100_000), String(repeating: "&#x", count: 1000) + ";",
-                     "&" + String(repeating: "x", count: 40) + ";", String(repeating: "\u{301}", count: 300),
-                     String(repeating: "\r\n", count: 1000), "\u{FFFF}\u{10FFFF}\u{E000}"]
+        let texts = [
+            "\u{0}", String(repeating: "&amp;", count: 2000), String(repeating: "\u{1b}[", count: 500),
+            String(repeating: "a", count: 100_000), String(repeating: "&#x", count: 1000) + ";",
+            "&" + String(repeating: "x", count: 40) + ";", String(repeating: "\u{301}", count: 300),
+            String(repeating: "\r\n", count: 1000), "\u{FFFF}\u{10FFFF}\u{E000}"
+        ]
         for t in texts {
             let row = tokenizer.tokenize(t)
             #expect(row.count == 77 && row[0] == tokenizer.vocabulary.startOfText)

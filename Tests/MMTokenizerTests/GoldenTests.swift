@@ -11,8 +11,10 @@ import Testing
     @Test func corpusIsLargeAndDiverse() {
         #expect(fixture.captions.count >= 2000)
         let categories = Set(fixture.captions.map(\.category))
-        for c in ["plain", "contractions", "numbers", "accents", "scripts", "emoji", "entities", "quotes",
-                  "ligatures", "fullwidth", "controls", "blank", "long", "specials", "fuzz"] {
+        for c in [
+            "plain", "contractions", "numbers", "accents", "scripts", "emoji", "entities", "quotes",
+            "ligatures", "fullwidth", "controls", "blank", "long", "specials", "fuzz"
+        ] {
             #expect(categories.contains(c), "category \(c) missing")
         }
         #expect(fixture.captions.contains { $0.row.count == 77 && $0.ids.count > 200 }, "no caption far beyond 77 tokens")
@@ -110,7 +112,9 @@ import Testing
             m.check(ours, expected[Int(v)], "U+\(String(v, radix: 16, uppercase: true))")
         }
         m.finish(of: checked)
-        print("split classes: \(checked) assigned code points agree; \(newer) code points assigned after the standard library's Unicode version are classified differently by `regex`")
+        print(
+            "split classes: \(checked) assigned code points agree; \(newer) code points assigned after the standard library's Unicode version are classified differently by `regex`"
+        )
     }
 
     @Test func mojibakeIsTheOnlyGapAndIsCounted() {

@@ -22,8 +22,9 @@ import Testing
     @Test func everyCaptionKeepsItsBytes() {
         for c in Fixtures.captions.captions {
             let decoded = tokenizer.decode(tokenizer.encode(c.text))
-            #expect(decoded.unicodeScalars.filter { $0 != " " }.map(String.init).joined()
-                == c.clean.unicodeScalars.filter { $0 != " " }.map(String.init).joined(), "\(visible(c.text))")
+            #expect(
+                decoded.unicodeScalars.filter { $0 != " " }.map(String.init).joined()
+                    == c.clean.unicodeScalars.filter { $0 != " " }.map(String.init).joined(), "\(visible(c.text))")
         }
     }
 

@@ -35,8 +35,9 @@ import Testing
         #expect(ours.tokenize(plain) == reloaded.tokenize(plain), "reloaded vocab.json + merges.txt differs")
         for c in Fixtures.captions.captions {
             let ids = ours.encode(c.text)
-            #expect(ours.decode(ids).unicodeScalars.filter { $0 != " " }.map(String.init).joined()
-                == c.clean.unicodeScalars.filter { $0 != " " }.map(String.init).joined())
+            #expect(
+                ours.decode(ids).unicodeScalars.filter { $0 != " " }.map(String.init).joined()
+                    == c.clean.unicodeScalars.filter { $0 != " " }.map(String.init).joined())
         }
         // The learnt merges compress: fewer ids than bytes on the corpus it saw.
         let idCount = texts.reduce(0) { $0 + ours.encode($1).count }

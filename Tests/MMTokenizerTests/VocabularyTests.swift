@@ -17,8 +17,9 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         let clip = try Vocabulary.clip()
         try clip.write(to: dir.path)
-        let hf = try Vocabulary(vocabJSON: dir.appendingPathComponent("vocab.json").path,
-                                merges: dir.appendingPathComponent("merges.txt").path)
+        let hf = try Vocabulary(
+            vocabJSON: dir.appendingPathComponent("vocab.json").path,
+            merges: dir.appendingPathComponent("merges.txt").path)
         #expect(hf.count == clip.count && hf.startOfText == clip.startOfText && hf.endOfText == clip.endOfText)
         let a = Tokenizer(vocabulary: clip), b = Tokenizer(vocabulary: hf)
         // Hugging Face names the special tokens <|startoftext|>/<|endoftext|>, so text spelling

@@ -13,9 +13,10 @@ import Testing
 
     func inputs(_ name: String) -> [String: Tensor] {
         let prefix = "\(name).in."
-        return Dictionary(uniqueKeysWithValues: fixture.tensors.filter { $0.key.hasPrefix(prefix) }.map {
-            (String($0.key.dropFirst(prefix.count)), $0.value.copy(requiresGrad: true))
-        })
+        return Dictionary(
+            uniqueKeysWithValues: fixture.tensors.filter { $0.key.hasPrefix(prefix) }.map {
+                (String($0.key.dropFirst(prefix.count)), $0.value.copy(requiresGrad: true))
+            })
     }
 
     func keys(_ name: String, _ caption: String = "caption", _ label: String = "label") -> PositiveKeys? {
@@ -24,8 +25,9 @@ import Testing
     }
 
     func queued(_ name: String) -> ContrastiveLoss.Queued {
-        ContrastiveLoss.Queued(image: fixture.tensors["\(name).const.queue_image"]!, text: fixture.tensors["\(name).const.queue_text"]!,
-                               keys: keys(name, "queue_caption", "queue_label"))
+        ContrastiveLoss.Queued(
+            image: fixture.tensors["\(name).const.queue_image"]!, text: fixture.tensors["\(name).const.queue_text"]!,
+            keys: keys(name, "queue_caption", "queue_label"))
     }
 
     /// Our loss of a case from its inputs.
@@ -38,19 +40,23 @@ import Testing
         case "infonce_multi", "infonce_multi_labels", "infonce_multi_unique":
             return ContrastiveLoss.infoNCE(image: x["image"]!, text: x["text"]!, logitScale: x["logit_scale"]!, positives: keys(name))
         case "infonce_queue_multi":
-            return ContrastiveLoss.infoNCE(image: x["image"]!, text: x["text"]!, logitScale: x["logit_scale"]!,
-                                           queued: queued(name), positives: keys(name))
+            return ContrastiveLoss.infoNCE(
+                image: x["image"]!, text: x["text"]!, logitScale: x["logit_scale"]!,
+                queued: queued(name), positives: keys(name))
         case "ntxent", "ntxent_multi": return ContrastiveLoss.ntXent(x["a"]!, x["b"]!, temperature: t, positives: keys(name))
         case "sigmoid", "sigmoid_multi":
-            return ContrastiveLoss.sigmoid(image: x["image"]!, text: x["text"]!, logitScale: x["logit_scale"]!,
-                                           logitBias: x["logit_bias"]!, positives: keys(name))
+            return ContrastiveLoss.sigmoid(
+                image: x["image"]!, text: x["text"]!, logitScale: x["logit_scale"]!,
+                logitBias: x["logit_bias"]!, positives: keys(name))
         case "byol": return ContrastiveLoss.byol(prediction: x["prediction"]!, target: x["target"]!)
         default: preconditionFailure("unknown case \(name)")
         }
     }
 
-    static let lossCases = ["infonce", "infonce_queue", "infonce_multi", "infonce_multi_labels", "infonce_multi_unique",
-                            "infonce_queue_multi", "ntxent", "ntxent_multi", "sigmoid", "sigmoid_multi", "byol"]
+    static let lossCases = [
+        "infonce", "infonce_queue", "infonce_multi", "infonce_multi_labels", "infonce_multi_unique",
+        "infonce_queue_multi", "ntxent", "ntxent_multi", "sigmoid", "sigmoid_multi", "byol"
+    ]
 
     @Test(arguments: lossCases)
     func lossAndGradients(_ name: String) throws {
@@ -150,7 +156,9 @@ import Testing
         let plain = ContrastiveLoss.infoNCE(image: i, text: t, logitScale: s).item()
         let multi = ContrastiveLoss.infoNCE(image: i, text: t, logitScale: s, positives: PositiveKeys(caption: [5, 6, 7, 8])).item()
         #expect(abs(plain - multi) < 1e-5)
-        #expect(abs(ContrastiveLoss.ntXent(i, t, temperature: 0.2).item()
+        #expect(
+            abs(
+                ContrastiveLoss.ntXent(i, t, temperature: 0.2).item()
                     - ContrastiveLoss.ntXent(i, t, temperature: 0.2, positives: .unique(count: 4)).item()) < 1e-5)
     }
 }
@@ -173,12 +181,16 @@ import Testing
         let source = Toy.Source(count: 8, batch: 4, duplicates: true)
         try source.start(epoch: 0, batch: 0, cursor: nil)
         let a = try #require(try source.next()), b = try #require(try source.next())
-        let big = TrainingBatch(images: .concatenate([a.images, b.images], axis: 0),
-                                ids: IntTensor(shape: [8, 8], values: a.ids.values + b.ids.values))
-        let options = Self.options { $0.queueSize = 6; $0.multiPositive = true }
+        let big = TrainingBatch(
+            images: .concatenate([a.images, b.images], axis: 0),
+            ids: IntTensor(shape: [8, 8], values: a.ids.values + b.ids.values))
+        let options = Self.options {
+            $0.queueSize = 6; $0.multiPositive = true
+        }
         func gradients(_ micro: [TrainingBatch]) throws -> (Float, [String: Tensor]) {
             let model = CLIPModel(Toy.config, seed: 1)
-            let trainer = Trainer(model: model, options: options, run: try Toy.scratch(), preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
+            let trainer = Trainer(
+                model: model, options: options, run: try Toy.scratch(), preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
             trainer.afterStepForTesting([b, a])  // fills the queue (6 of these 8 rows, so some duplicates)
             let value = trainer.gradientsForTesting(micro)
             return (value, Dictionary(uniqueKeysWithValues: model.namedParameters().map { ($0.key, $0.tensor.grad!) }))
@@ -204,7 +216,8 @@ import Testing
         options.accumFreq = 2
         options.batchSize = 2
         func trainer(_ run: RunFolder, _ o: TrainingOptions) -> Trainer {
-            let t = Trainer(model: CLIPModel(Toy.config, seed: 5), options: o, run: run, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
+            let t = Trainer(
+                model: CLIPModel(Toy.config, seed: 5), options: o, run: run, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
             t.showsProgress = false
             return t
         }
@@ -221,8 +234,10 @@ import Testing
         // The epoch checkpoint is a plain model (open_clip loads strictly); the extras live in latest.
         _ = try CLIPModel.load(from: runURL.epochCheckpoint(1))
         let latest = try Safetensors(contentsOf: runURL.latest)
-        #expect(latest.tensors.keys.contains { $0.hasPrefix("momentum.") } && latest.tensors["queue.image"] != nil
-                && latest.tensors.keys.contains { $0.hasPrefix("ssl.projection.") } && latest.tensors.keys.contains { $0.hasPrefix("optimizer.m.ssl.") })
+        #expect(
+            latest.tensors.keys.contains { $0.hasPrefix("momentum.") } && latest.tensors["queue.image"] != nil
+                && latest.tensors.keys.contains { $0.hasPrefix("ssl.projection.") }
+                && latest.tensors.keys.contains { $0.hasPrefix("optimizer.m.ssl.") })
 
         let resumed = trainer(runURL, options)
         try resumed.resume()
@@ -243,7 +258,8 @@ import Testing
         options.batchSize = 4
         options.maxSeconds = 1e-9
         let run = try Toy.scratch()
-        let t = Trainer(model: CLIPModel(Toy.config, seed: 5), options: options, run: run, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
+        let t = Trainer(
+            model: CLIPModel(Toy.config, seed: 5), options: options, run: run, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
         t.showsProgress = false
         try t.prepareRunFolder()
         _ = try t.train(source: Toy.Source(count: 12, batch: 4), validation: Toy.Source(count: 8, batch: 4))
@@ -254,7 +270,8 @@ import Testing
         // The saved position is the true one.
         var longer = options
         longer.maxSeconds = nil
-        let resumed = Trainer(model: CLIPModel(Toy.config, seed: 5), options: longer, run: run, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
+        let resumed = Trainer(
+            model: CLIPModel(Toy.config, seed: 5), options: longer, run: run, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
         try resumed.resume()
         #expect(resumed.position == t.position)
     }
@@ -265,14 +282,16 @@ import Testing
         plain.epochs = 1
         plain.batchSize = 4
         let run = try Toy.scratch()
-        let t = Trainer(model: CLIPModel(Toy.config, seed: 5), options: plain, run: run, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
+        let t = Trainer(
+            model: CLIPModel(Toy.config, seed: 5), options: plain, run: run, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
         t.showsProgress = false
         try t.prepareRunFolder()
         _ = try t.train(source: Toy.Source(count: 8, batch: 4), validation: nil)
         var queued = plain
         queued.contrastive = ContrastiveOptions()
         queued.contrastive!.queueSize = 4
-        let other = Trainer(model: CLIPModel(Toy.config, seed: 5), options: queued, run: run, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
+        let other = Trainer(
+            model: CLIPModel(Toy.config, seed: 5), options: queued, run: run, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
         #expect(throws: TrainingError.self) { try other.resume() }
     }
 }

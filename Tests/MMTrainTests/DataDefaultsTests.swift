@@ -88,8 +88,9 @@ import Testing
             #expect(a.scalars == b.scalars, "\(key) differs after resume")
         }
         // Patch dropout is on: the run differs from one without it.
-        let plain = Trainer(model: CLIPModel(Toy.config, seed: 5), options: options, run: try Toy.scratch(),
-                            preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
+        let plain = Trainer(
+            model: CLIPModel(Toy.config, seed: 5), options: options, run: try Toy.scratch(),
+            preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
         plain.showsProgress = false
         try plain.prepareRunFolder()
         _ = try plain.train(source: Toy.Source(count: 12, batch: 4), validation: nil)

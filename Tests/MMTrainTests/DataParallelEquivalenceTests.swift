@@ -32,8 +32,10 @@ extension Toy {
                 return out
             }
             let length = b.ids.shape[1]
-            return TrainingBatch(images: pick(b.images), ids: IntTensor(shape: [rows.count, length], values: rows.flatMap { b.ids.values[($0 * length)..<($0 * length + length)] }),
-                                 views: b.views.map(pick), labels: b.labels.map { l in rows.map { l[$0] } })
+            return TrainingBatch(
+                images: pick(b.images),
+                ids: IntTensor(shape: [rows.count, length], values: rows.flatMap { b.ids.values[($0 * length)..<($0 * length + length)] }),
+                views: b.views.map(pick), labels: b.labels.map { l in rows.map { l[$0] } })
         }
     }
 }
@@ -83,8 +85,9 @@ extension Toy {
         let k = options.contrastive ?? ContrastiveOptions()
         return try ThreadGroup.run(size: ranks) { group in
             let run = try Toy.scratch()
-            let t = Trainer(model: CLIPModel(config, seed: 5), options: options, run: run, preprocessing: Preprocessing(imageSize: 16),
-                            tokenizer: "toy", group: group)
+            let t = Trainer(
+                model: CLIPModel(config, seed: 5), options: options, run: run, preprocessing: Preprocessing(imageSize: 16),
+                tokenizer: "toy", group: group)
             t.showsProgress = false
             if group.rank == 0 { try t.prepareRunFolder() }
             let global = Toy.Source(count: 64, batch: options.batchSize * ranks, views: k.imageSSL != nil, duplicates: true, labels: k.usesLabels)
@@ -130,8 +133,9 @@ extension Toy {
             options.batchSize = 4
             if group.rank == 1 { options.maxSeconds = 1e-9 }  // only rank 1 is out of time
             let run = try Toy.scratch()
-            let t = Trainer(model: CLIPModel(Toy.config, seed: 5), options: options, run: run, preprocessing: Preprocessing(imageSize: 16),
-                            tokenizer: "toy", group: group)
+            let t = Trainer(
+                model: CLIPModel(Toy.config, seed: 5), options: options, run: run, preprocessing: Preprocessing(imageSize: 16),
+                tokenizer: "toy", group: group)
             t.showsProgress = false
             if group.rank == 0 { try t.prepareRunFolder() }
             _ = try t.train(source: Toy.ShardedSource(Toy.Source(count: 48, batch: 8), rank: group.rank, of: 2), validation: nil)
@@ -150,8 +154,9 @@ extension Toy {
         let run = try Toy.scratch()
         func ranks(_ folder: RunFolder, stopAt: Int?, resume: Bool) throws -> [[String: [Float]]] {
             try ThreadGroup.run(size: 2) { group in
-                let t = Trainer(model: CLIPModel(Toy.config, seed: 5), options: options, run: folder, preprocessing: Preprocessing(imageSize: 16),
-                                tokenizer: "toy", group: group)
+                let t = Trainer(
+                    model: CLIPModel(Toy.config, seed: 5), options: options, run: folder, preprocessing: Preprocessing(imageSize: 16),
+                    tokenizer: "toy", group: group)
                 t.showsProgress = false
                 if group.rank == 0 { try resume ? t.resume() : t.prepareRunFolder() }
                 if let stopAt, group.rank == 1 { t.afterStep = { if $0.position.step == stopAt { $0.requestStop() } } }

@@ -25,8 +25,10 @@ import Testing
         try manifest.write(to: dir.appendingPathComponent("pairs.tsv"), atomically: true, encoding: .utf8)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.mm)
-        p.arguments = ["train", dir.appendingPathComponent("pairs.tsv").path, "--batch-size", "4", "--steps", "1",
-                       "-o", dir.appendingPathComponent("run").path]
+        p.arguments = [
+            "train", dir.appendingPathComponent("pairs.tsv").path, "--batch-size", "4", "--steps", "1",
+            "-o", dir.appendingPathComponent("run").path
+        ]
         let output = Pipe()
         p.standardError = output
         p.standardOutput = output
@@ -42,7 +44,9 @@ import Testing
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(!hung, "mm train still running 30 s after SIGTERM:\n\(text)")
         #expect(p.terminationStatus != 0, "\(text)")
-        print("ended \(String(format: "%.2f", Date().timeIntervalSince(signalled))) s after SIGTERM, status \(p.terminationStatus): \(text.split(separator: "\n").last ?? "")")
+        print(
+            "ended \(String(format: "%.2f", Date().timeIntervalSince(signalled))) s after SIGTERM, status \(p.terminationStatus): \(text.split(separator: "\n").last ?? "")"
+        )
     }
 }
 

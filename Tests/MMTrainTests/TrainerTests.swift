@@ -6,17 +6,21 @@ import Testing
 
 /// A tiny model and an in-memory dataset whose batch order is a pure function of (seed, epoch).
 enum Toy {
-    static let config = try! CLIPConfig(json: Data("""
-        {"embed_dim": 16, "vision_cfg": {"image_size": 16, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-         "text_cfg": {"context_length": 8, "vocab_size": 50, "width": 32, "heads": 2, "layers": 1}}
-        """.utf8), source: "toy")
+    static let config = try! CLIPConfig(
+        json: Data(
+            """
+            {"embed_dim": 16, "vision_cfg": {"image_size": 16, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+             "text_cfg": {"context_length": 8, "vocab_size": 50, "width": 32, "heads": 2, "layers": 1}}
+            """.utf8), source: "toy")
 
     static func siglipConfig() -> CLIPConfig {
-        try! CLIPConfig(json: Data("""
-            {"embed_dim": 16, "init_logit_bias": -10, "init_logit_scale": 2.3,
-             "vision_cfg": {"image_size": 16, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-             "text_cfg": {"context_length": 8, "vocab_size": 50, "width": 32, "heads": 2, "layers": 1}}
-            """.utf8), source: "toy-siglip")
+        try! CLIPConfig(
+            json: Data(
+                """
+                {"embed_dim": 16, "init_logit_bias": -10, "init_logit_scale": 2.3,
+                 "vision_cfg": {"image_size": 16, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+                 "text_cfg": {"context_length": 8, "vocab_size": 50, "width": 32, "heads": 2, "layers": 1}}
+                """.utf8), source: "toy-siglip")
     }
 
     final class Source: BatchSource {
@@ -64,8 +68,9 @@ enum Toy {
                 for (r, i) in rows.enumerated() { (pixels.data + r * stride).update(from: source.data + i * stride, count: stride) }
                 return pixels
             }
-            return TrainingBatch(images: gather(images), ids: IntTensor(shape: [batch, 8], values: rows.flatMap { ids[($0 * 8)..<($0 * 8 + 8)] }),
-                                 views: views.map(gather), labels: labels ? rows.map { Int64($0 % 3) } : nil)
+            return TrainingBatch(
+                images: gather(images), ids: IntTensor(shape: [batch, 8], values: rows.flatMap { ids[($0 * 8)..<($0 * 8 + 8)] }),
+                views: views.map(gather), labels: labels ? rows.map { Int64($0 % 3) } : nil)
         }
 
         func drainSkipped() -> [SkippedSample] { [] }
@@ -86,13 +91,15 @@ enum Toy {
         let source = Toy.Source(count: 8, batch: 4)
         try source.start(epoch: 0, batch: 0, cursor: nil)
         let a = try #require(try source.next()), b = try #require(try source.next())
-        let big = TrainingBatch(images: .concatenate([a.images, b.images], axis: 0),
-                                ids: IntTensor(shape: [8, 8], values: a.ids.values + b.ids.values))
+        let big = TrainingBatch(
+            images: .concatenate([a.images, b.images], axis: 0),
+            ids: IntTensor(shape: [8, 8], values: a.ids.values + b.ids.values))
         var options = TrainingOptions()
         options.loss = loss
         func gradients(_ micro: [TrainingBatch]) throws -> (Float, [String: Tensor]) {
             let model = CLIPModel(config, seed: 1)
-            let trainer = Trainer(model: model, options: options, run: try Toy.scratch(), preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
+            let trainer = Trainer(
+                model: model, options: options, run: try Toy.scratch(), preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
             let value = trainer.gradientsForTesting(micro)
             return (value, Dictionary(uniqueKeysWithValues: model.namedParameters().map { ($0.key, $0.tensor.grad!) }))
         }
@@ -121,7 +128,8 @@ enum Toy {
         let runURL = try Toy.scratch()
         var first = options
         first.epochs = 1
-        let half = Trainer(model: CLIPModel(Toy.config, seed: 5), options: first, run: runURL, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
+        let half = Trainer(
+            model: CLIPModel(Toy.config, seed: 5), options: first, run: runURL, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
         half.showsProgress = false
         try half.prepareRunFolder()
         _ = try half.train(source: Toy.Source(count: 12, batch: 4), validation: nil)
@@ -145,7 +153,8 @@ enum Toy {
         options.warmup = 2
         options.learningRate = 2e-3
         let run = try Toy.scratch()
-        let t = Trainer(model: CLIPModel(Toy.config, seed: 2), options: options, run: run, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
+        let t = Trainer(
+            model: CLIPModel(Toy.config, seed: 2), options: options, run: run, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
         t.showsProgress = false
         try t.prepareRunFolder()
         let source = Toy.Source(count: 16, batch: 8)
@@ -168,7 +177,8 @@ enum Toy {
         options.epochs = 2
         options.batchSize = 4
         let run = try Toy.scratch()
-        let t = Trainer(model: CLIPModel(Toy.config, seed: 5), options: options, run: run, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
+        let t = Trainer(
+            model: CLIPModel(Toy.config, seed: 5), options: options, run: run, preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")
         t.showsProgress = false
         try t.prepareRunFolder()
         try FileManager.default.createDirectory(at: run.epochCheckpoint(1).appendingPathComponent("in-the-way"), withIntermediateDirectories: true)

@@ -14,10 +14,10 @@ import Testing
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mm-run-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         try """
-            {"embed_dim": 32,
-             "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 8, "head_width": 32, "mlp_ratio": 2.0},
-             "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}
-            """.write(to: dir.appendingPathComponent("micro.json"), atomically: true, encoding: .utf8)
+        {"embed_dim": 32,
+         "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 8, "head_width": 32, "mlp_ratio": 2.0},
+         "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}
+        """.write(to: dir.appendingPathComponent("micro.json"), atomically: true, encoding: .utf8)
         let shapes = root.appendingPathComponent("datasets/shapes")
         for (name, count) in [("train.tsv", 96), ("test_labels.tsv", 32)] {
             let lines = try String(contentsOf: shapes.appendingPathComponent(name), encoding: .utf8).split(separator: "\n")
@@ -25,7 +25,8 @@ import Testing
                 let fields = line.split(separator: "\t", maxSplits: 1)
                 return shapes.appendingPathComponent(String(fields[0])).path + "\t" + fields[1]
             }
-            try ([String(lines[0])] + rows).joined(separator: "\n").appending("\n").write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
+            try ([String(lines[0])] + rows).joined(separator: "\n").appending("\n").write(
+                to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
         }
         return dir
     }
@@ -37,9 +38,10 @@ import Testing
         training.warmup = 2
         training.learningRate = 1e-3
         return RunConfiguration(
-            data: .init(pairs: dir.appendingPathComponent("train.tsv").path, val: dir.appendingPathComponent("train.tsv").path,
-                        zeroshotLabels: root.appendingPathComponent("datasets/shapes/labels.txt").path,
-                        zeroshotData: dir.appendingPathComponent("test_labels.tsv").path),
+            data: .init(
+                pairs: dir.appendingPathComponent("train.tsv").path, val: dir.appendingPathComponent("train.tsv").path,
+                zeroshotLabels: root.appendingPathComponent("datasets/shapes/labels.txt").path,
+                zeroshotData: dir.appendingPathComponent("test_labels.tsv").path),
             model: .init(name: dir.appendingPathComponent("micro.json").path),
             training: training)
     }

@@ -10,8 +10,10 @@ public func loadFixture(_ name: String, bundle: Bundle) throws -> Safetensors {
 
 /// Compares `actual` with the reference: |a − r| ≤ atol + rtol·|r| everywhere. On failure,
 /// reports the label, the largest difference and the first values of both.
-public func expectClose(_ label: String, _ actual: Tensor?, _ reference: Tensor?, atol: Float = 1e-5, rtol: Float = 1e-4,
-                 sourceLocation: SourceLocation = #_sourceLocation) {
+public func expectClose(
+    _ label: String, _ actual: Tensor?, _ reference: Tensor?, atol: Float = 1e-5, rtol: Float = 1e-4,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     guard let reference else {
         Issue.record("\(label): reference missing", sourceLocation: sourceLocation)
         return
@@ -33,8 +35,9 @@ public func expectClose(_ label: String, _ actual: Tensor?, _ reference: Tensor?
     if worstExcess > 0 || worst.isNaN {
         let a = actual.scalars.prefix(6).map { String(format: "%.6g", $0) }.joined(separator: ", ")
         let r = reference.scalars.prefix(6).map { String(format: "%.6g", $0) }.joined(separator: ", ")
-        Issue.record("\(label): max |diff| \(worst) beyond atol \(atol) + rtol \(rtol); ours [\(a)…] vs reference [\(r)…]",
-                     sourceLocation: sourceLocation)
+        Issue.record(
+            "\(label): max |diff| \(worst) beyond atol \(atol) + rtol \(rtol); ours [\(a)…] vs reference [\(r)…]",
+            sourceLocation: sourceLocation)
     }
 }
 

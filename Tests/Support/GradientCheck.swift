@@ -8,9 +8,11 @@ import Testing
 /// and accumulated in Double; each input coordinate is perturbed by ±h and
 /// ∂L/∂x ≈ (L(x+h) − L(x−h)) / 2h is formed in Double. Float forward passes limit the agreement
 /// to about 1e-3 relative, so the tolerance is |numeric − analytic| ≤ atol + rtol·|numeric|.
-public func checkGradients(_ label: String, _ inputs: [Tensor], h: Float = 1e-2, atol: Double = 2e-3, rtol: Double = 2e-2,
-                    maxCoordinates: Int = 48, sourceLocation: SourceLocation = #_sourceLocation,
-                    _ f: ([Tensor]) -> Tensor) {
+public func checkGradients(
+    _ label: String, _ inputs: [Tensor], h: Float = 1e-2, atol: Double = 2e-3, rtol: Double = 2e-2,
+    maxCoordinates: Int = 48, sourceLocation: SourceLocation = #_sourceLocation,
+    _ f: ([Tensor]) -> Tensor
+) {
     var rng = SeededGenerator(seed: 99)
     let tape = Tape()
     let y = tape.record { f(inputs) }
@@ -39,9 +41,10 @@ public func checkGradients(_ label: String, _ inputs: [Tensor], h: Float = 1e-2,
             let numeric = (plus - minus) / (2 * Double(h))
             let error = abs(numeric - Double(analytic[i]))
             worst = max(worst, error)
-            #expect(error <= atol + rtol * abs(numeric),
-                    "\(label): input \(n) element \(i): numeric \(numeric) vs analytic \(analytic[i])",
-                    sourceLocation: sourceLocation)
+            #expect(
+                error <= atol + rtol * abs(numeric),
+                "\(label): input \(n) element \(i): numeric \(numeric) vs analytic \(analytic[i])",
+                sourceLocation: sourceLocation)
             if error > atol + rtol * abs(numeric) { return }
         }
     }

@@ -18,8 +18,10 @@ private func mapUnary(_ n: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePoi
 
 /// out = f(x, y) elementwise, all three of length n, or `g += f(x, y)` when accumulating.
 @inline(__always)
-private func mapBinary(_ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-                       accumulate: Bool, _ f: (Vec, Vec) -> Vec) {
+private func mapBinary(
+    _ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+    accumulate: Bool, _ f: (Vec, Vec) -> Vec
+) {
     parallelFor(n, grain: 1 << 15) { r in
         var i = r.lowerBound
         while i < r.upperBound {
@@ -44,8 +46,10 @@ func accumulate(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n
 
 /// Sums `rows` rows of length `inner` into `out` (accumulating): the backward of broadcasting
 /// and of biases.
-func accumulateRowSum(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, inner: Int,
-                      times other: UnsafePointer<Float>? = nil, scale: Float = 1) {
+func accumulateRowSum(
+    _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, inner: Int,
+    times other: UnsafePointer<Float>? = nil, scale: Float = 1
+) {
     sumRows(rows: rows, inner: inner, into: out, scale: scale) { row, sum in
         var c = 0
         while c < inner {
@@ -61,8 +65,10 @@ func accumulateRowSum(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Flo
 /// adds row `row` into a partial sum. Each thread streams a contiguous block of rows into its
 /// own partial sum, so no two threads write the same memory and rows are read in order.
 @inline(__always)
-func sumRows(rows: Int, inner: Int, into out: UnsafeMutablePointer<Float>?, scale: Float = 1,
-             _ addRow: (Int, UnsafeMutablePointer<Float>) -> Void) {
+func sumRows(
+    rows: Int, inner: Int, into out: UnsafeMutablePointer<Float>?, scale: Float = 1,
+    _ addRow: (Int, UnsafeMutablePointer<Float>) -> Void
+) {
     let blocks = min(Threads.count, max(1, rows * inner / (1 << 15)))
     let partial = UnsafeMutablePointer<Float>.allocate(capacity: blocks * inner)
     defer { partial.deallocate() }
@@ -88,8 +94,9 @@ private struct Broadcast {
     init(_ a: Tensor, _ b: Tensor, _ op: String) {
         let aIsSmall = a.rank < b.rank || (a.rank == b.rank && a.count < b.count)
         (big, small, smallIsLeft) = aIsSmall ? (b, a, true) : (a, b, false)
-        precondition(Array(big.shape.suffix(small.rank)) == small.shape,
-                     "\(op): shapes \(a.shape) and \(b.shape) do not broadcast (the smaller must be a suffix of the larger)")
+        precondition(
+            Array(big.shape.suffix(small.rank)) == small.shape,
+            "\(op): shapes \(a.shape) and \(b.shape) do not broadcast (the smaller must be a suffix of the larger)")
     }
 }
 

@@ -29,8 +29,9 @@ extension Tensor {
     /// Rows of each sequence picked by index: x [B, L, D] with index [B] → [B, D] (pooling at the
     /// EOT token), or with index [B, K] → [B, K, D] (the tokens patch dropout keeps).
     public func gatherRows(_ index: IntTensor) -> Tensor {
-        precondition(rank == 3 && (index.shape == [shape[0]] || (index.shape.count == 2 && index.shape[0] == shape[0])),
-                     "gatherRows expects x [B, L, D] and index [B] or [B, K], got \(shape) and \(index.shape)")
+        precondition(
+            rank == 3 && (index.shape == [shape[0]] || (index.shape.count == 2 && index.shape[0] == shape[0])),
+            "gatherRows expects x [B, L, D] and index [B] or [B, K], got \(shape) and \(index.shape)")
         let (b, l, d) = (shape[0], shape[1], shape[2])
         let k = index.shape.count == 1 ? 1 : index.shape[1]
         for i in index.values { precondition(i >= 0 && Int(i) < l, "gatherRows index \(i) outside length \(l)") }
@@ -67,7 +68,8 @@ extension Tensor {
 
     /// Mean cross-entropy of `logits` [N, C] against class ids `targets` [N], as a 0-d tensor.
     public func crossEntropy(targets: IntTensor) -> Tensor {
-        precondition(rank == 2 && targets.shape == [shape[0]], "crossEntropy expects logits [N, C] and targets [N], got \(shape) and \(targets.shape)")
+        precondition(
+            rank == 2 && targets.shape == [shape[0]], "crossEntropy expects logits [N, C] and targets [N], got \(shape) and \(targets.shape)")
         let (n, c) = (shape[0], shape[1])
         for t in targets.values { precondition(t >= 0 && Int(t) < c, "target class \(t) outside \(c) classes") }
         var total: Double = 0

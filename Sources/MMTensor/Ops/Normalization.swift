@@ -10,7 +10,8 @@ extension Tensor {
     /// LayerNorm over the last axis: (x − μ)/√(σ² + eps) · gamma + beta.
     public func layerNorm(weight gamma: Tensor, bias beta: Tensor, eps: Float = 1e-5) -> Tensor {
         let d = lastDim, rows = rows
-        precondition(gamma.shape == [d] && beta.shape == [d], "layerNorm: weight \(gamma.shape) / bias \(beta.shape) do not match features \(d) of \(shape)")
+        precondition(
+            gamma.shape == [d] && beta.shape == [d], "layerNorm: weight \(gamma.shape) / bias \(beta.shape) do not match features \(d) of \(shape)")
         let out = Tensor.result(shape)
         // Per-row mean and 1/σ, kept for backward.
         let stats = Tensor.result([rows, 2])
@@ -244,8 +245,10 @@ func softmaxBackwardRows(y: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: 
 
 /// dx (+)= scale · y · (dy − Σ dy·y) for one row.
 @inline(__always)
-func softmaxBackwardRow(_ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ d: Int,
-                        scale: Float, accumulate: Bool) {
+func softmaxBackwardRow(
+    _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ d: Int,
+    scale: Float, accumulate: Bool
+) {
     var s = Vec(repeating: 0)
     var i = 0
     while i < d { s += load(dy, i, d) * load(y, i, d); i += 8 }

@@ -5,8 +5,9 @@ extension Tensor {
     /// images [B, C, H, W] → [B, (H/p)·(W/p), C·p·p], each patch flattened as (channel, row, column)
     /// like a Conv2d weight, patches in row-major grid order.
     public func patches(size p: Int) -> Tensor {
-        precondition(rank == 4 && shape[2] % p == 0 && shape[3] % p == 0,
-                     "patches of \(p) need images [B, C, H, W] with H and W divisible by \(p), got \(shape)")
+        precondition(
+            rank == 4 && shape[2] % p == 0 && shape[3] % p == 0,
+            "patches of \(p) need images [B, C, H, W] with H and W divisible by \(p), got \(shape)")
         let (b, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
         let (gh, gw) = (h / p, w / p)
         let patchLength = c * p * p

@@ -73,8 +73,9 @@ extension Tensor {
     /// Elements `range` along `axis`.
     public func slice(axis a: Int, _ range: Range<Int>) -> Tensor {
         let ax = axis(a)
-        precondition(range.lowerBound >= 0 && range.upperBound <= shape[ax],
-                     "slice \(range) out of bounds for dimension \(ax) of \(shape)")
+        precondition(
+            range.lowerBound >= 0 && range.upperBound <= shape[ax],
+            "slice \(range) out of bounds for dimension \(ax) of \(shape)")
         var outShape = shape
         outShape[ax] = range.count
         let out = Tensor.result(outShape)
@@ -137,7 +138,7 @@ private func permuteCopy(from x: UnsafePointer<Float>, shape: [Int], dims: [Int]
     var strides = [Int](repeating: 1, count: rank)
     for i in stride(from: rank - 2, through: 0, by: -1) { strides[i] = strides[i + 1] * shape[i + 1] }
     let outShape = dims.map { shape[$0] }
-    let inStrides = dims.map { strides[$0] }          // input stride of each output dimension
+    let inStrides = dims.map { strides[$0] }  // input stride of each output dimension
     let count = shape.reduce(1, *)
     guard count > 0 else { return }
     let innerN = outShape[rank - 1], innerStride = inStrides[rank - 1]

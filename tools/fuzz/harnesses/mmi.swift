@@ -9,7 +9,7 @@ import MMTensor
 private let path = FileManager.default.temporaryDirectory.appendingPathComponent("mm-fuzz-mmi-\(getpid()).mmi")
 
 @_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzIndexReader(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard FileManager.default.createFile(atPath: path.path, contents: Data(bytes: data, count: size)) else { return 0 }
     if let index = try? EmbeddingIndex.load(from: path), index.count > 0 {
         let query = Tensor.zeros([1, index.dimension])

@@ -8,7 +8,7 @@
 //   mkdir -p .build/fuzz/torch_checkpoint.corpus
 //   swiftc -O -g -sanitize=fuzzer,address -parse-as-library -D MM_FUZZ_STANDALONE \
 //       Sources/MMCLIP/StoredZip.swift Sources/MMCLIP/TorchPickle.swift Sources/MMCLIP/TorchArchive.swift \
-//       tools/fuzz/harnesses/torch_checkpoint.swift -o .build/fuzz/torch_checkpoint
+//       tools/fuzz/standalone/torch_checkpoint.swift -o .build/fuzz/torch_checkpoint
 //   .build/fuzz/torch_checkpoint .build/fuzz/torch_checkpoint.corpus tools/fuzz/corpus/torch_checkpoint \
 //       -max_total_time=600 -max_len=65536 -rss_limit_mb=2048 -timeout=10
 import Foundation
