@@ -193,7 +193,7 @@ public final class Trainer {
     public func train(source: BatchSource, validation: BatchSource?, evaluate: ZeroShotEvaluation? = nil) throws -> TrainingOutcome {
         let stepsPerEpoch = try stepsPerEpoch(source)
         totalSteps = min(options.epochs * stepsPerEpoch, options.maxSteps ?? .max)
-        Interruption.install(
+        try Interruption.install(
             notice: parallel.map {
                 "mm rank \($0.rank): stopping (Ctrl-C, or mpirun ending the job because a rank or host failed); \($0.isLeader ? "" : "rank 0's ")last checkpoint \(run.latest.path) stays intact"
             })
