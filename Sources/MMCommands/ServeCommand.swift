@@ -104,7 +104,7 @@ struct ServeCommand: ParsableCommand {
             finished.signal()
         }
         finished.wait()
-        if let failure { throw CommandError("serve: \(failure)") }
+        if let failure { throw CommandError("serve on \(host):\(port): \(failure)") }
         warn("mm serve: stopped")
     }
 }

@@ -402,6 +402,14 @@ public final class Trainer {
         else {
             throw TrainingError.stateMismatch(file: run.latest.path, detail: "no training position; not a resumable checkpoint")
         }
+        // Weights or moments that are not finite would only train into NaN (or, with no steps
+        // left, end the run "done" with them).
+        for (key, t) in file.tensors.sorted(by: { $0.key < $1.key }) {
+            if let bad = firstNonFinite(t.data, t.count) {
+                throw TrainingError.stateMismatch(
+                    file: run.latest.path, detail: "tensor \(key) holds \(t.data[bad]) at index \(bad); values must be finite")
+            }
+        }
         try model.load(file.tensors.filter { !$0.key.hasPrefix("optimizer.") && !Objective.isExtra($0.key) })
         try objective.restore(file, source: run.latest.path)
         let keys = Dictionary(uniqueKeysWithValues: trainable.namedParameters().map { (ObjectIdentifier($0.tensor), $0.key) })
