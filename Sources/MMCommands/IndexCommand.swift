@@ -130,9 +130,10 @@ func absolutePath(_ path: String) -> String { URL(fileURLWithPath: path).standar
 
 /// Text rows: one per non-empty line (LF, CRLF or CR).
 func readTextRows(_ path: String) throws -> [String] {
-    guard let data = FileManager.default.contents(atPath: path) else { throw CommandError("\(path): cannot read the texts file") }
-    guard let text = String(data: data, encoding: .utf8) else { throw CommandError("\(path): not UTF-8 text") }
-    let rows = text.components(separatedBy: .newlines).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    let text: String?
+    do { text = try ReadableFile(path, maxSize: 1 << 30).readText() } catch let error as FileError { throw CommandError(error.description) }
+    guard let text else { throw CommandError("\(path): not UTF-8 text") }
+    let rows = Text.lines(text).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     guard !rows.isEmpty else { throw CommandError("\(path): no texts") }
     return rows
 }
@@ -253,7 +254,7 @@ extension IndexCommand {
             }
             let gallery = try EmbeddingIndex.load(from: URL(fileURLWithPath: index))
             try writeNPY(gallery.embeddings.scalars, shape: gallery.embeddings.shape, to: output)
-            try (gallery.names.joined(separator: "\n") + "\n").write(toFile: output + ".txt", atomically: true, encoding: .utf8)
+            try writeNames(gallery.names, to: output + ".txt")
         }
     }
 }

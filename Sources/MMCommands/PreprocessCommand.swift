@@ -77,8 +77,8 @@ struct PreprocessCommand: ParsableCommand {
     func run() throws {
         var paths = files
         if let list {
-            guard let text = try? String(contentsOfFile: list, encoding: .utf8) else {
-                throw ValidationError("\(list): cannot read the list (missing or not UTF-8)")
+            guard let text = try? ReadableFile(list, maxSize: 1 << 30).readText() else {
+                throw ValidationError("\(list): cannot read the list (missing, not a regular file, or not UTF-8)")
             }
             paths += text.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
         }

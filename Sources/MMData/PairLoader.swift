@@ -225,12 +225,15 @@ public final class PairLoader {
             start: start, epochs: epochs, threads: threads, background: background,
             failureLimit: maxFailuresInARow ?? batchSize, queue: queue, extraView: extraView)
         let producer = self.producer, done = self.done
-        let thread = Thread {
-            producer.run()
-            done.signal()
+        do {
+            try Threads.spawn("mm-data-0") {
+                producer.run()
+                done.signal()
+            }
+        } catch {
+            stopped = true
+            throw error
         }
-        thread.name = "mm-data-0"
-        thread.start()
     }
 
     deinit { stop() }
@@ -374,7 +377,13 @@ private final class Producer: @unchecked Sendable {
 
     func run() {
         if background { runAtIdlePriority() }
-        let pool = WorkerPool(helpers: threads - 1, name: "mm-data", background: background)
+        let pool: WorkerPool
+        do {
+            pool = try WorkerPool(helpers: threads - 1, name: "mm-data", background: background)
+        } catch {
+            queue.finish(error)
+            return
+        }
         defer { pool.shutdown() }
         while true {
             do {

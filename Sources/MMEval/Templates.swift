@@ -70,10 +70,16 @@ public struct ClassLabels: Equatable {
         classes = []
         duplicates = []
         for (n, line) in Text.lines(text).enumerated() {
+            // A control character (a NUL, say) means this is not a text file of names.
+            if let bad = line.unicodeScalars.first(where: { $0.properties.generalCategory == .control && $0 != "\t" }) {
+                throw EvalError("\(file):\(n + 1): control character U+\(String(format: "%04X", bad.value)) in a label; not a labels file")
+            }
             let names = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
             guard let first = names.first else { continue }
             if seen.insert(first.lowercased()).inserted { classes.append(names) } else { duplicates.append((n + 1, first)) }
         }
         guard !classes.isEmpty else { throw EvalError("\(file): no labels (one class name per line, a|b for synonyms)") }
+        // With one class every image scores 100 %: an answer that only looks right.
+        guard classes.count >= 2 else { throw EvalError("\(file): only one class (\(classes[0][0])); zero-shot needs at least two") }
     }
 }

@@ -21,6 +21,18 @@ import Testing
         #expect(throws: EvalError.self) { try ClassLabels(contentsOf: "/nonexistent/labels.txt") }
     }
 
+    /// A labels file that is not names (a NUL inside a line), or that leaves one class (after
+    /// duplicates and blank lines), is refused: one class scores every image 100 %.
+    @Test func labelsWithControlCharactersOrOneClassAreErrors() {
+        #expect(throws: EvalError("l.txt:2: control character U+0000 in a label; not a labels file")) {
+            try ClassLabels(parsing: Data("cat\ncircle\u{0}square\n".utf8), file: "l.txt")
+        }
+        #expect(throws: EvalError("l.txt: only one class (circle); zero-shot needs at least two")) {
+            try ClassLabels(parsing: Data("circle\ncircle\n\nCircle\n".utf8), file: "l.txt")
+        }
+        #expect(throws: Never.self) { try ClassLabels(parsing: Data("a\tb\nc\n".utf8), file: "l.txt") }
+    }
+
     @Test func bundledTemplates() throws {
         let openai = try PromptTemplates.named("openai")
         #expect(openai.count == 80)
