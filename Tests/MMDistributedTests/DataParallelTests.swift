@@ -24,6 +24,7 @@ struct DataParallelTests {
     ])
     func twoRanksOfHalfTheBatchTakeTheSameStepsAsOne(loss: String, accumulation: Int, extra: String) throws {
         let dir = try MPI.scratch("equivalence-\(loss)-\(accumulation)-\(extra.split(separator: " ").first ?? "")")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let common =
             ["--loss", loss, "--steps", "20", "--epochs", "1", "--warmup", "5", "--lr", "\(Self.learningRate)"]
             + extra.split(separator: " ").map(String.init)
@@ -53,6 +54,7 @@ struct DataParallelTests {
     /// the same two ranks, to round-off with one.
     @Test func aKilledRankEndsTheJobAndTheRunResumes() throws {
         let dir = try MPI.scratch("kill")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let args = ["--batch-size", "32", "--epochs", "2", "--warmup", "5", "--lr", "\(Self.learningRate)"]
         let full = try MPI.train(ranks: 2, ["-o", dir + "/full"] + args, in: dir)
         #expect(full.status == 0, "\(full.output)")
@@ -86,6 +88,7 @@ struct DataParallelTests {
     /// why and ends the job; the last checkpoint (epoch 1's) stays and resumes.
     @Test func aStopEndsTheJobWhenAPeerIsStuck() throws {
         let dir = try MPI.scratch("stuck")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let args = ["--batch-size", "32", "--epochs", "2", "--warmup", "5", "--lr", "\(Self.learningRate)", "--mpi-timeout", "300"]
         let job = try MPI.start(ranks: 2, ["-o", dir + "/stuck"] + args, in: dir)
         let stepsPerEpoch = 6016 / 64
@@ -116,6 +119,7 @@ struct DataParallelTests {
     /// where it stopped.
     @Test func anInterruptedJobResumesMidEpochOnOneProcess() throws {
         let dir = try MPI.scratch("interrupt")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let args = ["--epochs", "1", "--warmup", "5", "--lr", "\(Self.learningRate)"]
         let full = try MPI.train(ranks: 2, ["-o", dir + "/full", "--batch-size", "32"] + args, in: dir)
         #expect(full.status == 0, "\(full.output)")

@@ -18,6 +18,7 @@ import Testing
     func aRunUnderAThreadLimitFinishesOrSaysSo() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mm-nproc-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
         var outcomes: [Int: Int32] = [:]
         for limit in 1...12 {
