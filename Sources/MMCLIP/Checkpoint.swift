@@ -1,4 +1,5 @@
 import Foundation
+import MMFoundation
 import MMNN
 
 /// How images are prepared for a model: written into checkpoints next to the config so that a
@@ -96,7 +97,7 @@ extension CLIPModel {
         if layout == .huggingFace {
             tensors = try HuggingFaceLayout.fromOpenCLIP(tensors, source: url.path)
             let hfConfig = HuggingFaceLayout.configJSON(for: config)
-            try hfConfig.write(to: url.deletingLastPathComponent().appendingPathComponent("config.json"), options: .atomic)
+            try AtomicFile.write(hfConfig, to: url.deletingLastPathComponent().appendingPathComponent("config.json").path)
         }
         tensors.merge(extraTensors) { own, _ in own }
         try Safetensors(tensors: tensors, metadata: metadata).write(to: url, floats: floats)

@@ -3,6 +3,7 @@ import Foundation
 import MMCLIP
 import MMData
 import MMEval
+import MMFoundation
 
 /// `mm index`: embed a gallery of images (and texts) into an index file for `mm search` and `mm serve`.
 struct IndexCommand: ParsableCommand {
@@ -125,14 +126,12 @@ func removeStaleApproximate(_ url: URL) {
     }
 }
 
-/// A path made absolute and standardised, so the index names files wherever it is used.
-func absolutePath(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
-
 /// Text rows: one per non-empty line (LF, CRLF or CR).
 func readTextRows(_ path: String) throws -> [String] {
-    guard let data = FileManager.default.contents(atPath: path) else { throw CommandError("\(path): cannot read the texts file") }
-    guard let text = String(data: data, encoding: .utf8) else { throw CommandError("\(path): not UTF-8 text") }
-    let rows = text.components(separatedBy: .newlines).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    let text: String?
+    do { text = try ReadableFile(path, maxSize: 1 << 30).readText() } catch let error as FileError { throw CommandError(error.description) }
+    guard let text else { throw CommandError("\(path): not UTF-8 text") }
+    let rows = Text.lines(text).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     guard !rows.isEmpty else { throw CommandError("\(path): no texts") }
     return rows
 }
@@ -198,7 +197,7 @@ extension IndexCommand {
             for (i, name) in gallery.names.enumerated() where gallery.kinds[i] == .image { row[name] = i }
             // Rows to (re-)embed: new files and files changed since they were embedded (names as
             // stored: absolute for indexes built by this version, as given for older ones).
-            let stale = files.map { row[$0] != nil ? $0 : absolutePath($0) }.filter { path in
+            let stale = files.map { row[$0] != nil ? $0 : canonicalPath($0) }.filter { path in
                 guard let i = row[path], let times = gallery.modified else { return true }
                 return times[i] != modificationTime(path)
             }
@@ -253,7 +252,7 @@ extension IndexCommand {
             }
             let gallery = try EmbeddingIndex.load(from: URL(fileURLWithPath: index))
             try writeNPY(gallery.embeddings.scalars, shape: gallery.embeddings.shape, to: output)
-            try (gallery.names.joined(separator: "\n") + "\n").write(toFile: output + ".txt", atomically: true, encoding: .utf8)
+            try writeNames(gallery.names, to: output + ".txt")
         }
     }
 }
@@ -262,7 +261,7 @@ extension IndexCommand {
 func sameFile(_ a: String, _ b: String) -> Bool {
     var sa = stat(), sb = stat()
     if stat(a, &sa) == 0, stat(b, &sb) == 0 { return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino }
-    return absolutePath(a) == absolutePath(b)
+    return canonicalPath(a) == canonicalPath(b)
 }
 
 extension ApproximateIndex.Kind: ExpressibleByArgument {}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import MMFoundation
 import MMImage
 import MMTensor
 
@@ -77,10 +78,10 @@ struct PreprocessCommand: ParsableCommand {
     func run() throws {
         var paths = files
         if let list {
-            guard let text = try? String(contentsOfFile: list, encoding: .utf8) else {
+            guard let text = try? ReadableFile(list, maxSize: 1 << 30).readText() else {
                 throw ValidationError("\(list): cannot read the list (missing or not UTF-8)")
             }
-            paths += text.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
+            paths += Text.lines(text).filter { !$0.isEmpty }.map(String.init)
         }
         guard !paths.isEmpty else { throw ValidationError("no image paths given") }
 

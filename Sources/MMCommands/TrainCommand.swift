@@ -4,6 +4,7 @@ import MMCLIP
 import MMData
 import MMDistributed
 import MMDistributedMPI
+import MMFoundation
 import MMNN
 import MMTrain
 
@@ -127,7 +128,7 @@ struct TrainCommand: ParsableCommand {
             return
         }
         let group = try MPIGroup(timeout: runOptions.mpiTimeout)
-        if ProcessInfo.processInfo.environment["MM_THREADS"] == nil {
+        if Threads.fromEnvironment == nil {
             Threads.set(max(1, ProcessInfo.processInfo.activeProcessorCount / group.localSize))
         }
         do {

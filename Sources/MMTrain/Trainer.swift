@@ -1,6 +1,7 @@
 import Foundation
 import MMCLIP
 import MMDistributed
+import MMFoundation
 
 /// How a `train` call ended.
 public struct TrainingOutcome: Sendable, Equatable {
@@ -311,7 +312,7 @@ public final class Trainer {
             }
             run.append(.epoch(r))
             Progress(label: "", total: 0, enabled: showsProgress).message(Self.summary(r))
-            try Data(LossCurve.svg(train: trainLosses, validation: validationLosses).utf8).write(to: run.lossCurveURL, options: .atomic)
+            try AtomicFile.write(LossCurve.svg(train: trainLosses, validation: validationLosses), to: run.lossCurveURL.path)
             record = r
         }
         // Rank 0 alone evaluates and writes; the others wait for it here (without spinning).
