@@ -67,7 +67,7 @@ struct IndexCommand: ParsableCommand {
             let textRows = try texts.map(readTextRows) ?? []
             guard !files.isEmpty || !textRows.isEmpty else { throw CommandError("no images or texts to index") }
             let embedder = try modelOptions.embedder()
-            let images = embedImageFiles(embedder, files.map(absolutePath), batchSize: batching.batchSize)
+            let images = embedImageFiles(embedder, files.map(canonicalPath), batchSize: batching.batchSize)
             guard !images.paths.isEmpty || files.isEmpty else { throw CommandError("none of the \(files.count) images could be read") }
             var index = EmbeddingIndex(
                 modelFingerprint: embedder.fingerprint, names: images.paths, embeddings: images.embeddings,
@@ -88,15 +88,15 @@ struct IndexCommand: ParsableCommand {
         /// Shard samples as image rows named by `__key__`, their captions as the `caption` column.
         func buildFromShards(_ spec: String) throws {
             let embedder = try modelOptions.embedder()
-            let samples = try ShardEmbeddings(embedder, try shardOptions.open(spec), batchSize: batching.batchSize)
+            let samples = try embedShards(embedder, try shardOptions.open(spec), batchSize: batching.batchSize)
             let index = EmbeddingIndex(
-                modelFingerprint: embedder.fingerprint, names: samples.keys, embeddings: samples.embeddings,
-                modified: samples.keys.map { _ in -1 }, columns: ["caption"], metadata: samples.captions.map { [$0] })
+                modelFingerprint: embedder.fingerprint, names: samples.names, embeddings: samples.embeddings,
+                modified: samples.names.map { _ in -1 }, columns: ["caption"], metadata: samples.captions.map { [$0] })
             let url = URL(fileURLWithPath: output)
             do { try index.save(to: url) } catch { throw CommandError("\(output): cannot write the index (\(error))") }
             warn("indexed \(index.count) shard samples → \(output)")
             if let ann { try buildApproximate(url, kind: ann, nprobe: nprobe, efSearch: efSearch) } else { removeStaleApproximate(url) }
-            if samples.skipped > 0 { throw ExitCode(1) }
+            if !samples.skipped.isEmpty { throw ExitCode(1) }
         }
     }
 }
@@ -158,7 +158,7 @@ struct CaptionsFile {
             values.append(Array(m.labels!))
         }
         columns = others.map { $0 == captionKey ? "caption" : $0 }
-        images = head.images.map(absolutePath)
+        images = head.images.map(canonicalPath)
         var rows: [String: [String]] = [:]
         for (r, image) in images.enumerated() where rows[image] == nil { rows[image] = values.map { $0[r] } }
         self.rows = rows

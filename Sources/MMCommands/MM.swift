@@ -29,4 +29,14 @@ public struct MM: ParsableCommand {
     )
 
     public init() {}
+
+    /// Parses and runs the command; an error is printed as one line with its hint (`withHint`).
+    public static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: withHint(error))
+        }
+    }
 }

@@ -61,11 +61,11 @@ public struct RunFolder {
 
     static func decode<T: Decodable>(_ type: T.Type, _ file: URL) throws -> T {
         do {
-            return try JSONDecoder().decode(type, from: try Data(contentsOf: file))
+            return try JSONDecoder().decode(type, from: Data(try ReadableFile(file.path, maxSize: 64 << 20).readAll()))
         } catch let error as DecodingError {
             throw TrainingError.unreadableFile(path: file.path, reason: Self.explain(error))
-        } catch {
-            throw TrainingError.unreadableFile(path: file.path, reason: "cannot be read (\(error.localizedDescription))")
+        } catch let error as FileError {
+            throw TrainingError.unreadableFile(path: file.path, reason: error.reason)
         }
     }
 

@@ -151,9 +151,7 @@ public final class TrainingRun {
 
         // Loaders
         let contrastive = options.contrastive ?? ContrastiveOptions()
-        let normalization = Normalization(
-            mean: SIMD3(preprocessing.mean[0], preprocessing.mean[1], preprocessing.mean[2]),
-            std: SIMD3(preprocessing.std[0], preprocessing.std[1], preprocessing.std[2]))
+        let normalization = preprocessing.normalization
         let size = clip.config.vision.imageSize
         let transform = ImageTransform.train(size: size, normalization: normalization)
         if let (set, epochSize) = shardData, let shards = data.shards {

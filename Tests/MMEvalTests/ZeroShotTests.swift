@@ -1,4 +1,5 @@
 import Foundation
+import MMData
 import MMEval
 import MMTensor
 import MMTestSupport
@@ -14,11 +15,11 @@ import Testing
     }
 
     @Test func emptyOrBinaryLabelsAreErrors() {
-        #expect(throws: EvalError("labels.txt: no labels (one class name per line, a|b for synonyms)")) {
+        #expect(throws: DataError.badLabels(path: "labels.txt", reason: "no labels (one class name per line, a|b for synonyms)")) {
             try ClassLabels(parsing: Data(" \n|\n\n".utf8), file: "labels.txt")
         }
-        #expect(throws: EvalError("x.txt: not UTF-8")) { try ClassLabels(parsing: Data([0xff, 0xfe, 0x41]), file: "x.txt") }
-        #expect(throws: EvalError.self) { try ClassLabels(contentsOf: "/nonexistent/labels.txt") }
+        #expect(throws: DataError.badLabels(path: "x.txt", reason: "not UTF-8")) { try ClassLabels(parsing: Data([0xff, 0xfe, 0x41]), file: "x.txt") }
+        #expect(throws: DataError.self) { try ClassLabels(contentsOf: "/nonexistent/labels.txt") }
     }
 
     @Test func bundledTemplates() throws {
@@ -31,7 +32,7 @@ import Testing
     }
 
     @Test func templateFileErrors() {
-        #expect(throws: EvalError("t.txt:2: template 'a photo' has no {} for the class name")) {
+        #expect(throws: EvalError.templateWithoutSlot(file: "t.txt", line: 2, template: "a photo")) {
             try PromptTemplates.parse(Data("a {}.\na photo\n".utf8), file: "t.txt")
         }
         #expect(throws: EvalError.self) { try PromptTemplates.parse(Data("\n\n".utf8), file: "t.txt") }
