@@ -58,7 +58,7 @@ let package = Package(
         // (handle macros behind an inline C shim)
         .target(name: "MMDistributed", dependencies: ["MMTensor"], swiftSettings: optimise),
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
-        .target(name: "MMDistributedMPI", dependencies: ["CMPI", "MMDistributed"], swiftSettings: optimise),
+        .target(name: "MMDistributedMPI", dependencies: ["CMPI", "MMFoundation", "MMDistributed"], swiftSettings: optimise),
 
         // Image decoding (libjpeg-turbo, libpng behind setjmp shims, libwebp) and open_clip's preprocessing
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),

@@ -1,9 +1,21 @@
 #!/usr/bin/env python3
-"""The open_clip baseline for issue 6: trains open_clip on the bundled shapes set with the settings of
-`make train` (mm's main job), so that mm's zero-shot accuracy can be compared with open_clip's.
+"""The open_clip baseline: trains open_clip on an evaluation set (the bundled shapes by default, or a folder
+in the same layout such as `make eval-sets`' digits and patterns), so that mm's zero-shot accuracy can be
+compared with open_clip's at the same number of steps or the same training time.
 
     .venv-ref/bin/python tools/train_openclip_reference.py [--out runs/openclip_shapes.jsonl]
     # or python3 tools/train_openclip_reference.py (creates .venv-ref from tools/requirements.txt when missing)
+    # open_clip's own recipe (lr 5e-4, batch 64…) on mm's default small model, for 300 s of training:
+    .venv-ref/bin/python tools/train_openclip_reference.py --data .build/datasets/digits --model mm-small \
+        --lr 5e-4 --batch-size 64 --budget-seconds 300 --epochs 1000
+
+`--budget-seconds S` measures the CPU seconds per step over steps 5–25, then sets the run's length to the
+steps that fit in S CPU seconds of training (evaluation excluded; the cosine schedule ends there), so that
+a budget gives open_clip the schedule it would have been given for that length. CPU time, not wall time,
+so that runs on a shared machine compare fairly; in this mode images load in the training process (no
+loader worker), so that the CPU time counts loading as mm's does. Compare with mm's user + system time
+(`/usr/bin/time`), which also counts mm's evaluation after every epoch.
+`--threads N` sets torch's threads (default 2).
 
 Settings matched to `mm train datasets/shapes/train.tsv --val ... --epochs 5 --lr 1e-3 --warmup 50`:
 - model: open_clip.create_model_and_transforms('mm-tiny') on Sources/MMCLIP/configs/mm-tiny.json
@@ -32,8 +44,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "datasets/shapes"
-CONFIG = ROOT / "Sources/MMCLIP/configs/mm-tiny.json"
+CONFIGS = ROOT / "Sources/MMCLIP/configs"
 
 
 from reference_env import ensure_reference_env  # noqa: E402
@@ -120,13 +131,18 @@ def main():
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--wd", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", type=Path, default=ROOT / "datasets/shapes", help="folder with train/val/test_labels.tsv, labels.txt")
+    p.add_argument("--model", default="mm-tiny", help="a config of Sources/MMCLIP/configs")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--budget-seconds", type=float, help="train for this many CPU seconds (schedule fitted to it)")
     args = p.parse_args()
 
-    torch.set_num_threads(2)
+    DATA = args.data
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    open_clip.add_model_config(str(CONFIG))
-    model, train_transform, eval_transform = open_clip.create_model_and_transforms("mm-tiny")
-    tokenizer = open_clip.get_tokenizer("mm-tiny")
+    open_clip.add_model_config(str(CONFIGS / f"{args.model}.json"))
+    model, train_transform, eval_transform = open_clip.create_model_and_transforms(args.model)
+    tokenizer = open_clip.get_tokenizer(args.model)
 
     train_rows = read_tsv(DATA / "train.tsv", ["filepath", "title"])
     val_rows = read_tsv(DATA / "val.tsv", ["filepath", "title"])
@@ -135,7 +151,8 @@ def main():
 
     tokens = lambda text: tokenizer([text])[0]
     loader = DataLoader(Rows(train_rows, train_transform, tokens), batch_size=args.batch_size, shuffle=True,
-                        drop_last=True, num_workers=1, persistent_workers=True,
+                        drop_last=True, num_workers=0 if args.budget_seconds else 1,
+                        persistent_workers=not args.budget_seconds,
                         generator=torch.Generator().manual_seed(args.seed))
     val_loader = DataLoader(Rows(val_rows, eval_transform, tokens), batch_size=args.batch_size)
     test_loader = DataLoader(Rows(test_rows, eval_transform, int), batch_size=args.batch_size)
@@ -150,17 +167,27 @@ def main():
     total_steps = args.epochs * len(loader)
     scheduler = cosine_lr(optimizer, args.lr, args.warmup, total_steps)
     loss_fn = open_clip.ClipLoss()
-    print(f"open_clip {open_clip.__version__}, torch {torch.__version__}: mm-tiny on {len(train_rows)} pairs, "
+    print(f"open_clip {open_clip.__version__}, torch {torch.__version__}: {args.model} on {len(train_rows)} pairs, "
           f"{len(loader)} steps per epoch of {args.batch_size}, {total_steps} steps", file=sys.stderr, flush=True)
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("")
     model.train()
-    step, start = 0, time.perf_counter()
+    clock = time.process_time if args.budget_seconds else time.perf_counter
+    step, start, train_seconds = 0, time.perf_counter(), 0.0
+    timing = {}
     for epoch in range(args.epochs):
-        losses, tick = [], time.perf_counter()
+        losses, tick = [], clock()
         for images, texts in loader:
+            if args.budget_seconds and step in (5, 25):
+                timing[step] = train_seconds + clock() - tick
+                if step == 25:
+                    total_steps = max(26, int(args.budget_seconds / ((timing[25] - timing[5]) / 20)))
+                    scheduler = cosine_lr(optimizer, args.lr, args.warmup, total_steps)
+                    print(f"budget {args.budget_seconds:.0f} s: {total_steps} steps", file=sys.stderr, flush=True)
+            if step >= total_steps:
+                break
             scheduler(step)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(*model(images, texts)[:3])
@@ -170,10 +197,13 @@ def main():
                 model.logit_scale.clamp_(0, math.log(100))
             losses.append(loss.item())
             step += 1
-        train_time = time.perf_counter() - tick
+        train_time = clock() - tick
+        train_seconds += train_time
+        if not losses:
+            break
         record = {"epoch": epoch + 1, "step": step, "train_loss": sum(losses) / len(losses),
                   **evaluate(model, tokenizer, loss_fn, val_loader, classes, test_loader),
-                  "samples_per_s": len(losses) * args.batch_size / train_time}
+                  "samples_per_s": len(losses) * args.batch_size / train_time, "train_seconds": train_seconds}
         print(json.dumps(record), flush=True)
         with out.open("a") as f:
             f.write(json.dumps(record) + "\n")

@@ -269,7 +269,7 @@ extension CLIPModel {
 }
 
 /// The first index whose value is NaN or ±infinity.
-func firstNonFinite(_ p: UnsafePointer<Float>, _ n: Int) -> Int? {
+public func firstNonFinite(_ p: UnsafePointer<Float>, _ n: Int) -> Int? {
     // Fast pass: a sum of x·0 is NaN exactly when some x is NaN or infinite.
     var lanes = SIMD16<Float>(repeating: 0)
     var i = 0

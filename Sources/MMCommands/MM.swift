@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import MMFoundation
 
 /// The `mm` command: train, evaluate and use CLIP-style image–text models on the CPU.
 public struct MM: ParsableCommand {
@@ -30,8 +32,16 @@ public struct MM: ParsableCommand {
 
     public init() {}
 
-    /// Parses and runs the command; an error is printed as one line with its hint (`withHint`).
+    /// Runs the command line; an error is printed as one line with its hint (`withHint`). First
+    /// checks that the kernels' threads can be created: Dispatch's pool retries a refused thread
+    /// forever, so a thread limit (`ulimit -u`) would hang the first parallel kernel instead of failing.
     public static func main() {
+        do {
+            try Threads.checkAvailable(Threads.count)
+        } catch {
+            warn("mm: \(error)")
+            Foundation.exit(1)
+        }
         do {
             var command = try parseAsRoot()
             try command.run()

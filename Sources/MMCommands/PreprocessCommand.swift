@@ -80,7 +80,7 @@ struct PreprocessCommand: ParsableCommand {
         var paths = files
         if let list {
             guard let text = try? ReadableFile(list, maxSize: 1 << 30).readText() else {
-                throw ValidationError("\(list): cannot read the list (missing or not UTF-8)")
+                throw ValidationError("\(list): cannot read the list (missing, not a regular file, or not UTF-8)")
             }
             paths += Text.lines(text).filter { !$0.isEmpty }.map(String.init)
         }
@@ -104,7 +104,7 @@ struct PreprocessCommand: ParsableCommand {
         // Each image's row by its position in the list; an unreadable one stays zero.
         var all = [Float](repeating: 0, count: paths.count * sample)
         var failed = 0
-        let loader = PairLoader(evaluating: paths, batchSize: batchSize, transform: transform, threads: threads ?? Threads.count, seed: seed)
+        let loader = try PairLoader(evaluating: paths, batchSize: batchSize, transform: transform, threads: threads ?? Threads.count, seed: seed)
         while let batch = try loader.next() {
             all.withUnsafeMutableBufferPointer { out in
                 for (row, i) in batch.indices.enumerated() {
@@ -132,7 +132,7 @@ struct PreprocessCommand: ParsableCommand {
         let threads = self.threads ?? Threads.count
         let start = DispatchTime.now().uptimeNanoseconds
         for pass in 0..<passes {
-            let loader = PairLoader(evaluating: paths, batchSize: batchSize, transform: transform, threads: threads, seed: seed &+ UInt64(pass))
+            let loader = try PairLoader(evaluating: paths, batchSize: batchSize, transform: transform, threads: threads, seed: seed &+ UInt64(pass))
             while let batch = try loader.next() {
                 if pass == 0 && batch.count > 0 { checksum += Double(batch.images.data[0]) + Double(batch.images.data[batch.images.count - 1]) }
             }

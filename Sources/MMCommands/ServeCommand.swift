@@ -85,6 +85,10 @@ struct ServeCommand: ParsableCommand {
         configuration.maximumBodyBytes = maxBodyMb << 20
         configuration.idleSeconds = idleSeconds
         configuration.bodySeconds = bodySeconds
+        // The event loops and Swift's task pool start a thread per core each, and trap (or wait
+        // forever) when one is refused: check there is room first.
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        do { try Threads.checkAvailable(Threads.count + 2 * cores + 1) } catch { throw CommandError("serve: \(error)") }
         let server = Server(service: service, configuration: configuration)
         let host = self.host
         // The command line is synchronous: the server runs as a task and this thread waits for it.
@@ -100,7 +104,7 @@ struct ServeCommand: ParsableCommand {
             finished.signal()
         }
         finished.wait()
-        if let failure { throw CommandError("serve: \(failure)") }
+        if let failure { throw CommandError("serve on \(host):\(port): \(failure)") }
         warn("mm serve: stopped")
     }
 }

@@ -140,6 +140,7 @@ struct TrainCommand: ParsableCommand {
             // The other ranks would wait for this one until their timeout: end them all now.
             let line = "\(withHint(error))"
             warn(error is DistributedError ? "mm \(line)" : "mm rank \(group.rank): \(line)")
+            if case .interrupted = error as? DistributedError { group.abort(code: 130) }
             group.abort(code: 1)
         }
         group.finalize()
@@ -148,6 +149,10 @@ struct TrainCommand: ParsableCommand {
     /// The run, as the only process or as one rank of `group`.
     func train(group: ProcessGroup?) throws {
         let rank = group?.rank ?? 0, ranks = group?.size ?? 1
+        // Room for every thread the run holds at once: this one, the kernels' pool, the stop
+        // watcher, and three loaders (training, validation, zero-shot) of `workers` each.
+        let kernels = max(Threads.count, ProcessInfo.processInfo.activeProcessorCount)
+        do { try Threads.checkAvailable(kernels + 1 + 3 * runOptions.workers) } catch { throw CommandError("\(error)") }
         let say: (String) -> Void = { line in if rank == 0 { warn(line) } }
         let run: TrainingRun
         if let resume = runOptions.resume {

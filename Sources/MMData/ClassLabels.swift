@@ -29,11 +29,17 @@ public struct ClassLabels: Equatable {
         classes = []
         duplicates = []
         for (n, line) in Text.lines(text).enumerated() {
+            // A control character (a NUL, say) means this is not a text file of names.
+            if let bad = line.unicodeScalars.first(where: { $0.properties.generalCategory == .control && $0 != "\t" }) {
+                throw DataError.controlCharacterInLabels(path: file, line: n + 1, value: bad.value)
+            }
             let names = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
             guard let first = names.first else { continue }
             if seen.insert(first.lowercased()).inserted { classes.append(names) } else { duplicates.append((n + 1, first)) }
         }
         guard !classes.isEmpty else { throw DataError.badLabels(path: file, reason: "no labels (one class name per line, a|b for synonyms)") }
+        // With one class every image scores 100 %: an answer that only looks right.
+        guard classes.count >= 2 else { throw DataError.oneClass(path: file, name: classes[0][0]) }
     }
 
     /// The class of each sample of `manifest`: its label matched, ignoring case, against every

@@ -1,3 +1,4 @@
+import Foundation
 import MMFoundation
 
 /// Bad input to the data pipeline. Each description is one line that names the file (and line);
@@ -26,6 +27,10 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
 
     /// A labels file (one class a line) that cannot be read or holds no class.
     case badLabels(path: String, reason: String)
+    /// A control character in a labels file: not a text file of names (1-based line).
+    case controlCharacterInLabels(path: String, line: Int, value: UInt32)
+    /// A labels file with one class left (after duplicates): every image would score 100 %.
+    case oneClass(path: String, name: String)
     /// A manifest read without the label column that is needed.
     case noLabelColumn(path: String)
     /// A manifest row whose label is not among the classes.
@@ -67,6 +72,10 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
             return "cannot resume the data loader: \(what)"
         case let .badLabels(path, reason):
             return "\(path): \(reason)"
+        case let .controlCharacterInLabels(path, line, value):
+            return "\(path):\(line): control character U+\(String(format: "%04X", value)) in a label; not a labels file"
+        case let .oneClass(path, name):
+            return "\(path): only one class (\(Text.excerpt(name[...]))); zero-shot needs at least two"
         case let .noLabelColumn(path):
             return "\(path): no label column"
         case let .unknownLabel(path, line, label):

@@ -158,7 +158,7 @@ public final class PairLoader {
         precondition(order.sampleCount == manifest.count, "order made for \(order.sampleCount) samples, manifest has \(manifest.count)")
         guard manifest.captions != nil else { throw DataError.noCaptions(path: manifest.path) }
         try Self.check(start, batches: order.batchesPerEpoch, batchSize: order.batchSize)
-        self.init(
+        try self.init(
             feed: ManifestFeed(manifest, order: order), transform: transform, order: order, seed: order.seed,
             batchesPerEpoch: order.batchesPerEpoch, batchSize: order.batchSize,
             tokenizer: tokenizer, contextLength: contextLength, start: start, epochs: epochs,
@@ -191,7 +191,7 @@ public final class PairLoader {
         tokenizer: Tokenizer?, contextLength: Int? = nil, threads: Int = Threads.count,
         prefetch: Int = 2, background: Bool = false, maxFailuresInARow: Int? = nil
     ) throws {
-        self.init(
+        try self.init(
             feed: ManifestFeed(manifest, order: nil), transform: transform, order: nil, seed: 0, batchesPerEpoch: nil,
             batchSize: batchSize, tokenizer: manifest.captions == nil ? nil : tokenizer, contextLength: contextLength,
             start: .start, epochs: nil, threads: threads, prefetch: prefetch, background: background,
@@ -217,8 +217,8 @@ public final class PairLoader {
     public convenience init(
         evaluating files: [String], batchSize: Int, transform: ImageTransform, threads: Int = Threads.count,
         seed: UInt64 = 0, prefetch: Int = 2
-    ) {
-        self.init(
+    ) throws {
+        try self.init(
             feed: FileListFeed(files), transform: transform, order: nil, seed: seed, batchesPerEpoch: nil,
             batchSize: batchSize, tokenizer: nil, contextLength: nil, start: .start, epochs: nil,
             threads: max(1, min(threads, files.count)), prefetch: prefetch, background: false,
@@ -235,7 +235,7 @@ public final class PairLoader {
         feed: SampleFeed, transform: ImageTransform, order: EpochOrder?, seed: UInt64, batchesPerEpoch: Int?,
         batchSize: Int, tokenizer: Tokenizer?, contextLength: Int?, start: LoaderPosition, epochs: Int?,
         threads: Int, prefetch: Int, background: Bool, maxFailuresInARow: Int?, extraView: Bool
-    ) {
+    ) throws {
         precondition(batchSize > 0, "batch size must be positive")
         precondition(threads > 0, "thread count must be positive")
         precondition(prefetch > 0, "prefetch depth must be positive")
@@ -254,12 +254,15 @@ public final class PairLoader {
             start: start, epochs: epochs, threads: threads, background: background,
             failureLimit: maxFailuresInARow ?? batchSize, queue: queue, extraView: extraView)
         let producer = self.producer, done = self.done
-        let thread = Thread {
-            producer.run()
-            done.signal()
+        do {
+            try Threads.spawn("mm-data-0") {
+                producer.run()
+                done.signal()
+            }
+        } catch {
+            stopped = true
+            throw error
         }
-        thread.name = "mm-data-0"
-        thread.start()
     }
 
     deinit { stop() }
@@ -420,7 +423,13 @@ private final class Producer: @unchecked Sendable {
 
     func run() {
         if background { runAtIdlePriority() }
-        let pool = WorkerPool(helpers: threads - 1, name: "mm-data", background: background)
+        let pool: WorkerPool
+        do {
+            pool = try WorkerPool(helpers: threads - 1, name: "mm-data", background: background)
+        } catch {
+            queue.finish(error)
+            return
+        }
         defer { pool.shutdown() }
         while true {
             do {

@@ -1,4 +1,5 @@
 import Foundation
+import MMFoundation
 import MMImage
 import MMTensor
 
@@ -50,7 +51,7 @@ public final class ShardSet: @unchecked Sendable {
     }
 
     /// Where an epoch's size came from, for the log.
-    public enum SizeSource: String, Sendable {
+    public enum SizeSource: String, Sendable, Codable {
         case given = "--train-num-samples"
         case sizesJSON = "sizes.json"
         case lenFile = "__len__"
@@ -66,7 +67,7 @@ public final class ShardSet: @unchecked Sendable {
     public func epochSize(given: Int?, cache: URL? = nil, progress: ((Int, Int) -> Void)? = nil) throws -> (count: Int, source: SizeSource) {
         if let given { return (given, .given) }
         let folder = URL(fileURLWithPath: shards[0]).deletingLastPathComponent()
-        if let data = try? Data(contentsOf: folder.appendingPathComponent("sizes.json")),
+        if let data = Self.smallFile(folder.appendingPathComponent("sizes.json").path),
             let sizes = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
         {
             var total = 0
@@ -79,14 +80,14 @@ public final class ShardSet: @unchecked Sendable {
             }
             return (total, .sizesJSON)
         }
-        if let text = try? String(contentsOf: folder.appendingPathComponent("__len__"), encoding: .utf8),
+        if let text = Self.smallFile(folder.appendingPathComponent("__len__").path).flatMap({ String(data: $0, encoding: .utf8) }),
             let n = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), n >= 0
         {
             return (n, .lenFile)
         }
         if let total = statsTotal() { return (total, .stats) }
         var cached: [String: [Int]] = [:]  // path → [file size, samples]
-        if let cache, let data = try? Data(contentsOf: cache),
+        if let cache, let data = Self.smallFile(cache.path),
             let object = try? JSONSerialization.jsonObject(with: data) as? [String: [Int]]
         {
             cached = object
@@ -106,7 +107,7 @@ public final class ShardSet: @unchecked Sendable {
             progress?(i + 1, shards.count)
         }
         if let cache, !fromCache, let data = try? JSONSerialization.data(withJSONObject: cached, options: [.sortedKeys]) {
-            try? data.write(to: cache, options: .atomic)
+            try? AtomicFile.write(data, to: cache.path)
         }
         return (total, fromCache ? .cache : .counted)
     }
@@ -116,13 +117,20 @@ public final class ShardSet: @unchecked Sendable {
         for shard in shards {
             guard shard.hasSuffix(".tar") else { return nil }
             let stats = String(shard.dropLast(4)) + "_stats.json"
-            guard let data = try? Data(contentsOf: URL(fileURLWithPath: stats)),
+            guard let data = Self.smallFile(stats),
                 let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
                 let n = (object["successes"] as? NSNumber)?.intValue, n >= 0
             else { return nil }
             total += n
         }
         return total
+    }
+
+    /// A side file's contents: a regular file of at most 64 MiB (never a FIFO waited on, nor
+    /// `/dev/zero` read forever), else nil, as a missing one.
+    private static func smallFile(_ path: String) -> Data? {
+        guard let file = try? ReadableFile(path, maxSize: 64 << 20), let bytes = try? file.readAll() else { return nil }
+        return Data(bytes)
     }
 
     private func fileSize(_ path: String) -> Int {

@@ -1,4 +1,5 @@
 import Foundation
+import MMFoundation
 
 /// A few dedicated threads that share one job at a time with the thread that posts it.
 /// The loader uses its own threads rather than Dispatch's shared pool so that decoding never
@@ -11,15 +12,20 @@ final class WorkerPool: @unchecked Sendable {
     private var stopping = false
     private var running: Int
 
-    init(helpers: Int, name: String, background: Bool) {
-        running = helpers
+    /// Throws `ThreadError` when a helper cannot be started (the ones already started are stopped).
+    init(helpers: Int, name: String, background: Bool) throws {
+        running = 0
         for worker in stride(from: 1, through: helpers, by: 1) {
-            let thread = Thread { [self] in
-                if background { runAtIdlePriority() }
-                helperLoop(worker)
+            do {
+                try Threads.spawn("\(name)-\(worker)") { [self] in
+                    if background { runAtIdlePriority() }
+                    helperLoop(worker)
+                }
+            } catch {
+                shutdown()
+                throw error
             }
-            thread.name = "\(name)-\(worker)"
-            thread.start()
+            condition.withLock { running += 1 }
         }
     }
 

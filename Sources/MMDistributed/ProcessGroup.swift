@@ -44,6 +44,9 @@ public enum DistributedError: Error, CustomStringConvertible, Equatable {
     case timedOut(rank: Int, operation: String, seconds: Double)
     /// The transport reported an error during `operation`.
     case failed(rank: Int?, operation: String, message: String)
+    /// A stop was requested (SIGINT/SIGTERM) and the other ranks still had not joined `operation`
+    /// `seconds` later: one is gone or stuck, so this one stops waiting for it.
+    case interrupted(rank: Int, operation: String, seconds: Double)
 
     public var description: String {
         switch self {
@@ -51,6 +54,9 @@ public enum DistributedError: Error, CustomStringConvertible, Equatable {
             return "rank \(rank): the other ranks did not answer for \(Int(seconds)) s during \(operation); a rank died or a host is unreachable"
         case let .failed(rank, operation, message):
             return "\(rank.map { "rank \($0): " } ?? "")\(operation) failed: \(message) (another rank probably died)"
+        case let .interrupted(rank, operation, seconds):
+            return
+                "rank \(rank): stopped; the other ranks had not joined the \(operation) \(Int(seconds)) s after the stop request (a rank is gone or stuck)"
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MMTensor
 
 /// The ranks of a data-parallel run as threads of one process: `ThreadGroup.make(size:)` gives
 /// one group per rank; run each rank's work on its own thread. Collectives meet at a barrier,
@@ -26,16 +27,23 @@ public final class ThreadGroup: ProcessGroup {
     public static func run<R>(size: Int, timeout: TimeInterval = 120, _ body: @escaping (ThreadGroup) throws -> R) throws -> [R] {
         let groups = make(size: size, timeout: timeout)
         let results = RankResults<R>(size), done = DispatchGroup()
+        var refused: Error?
         for group in groups {
             done.enter()
-            let thread = Thread {
-                results.set(group.rank, Result { try body(group) })
+            do {
+                try Threads.spawn("mm-rank-\(group.rank)", stackSize: 16 << 20) {
+                    results.set(group.rank, Result { try body(group) })
+                    done.leave()
+                }
+            } catch {
+                // The ranks already started end when their collectives time out.
                 done.leave()
+                refused = error
+                break
             }
-            thread.stackSize = 16 << 20
-            thread.start()
         }
         done.wait()
+        if let refused { throw refused }
         return try results.values.map { try $0!.get() }
     }
 

@@ -1,13 +1,15 @@
 import CMPI
 import Foundation
 import MMDistributed
+import MMFoundation
 
 /// The ranks of an `mpirun` launch, over Open MPI's MPI_COMM_WORLD.
 ///
 /// Collectives are issued non-blocking and waited on by polling, so that a wait (a) leaves the
 /// core to the other ranks on the host after a short spin, instead of busy-polling while rank 0
-/// validates or writes a checkpoint, and (b) ends with an error after `timeout` seconds instead of
-/// hanging forever when a peer has vanished without its connection being reset.
+/// validates or writes a checkpoint, (b) ends with an error after `timeout` seconds instead of
+/// hanging forever when a peer has vanished without its connection being reset, and (c) ends
+/// with an error `Interruption.grace` seconds after SIGINT/SIGTERM if the peers have not joined.
 public final class MPIGroup: ProcessGroup {
     public let rank: Int
     public let size: Int
@@ -41,9 +43,13 @@ public final class MPIGroup: ProcessGroup {
     /// Ends every rank of the job at once (after an error that leaves the others waiting). When
     /// the launcher itself is unreachable, MPI_Abort can block: this process exits regardless.
     public func abort(code: Int32) -> Never {
-        Thread.detachNewThread {
-            sleep(10)
-            _exit(code)
+        do {
+            try Threads.spawn("mm-abort") {
+                sleep(10)
+                _exit(code)
+            }
+        } catch {
+            alarm(10)  // no thread to spare: SIGALRM's default action ends the process
         }
         _ = mm_mpi_abort(code)
         _exit(code)
@@ -84,6 +90,7 @@ public final class MPIGroup: ProcessGroup {
         var request: MPI_Request?
         try Self.check(start(&request), what, rank: rank)
         let began = DispatchTime.now().uptimeNanoseconds
+        var stopSeen: Double?  // seconds into the wait when a stop request was first seen
         var done: Int32 = 0
         while true {
             try Self.check(mm_mpi_test(&request, &done), what, rank: rank)
@@ -91,6 +98,13 @@ public final class MPIGroup: ProcessGroup {
             let waited = Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9
             if waited > timeout {
                 throw DistributedError.timedOut(rank: rank, operation: what, seconds: timeout)
+            }
+            if Interruption.requested {
+                let since = stopSeen ?? waited
+                stopSeen = since
+                if waited - since > Interruption.grace {
+                    throw DistributedError.interrupted(rank: rank, operation: what, seconds: Interruption.grace)
+                }
             }
             // Spin while the others are likely mid-transfer; then poll gently.
             if waited > 0.02 { usleep(waited > 1 ? 2000 : 200) }

@@ -138,7 +138,9 @@ public final class ApproximateIndex: @unchecked Sendable {
         guard let file = index.file, let checksum = index.checksum else { return nil }
         let (faissURL, infoURL) = files(beside: URL(fileURLWithPath: file))
         guard FileManager.default.fileExists(atPath: infoURL.path) || FileManager.default.fileExists(atPath: faissURL.path) else { return nil }
-        guard let data = try? Data(contentsOf: infoURL), let info = try? JSONDecoder().decode(Info.self, from: data) else {
+        guard let bytes = try? ReadableFile(infoURL.path, maxSize: 1 << 20).readAll(),
+            let info = try? JSONDecoder().decode(Info.self, from: Data(bytes))
+        else {
             throw EvalError.staleApproximateIndex(file: infoURL.path, reason: "missing or unreadable approximate-index description")
         }
         guard info.checksum == String(checksum, radix: 16), info.rows == index.count, info.dimension == index.dimension else {

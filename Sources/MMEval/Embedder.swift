@@ -61,7 +61,11 @@ public final class Embedder {
     /// batches; the others are listed in `failures`, never fatal.
     public func embed(imageFiles paths: [String], batchSize: Int = 32) -> ImageEmbeddings {
         precondition(batchSize > 0, "batch size must be positive")
-        let loader = PairLoader(evaluating: paths, batchSize: batchSize, transform: preprocessing.evalTransform)
+        let loader: PairLoader
+        do { loader = try PairLoader(evaluating: paths, batchSize: batchSize, transform: preprocessing.evalTransform) } catch {
+            // No thread could start (a process limit): no file can be read.
+            return ImageEmbeddings(paths: [], embeddings: Tensor.zeros([0, model.config.embedDim]), failures: paths.map { ($0, "\(error)") })
+        }
         // A file-list loader lists bad files and never fails; `badImages` has them all (a batch
         // carries only those met while it filled).
         let samples = loader.encodeAll(width: model.config.embedDim, next: { try? $0.next() }, encode)

@@ -39,10 +39,14 @@ public enum IndexSpecs {
     }
 
     public static func parse(indicesFile path: String) throws -> [(name: String, path: String)] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw ServeSetupError("\(path): cannot read the indices file") }
-        guard data.count <= 1 << 20, let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        let data: Data
+        do { data = Data(try ReadableFile(path, maxSize: 1 << 20).readAll()) } catch let e as FileError {
+            throw ServeSetupError("\(path): cannot read the indices file (\(e.reason))")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw ServeSetupError("\(path): expected a JSON object {\"name\": \"index path\", …}")
         }
+        guard !object.isEmpty else { throw ServeSetupError("\(path): names no index (expected {\"name\": \"index path\", …})") }
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
         return try object.keys.sorted().map { name in
             guard isValidName(name) else { throw ServeSetupError("\(path): index name '\(name)' must be letters, digits, '-', '_' or '.'") }

@@ -82,7 +82,8 @@ public final class Vocabulary: @unchecked Sendable {
     public convenience init(mergesFile path: String, maxMerges: Int = Vocabulary.clipMergeLimit) throws {
         // Only the header and the first `maxMerges` lines matter (the CLIP file has 262,145).
         let lines = Text.lines(try readText(path), maxSplits: maxMerges + 1)
-        guard lines.count > 1 else {
+        // A final line break leaves an empty last line: that is not a merge.
+        guard lines.dropFirst().contains(where: { !$0.isEmpty }) else {
             throw TokenizerError.malformedVocabulary(path: path, line: 1, reason: "no merges after the header line")
         }
         try self.init(mergeLines: lines[1..<min(lines.count, maxMerges + 1)], firstLine: 2, source: path)

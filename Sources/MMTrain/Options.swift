@@ -44,6 +44,7 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         try check(epochs >= 1, "epochs", epochs, "at least 1")
         if let maxSteps { try check(maxSteps >= 1, "steps", maxSteps, "at least 1") }
         try check(batchSize >= 2, "batch size", batchSize, "at least 2 (contrastive learning needs negatives)")
+        try check(batchSize <= 65_536, "batch size", batchSize, "at most 65536 (it sizes every batch buffer)")
         try check(accumFreq >= 1, "accumulation frequency", accumFreq, "at least 1")
         try check(learningRate.isFinite && learningRate > 0, "learning rate", learningRate, "a positive finite number")
         try check(weightDecay.isFinite && weightDecay >= 0, "weight decay", weightDecay, "a finite number ≥ 0")

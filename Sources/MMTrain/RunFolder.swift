@@ -93,14 +93,20 @@ public struct RunFolder {
 
     /// The records of log.jsonl (lines that do not decode are left out).
     public func readLog() -> [LogRecord] {
-        guard let text = try? String(contentsOf: log, encoding: .utf8) else { return [] }
+        guard let text = try? ReadableFile(log.path).readText() else { return [] }
         return Text.lines(text).compactMap { try? JSONDecoder().decode(LogRecord.self, from: Data($0.utf8)) }
     }
 
     /// Drops the log lines written after `position` (by a run killed after its last checkpoint),
     /// so that a resumed run's log has each step once.
     func truncateLog(to position: TrainingPosition) throws {
-        guard let text = try? String(contentsOf: log, encoding: .utf8) else { return }
+        guard FileManager.default.fileExists(atPath: log.path) else { return }
+        // Never a FIFO (reading, then appending to it, would block) or /dev/zero.
+        let read: String?
+        do { read = try ReadableFile(log.path).readText() } catch let error as FileError {
+            throw TrainingError.unreadableFile(path: log.path, reason: error.reason)
+        }
+        guard let text = read else { return }
         let lines = Text.lines(text).filter { !$0.isEmpty }
         let kept = lines.filter { line in
             guard let record = try? JSONDecoder().decode(LogRecord.self, from: Data(line.utf8)) else { return true }

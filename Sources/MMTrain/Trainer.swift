@@ -195,7 +195,7 @@ public final class Trainer {
     public func train(source: BatchSource, validation: BatchSource?, evaluate: ZeroShotEvaluation? = nil) throws -> TrainingOutcome {
         let stepsPerEpoch = try stepsPerEpoch(source)
         totalSteps = min(options.epochs * stepsPerEpoch, options.maxSteps ?? .max)
-        Interruption.install(
+        try Interruption.install(
             notice: parallel.map {
                 "mm rank \($0.rank): stopping (Ctrl-C, or mpirun ending the job because a rank or host failed); \($0.isLeader ? "" : "rank 0's ")last checkpoint \(run.latest.path) stays intact"
             })
@@ -403,6 +403,14 @@ public final class Trainer {
             let optimizerStep = file.metadata[Self.optimizerStepKey].flatMap(Int.init)
         else {
             throw TrainingError.stateMismatch(file: run.latest.path, detail: "no training position; not a resumable checkpoint")
+        }
+        // Weights or moments that are not finite would only train into NaN (or, with no steps
+        // left, end the run "done" with them).
+        for (key, t) in file.tensors.sorted(by: { $0.key < $1.key }) {
+            if let bad = firstNonFinite(t.data, t.count) {
+                throw TrainingError.stateMismatch(
+                    file: run.latest.path, detail: "tensor \(key) holds \(t.data[bad]) at index \(bad); values must be finite")
+            }
         }
         try model.load(file.tensors.filter { !$0.key.hasPrefix("optimizer.") && !Objective.isExtra($0.key) })
         try objective.restore(file, source: run.latest.path)

@@ -60,6 +60,10 @@ public final class TrainingRun {
     ) throws -> TrainingRun {
         let run = RunFolder(folder)
         var saved = (group?.rank ?? 0) == 0 ? try run.readConfiguration() : nil
+        // A value no run can use is the saved file's fault, not a flag's: name the file.
+        do { try saved?.validate() } catch let error as TrainingError {
+            throw TrainingError.unreadableFile(path: run.configuration.path, reason: "\(error)")
+        }
         if let group { saved = try group.broadcast(saved) }
         return try TrainingRun(
             configuration: saved!, folder: run, group: group, workers: workers, resume: true, overwrite: false,
@@ -102,10 +106,15 @@ public final class TrainingRun {
             configuration.data.shards?.ranks = ranks
             let set = try ShardSet(configuration.data.pairs, keys: shards.keys, skipMissing: shards.skipMissing)
             for path in set.missing { notify?("skipped missing shard \(path)") }
-            let epoch = try set.epochSize(given: shards.trainNumSamples, cache: URL(fileURLWithPath: folder.url.path + ".shard-counts.json")) {
-                done, total in
-                if done == 1 || done == total || done % 10 == 0 { notify?("counting samples: \(done)/\(total) shards") }
+            // Rank 0 alone counts (or reads the cache beside the run) and tells the others.
+            var epoch: (count: Int, source: ShardSet.SizeSource) = (0, .given)
+            if rank == 0 {
+                epoch = try set.epochSize(given: shards.trainNumSamples, cache: URL(fileURLWithPath: folder.url.path + ".shard-counts.json")) {
+                    done, total in
+                    if done == 1 || done == total || done % 10 == 0 { notify?("counting samples: \(done)/\(total) shards") }
+                }
             }
+            if let group { epoch = (try group.broadcast(epoch.count), try group.broadcast(epoch.source)) }
             notify?("\(set.shards.count) shards, \(epoch.count) samples per epoch (from \(epoch.source.rawValue))")
             (shardData, manifest, sampleCount) = ((set, epoch.count), nil, epoch.count)
         } else {

@@ -1,5 +1,6 @@
 import MMCLIP
 import MMData
+import MMFoundation
 import MMImage
 import MMTokenizer
 

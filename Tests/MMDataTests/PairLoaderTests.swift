@@ -277,7 +277,7 @@ import Testing
         #expect(batches.flatMap(\.indices) == [12] && batches.flatMap(\.skipped).count == 12)
 
         // Bad files after the last batch: no batch carries them, `badImages` lists them all.
-        let trailing = PairLoader(evaluating: [files[0], "/nonexistent/y.jpg"], batchSize: 1, transform: .eval(size: 16))
+        let trailing = try PairLoader(evaluating: [files[0], "/nonexistent/y.jpg"], batchSize: 1, transform: .eval(size: 16))
         #expect(try Self.collect(trailing, 100).flatMap(\.indices) == [0])
         #expect(trailing.badImages.map(\.index) == [1])
     }

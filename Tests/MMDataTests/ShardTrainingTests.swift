@@ -147,3 +147,56 @@ enum MM {
         }
     }
 }
+
+/// Counting the samples of a shard set under `mpirun`: rank 0 alone counts (or reads the cache
+/// beside its run folder) and the other ranks take its count.
+@Suite(
+    .serialized,
+    .enabled(if: MM.mpirun != nil && FileManager.default.isExecutableFile(atPath: MM.path), "needs Open MPI's mpirun and the mm product"))
+struct ShardCountTests {
+    /// Rank 1 starts in a folder whose stale count cache (beside its relative run folder) says
+    /// 8 samples where the shards hold 32; it must still take rank 0's count, so that both ranks
+    /// take the same 4 steps (with its own count it would stop after 1 and the job would fail).
+    @Test func otherRanksTakeRankZerosCount() throws {
+        let dir = try MM.scratch("count")
+        let jpeg = [UInt8](FileManager.default.contents(atPath: Paths.shapes + "/images/train/000000.jpg")!)
+        var shards: [String] = []
+        for s in 0..<2 {
+            var tar: [UInt8] = []
+            for i in 0..<16 {
+                tar += TarHeaderTests.member("s\(s)_\(i).jpg", jpeg) + TarHeaderTests.member("s\(s)_\(i).txt", Array("a shape \(i)".utf8))
+            }
+            tar += [UInt8](repeating: 0, count: 1024)
+            shards.append(Paths.write(dir, "\(s).tar", tar))
+        }
+        let (rank0, rank1) = (dir + "/rank0", dir + "/rank1")
+        for d in [rank0, rank1] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
+        var stale: [String: [Int]] = [:]
+        for path in shards { stale[path] = [try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int, 4] }
+        try JSONSerialization.data(withJSONObject: stale).write(to: URL(fileURLWithPath: rank1 + "/run.shard-counts.json"))
+
+        let train = [
+            MM.path, "train", dir + "/{0..1}.tar", "--model", dir + "/micro.json", "--batch-size", "4", "--epochs", "1",
+            "--warmup", "1", "--shuffle-buffer", "0", "--mpi-timeout", "60", "-o", "run"
+        ]
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: MM.mpirun!)
+        p.arguments = ["--oversubscribe", "-np", "1", "-wdir", rank0] + train + [":", "-np", "1", "-wdir", rank1] + train
+        var environment = ProcessInfo.processInfo.environment
+        environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        p.environment = environment
+        let output = Pipe()
+        p.standardOutput = output
+        p.standardError = output
+        try p.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "\(text)")
+        #expect(text.contains("32 samples per epoch (from counting pass over the tar headers)"), "\(text)")
+        #expect(MM.losses(rank0 + "/run").count == 4, "\(text)")
+        let written = try Data(contentsOf: URL(fileURLWithPath: rank0 + "/run.shard-counts.json"))
+        let cache = try JSONSerialization.jsonObject(with: written) as? [String: [Int]]
+        #expect(cache?.values.map { $0[1] }.sorted() == [16, 16])
+    }
+}

@@ -81,6 +81,36 @@ struct DataParallelTests {
         try MPI.expectSameWeights(finalWeights("full"), finalWeights("one-rank"), tolerance: 1e-4, keyBiasTolerance: 200 * Self.learningRate)
     }
 
+    /// A rank asked to stop while its peer is stuck (SIGSTOP: alive, never answering) gives up
+    /// its collective `Interruption.grace` (10) seconds later instead of at --mpi-timeout (300 s), says
+    /// why and ends the job; the last checkpoint (epoch 1's) stays and resumes.
+    @Test func aStopEndsTheJobWhenAPeerIsStuck() throws {
+        let dir = try MPI.scratch("stuck")
+        let args = ["--batch-size", "32", "--epochs", "2", "--warmup", "5", "--lr", "\(Self.learningRate)", "--mpi-timeout", "300"]
+        let job = try MPI.start(ranks: 2, ["-o", dir + "/stuck"] + args, in: dir)
+        let stepsPerEpoch = 6016 / 64
+        try MPI.waitUntil(seconds: 180) { (try? MPI.losses(dir + "/stuck").count) ?? 0 >= stepsPerEpoch + 3 }
+        try MPI.signal(SIGSTOP, rank: 1, training: dir + "/stuck")
+        let signalled = Date()
+        try MPI.signal(SIGTERM, rank: 0, training: dir + "/stuck")
+        let deadline = Date().addingTimeInterval(200)
+        while job.process.isRunning && Date() < deadline { usleep(50_000) }
+        let took = Date().timeIntervalSince(signalled)
+        try? MPI.signal(SIGKILL, rank: 1, training: dir + "/stuck")  // should be gone already
+        if job.process.isRunning { job.process.terminate() }
+        job.process.waitUntilExit()
+        let output = job.output()
+        // 10 s of grace plus the abort; a loaded machine (the whole suite in parallel) adds tens of seconds.
+        #expect(took < 120, "the job took \(took) s to end after the stop request (--mpi-timeout is 300 s)")
+        #expect(job.process.terminationStatus != 0)
+        #expect(output.contains("mm rank 0: stopped; the other ranks had not joined"), "\(output)")
+        print("a stop with a stuck peer ended the job in \(String(format: "%.1f", took)) s")
+
+        let resumed = try MPI.train(ranks: 1, ["--resume", dir + "/stuck"], in: dir)
+        #expect(resumed.status == 0, "\(resumed.output)")
+        #expect(resumed.output.contains("at epoch 2, step \(stepsPerEpoch)"), "\(resumed.output)")
+    }
+
     /// A stop requested mid-epoch (Ctrl-C, or kill): every rank finishes the step, rank 0 writes a
     /// checkpoint with each rank's data position, and one process of twice the batch resumes it
     /// where it stopped.

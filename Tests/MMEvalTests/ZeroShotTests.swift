@@ -22,6 +22,18 @@ import Testing
         #expect(throws: DataError.self) { try ClassLabels(contentsOf: "/nonexistent/labels.txt") }
     }
 
+    /// A labels file that is not names (a NUL inside a line), or that leaves one class (after
+    /// duplicates and blank lines), is refused: one class scores every image 100 %.
+    @Test func labelsWithControlCharactersOrOneClassAreErrors() {
+        #expect(throws: DataError.controlCharacterInLabels(path: "l.txt", line: 2, value: 0)) {
+            try ClassLabels(parsing: Data("cat\ncircle\u{0}square\n".utf8), file: "l.txt")
+        }
+        #expect(throws: DataError.oneClass(path: "l.txt", name: "circle")) {
+            try ClassLabels(parsing: Data("circle\ncircle\n\nCircle\n".utf8), file: "l.txt")
+        }
+        #expect(throws: Never.self) { try ClassLabels(parsing: Data("a\tb\nc\n".utf8), file: "l.txt") }
+    }
+
     @Test func bundledTemplates() throws {
         let openai = try PromptTemplates.named("openai")
         #expect(openai.count == 80)

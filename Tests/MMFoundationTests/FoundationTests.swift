@@ -112,3 +112,21 @@ import Testing
         #expect(Resources.locate("no/such.file", target: "MMTokenizer").path == nil)
     }
 }
+
+@Suite struct ThreadsTests {
+    /// A spawned thread runs its body under its name; a refused one is an error naming the thread
+    /// and the limit (the refusal itself is exercised for real in ThreadLimitTests, under RLIMIT_NPROC).
+    @Test func spawnRunsTheBodyOrSaysWhichThreadWasRefused() throws {
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var name: String?
+        try Threads.spawn("mm-test-1") {
+            name = Thread.current.name
+            done.signal()
+        }
+        #expect(done.wait(timeout: .now() + 10) == .success)
+        #expect(name == "mm-test-1")
+        try Threads.checkAvailable(8)
+        let refused = ThreadError(name: "mm-data-3", code: EAGAIN).description
+        #expect(refused.contains("mm-data-3") && refused.contains("Resource temporarily unavailable") && refused.contains("ulimit -u"))
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import MMServe
 import MMTestSupport
 import Testing
 
@@ -278,5 +279,25 @@ import Testing
             ])
             #expect(run.status != 0 && run.status < 128 && run.output.contains("--batch-size"), "\(size): \(run.status) \(run.output)")
         }
+    }
+}
+
+/// clip-retrieval's indices_paths.json, hostile: never waited on, read forever or half-understood.
+@Suite struct IndicesFileTests {
+    @Test func anIndicesFileThatIsNotAUsableObjectIsRefusedNamingIt() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mm-indices-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let fifo = dir.appendingPathComponent("fifo.json").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let zero = dir.appendingPathComponent("zero.json").path
+        #expect(symlink("/dev/zero", zero) == 0)
+        let empty = dir.appendingPathComponent("empty.json").path
+        try Data([0xFF, 0xFE, 0x7B, 0x00, 0x7D, 0x00]).write(to: URL(fileURLWithPath: empty))  // "{}" in UTF-16
+        for path in [fifo, zero, empty] {
+            #expect { _ = try IndexSpecs.parse(indicesFile: path) } throws: { "\($0)".contains(path) }
+        }
+        let good = dir.appendingPathComponent("good.json").path
+        try Data(#"{"a": "x.mmi"}"#.utf8).write(to: URL(fileURLWithPath: good))
+        #expect(try IndexSpecs.parse(indicesFile: good).map(\.name) == ["a"])
     }
 }

@@ -23,6 +23,16 @@ import Testing
         return nil
     }
 
+    /// A file of one line (and its line break) has a header and no merges: refused, not
+    /// loaded as a byte-level vocabulary that silently tokenises everything into bytes.
+    @Test func aMergesFileWithoutMergesIsRefused() throws {
+        for text in ["not a folder\n", "#version: 0.2\r\n\r\n", "header"] {
+            let path = write("one_line.txt", text)
+            let error = message { _ = try Vocabulary.load(path) }
+            #expect(error?.contains(path) == true && error?.contains("no merges") == true, "\(text.debugDescription): \(error ?? "loaded")")
+        }
+    }
+
     @Test func invalidUTF8CaptionNamesTheLine() throws {
         let path = write("captions.txt", Array("a cat\nvalid line\nbad \u{e9}".utf8) + [0xFF, 0x41] + Array("\nlast\n".utf8))
         let error = message { _ = try readCaptions(path) }

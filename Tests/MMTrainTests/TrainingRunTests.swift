@@ -164,6 +164,52 @@ import Testing
         }
     }
 
+    /// A run folder's files that are not what they claim — a FIFO or /dev/zero as run.json or
+    /// log.jsonl, a saved value no run can use, non-finite weights in `latest` — are refused at
+    /// once, naming the file (before: a read blocked forever, /dev/zero was read until memory ran
+    /// out, a NaN `latest` resumed into "done", a saved epochs of -5 was blamed on --epochs).
+    @Test func aHostileRunFolderIsRefusedNamingTheFile() throws {
+        let dir = try Self.scratch()
+        var c = Self.configuration(dir, epochs: 1)
+        c.training.maxSteps = 1
+        let folder = dir.appendingPathComponent("run")
+        _ = try Self.train(try TrainingRun(c, folder: folder))
+        let run = RunFolder(folder), saved = try Data(contentsOf: run.configuration), latest = try Data(contentsOf: run.latest)
+        func refused(_ file: URL, _ detail: String) {
+            #expect(Comment(rawValue: detail)) { _ = try TrainingRun.resume(folder) } throws: { error in
+                guard let error = error as? TrainingError else { return false }
+                switch error {
+                case .unreadableFile(let path, _), .stateMismatch(let path, _): return path == file.path
+                default: return false
+                }
+            }
+        }
+        for make in [{ mkfifo(run.configuration.path, 0o600) }, { symlink("/dev/zero", run.configuration.path) }] {
+            try FileManager.default.removeItem(at: run.configuration)
+            #expect(make() == 0)
+            refused(run.configuration, "run.json not a regular file")
+        }
+        try FileManager.default.removeItem(at: run.configuration)
+        var object = try JSONSerialization.jsonObject(with: saved) as! [String: Any]
+        var training = object["training"] as! [String: Any]
+        training["epochs"] = -5
+        object["training"] = training
+        try JSONSerialization.data(withJSONObject: object).write(to: run.configuration)
+        refused(run.configuration, "saved epochs -5")
+        try saved.write(to: run.configuration)
+
+        try FileManager.default.removeItem(at: run.log)
+        #expect(mkfifo(run.log.path, 0o600) == 0)
+        refused(run.log, "log.jsonl a FIFO")
+        try FileManager.default.removeItem(at: run.log)
+
+        var bytes = [UInt8](latest)
+        let headerEnd = 8 + Int(bytes[0..<8].withUnsafeBytes { $0.loadUnaligned(as: UInt64.self).littleEndian })
+        for i in stride(from: headerEnd, to: bytes.count - 3, by: 4) { (bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]) = (0, 0, 0xC0, 0x7F) }
+        try Data(bytes).write(to: run.latest)
+        refused(run.latest, "NaN weights in latest")
+    }
+
     /// Issue 16 #7: divergence never overwrites the last good checkpoint, and a resume with a
     /// lower learning rate continues from it.
     @Test func divergenceKeepsTheLastGoodCheckpoint() throws {

@@ -10,6 +10,7 @@ answer as their plain versions. Prints one line per case and exits 1 if any case
 import argparse
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -27,7 +28,7 @@ def run(mm, args, env):
     """(exit status or -signal, stdout, stderr, peak RSS in KiB, seconds)."""
     start = time.time()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        p = subprocess.Popen([mm] + args, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
+        p = subprocess.Popen([mm if os.sep in mm else shutil.which(mm)] + args, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
                              start_new_session=True)
         deadline = start + TIMEOUT
         while True:
@@ -182,6 +183,136 @@ def main():
     check("zeroshot: a corrupted cache entry is rebuilt", first[0] == 0 and entries and second[0] == 0 and second[1] == first[1],
           f"exit {first[0]}/{second[0]}, {len(entries)} entries, {second[1][:200]}")
 
+    # Indexes: damaged or not-a-file indexes, hostile texts and folders, outputs that cannot be written.
+    gi = str(d / "good.mmi")
+    for name in ["truncated.mmi", "flipped.mmi", "empty.mmi", "fifo.mmi", "zero.mmi", "dir.mmi", "good.safetensors"]:
+        bad(f"search {name}", ["search"] + c + [str(d / name), "--text", "a red circle"], [name])
+        bad(f"index add {name}", ["index", "add"] + c + [str(d / name), ok], [name])
+        bad(f"index export {name}", ["index", "export", str(d / name), "-o", str(d / f"export_{name}.npy")], [name])
+    bad("search with another model's checkpoint", ["search", "-c", str(d / "zero_proj.safetensors"), gi, "--text", "x"], ["good.mmi", "model"])
+    bad("search --image FIFO", ["search"] + c + [gi, "--image", str(d / "fifo.jpg")], ["fifo.jpg"])
+    bad("search -k 0", ["search"] + c + [gi, "--text", "x", "-k", "0"], ["-k"])
+    bad("search without a query", ["search"] + c + [gi], ["--text", "--image"])
+    for name in ["labels_fifo.txt", "labels_zero.txt", "labels_binary.txt"]:
+        bad(f"index build --texts {name}", ["index", "build"] + c + ["--texts", str(d / name), "-o", str(d / "t.mmi")], [name])
+    for name in ["fifo.tsv", "zero.tsv", "no_header_cr.tsv"]:
+        bad(f"index build --captions {name}", ["index", "build"] + c + ["--captions", str(d / name), "-o", str(d / "t.mmi")], [name])
+    bad("index build -o into a missing folder", ["index", "build"] + c + [ok, "-o", str(d / "missing" / "g.mmi")], ["missing/g.mmi"])
+    bad("index build -o a folder", ["index", "build"] + c + [ok, "-o", str(d / "dir.jpg")], ["dir.jpg"])
+    bad("index build --batch-size 0", ["index", "build"] + c + [ok, "-o", str(d / "t.mmi"), "--batch-size", "0"], ["--batch-size"])
+    bad("index build --nprobe 0", ["index", "build"] + c + [ok, "-o", str(d / "t.mmi"), "--ann", "ivf-pq", "--nprobe", "0"], ["--nprobe"])
+    bad("index build: only FIFOs and empty images", ["index", "build"] + c + [str(d / "fifo.jpg"), str(d / "odd_images" / "empty.jpg"), "-o", str(d / "t.mmi")],
+        ["fifo.jpg", "empty.jpg"])
+    bad("index build: a folder with a FIFO and an empty image (the rest indexed, exit 1)",
+        ["index", "build"] + c + [str(d / "odd_images"), "-o", str(d / "odd.mmi")], ["pipe.jpg", "empty.jpg"])
+    code, out, err, _, secs = run(mm, ["index", "build"] + c + [str(d / "loop"), "-o", str(d / "loop.mmi")], env)
+    check("index build: a folder holding a symlink loop ends, each image once",
+          code == 0 and "indexed 1 images" in err, f"exit {code} after {secs:.0f} s: {err.strip()[-300:]}")
+    bad("index export -o the index itself", ["index", "export", gi, "-o", gi], ["good.mmi"])
+    bad("index export -o into a missing folder", ["index", "export", gi, "-o", str(d / "missing" / "e.npy")], ["missing/e.npy"])
+    code, out, err, _, _ = run(mm, ["index", "build"] + c + [str(d / "new\nline.jpg"), ok, "-o", str(d / "nl.mmi")], env)
+    code2, _, err2, _, _ = run(mm, ["index", "export", str(d / "nl.mmi"), "-o", str(d / "nl.npy")], env)
+    rows = Path(d / "nl.npy.txt").read_text().split("\n")[:-1] if code2 == 0 else []
+    check("index export: a name with a line break keeps one line per row", code == 0 and code2 == 0 and len(rows) == 2,
+          f"exit {code}/{code2}: {rows} {err2.strip()[-200:]}")
+    for fs, why in [("full", "No space left"), ("readonly", "Read-only")]:
+        if (d / fs).is_dir():
+            bad(f"index build -o on a {fs} filesystem", ["index", "build"] + c + [ok, "-o", str(d / fs / "g.mmi")], [f"{fs}/g.mmi"])
+            bad(f"index export -o on a {fs} filesystem", ["index", "export", gi, "-o", str(d / fs / "g.npy")], [f"{fs}/g.npy"])
+            bad(f"embed -o on a {fs} filesystem", ["embed"] + c + [ok, "-o", str(d / fs / "e.npy")], [f"{fs}/e.npy"])
+            bad(f"train -o on a {fs} filesystem", ["train", str(d / "pairs.tsv"), "--model", "mm-tiny", "--steps", "1", "--batch-size", "4",
+                                                   "-o", str(d / fs / "run")], [f"{fs}/run"])
+            leftovers = [p.name for p in (d / fs).iterdir() if p.name != "filler"]
+            check(f"nothing half-written left on the {fs} filesystem", not [n for n in leftovers if n.endswith(".tmp")], str(leftovers))
+        else:
+            print(f"skip  {fs} filesystem cases (mounting a tmpfs needs root)")
+
+    # Labels files of other encodings and shapes.
+    for name in ["labels_utf16.txt", "labels_nul.txt"]:
+        bad(f"zeroshot --labels {name}", ["zeroshot"] + c + simple + ["--labels", str(d / name), "--no-cache", ok], [name])
+    same("zeroshot --labels with a UTF-8 BOM = without", ["zeroshot"] + c + simple + ["--labels", str(d / "labels_bom.txt"), "--json", "--no-cache", ok],
+         ["zeroshot"] + c + labels + ["--json", "--no-cache", ok])
+    bad("zeroshot --labels: one class after duplicates", ["zeroshot"] + c + simple + ["--labels", str(d / "labels_dup.txt"), "--no-cache", ok],
+        ["labels_dup.txt"])
+    code, out, err, rss, secs = run(mm, ["zeroshot"] + c + simple + ["--labels", str(d / "labels_long_line.txt"), "--no-cache", ok], env)
+    check("zeroshot --labels: an 8 MB line ends in bounded time and memory", code is not None and code >= 0 and rss < RSS_LIMIT_KB,
+          f"exit {code} after {secs:.0f} s, {rss // 1024} MiB")
+
+    # Shards: an empty image member is skipped and named; the rest indexed.
+    bad("index build: a shard with an empty image", ["index", "build"] + c + [str(d / "empty_member.tar"), "-o", str(d / "s.mmi")], ["b", "empty"])
+
+    # A run folder on a read-only filesystem: refused before training, naming it.
+    if (d / "readonly_run").is_dir():
+        bad("train --resume a run on a read-only filesystem", ["train", "--resume", str(d / "readonly_run" / "run"), "--steps", "4"], ["readonly_run"])
+
+    # mm serve: startup flags and catalogs that cannot work end at once with one line.
+    for name in ["indices_not_json.json", "indices_list.json", "indices_bad_name.json", "indices_fifo_index.json",
+                 "indices_missing.json", "indices_deep.json", "indices_bom.json", "labels_fifo.txt", "labels_zero.txt"]:
+        bad(f"serve --indices-paths {name}", ["serve"] + c + ["--port", "0", "--indices-paths", str(d / name)], [name, "fifo.mmi", "nowhere.mmi"])
+    for name in ["fifo.mmi", "zero.mmi", "truncated.mmi"]:
+        bad(f"serve {name}", ["serve"] + c + ["--port", "0", str(d / name)], [name])
+    bad("serve with another model's index", ["serve", "-c", str(d / "zero_proj.safetensors"), "--port", "0", gi], ["good"])
+    for flag, value in [("--port", "70000"), ("--port", "-1"), ("--max-body-mb", "0"), ("--max-results", "0"), ("--queue-limit", "0"),
+                        ("--idle-seconds", "nan"), ("--body-seconds", "-1"), ("--log-level", "loud")]:
+        bad(f"serve {flag} {value}", ["serve"] + c + [gi, flag, value], [flag])
+    bad("serve --host that cannot be bound", ["serve"] + c + [gi, "--port", "0", "--host", "203.0.113.9"], ["203.0.113.9"])
+    bad("serve --index with a bad name", ["serve"] + c + ["--index", "a b=" + gi], ["a b"])
+
+    # mm train: manifests, run folders to resume, option combinations.
+    tiny = ["--model", "mm-tiny", "--steps", "1", "--batch-size", "4", "--warmup", "1"]
+    out_dir = lambda name: ["-o", str(d / "runs" / f"new_{name}")]
+    for name in ["fifo.tsv", "zero.tsv", "dir.jpg", "empty.tsv", "header_only.tsv", "utf16.tsv", "binary.tsv", "no_header_cr.tsv"]:
+        bad(f"train {name}", ["train", str(d / name)] + tiny + out_dir(name), [name])
+    for name in ["empty", "run_garbage", "run_fifo", "run_zero", "run_types", "run_huge_batch", "run_negative_epochs", "run_nan_lr",
+                 "run_pairs_fifo", "run_vocab_zero", "run_log_fifo", "latest_truncated", "latest_fifo", "latest_nan", "latest_missing"]:
+        if (d / "runs" / name).exists():
+            bad(f"train --resume {name}", ["train", "--resume", str(d / "runs" / name)], [name, "fifo.tsv", "/dev/zero"])
+    bad("train --resume a missing folder", ["train", "--resume", str(d / "runs" / "nowhere")], ["nowhere"])
+    bad("train --resume a file", ["train", "--resume", str(d / "a_file")], ["a_file"])
+    if (d / "runs" / "run_log_garbage").exists():
+        code, out, err, _, _ = run(mm, ["train", "--resume", str(d / "runs" / "run_log_garbage"), "--steps", "3"], env)
+        check("train --resume with garbage lines in log.jsonl continues", code == 0, f"exit {code}: {err.strip()[-300:]}")
+    for args, names in [(["--lr", "nan"], ["--lr"]), (["--lr", "-1"], ["--lr"]), (["--lr", "inf"], ["--lr"]), (["--steps", "0"], ["--steps"]),
+                        (["--epochs", "0"], ["--epochs"]), (["--batch-size", "0"], ["--batch-size"]), (["--workers", "0"], ["--workers"]),
+                        (["--workers", "100000"], ["--workers"]), (["--accum-freq", "0"], ["--accum-freq"]), (["--warmup", "-1"], ["--warmup"]),
+                        (["--wd", "nan"], ["--wd"]), (["--grad-clip", "-1"], ["--grad-clip"]), (["--max-minutes", "-1"], ["--max-minutes"]),
+                        (["--mpi-timeout", "0"], ["--mpi-timeout"]),
+                        (["--val", str(d / "fifo.tsv")], ["fifo.tsv"]), (["--val", str(d / "zero.tsv")], ["zero.tsv"]),
+                        (["--zeroshot-labels", str(d / "labels_fifo.txt"), "--zeroshot-data", str(d / "labels_manifest.tsv")], ["labels_fifo.txt"]),
+                        (["--zeroshot-labels", str(d / "labels.txt")], ["--zeroshot-data"]),
+                        (["--pretrained", str(d / "fifo.jpg")], ["fifo.jpg"]), (["--pretrained", str(d / "nan.safetensors")], ["nan.safetensors"]),
+                        (["--vocab", str(d / "fifo.jpg")], ["fifo.jpg"]), (["--vocab", str(d / "a_file")], ["a_file"])]:
+        bad(f"train {' '.join(a if '/' not in a else Path(a).name for a in args)}", ["train", str(d / "pairs.tsv")] + tiny + args + out_dir("opt"), names)
+    bad("train --model FIFO", ["train", str(d / "pairs.tsv"), "--model", str(d / "fifo.jpg"), "--steps", "1"] + out_dir("m1"), ["fifo.jpg"])
+    bad("train --model garbage config", ["train", str(d / "pairs.tsv"), "--model", str(d / "garbage_model.json"), "--steps", "1"] + out_dir("m2"),
+        ["garbage_model.json"])
+    bad("train -o an existing file", ["train", str(d / "pairs.tsv")] + tiny + ["-o", str(d / "a_file")], ["a_file"])
+    bad("train into a run folder without --resume or --overwrite", ["train", str(d / "pairs.tsv")] + tiny + ["-o", str(d / "run")], ["run"])
+    bad("train --resume with a pairs file", ["train", str(d / "pairs.tsv"), "--resume", str(d / "run")], ["--resume", "pairs"])
+
+    # Thread limits: a process that cannot start its threads says so (root runs the case as nobody).
+    if os.geteuid() == 0 and shutil.which("setpriv") and shutil.which("prlimit"):
+        scratch = Path(tempfile.mkdtemp(prefix="mm-hostile-nproc-"))
+        os.chmod(scratch, 0o777)
+        limited = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "prlimit", "--nproc=1", mm]
+        # OpenBLAS starts its own pool when it loads, before mm runs, and raises SIGINT when it
+        # cannot; mm uses it single-threaded, so these cases keep that pool out.
+        blas_env = dict(env, OPENBLAS_NUM_THREADS="1")
+        for label, args in [("train", ["train", str(d / "pairs.tsv")] + tiny + ["-o", str(scratch / "run")]),
+                            ("embed", ["embed"] + c + [ok])]:
+            code, out, err, _, secs = run(limited[0], limited[1:] + args, blas_env)
+            check(f"{label} under ulimit -u 1: one line, exit 1", code == 1 and "cannot start thread" in err,
+                  f"exit {code} after {secs:.0f} s: {err.strip()[-300:]}")
+        code, out, err, _, secs = run(limited[0], limited[1:-1] + ["env", "MM_THREADS=1", mm, "train", str(d / "pairs.tsv")] + tiny
+                                      + ["--workers", "2", "-o", str(scratch / "run1")], blas_env)
+        check("train --workers 2 under ulimit -u 1 (kernels on one thread): one line, exit 1", code == 1 and "cannot start thread" in err,
+              f"exit {code} after {secs:.0f} s: {err.strip()[-300:]}")
+        shutil.rmtree(scratch, ignore_errors=True)
+    else:
+        print("skip  thread-limit cases (need root, setpriv and prlimit)")
+
+    for fs in ("full", "readonly", "readonly_run"):
+        subprocess.run(["umount", str(d / fs)], stderr=subprocess.DEVNULL, check=False)
     print(f"\n{len(failures)} of the cases failed" if failures else "\nall cases passed")
     sys.exit(1 if failures else 0)
 
