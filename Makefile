@@ -212,7 +212,7 @@ fixtures-torch: venv
 bench-load: build venv
 	$(VENV)/bin/python tools/bench/bench_load.py
 
-.build/fuzz/torch_checkpoint: Sources/MMCLIP/StoredZip.swift Sources/MMCLIP/TorchPickle.swift Sources/MMCLIP/TorchArchive.swift tools/fuzz/standalone/torch_checkpoint.swift
+.build/fuzz/torch_checkpoint: Sources/MMFoundation/Files.swift Sources/MMCLIP/StoredZip.swift Sources/MMCLIP/TorchPickle.swift Sources/MMCLIP/TorchArchive.swift tools/fuzz/standalone/torch_checkpoint.swift
 	mkdir -p .build/fuzz
 	$(SWIFTC) -O -g -sanitize=fuzzer,address -parse-as-library -D MM_FUZZ_STANDALONE $^ -o $@
 

@@ -42,14 +42,17 @@ let package = Package(
         // The two towers and the CLIP model
         .target(name: "MMVision", dependencies: ["MMNN"], swiftSettings: optimise),
         .target(name: "MMText", dependencies: ["MMNN"], swiftSettings: optimise),
-        .target(name: "MMCLIP", dependencies: ["MMVision", "MMText"], resources: [.copy("configs")], swiftSettings: optimise),
+        // (with the image transform and tokenizer a checkpoint's preprocessing and prompts need)
+        .target(
+            name: "MMCLIP", dependencies: ["MMVision", "MMText", "MMImage", "MMTokenizer"], resources: [.copy("configs")],
+            swiftSettings: optimise),
         // faiss (Debian's static libfaiss, OpenMP) behind mm's own extern "C" shim: Debian ships no compiled C API
         .target(
             name: "CFaiss", linkerSettings: [.linkedLibrary("faiss"), .linkedLibrary("openblas"), .linkedLibrary("gomp"), .linkedLibrary("stdc++")]),
         .target(
-            name: "MMEval", dependencies: ["MMFoundation", "MMCLIP", "MMTokenizer", "MMImage", "CFaiss"], resources: [.copy("templates")],
+            name: "MMEval", dependencies: ["MMFoundation", "MMCLIP", "MMData", "CFaiss"], resources: [.copy("templates")],
             swiftSettings: optimise),
-        .target(name: "MMTrain", dependencies: ["MMCLIP", "MMEval", "MMData", "MMDistributed"], swiftSettings: optimise),
+        .target(name: "MMTrain", dependencies: ["MMCLIP", "MMData", "MMDistributed"], swiftSettings: optimise),
 
         // Data parallelism over any process group (threads in-process); Open MPI as one transport
         // (handle macros behind an inline C shim)
@@ -102,11 +105,11 @@ let package = Package(
         .testTarget(name: "MMTensorTests", dependencies: ["MMTensor", "MMTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMNNTests", dependencies: ["MMNN", "MMTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMCLIPTests", dependencies: ["MMCLIP", "MMTestSupport"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "MMTrainTests", dependencies: ["MMTrain", "MMTestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "MMTrainTests", dependencies: ["MMTrain", "MMData", "MMTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMImageTests", dependencies: ["MMImage"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMTokenizerTests", dependencies: ["MMTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMDataTests", dependencies: ["MMData", "MMImage", "MMTokenizer", "MMTensor"]),
-        .testTarget(name: "MMEvalTests", dependencies: ["MMEval", "MMCLIP", "MMImage", "MMTestSupport"]),
+        .testTarget(name: "MMEvalTests", dependencies: ["MMEval", "MMCLIP", "MMData", "MMImage", "MMTestSupport"]),
         .testTarget(name: "MMDistributedTests", dependencies: ["MMDistributed", "MMTensor", "MMTestSupport"]),
         .testTarget(name: "MMServeTests", dependencies: ["MMServe", "MMEval", "MMTestSupport"])
     ],

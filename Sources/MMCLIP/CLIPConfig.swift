@@ -1,4 +1,5 @@
 import Foundation
+import MMFoundation
 import MMNN
 import MMText
 import MMVision
@@ -128,16 +129,14 @@ public struct CLIPConfig: Sendable, Equatable {
     public init(named nameOrPath: String) throws {
         if nameOrPath.hasSuffix(".json") || nameOrPath.contains("/") {
             // A regular file of sane size: not a FIFO, /dev/zero or a multi-GB file read whole.
-            guard let file = try? ReadOnlyFile(nameOrPath), file.size <= 16 << 20,
-                let bytes = try? file.bytes(Int(file.size), at: 0)
-            else {
+            guard let bytes = try? ReadableFile(nameOrPath, maxSize: 16 << 20).readAll() else {
                 throw ConfigError(source: nameOrPath, key: nil, message: "cannot read the file (a regular file of at most 16 MB)")
             }
             try self.init(json: Data(bytes), source: nameOrPath)
             return
         }
-        guard let url = Bundle.module.url(forResource: nameOrPath, withExtension: "json", subdirectory: "configs"),
-            let data = try? Data(contentsOf: url)
+        guard let path = Resources.locate("configs/\(nameOrPath).json", target: "MMCLIP").path,
+            let data = FileManager.default.contents(atPath: path)
         else {
             throw ConfigError(
                 source: nameOrPath, key: nil,
@@ -165,8 +164,8 @@ public struct CLIPConfig: Sendable, Equatable {
 
     /// Names of the configs shipped with mm.
     public static var bundledNames: [String] {
-        guard let dir = Bundle.module.resourceURL?.appendingPathComponent("configs"),
-            let files = try? FileManager.default.contentsOfDirectory(atPath: dir.path)
+        guard let dir = Resources.locate("configs", target: "MMCLIP").path,
+            let files = try? FileManager.default.contentsOfDirectory(atPath: dir)
         else { return [] }
         return files.filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }.sorted()
     }

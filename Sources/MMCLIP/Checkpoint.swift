@@ -1,4 +1,6 @@
 import Foundation
+import MMFoundation
+import MMImage
 import MMNN
 
 /// How images are prepared for a model: written into checkpoints next to the config so that a
@@ -28,6 +30,14 @@ public struct Preprocessing: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case imageSize = "image_size", mean, std, resizeMode = "resize_mode", interpolation
     }
+
+    /// The normalisation the image pipeline applies (loading checked three positive std values).
+    public var normalization: Normalization {
+        Normalization(mean: SIMD3(mean[0], mean[1], mean[2]), std: SIMD3(std[0], std[1], std[2]))
+    }
+
+    /// open_clip's eval transform for this preprocessing (exact decode).
+    public var evalTransform: ImageTransform { .eval(size: imageSize, normalization: normalization) }
 }
 
 public struct CheckpointError: Error, CustomStringConvertible {
@@ -96,7 +106,7 @@ extension CLIPModel {
         if layout == .huggingFace {
             tensors = try HuggingFaceLayout.fromOpenCLIP(tensors, source: url.path)
             let hfConfig = HuggingFaceLayout.configJSON(for: config)
-            try hfConfig.write(to: url.deletingLastPathComponent().appendingPathComponent("config.json"), options: .atomic)
+            try AtomicFile.write(hfConfig, to: url.deletingLastPathComponent().appendingPathComponent("config.json").path)
         }
         tensors.merge(extraTensors) { own, _ in own }
         try Safetensors(tensors: tensors, metadata: metadata).write(to: url, floats: floats)
@@ -148,7 +158,7 @@ extension CLIPModel {
             resolved = try HuggingFaceLayout.config(besides: URL(fileURLWithPath: file))
             configSource = URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent("config.json").path
         } else if weights.format == .safetensors {
-            throw CheckpointError(file: file, message: "no model config in the file's metadata; pass one (e.g. --model ViT-B-32)")
+            throw CheckpointError(file: file, message: "no model config in the file's metadata; name the model (e.g. ViT-B-32) or give its config")
         } else if weights.format == .torch, let run = CheckpointFolder.openCLIPRun(besides: URL(fileURLWithPath: file)) {
             // An open_clip training run: its params.txt names the model (and any forced QuickGELU).
             let quick = run.forceQuickGelu || run.model.hasSuffix("-quickgelu")

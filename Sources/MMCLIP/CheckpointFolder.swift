@@ -1,4 +1,5 @@
 import Foundation
+import MMFoundation
 
 /// What `-c DIR` means, recognised with no flags: an open_clip hub folder
 /// (`open_clip_config.json` + weights), a transformers folder (`config.json` + `model.safetensors`
@@ -59,11 +60,9 @@ struct CheckpointFolder {
     /// `<run>/checkpoints/epoch_N.pt`) says about the model: its name and whether QuickGELU was forced.
     static func openCLIPRun(besides checkpoint: URL) -> (model: String, forceQuickGelu: Bool)? {
         let params = checkpoint.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("params.txt")
-        guard FileManager.default.fileExists(atPath: params.path), let file = try? ReadOnlyFile(params.path),
-            file.size <= 1 << 20, let bytes = try? file.bytes(Int(file.size), at: 0)
-        else { return nil }
+        guard let bytes = try? ReadableFile(params.path, maxSize: 1 << 20).readAll() else { return nil }
         var fields: [String: String] = [:]
-        for line in String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline) {
+        for line in Text.lines(String(decoding: bytes, as: UTF8.self)) {
             guard let colon = line.firstIndex(of: ":") else { continue }
             fields[String(line[..<colon])] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
         }
@@ -84,7 +83,7 @@ struct CheckpointFolder {
     }
 
     static func jsonObject(_ url: URL) throws -> [String: Any] {
-        let file = try ReadOnlyFile(url.path)
+        let file = try ReadableFile.checkpoint(url.path)
         guard file.size <= 16 << 20 else { throw CheckpointError(file: url.path, message: "\(file.size) bytes is too large for a config") }
         guard let top = (try? JSONSerialization.jsonObject(with: Data(try file.bytes(Int(file.size), at: 0)))) as? [String: Any] else {
             throw CheckpointError(file: url.path, message: "not a JSON object")

@@ -1,3 +1,4 @@
+import MMFoundation
 import MMNN
 
 /// The contrastive family in one place. Every loss is a mean over the batch, built from taped
@@ -154,9 +155,9 @@ public struct PositiveKeys: Sendable, Equatable {
     public init(ids: IntTensor, labels: [Int64]? = nil) {
         let (b, l) = (ids.shape[0], ids.shape[1])
         let caption = (0..<b).map { row -> Int64 in
-            var h: UInt64 = 0xCBF2_9CE4_8422_2325
-            for v in ids.values[(row * l)..<(row * l + l)] { h = (h ^ UInt64(UInt32(bitPattern: v))) &* 0x100_0000_01B3 }
-            return Int64(bitPattern: h >> 1)  // non-negative: negative keys are reserved for `unique`
+            var h = FNV1a()
+            for v in ids.values[(row * l)..<(row * l + l)] { h.combine(word: UInt64(UInt32(bitPattern: v))) }
+            return Int64(bitPattern: h.value >> 1)  // non-negative: negative keys are reserved for `unique`
         }
         self.init(caption: caption, label: labels)
     }

@@ -1,47 +1,34 @@
 import Foundation
 
-/// A read-only file with whole-range positioned reads. `pread` rather than a memory map: the
-/// copy out of the page cache costs the same, it lands straight in the destination buffer (so a
-/// tensor is held once, not once mapped and once copied), and a file truncated under us gives
-/// a short read and an error where a map would give SIGBUS.
-final class ReadOnlyFile {
-    let path: String
-    let size: UInt64
-    private let fd: Int32
+#if !MM_FUZZ_STANDALONE  // the fuzz harness compiles MMFoundation's Files.swift in (Makefile)
+    import MMFoundation
+#endif
 
-    init(_ path: String) throws {
-        self.path = path
-        // O_NONBLOCK: opening a FIFO must not wait for a writer (regular files ignore the flag).
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { throw CheckpointError(file: path, message: "cannot open: \(String(cString: strerror(errno)))") }
-        var st = stat()
-        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
-            Foundation.close(fd)
-            throw CheckpointError(file: path, message: "not a regular file")
+/// Checkpoint reading over MMFoundation's `pread` file: whole ranges straight into the
+/// destination (a tensor is held once, not once mapped and once copied), and a file truncated
+/// under us is a short read and an error where a map would give SIGBUS.
+extension ReadableFile {
+    /// Opens a regular file (never waiting on a FIFO); failures are checkpoint errors naming it.
+    static func checkpoint(_ path: String) throws -> ReadableFile {
+        do { return try ReadableFile(path) } catch let error as FileError {
+            throw CheckpointError(file: path, message: error.reason)
         }
-        size = UInt64(st.st_size)
     }
 
-    deinit { Foundation.close(fd) }
-
     /// Fills `count` bytes from `offset`; callers have checked the range against `size`.
-    func read(into dst: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws {
-        var done = 0
-        while done < count {
-            let n = pread(fd, dst + done, min(count - done, 1 << 30), off_t(offset) + off_t(done))
-            if n > 0 { done += n; continue }
-            if n < 0 && errno == EINTR { continue }
-            throw CheckpointError(
-                file: path,
-                message: n == 0
-                    ? "file shrank while being read (now shorter than \(offset + UInt64(count)) bytes)"
-                    : "read failed: \(String(cString: strerror(errno)))")
+    func readExactly(into dst: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws {
+        let n: Int
+        do { n = try read(into: dst, count: count, at: Int(offset)) } catch let error as FileError {
+            throw CheckpointError(file: path, message: "read failed: \(error.reason)")
+        }
+        guard n == count else {
+            throw CheckpointError(file: path, message: "file shrank while being read (now shorter than \(offset + UInt64(count)) bytes)")
         }
     }
 
     func bytes(_ count: Int, at offset: UInt64) throws -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
-        if count > 0 { try out.withUnsafeMutableBytes { try read(into: $0.baseAddress!, count: count, at: offset) } }
+        if count > 0 { try out.withUnsafeMutableBytes { try readExactly(into: $0.baseAddress!, count: count, at: offset) } }
         return out
     }
 }
@@ -63,17 +50,17 @@ struct StoredZip {
         let method: UInt16
     }
 
-    let file: ReadOnlyFile
+    let file: ReadableFile
     let members: [String: Member]
 
     /// Longest tail that can hold the end-of-central-directory record (22 bytes + a 65,535-byte comment).
     private static let maxTail: UInt64 = 22 + 65_535
 
-    init(_ file: ReadOnlyFile) throws {
+    init(_ file: ReadableFile) throws {
         self.file = file
         let path = file.path
         func bad(_ message: String) -> CheckpointError { CheckpointError(file: path, message: message) }
-        let size = file.size
+        let size = UInt64(file.size)
         guard size >= 22 else { throw bad("not a zip archive (\(size) bytes)") }
         let head = try file.bytes(4, at: 0)
         guard head == [0x50, 0x4B, 0x03, 0x04] else { throw bad("not a zip archive (wrong magic)") }

@@ -23,7 +23,7 @@ final class TorchArchive {
 
     var path: String { zip.file.path }
 
-    init(_ file: ReadOnlyFile) throws {
+    init(_ file: ReadableFile) throws {
         zip = try StoredZip(file)
         let path = file.path
         func bad(_ message: String) -> CheckpointError { CheckpointError(file: path, message: message) }
@@ -157,7 +157,7 @@ final class TorchArchive {
         let base = member.offset + UInt64(t.offset * size)
 
         if contiguous && format == .f32 {
-            try zip.file.read(into: dst, count: count * 4, at: base)
+            try zip.file.readExactly(into: dst, count: count * 4, at: base)
             return
         }
         let block = contiguous ? min(span, 1 << 16) : span
@@ -167,7 +167,7 @@ final class TorchArchive {
             var at = 0
             while at < count {
                 let n = min(block, count - at)
-                try zip.file.read(into: scratch, count: n * size, at: base + UInt64(at * size))
+                try zip.file.readExactly(into: scratch, count: n * size, at: base + UInt64(at * size))
                 format.widen(scratch, into: dst + at, count: n)
                 at += n
             }
@@ -175,7 +175,7 @@ final class TorchArchive {
         }
         let wide = UnsafeMutablePointer<Float>.allocate(capacity: span)
         defer { wide.deallocate() }
-        try zip.file.read(into: scratch, count: span * size, at: base)
+        try zip.file.readExactly(into: scratch, count: span * size, at: base)
         format.widen(scratch, into: wide, count: span)
         gather(wide, shape: t.shape, strides: t.strides, into: dst)
     }

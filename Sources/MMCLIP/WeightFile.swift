@@ -1,4 +1,5 @@
 import Foundation
+import MMFoundation
 import MMTensor
 
 /// The tensors of one checkpoint file — safetensors, a `torch.save` zip or a TorchScript archive,
@@ -22,7 +23,7 @@ struct WeightFile {
     let metadata: [String: String]
 
     static func open(_ url: URL) throws -> WeightFile {
-        let file = try ReadOnlyFile(url.path)
+        let file = try ReadableFile.checkpoint(url.path)
         let magic = try file.bytes(Int(min(file.size, 4)), at: 0)
         if magic == [0x50, 0x4B, 0x03, 0x04] {
             let archive = try TorchArchive(file)

@@ -63,9 +63,9 @@ struct EmbedCommand: ParsableCommand {
             names = lines
             all = embedder.embed(texts: lines, batchSize: batchSize)
         } else if images.count == 1 && ShardURLs.looksLikeShards(images[0]) {
-            let samples = try ShardEmbeddings(embedder, try shardOptions.open(images[0]), batchSize: batchSize)
-            failed = samples.skipped
-            names = samples.keys
+            let samples = try embedShards(embedder, try shardOptions.open(images[0]), batchSize: batchSize)
+            failed = samples.skipped.count
+            names = samples.names
             all = samples.embeddings
         } else {
             let embedded = embedImageFiles(embedder, uniqueFiles(images), batchSize: batchSize)

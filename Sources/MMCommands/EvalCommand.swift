@@ -58,7 +58,7 @@ struct EvalCommand: ParsableCommand {
         func validate() throws { try manifestOptions.validate() }
 
         func run() throws {
-            let classes = try readClassNames(labels)
+            let labelsFile = try readClassNames(labels), classes = labelsFile.classes
             let prompts = try PromptTemplates.named(templates)
             let manifest = try Manifest(
                 path: data,
@@ -66,16 +66,19 @@ struct EvalCommand: ParsableCommand {
                     imageKey: manifestOptions.imageKey, captionKey: nil, labelKey: labelKey,
                     separator: manifestOptions.separatorCharacter, skipBad: manifestOptions.skipBad))
             for bad in manifest.badLines { warn("skipped \(data) \(bad)") }
-            let truth = try classIndices(manifest, classes, file: data)
-            let (model, preprocessing, tokenizer) = try modelOptions.load()
-            let classifier = try zeroShotClassifier(model, tokenizer, options: modelOptions, classes: classes, templates: prompts, useCache: !noCache)
-            let p = preprocessing
-            let (images, rows) = try embedImages(
-                model, manifest, size: p.imageSize,
-                normalization: Normalization(mean: SIMD3(p.mean[0], p.mean[1], p.mean[2]), std: SIMD3(p.std[0], p.std[1], p.std[2])),
-                threads: manifestOptions.workers)
+            let truth = try labelsFile.classIndices(of: manifest)
+            let embedder = try modelOptions.embedder()
+            let classifier = try zeroShotClassifier(
+                embedder.model, embedder.tokenizer, options: modelOptions, classes: classes, templates: prompts, useCache: !noCache)
+            let samples = try embedSamples(
+                embedder,
+                PairLoader(
+                    evaluating: manifest, batchSize: 64, transform: embedder.preprocessing.evalTransform, tokenizer: nil,
+                    threads: manifestOptions.workers), source: manifest.path)
+            guard samples.count > 0 else { throw CommandError("\(manifest.path): no readable images") }
+            let (images, rows) = (samples.embeddings, samples.indices)
             if rows.count < manifest.count { warn("skipped \(manifest.count - rows.count) unreadable images") }
-            try requireFiniteEmbeddings(images, names: rows.map { manifest.images[$0] }, checkpoint: modelOptions.checkpoint)
+            try requireFiniteEmbeddings(images, names: samples.names, checkpoint: modelOptions.checkpoint)
             let report = try ZeroShotReport(logits: classifier.logits(images), truth: rows.map { truth[$0] }, classNames: classifier.classNames)
             if let confusion, let confusionPicture {
                 for (file, text) in [(confusion, report.confusionCSV), (confusionPicture, report.confusionSVG)] {

@@ -42,42 +42,18 @@ func writeNames(_ names: [String], to path: String) throws {
 
 /// Class names, one per line; `a|b` gives synonyms of one class. Blank lines are ignored;
 /// a repeated class is reported and dropped.
-func readClassNames(_ path: String) throws -> [[String]] {
+func readClassNames(_ path: String) throws -> ClassLabels {
     let labels = try ClassLabels(contentsOf: path)
     for d in labels.duplicates { warn("\(path):\(d.line): label '\(d.name)' appears again; ignored") }
-    return labels.classes
+    return labels
 }
 
-/// The class index of each sample's label column.
-func classIndices(_ manifest: Manifest, _ classes: [[String]], file: String) throws -> [Int] {
-    var index: [String: Int] = [:]
-    for (i, names) in classes.enumerated() { for n in names where index[n.lowercased()] == nil { index[n.lowercased()] = i } }
-    guard let labels = manifest.labels else { throw CommandError("\(file): no label column") }
-    return try labels.enumerated().map { row, label in
-        guard let i = index[label.lowercased()] else {
-            throw CommandError("\(file):\(manifest.lines[row]): label '\(Text.excerpt(label[...]))' is not in the labels file")
-        }
-        return i
-    }
-}
-
-/// Normalised image embeddings of a manifest's images (eval transform) and the manifest rows
-/// they belong to (unreadable images are left out).
-func embedImages(
-    _ model: CLIPModel, _ manifest: Manifest, size: Int, normalization: Normalization,
-    threads: Int
-) throws -> (Tensor, [Int]) {
-    let loader = try PairLoader(
-        evaluating: manifest, batchSize: 64, transform: .eval(size: size, normalization: normalization),
-        tokenizer: nil, threads: threads)
-    var parts: [Tensor] = [], rows: [Int] = []
-    while let b = try loader.next() {
-        parts.append(withoutGradients { model.encodeImage(b.images) })
-        rows += b.indices
-        for s in b.skipped { warn("skipped \(manifest.path) \(s)") }
-    }
-    guard !parts.isEmpty else { throw CommandError("\(manifest.path): no readable images") }
-    return (Tensor.concatenate(parts, axis: 0), rows)
+/// The unit embeddings of every usable sample `loader` gives (an evaluation loader with the
+/// embedder's eval transform); each skipped sample is reported (prefixed with `source`).
+func embedSamples(_ embedder: Embedder, _ loader: PairLoader, source: String? = nil) throws -> EncodedSamples {
+    let samples = try embedder.embed(loader)
+    for s in samples.skipped { warn("skipped \(source.map { $0 + " " } ?? "")\(s)") }
+    return samples
 }
 
 /// Normalised embeddings of the image files that could be read; each unreadable one is reported.

@@ -3,6 +3,7 @@ import Foundation
 import MMCLIP
 import MMData
 import MMEval
+import MMFoundation
 
 /// `mm index`: embed a gallery of images (and texts) into an index file for `mm search` and `mm serve`.
 struct IndexCommand: ParsableCommand {
@@ -66,7 +67,7 @@ struct IndexCommand: ParsableCommand {
             let textRows = try texts.map(readTextRows) ?? []
             guard !files.isEmpty || !textRows.isEmpty else { throw CommandError("no images or texts to index") }
             let embedder = try modelOptions.embedder()
-            let images = embedImageFiles(embedder, files.map(absolutePath), batchSize: batching.batchSize)
+            let images = embedImageFiles(embedder, files.map(canonicalPath), batchSize: batching.batchSize)
             guard !images.paths.isEmpty || files.isEmpty else { throw CommandError("none of the \(files.count) images could be read") }
             var index = EmbeddingIndex(
                 modelFingerprint: embedder.fingerprint, names: images.paths, embeddings: images.embeddings,
@@ -87,15 +88,15 @@ struct IndexCommand: ParsableCommand {
         /// Shard samples as image rows named by `__key__`, their captions as the `caption` column.
         func buildFromShards(_ spec: String) throws {
             let embedder = try modelOptions.embedder()
-            let samples = try ShardEmbeddings(embedder, try shardOptions.open(spec), batchSize: batching.batchSize)
+            let samples = try embedShards(embedder, try shardOptions.open(spec), batchSize: batching.batchSize)
             let index = EmbeddingIndex(
-                modelFingerprint: embedder.fingerprint, names: samples.keys, embeddings: samples.embeddings,
-                modified: samples.keys.map { _ in -1 }, columns: ["caption"], metadata: samples.captions.map { [$0] })
+                modelFingerprint: embedder.fingerprint, names: samples.names, embeddings: samples.embeddings,
+                modified: samples.names.map { _ in -1 }, columns: ["caption"], metadata: samples.captions.map { [$0] })
             let url = URL(fileURLWithPath: output)
             do { try index.save(to: url) } catch { throw CommandError("\(output): cannot write the index (\(error))") }
             warn("indexed \(index.count) shard samples → \(output)")
             if let ann { try buildApproximate(url, kind: ann, nprobe: nprobe, efSearch: efSearch) } else { removeStaleApproximate(url) }
-            if samples.skipped > 0 { throw ExitCode(1) }
+            if !samples.skipped.isEmpty { throw ExitCode(1) }
         }
     }
 }
@@ -124,9 +125,6 @@ func removeStaleApproximate(_ url: URL) {
         warn("removed \(f.path) (built from the previous index)")
     }
 }
-
-/// A path made absolute and standardised, so the index names files wherever it is used.
-func absolutePath(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
 
 /// Text rows: one per non-empty line (LF, CRLF or CR).
 func readTextRows(_ path: String) throws -> [String] {
@@ -160,7 +158,7 @@ struct CaptionsFile {
             values.append(Array(m.labels!))
         }
         columns = others.map { $0 == captionKey ? "caption" : $0 }
-        images = head.images.map(absolutePath)
+        images = head.images.map(canonicalPath)
         var rows: [String: [String]] = [:]
         for (r, image) in images.enumerated() where rows[image] == nil { rows[image] = values.map { $0[r] } }
         self.rows = rows
@@ -199,7 +197,7 @@ extension IndexCommand {
             for (i, name) in gallery.names.enumerated() where gallery.kinds[i] == .image { row[name] = i }
             // Rows to (re-)embed: new files and files changed since they were embedded (names as
             // stored: absolute for indexes built by this version, as given for older ones).
-            let stale = files.map { row[$0] != nil ? $0 : absolutePath($0) }.filter { path in
+            let stale = files.map { row[$0] != nil ? $0 : canonicalPath($0) }.filter { path in
                 guard let i = row[path], let times = gallery.modified else { return true }
                 return times[i] != modificationTime(path)
             }
@@ -263,7 +261,7 @@ extension IndexCommand {
 func sameFile(_ a: String, _ b: String) -> Bool {
     var sa = stat(), sb = stat()
     if stat(a, &sa) == 0, stat(b, &sb) == 0 { return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino }
-    return absolutePath(a) == absolutePath(b)
+    return canonicalPath(a) == canonicalPath(b)
 }
 
 extension ApproximateIndex.Kind: ExpressibleByArgument {}

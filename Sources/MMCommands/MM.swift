@@ -32,9 +32,9 @@ public struct MM: ParsableCommand {
 
     public init() {}
 
-    /// Runs the command line. First checks that the kernels' threads can be created: Dispatch's
-    /// pool retries a refused thread forever, so a thread limit (`ulimit -u`) would hang the first
-    /// parallel kernel instead of failing.
+    /// Runs the command line; an error is printed as one line with its hint (`withHint`). First
+    /// checks that the kernels' threads can be created: Dispatch's pool retries a refused thread
+    /// forever, so a thread limit (`ulimit -u`) would hang the first parallel kernel instead of failing.
     public static func main() {
         do {
             try Threads.checkAvailable(Threads.count)
@@ -42,6 +42,11 @@ public struct MM: ParsableCommand {
             warn("mm: \(error)")
             Foundation.exit(1)
         }
-        main(nil)
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: withHint(error))
+        }
     }
 }

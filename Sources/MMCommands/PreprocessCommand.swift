@@ -1,6 +1,8 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import MMData
+import MMFoundation
 import MMImage
 import MMTensor
 
@@ -80,7 +82,7 @@ struct PreprocessCommand: ParsableCommand {
             guard let text = try? ReadableFile(list, maxSize: 1 << 30).readText() else {
                 throw ValidationError("\(list): cannot read the list (missing, not a regular file, or not UTF-8)")
             }
-            paths += text.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
+            paths += Text.lines(text).filter { !$0.isEmpty }.map(String.init)
         }
         guard !paths.isEmpty else { throw ValidationError("no image paths given") }
 
@@ -92,26 +94,27 @@ struct PreprocessCommand: ParsableCommand {
             train
             ? ImageTransform.train(size: size, normalization: normalization, decode: decode)
             : ImageTransform.eval(size: size, normalization: normalization, decode: decode)
-        let loader = ImageBatchLoader(transform: transform, threads: threads ?? Threads.count)
         let sample = 3 * size * size
 
         if benchmark || memory {
-            try measure(loader, paths)
+            try measure(transform, paths)
             return
         }
 
+        // Each image's row by its position in the list; an unreadable one stays zero.
         var all = [Float](repeating: 0, count: paths.count * sample)
         var failed = 0
-        for start in stride(from: 0, to: paths.count, by: batchSize) {
-            let batchPaths = Array(paths[start..<min(start + batchSize, paths.count)])
-            let batch = loader.load(batchPaths, seed: seed &+ UInt64(start))
-            all.withUnsafeMutableBufferPointer {
-                $0.baseAddress!.advanced(by: start * sample).update(from: batch.pixels.data, count: batchPaths.count * sample)
+        let loader = try PairLoader(evaluating: paths, batchSize: batchSize, transform: transform, threads: threads ?? Threads.count, seed: seed)
+        while let batch = try loader.next() {
+            all.withUnsafeMutableBufferPointer { out in
+                for (row, i) in batch.indices.enumerated() {
+                    (out.baseAddress! + i * sample).update(from: batch.images.data + row * sample, count: sample)
+                }
             }
-            for failure in batch.failures {
-                FileHandle.standardError.write(Data("error: \(failure.error)\n".utf8))
-                failed += 1
-            }
+        }
+        for failure in loader.badImages {
+            FileHandle.standardError.write(Data("error: \(failure.error.map { "\($0)" } ?? failure.description)\n".utf8))
+            failed += 1
         }
         if let output {
             try writeNPY(all, shape: [paths.count, 3, size, size], to: output)
@@ -123,17 +126,17 @@ struct PreprocessCommand: ParsableCommand {
     }
 
     /// Times `passes` passes over the list (batches of `batchSize`) and/or logs resident memory.
-    private func measure(_ loader: ImageBatchLoader, _ paths: [String]) throws {
+    private func measure(_ transform: ImageTransform, _ paths: [String]) throws {
         var failures = 0
         var checksum = 0.0
+        let threads = self.threads ?? Threads.count
         let start = DispatchTime.now().uptimeNanoseconds
         for pass in 0..<passes {
-            for first in stride(from: 0, to: paths.count, by: batchSize) {
-                let batchPaths = Array(paths[first..<min(first + batchSize, paths.count)])
-                let batch = loader.load(batchPaths, seed: seed &+ UInt64(pass * paths.count + first))
-                failures += batch.failures.count
-                if pass == 0 { checksum += Double(batch.pixels.data[0]) + Double(batch.pixels.data[batch.pixels.count - 1]) }
+            let loader = try PairLoader(evaluating: paths, batchSize: batchSize, transform: transform, threads: threads, seed: seed &+ UInt64(pass))
+            while let batch = try loader.next() {
+                if pass == 0 && batch.count > 0 { checksum += Double(batch.images.data[0]) + Double(batch.images.data[batch.images.count - 1]) }
             }
+            failures += loader.badImages.count
             if memory {
                 print("{\"pass\": \(pass + 1), \"images\": \((pass + 1) * paths.count), \"failures\": \(failures), \"rss_kib\": \(residentKiB())}")
             }
@@ -142,7 +145,7 @@ struct PreprocessCommand: ParsableCommand {
         let images = passes * paths.count
         if benchmark {
             print(
-                "{\"images\": \(images), \"threads\": \(loader.threads), \"fast\": \(fast), \"size\": \(size), "
+                "{\"images\": \(images), \"threads\": \(threads), \"fast\": \(fast), \"size\": \(size), "
                     + "\"seconds\": \(seconds), \"images_per_second\": \(Double(images) / seconds), "
                     + "\"failures\": \(failures), \"checksum\": \(checksum)}")
         }

@@ -74,38 +74,22 @@ struct ShardOptions: ParsableArguments {
 /// The embeddings of shard samples for `mm embed`, `mm index build` and `mm eval retrieval`:
 /// every usable sample of the shards in order (open_clip's eval transform), rows named by
 /// `__key__`, with captions; each skipped sample is reported.
-struct ShardEmbeddings {
-    var keys: [String] = []
-    var captions: [String] = []
-    var embeddings: Tensor
-    var skipped = 0
-
-    init(_ embedder: Embedder, _ shards: ShardSet, batchSize: Int) throws {
-        let loader = try PairLoader(
-            evaluating: shards, batchSize: batchSize, transform: embedder.preprocessing.evalTransform,
-            tokenizer: nil)
-        var parts: [Tensor] = []
-        while let b = try loader.next() {
-            for s in b.skipped { warn("skipped \(s)") }
-            skipped += b.skipped.count
-            keys += b.names
-            captions += b.captions
-            parts.append(withoutGradients { embedder.model.encodeImage(b.images) })
-        }
-        guard !parts.isEmpty else { throw CommandError("\(shards.spec): no readable samples") }
-        embeddings = Tensor.concatenate(parts, axis: 0)
-    }
+func embedShards(_ embedder: Embedder, _ shards: ShardSet, batchSize: Int) throws -> EncodedSamples {
+    let loader = try PairLoader(evaluating: shards, batchSize: batchSize, transform: embedder.preprocessing.evalTransform, tokenizer: nil)
+    let samples = try embedSamples(embedder, loader)
+    guard samples.count > 0 else { throw CommandError("\(shards.spec): no readable samples") }
+    return samples
 }
 
 extension EvalCommand.Retrieval {
     /// Retrieval over shards: each sample is one image and its caption.
     func runOnShards() throws {
         let embedder = try modelOptions.embedder()
-        let samples = try ShardEmbeddings(embedder, try shardOptions.open(pairs), batchSize: 32)
+        let samples = try embedShards(embedder, try shardOptions.open(pairs), batchSize: 32)
         let texts = embedder.embed(texts: samples.captions)
-        let m = try RetrievalMetrics(images: samples.embeddings, texts: texts, imageOfText: Array(samples.keys.indices))
-        try report(m, images: samples.keys.count, captions: samples.captions.count, skipped: samples.skipped)
-        if samples.skipped > 0 { throw ExitCode(1) }
+        let m = try RetrievalMetrics(images: samples.embeddings, texts: texts, imageOfText: Array(samples.names.indices))
+        try report(m, images: samples.count, captions: samples.captions.count, skipped: samples.skipped.count)
+        if !samples.skipped.isEmpty { throw ExitCode(1) }
     }
 
     func report(_ m: RetrievalMetrics, images: Int, captions: Int, skipped: Int) throws {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import MMFoundation
 import MMTokenizer
 
 /// `mm tokenize`: open_clip's token ids for a caption, or for every line of a caption file.
@@ -87,9 +88,7 @@ struct TokenizeCommand: ParsableCommand {
             out += render(caption, Array(rows[(i * contextLength)..<((i + 1) * contextLength)]), tokenizer) + "\n"
         }
         if let path = output {
-            guard FileManager.default.createFile(atPath: path, contents: Data(out.utf8)) else {
-                throw ValidationError("\(path): cannot write")
-            }
+            do { try AtomicFile.write(out, to: path) } catch let error as FileError { throw CommandError(error.description) }
         } else {
             print(out, terminator: "")
         }

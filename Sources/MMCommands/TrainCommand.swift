@@ -4,6 +4,7 @@ import MMCLIP
 import MMData
 import MMDistributed
 import MMDistributedMPI
+import MMFoundation
 import MMNN
 import MMTrain
 
@@ -83,12 +84,12 @@ struct TrainCommand: ParsableCommand {
         // Every numeric value is checked in one place, the library's; its message names the option.
         if runOptions.resume == nil {
             do { try configuration(pairs: pairs!, ranks: 1).validate() } catch let error as TrainingError {
-                throw ValidationError(Self.explain(error))
+                throw ValidationError(explain(error))
             }
         } else {
             var probe = TrainingOptions()
             optimisation.applyChanges(to: &probe)
-            do { try probe.validate() } catch let error as TrainingError { throw ValidationError(Self.explain(error)) }
+            do { try probe.validate() } catch let error as TrainingError { throw ValidationError(explain(error)) }
         }
     }
 
@@ -123,11 +124,11 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         guard MPIGroup.isLaunchedByMPI else {
-            do { try train(group: nil) } catch let error as TrainingError { throw CommandError(Self.explain(error)) }
+            try train(group: nil)
             return
         }
         let group = try MPIGroup(timeout: runOptions.mpiTimeout)
-        if ProcessInfo.processInfo.environment["MM_THREADS"] == nil {
+        if Threads.fromEnvironment == nil {
             Threads.set(max(1, ProcessInfo.processInfo.activeProcessorCount / group.localSize))
         }
         do {
@@ -137,7 +138,7 @@ struct TrainCommand: ParsableCommand {
             throw exit
         } catch {
             // The other ranks would wait for this one until their timeout: end them all now.
-            let line = (error as? TrainingError).map(Self.explain) ?? "\(error)"
+            let line = "\(withHint(error))"
             warn(error is DistributedError ? "mm \(line)" : "mm rank \(group.rank): \(line)")
             if case .interrupted = error as? DistributedError { group.abort(code: 130) }
             group.abort(code: 1)
@@ -196,30 +197,6 @@ struct TrainCommand: ParsableCommand {
             throw ExitCode(130)
         }
         say("done: \(run.trainer.epochCheckpoint.path)")
-    }
-
-    /// One line for a training error, with what to do about it on the command line.
-    static func explain(_ error: TrainingError) -> String {
-        switch error {
-        case .invalidOption(let name, _, _):
-            let flag = [
-                "epochs": "--epochs", "steps": "--steps", "batch size": "--batch-size", "accumulation frequency": "--accum-freq",
-                "learning rate": "--lr", "weight decay": "--wd", "warm-up": "--warmup", "gradient clip": "--grad-clip",
-                "time budget": "--max-minutes", "queue size": "--queue", "momentum": "--momentum",
-                "image self-supervision": "--image-ssl", "text self-supervision": "--text-ssl", "text dropout": "--text-dropout",
-                "SSL temperature": "--ssl-temperature", "SimCSE temperature": "--simcse-temperature", "SSL weight": "--ssl-weight",
-                "labels": "--labels-key", "separator": "--separator", "workers": "--workers"
-            ][name]
-            return flag.map { "\($0): \(error)" } ?? "\(error)"
-        case .runFolderNotEmpty: return "\(error); continue it with --resume, or start over with --overwrite"
-        case .batchNotDivisible(_, let global, _): return "\(error); resume with a rank count dividing \(global)"
-        case .tooFewBatches: return "\(error); lower --batch-size or --accum-freq"
-        case .diverged(_, _, let lastGood):
-            return "\(error). Try \(lastGood != nil ? "--resume RUN with " : "")a lower --lr, or --grad-clip 1"
-        case .missingLogitBias: return "\(error); use --loss clip or a SigLIP checkpoint"
-        case .manifestChanged: return "\(error); resume with the original file, or start a new run"
-        default: return "\(error)"
-        }
     }
 }
 

@@ -55,7 +55,7 @@ struct ZeroShotCommand: ParsableCommand {
     }
 
     func run() throws {
-        let classes = try readClassNames(labels)
+        let classes = try readClassNames(labels).classes
         let prompts = try PromptTemplates.named(templates)
         let (paths, missing) = collectImages(images)
         guard !paths.isEmpty else { throw CommandError("no images to classify") }

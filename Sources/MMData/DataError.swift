@@ -1,7 +1,8 @@
+import Foundation
 import MMFoundation
 
-/// Bad input to the data pipeline. Each description is one line that names the file (and line)
-/// and says what to do.
+/// Bad input to the data pipeline. Each description is one line that names the file (and line);
+/// the command line adds what to do (which option to pass).
 public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     /// The manifest could not be opened or read.
     case unreadable(path: String, reason: String)
@@ -24,6 +25,17 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     /// Too many images in a row failed to load, or too few load at all to fill a batch.
     case tooManyBadImages(count: Int, reason: String, last: String)
 
+    /// A labels file (one class a line) that cannot be read or holds no class.
+    case badLabels(path: String, reason: String)
+    /// A control character in a labels file: not a text file of names (1-based line).
+    case controlCharacterInLabels(path: String, line: Int, value: UInt32)
+    /// A labels file with one class left (after duplicates): every image would score 100 %.
+    case oneClass(path: String, name: String)
+    /// A manifest read without the label column that is needed.
+    case noLabelColumn(path: String)
+    /// A manifest row whose label is not among the classes.
+    case unknownLabel(path: String, line: Int, label: String)
+
     /// A shard file that cannot be opened.
     case unreadableShard(path: String, reason: String)
     /// A shard specification that names no usable local files.
@@ -40,25 +52,34 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
         case let .unreadable(path, reason):
             return "\(path): cannot read manifest (\(reason))"
         case let .badLine(path, line, reason):
-            return "\(path):\(line): \(reason); fix the line or pass --skip-bad to skip and count bad lines"
+            return "\(path):\(line): \(reason)"
         case let .missingColumn(path, key, role, columns):
             // Quoted in short: a header that is really the whole file must not become the message.
             var list = columns.prefix(12).map { "'\(Text.excerpt($0[...], limit: 40))'" }.joined(separator: ", ")
             if columns.count > 12 { list += ", … (\(columns.count) in all)" }
-            return
-                "\(path):1: the header has no \(role) column '\(key)' (its columns: \(list)); pass --\(role)-key naming one of them, or add a header line"
+            return "\(path):1: the header has no \(role) column '\(key)' (its columns: \(list))"
         case let .empty(path):
             return "\(path): the manifest has no samples (it needs lines of image path and caption)"
         case let .noUsableSamples(path, skipped):
             return "\(path): all \(skipped) sample lines are bad, nothing to load"
         case let .noCaptions(path):
-            return "\(path): read without a caption column, but training needs captions; pass --caption-key"
+            return "\(path): read without a caption column, but training needs captions"
         case let .batchLargerThanData(batchSize, samples):
-            return "batch size \(batchSize) is larger than the \(samples) samples: no full batch per epoch; use a batch of at most \(samples)"
+            return "batch size \(batchSize) is larger than the \(samples) samples: no full batch per epoch"
         case let .invalidSeparator(separator):
             return "separator \(separator) must be one ASCII character other than a quote or line break"
         case let .badPosition(what):
             return "cannot resume the data loader: \(what)"
+        case let .badLabels(path, reason):
+            return "\(path): \(reason)"
+        case let .controlCharacterInLabels(path, line, value):
+            return "\(path):\(line): control character U+\(String(format: "%04X", value)) in a label; not a labels file"
+        case let .oneClass(path, name):
+            return "\(path): only one class (\(Text.excerpt(name[...]))); zero-shot needs at least two"
+        case let .noLabelColumn(path):
+            return "\(path): no label column"
+        case let .unknownLabel(path, line, label):
+            return "\(path):\(line): label '\(Text.excerpt(label[...]))' is not in the labels file"
         case let .unreadableShard(path, reason):
             return "\(path): cannot read shard (\(reason))"
         case let .badShardSpec(spec, reason):

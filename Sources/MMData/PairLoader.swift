@@ -59,6 +59,10 @@ public struct SkippedImage: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { error.map { "\(location): \($0)" } ?? "\(location): \(reason)" }
+
+    /// Why, and where in its file: `line 12: …` for a manifest (whose path the log names
+    /// beside it), the description for shards.
+    public var detail: String { line > 0 ? "line \(line): \(reason)" : description }
 }
 
 /// One batch of samples, ready for the model.
@@ -83,8 +87,19 @@ public struct PairBatch {
     public let skipped: [SkippedImage]
     /// The position after this batch: save it with a checkpoint taken after training on it.
     public let next: LoaderPosition
+    /// A class id per sample (a manifest's label column), for a multi-positive loss.
+    public var labels: [Int64]?
 
     public var count: Int { indices.count }
+}
+
+extension PairBatch {
+    /// A batch made by hand (tests, custom batch sources): samples numbered from 0, nothing skipped.
+    public init(images: Tensor, ids: IntTensor, views: Tensor? = nil, labels: [Int64]? = nil) {
+        self.init(
+            images: images, views: views, ids: ids, indices: Array(0..<ids.shape[0]), names: [], captions: [], epoch: 0, index: 0,
+            skipped: [], next: .start, labels: labels)
+    }
 }
 
 /// Loads image–caption batches ahead of the training loop, from either sample source: a
@@ -162,7 +177,7 @@ public final class PairLoader {
     ) throws {
         try Self.check(start, batches: order.batchesPerEpoch, batchSize: order.batchSize)
         try self.init(
-            feed: try ShardFeed(shards, order: order), transform: transform, order: nil, seed: order.seed,
+            feed: ShardFeed(shards, order: order), transform: transform, order: nil, seed: order.seed,
             batchesPerEpoch: order.batchesPerEpoch, batchSize: order.batchSize,
             tokenizer: tokenizer, contextLength: contextLength, start: start, epochs: epochs,
             threads: threads, prefetch: prefetch, background: background,
@@ -190,10 +205,24 @@ public final class PairLoader {
         prefetch: Int = 2, background: Bool = false, maxFailuresInARow: Int? = nil
     ) throws {
         try self.init(
-            feed: try ShardFeed(shards, order: nil), transform: transform, order: nil, seed: 0, batchesPerEpoch: nil,
+            feed: ShardFeed(shards, order: nil), transform: transform, order: nil, seed: 0, batchesPerEpoch: nil,
             batchSize: batchSize, tokenizer: tokenizer, contextLength: contextLength,
             start: .start, epochs: nil, threads: threads, prefetch: prefetch, background: background,
             maxFailuresInARow: maxFailuresInARow, extraView: false)
+    }
+
+    /// A loader over image files in the order given (no captions): `indices` are positions in
+    /// `files`, and an unreadable file is listed in `skipped` and never stops the loader.
+    /// `seed` seeds an augmenting transform (sample `i` draws from `(seed, i)`).
+    public convenience init(
+        evaluating files: [String], batchSize: Int, transform: ImageTransform, threads: Int = Threads.count,
+        seed: UInt64 = 0, prefetch: Int = 2
+    ) throws {
+        try self.init(
+            feed: FileListFeed(files), transform: transform, order: nil, seed: seed, batchesPerEpoch: nil,
+            batchSize: batchSize, tokenizer: nil, contextLength: nil, start: .start, epochs: nil,
+            threads: max(1, min(threads, files.count)), prefetch: prefetch, background: false,
+            maxFailuresInARow: .max, extraView: false)
     }
 
     private static func check(_ start: LoaderPosition, batches: Int, batchSize: Int) throws {
@@ -316,6 +345,23 @@ final class ManifestFeed: SampleFeed {
             return FeedSample(
                 id: i, image: .file(path), caption: manifest.captions?[i], line: manifest.lines[i],
                 location: "line \(manifest.lines[i])", name: path, failure: nil)
+        }
+    }
+
+    func drainSkips() -> [SkippedImage] { [] }
+}
+
+/// Image files in the order given, each its own location.
+final class FileListFeed: SampleFeed {
+    let files: [String]
+
+    init(_ files: [String]) { self.files = files }
+
+    var streamLength: Int? { nil }
+
+    func samples(epoch: Int, from start: Int, count: Int) throws -> [FeedSample] {
+        (start..<min(start + count, files.count)).map { i in
+            FeedSample(id: i, image: .file(files[i]), caption: nil, line: 0, location: files[i], name: files[i], failure: nil)
         }
     }
 

@@ -77,8 +77,8 @@ public final class ApproximateIndex: @unchecked Sendable {
     /// Builds an index of `kind` over every row of `index` (which must come from a file: the
     /// sidecar records its checksum). Training uses an evenly spaced sample of the rows.
     public static func build(_ index: EmbeddingIndex, kind: Kind, nprobe: Int? = nil, efSearch: Int? = nil) throws -> ApproximateIndex {
-        guard let checksum = index.checksum else { throw EvalError("an approximate index is built from a saved index file") }
-        guard index.count > 0 else { throw EvalError("\(index.file ?? "index"): no rows to index") }
+        guard let checksum = index.checksum else { throw EvalError.unsavedIndex }
+        guard index.count > 0 else { throw EvalError.emptyIndex(file: index.file ?? "index") }
         let started = DispatchTime.now().uptimeNanoseconds
         mmf_set_threads(threads)
         let factory = factory(kind, rows: index.count, dimension: index.dimension)
@@ -92,7 +92,7 @@ public final class ApproximateIndex: @unchecked Sendable {
         let status = mmf_build(
             factory, Int32(index.dimension), sample.data, Int64(sampleSize), rows.data, Int64(index.count), &out, &error, error.count)
         guard status == 0, let handle = out else {
-            throw EvalError("\(index.file ?? "index"): faiss could not build \(factory) (\(String(cString: error)))")
+            throw EvalError.faiss(file: index.file ?? "index", reason: "could not build \(factory) (\(String(cString: error)))")
         }
         let info = Info(
             kind: kind, factory: factory, rows: index.count, dimension: index.dimension,
@@ -116,18 +116,20 @@ public final class ApproximateIndex: @unchecked Sendable {
         var error = [CChar](repeating: 0, count: 512)
         guard mmf_write(handle, temporary, &error, error.count) == 0 else {
             unlink(temporary)
-            throw EvalError("\(faissURL.path): faiss could not write the index (\(String(cString: error)))")
+            throw EvalError.faiss(file: faissURL.path, reason: "could not write the index (\(String(cString: error)))")
         }
         let fd = open(temporary, O_RDONLY)
         if fd >= 0 { fsync(fd); close(fd) }
         guard rename(temporary, faissURL.path) == 0 else {
             unlink(temporary)
-            throw EvalError("\(faissURL.path): cannot write it (\(String(cString: strerror(errno))))")
+            throw EvalError.unwritable(file: faissURL.path, reason: String(cString: strerror(errno)))
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let json = try encoder.encode(info)
-        do { try AtomicFile.write(json, to: infoURL.path) } catch let error as FileError { throw EvalError(error.description) }
+        do { try AtomicFile.write(json, to: infoURL.path) } catch let error as FileError {
+            throw EvalError.unwritable(file: error.path, reason: error.reason)
+        }
     }
 
     /// The approximate index saved beside `index`'s file, nil when there is none; an error when it
@@ -139,24 +141,24 @@ public final class ApproximateIndex: @unchecked Sendable {
         guard let bytes = try? ReadableFile(infoURL.path, maxSize: 1 << 20).readAll(),
             let info = try? JSONDecoder().decode(Info.self, from: Data(bytes))
         else {
-            throw EvalError("\(infoURL.path): missing or unreadable approximate-index description (rebuild with `--ann`)")
+            throw EvalError.staleApproximateIndex(file: infoURL.path, reason: "missing or unreadable approximate-index description")
         }
         guard info.checksum == String(checksum, radix: 16), info.rows == index.count, info.dimension == index.dimension else {
-            throw EvalError("\(faissURL.path): built from other contents of \(file) (stale); rebuild it with --ann")
+            throw EvalError.staleApproximateIndex(file: faissURL.path, reason: "built from other contents of \(file) (stale)")
         }
         guard (1...1000).contains(info.candidatesPerResult) else {
-            throw EvalError("\(infoURL.path): candidatesPerResult \(info.candidatesPerResult) is outside 1…1000")
+            throw EvalError.badIndex(file: infoURL.path, reason: "candidatesPerResult \(info.candidatesPerResult) is outside 1…1000")
         }
         var error = [CChar](repeating: 0, count: 512)
         var out: OpaquePointer?
         guard mmf_read(faissURL.path, &out, &error, error.count) == 0, let handle = out else {
-            throw EvalError("\(faissURL.path): faiss could not read it (\(String(cString: error)))")
+            throw EvalError.faiss(file: faissURL.path, reason: "could not read it (\(String(cString: error)))")
         }
         let loaded = ApproximateIndex(info: info, handle: handle)
         guard mmf_count(handle) == Int64(index.count), Int(mmf_dimension(handle)) == index.dimension, mmf_is_inner_product(handle) == 1 else {
-            throw EvalError(
-                "\(faissURL.path): holds \(mmf_count(handle)) rows of dimension \(mmf_dimension(handle)), the index \(index.count) of \(index.dimension)"
-            )
+            throw EvalError.staleApproximateIndex(
+                file: faissURL.path,
+                reason: "holds \(mmf_count(handle)) rows of dimension \(mmf_dimension(handle)), the index \(index.count) of \(index.dimension)")
         }
         mmf_set_threads(threads)
         try loaded.applySearchParameters()
@@ -168,7 +170,7 @@ public final class ApproximateIndex: @unchecked Sendable {
         for (name, value) in [("nprobe", info.nprobe), ("efSearch", info.efSearch)] {
             guard let value else { continue }
             guard mmf_set_parameter(handle, name, Double(value), &error, error.count) == 0 else {
-                throw EvalError("faiss: cannot set \(name) = \(value) (\(String(cString: error)))")
+                throw EvalError.faiss(file: nil, reason: "cannot set \(name) = \(value) (\(String(cString: error)))")
             }
         }
     }
@@ -181,7 +183,7 @@ public final class ApproximateIndex: @unchecked Sendable {
         var scores = [Float](repeating: 0, count: q * k), labels = [Int64](repeating: -1, count: q * k)
         var error = [CChar](repeating: 0, count: 512)
         guard mmf_search(handle, queries.data, Int64(q), Int64(k), &scores, &labels, &error, error.count) == 0 else {
-            throw EvalError("faiss search failed (\(String(cString: error)))")
+            throw EvalError.faiss(file: nil, reason: "search failed (\(String(cString: error)))")
         }
         return (0..<q).map { i in labels[(i * k)..<((i + 1) * k)].compactMap { $0 >= 0 && $0 < Int64(info.rows) ? Int($0) : nil } }
     }

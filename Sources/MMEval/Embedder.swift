@@ -1,5 +1,6 @@
 import Foundation
 import MMCLIP
+import MMData
 import MMImage
 import MMTokenizer
 
@@ -35,7 +36,7 @@ public final class Embedder {
         let words = try named.map { try Vocabulary.load($0) } ?? Vocabulary.clip()
         let size = loaded.model.config.text.vocabSize
         guard words.count <= size else {
-            throw EvalError("vocabulary \(named ?? "CLIP") has \(words.count) tokens but the model's text tower has \(size)")
+            throw EvalError.vocabularyTooLarge(vocabulary: named ?? "CLIP", tokens: words.count, towerTokens: size)
         }
         self.init(
             model: loaded.model, preprocessing: loaded.preprocessing,
@@ -60,22 +61,26 @@ public final class Embedder {
     /// batches; the others are listed in `failures`, never fatal.
     public func embed(imageFiles paths: [String], batchSize: Int = 32) -> ImageEmbeddings {
         precondition(batchSize > 0, "batch size must be positive")
-        let loader = ImageBatchLoader(transform: preprocessing.evalTransform)
-        let d = model.config.embedDim
-        var values: [Float] = [], kept: [String] = [], failures: [(path: String, error: String)] = []
-        for start in stride(from: 0, to: paths.count, by: batchSize) {
-            let chunk = Array(paths[start..<min(start + batchSize, paths.count)])
-            let batch = loader.load(chunk)
-            let bad = Set(batch.failures.map(\.index))
-            failures += batch.failures.map { (chunk[$0.index], "\($0.error)") }
-            let e = withoutGradients { model.encodeImage(batch.pixels) }
-            for (i, path) in chunk.enumerated() where !bad.contains(i) {
-                values += UnsafeBufferPointer(start: e.data + i * d, count: d)
-                kept.append(path)
-            }
+        let loader: PairLoader
+        do { loader = try PairLoader(evaluating: paths, batchSize: batchSize, transform: preprocessing.evalTransform) } catch {
+            // No thread could start (a process limit): no file can be read.
+            return ImageEmbeddings(paths: [], embeddings: Tensor.zeros([0, model.config.embedDim]), failures: paths.map { ($0, "\(error)") })
         }
-        return ImageEmbeddings(paths: kept, embeddings: Tensor(shape: [kept.count, d], values: values), failures: failures)
+        // A file-list loader lists bad files and never fails; `badImages` has them all (a batch
+        // carries only those met while it filled).
+        let samples = loader.encodeAll(width: model.config.embedDim, next: { try? $0.next() }, encode)
+        return ImageEmbeddings(
+            paths: samples.names, embeddings: samples.embeddings,
+            failures: loader.badImages.map { ($0.path, $0.error.map { "\($0)" } ?? $0.reason) })
     }
+
+    /// Every remaining sample of an evaluation loader (its transform should be
+    /// `preprocessing.evalTransform`) → unit rows, with the samples' names and captions.
+    public func embed(_ loader: PairLoader) throws -> EncodedSamples {
+        try loader.encodeAll(width: model.config.embedDim, encode)
+    }
+
+    private func encode(_ images: Tensor) -> Tensor { withoutGradients { model.encodeImage(images) } }
 
     /// The index rows (of `kind`, if given) closest to a text; an error if the index was built by
     /// another model. With `approximate`, candidates come from it and are re-scored exactly.
@@ -95,7 +100,7 @@ public final class Embedder {
     ) throws -> [EmbeddingIndex.Match] {
         try index.requireModel(fingerprint, dimension: model.config.embedDim)
         let query = embed(imageFiles: [imageFile])
-        if let failure = query.failures.first { throw EvalError("cannot read the query image: \(failure.error)") }
+        if let failure = query.failures.first { throw EvalError.unreadableQuery(reason: failure.error) }
         return try index.search(query.embeddings, k: k, kind: kind, approximate: approximate)[0]
     }
 }
@@ -107,11 +112,4 @@ public struct ImageEmbeddings {
     /// [paths.count, D], unit rows.
     public let embeddings: Tensor
     public let failures: [(path: String, error: String)]
-}
-
-extension Preprocessing {
-    /// open_clip's eval transform for this preprocessing (exact decode).
-    public var evalTransform: ImageTransform {
-        .eval(size: imageSize, normalization: Normalization(mean: SIMD3(mean[0], mean[1], mean[2]), std: SIMD3(std[0], std[1], std[2])))
-    }
 }

@@ -201,12 +201,15 @@ public struct EmbeddingIndex {
     /// its embeddings have the index's dimension (a file can claim a fingerprint it was not built with).
     public func requireModel(_ fingerprint: String, dimension modelDimension: Int? = nil) throws {
         guard fingerprint == modelFingerprint else {
-            throw EvalError(
-                "\(file ?? "index"): built with another model (fingerprint \(modelFingerprint), this model has \(fingerprint)); rebuild the index with this checkpoint"
+            throw EvalError.modelMismatch(
+                file: file ?? "index",
+                reason:
+                    "built with another model (fingerprint \(modelFingerprint), this model has \(fingerprint)); rebuild the index with this checkpoint"
             )
         }
         if let modelDimension, modelDimension != dimension {
-            throw EvalError("\(file ?? "index"): rows have dimension \(dimension) but the model's embeddings have \(modelDimension)")
+            throw EvalError.modelMismatch(
+                file: file ?? "index", reason: "rows have dimension \(dimension) but the model's embeddings have \(modelDimension)")
         }
     }
 
@@ -245,7 +248,7 @@ public struct EmbeddingIndex {
                 try withUnsafeBytes(of: sum.value.littleEndian) { try out.write($0) }
             }
         } catch let error as FileError {
-            throw EvalError(error.description)
+            throw EvalError.unwritable(file: error.path, reason: error.reason)
         }
     }
 
@@ -256,32 +259,35 @@ public struct EmbeddingIndex {
         let file = url.path
         let map: MappedFile
         do { map = try MappedFile(file) } catch let error as FileError {
-            throw EvalError("\(file): cannot read the index (\(error.reason))")
+            throw EvalError.unreadable(file: file, what: "index", reason: error.reason)
         }
         let bytes = map.bytes
-        guard !bytes.isEmpty else { throw EvalError("\(file): not an mm index (empty file)") }
+        guard !bytes.isEmpty else { throw EvalError.badIndex(file: file, reason: "not an mm index (empty file)") }
         func read<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
             T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
         }
-        guard bytes.count >= 24, Array(bytes[0..<8]) == magic else { throw EvalError("\(file): not an mm index (no MMINDEX magic)") }
+        guard bytes.count >= 24, Array(bytes[0..<8]) == magic else {
+            throw EvalError.badIndex(file: file, reason: "not an mm index (no MMINDEX magic)")
+        }
         let version = read(UInt32.self, at: 8)
         guard readableVersions.contains(version) else {
-            throw EvalError("\(file): index version \(version), this mm reads versions \(readableVersions.lowerBound)–\(readableVersions.upperBound)")
+            throw EvalError.badIndex(
+                file: file, reason: "index version \(version), this mm reads versions \(readableVersions.lowerBound)–\(readableVersions.upperBound)")
         }
         var sum = FNV1a()
         sum.combine(words: UnsafeRawBufferPointer(rebasing: bytes[0..<(bytes.count - 8)]))
         guard read(UInt64.self, at: bytes.count - 8) == sum.value else {
-            throw EvalError("\(file): checksum mismatch, the index is corrupt (rebuild it)")
+            throw EvalError.badIndex(file: file, reason: "checksum mismatch, the index is corrupt (rebuild it)")
         }
         let headerLength = Int(read(UInt32.self, at: 12))
         guard headerLength <= bytes.count - 24,
             let header = try? JSONDecoder().decode(Header.self, from: Data(bytes[16..<(16 + headerLength)]))
         else {
-            throw EvalError("\(file): unreadable index header")
+            throw EvalError.badIndex(file: file, reason: "unreadable index header")
         }
         let n = header.names.count
         func check(_ what: String, _ count: Int?) throws {
-            if let count, count != n { throw EvalError("\(file): index header has \(count) \(what) for \(n) names") }
+            if let count, count != n { throw EvalError.badIndex(file: file, reason: "index header has \(count) \(what) for \(n) names") }
         }
         try check("modification times", header.modified?.count)
         try check("ids", header.ids?.count)
@@ -289,11 +295,12 @@ public struct EmbeddingIndex {
         try check("metadata rows", header.metadata?.count)
         let columns = header.columns ?? []
         if let bad = header.metadata?.firstIndex(where: { $0.count != columns.count }) {
-            throw EvalError("\(file): index metadata row \(bad) has \(header.metadata![bad].count) values for \(columns.count) columns")
+            throw EvalError.badIndex(
+                file: file, reason: "index metadata row \(bad) has \(header.metadata![bad].count) values for \(columns.count) columns")
         }
-        if let ids = header.ids, Set(ids).count != n { throw EvalError("\(file): index header repeats an id") }
+        if let ids = header.ids, Set(ids).count != n { throw EvalError.badIndex(file: file, reason: "index header repeats an id") }
         guard header.dimension > 0, header.dimension <= maximumDimension else {
-            throw EvalError("\(file): index dimension \(header.dimension) is outside 1…\(maximumDimension)")
+            throw EvalError.badIndex(file: file, reason: "index dimension \(header.dimension) is outside 1…\(maximumDimension)")
         }
         // count × dimension × 4 cannot overflow now (count < file size, dimension ≤ 2¹⁶), but
         // say so in the arithmetic rather than trust it.
@@ -301,8 +308,10 @@ public struct EmbeddingIndex {
         let (floats, o1) = n.multipliedReportingOverflow(by: header.dimension)
         let (expected, o2) = floats.multipliedReportingOverflow(by: 4)
         guard !o1, !o2, bytes.count - 8 - start == expected else {
-            throw EvalError(
-                "\(file): index holds \(bytes.count - 8 - start) bytes of embeddings, expected \(o1 || o2 ? "more than can be addressed" : String(expected))"
+            throw EvalError.badIndex(
+                file: file,
+                reason:
+                    "index holds \(bytes.count - 8 - start) bytes of embeddings, expected \(o1 || o2 ? "more than can be addressed" : String(expected))"
             )
         }
         return EmbeddingIndex(header: header, file: file, checksum: sum.value, rows: .mapped(map, offset: start))

@@ -2,7 +2,7 @@ import Foundation
 import MMTensor
 
 /// Turns image files into normalised `[3, size, size]` float planes. Owns its decoder and every
-/// scratch buffer, reused from image to image: make one per thread (`ImageBatchLoader` does).
+/// scratch buffer, reused from image to image: make one per thread (MMData's loader does).
 public final class ImagePipeline {
     public let transform: ImageTransform
     private let decoder = Decoder()

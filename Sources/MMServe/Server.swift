@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import MMEval
+import MMFoundation
 
 /// `mm serve`: the HTTP front of a `RetrievalService` on Hummingbird.
 ///
@@ -187,8 +188,8 @@ enum Page {
     ]
 
     static func response(_ name: String) throws -> Response {
-        guard let type = files[name], let url = Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "page"),
-            let data = FileManager.default.contents(atPath: url.path)
+        guard let type = files[name], let path = Resources.locate("page/" + name, target: "MMServe").path,
+            let data = FileManager.default.contents(atPath: path)
         else { throw ServeError.notFound("no such page") }
         return Response(status: .ok, headers: [.contentType: type], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }

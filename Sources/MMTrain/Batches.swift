@@ -1,31 +1,5 @@
 import MMCLIP
-
-/// One batch of preprocessed image–caption pairs.
-public struct TrainingBatch {
-    public var images: Tensor  // [B, 3, S, S]
-    public var ids: IntTensor  // [B, context]
-    /// A second augmented view of each image [B, 3, S, S], for --image-ssl.
-    public var views: Tensor?
-    /// A class id per sample (from --labels-key), for --multi-positive.
-    public var labels: [Int64]?
-    public init(images: Tensor, ids: IntTensor, views: Tensor? = nil, labels: [Int64]? = nil) {
-        self.images = images
-        self.ids = ids
-        self.views = views
-        self.labels = labels
-    }
-    public var count: Int { ids.shape[0] }
-}
-
-/// A sample the data pipeline could not use, for the run's log.
-public struct SkippedSample: Codable, Sendable, Equatable {
-    public var path: String
-    public var reason: String
-    public init(path: String, reason: String) {
-        self.path = path
-        self.reason = reason
-    }
-}
+import MMData
 
 /// Where batches come from: a deterministic sequence per epoch, resumable at any batch.
 public protocol BatchSource: AnyObject {
@@ -35,9 +9,9 @@ public protocol BatchSource: AnyObject {
     /// batch starts in the epoch's sample stream (later than batch·size when samples were skipped).
     func start(epoch: Int, batch: Int, cursor: Int?) throws
     /// The next batch of the current epoch, or nil when it is exhausted.
-    func next() throws -> TrainingBatch?
+    func next() throws -> PairBatch?
     /// Where the batch after the last one returned starts in the sample stream.
     var cursor: Int { get }
     /// Samples skipped since the last call.
-    func drainSkipped() -> [SkippedSample]
+    func drainSkipped() -> [SkippedImage]
 }

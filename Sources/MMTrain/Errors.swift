@@ -23,10 +23,6 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     case diverged(loss: Float, step: Int, lastGood: String?)
     /// The validation manifest gave no batch.
     case emptyValidation
-    /// A zero-shot manifest label that is not among the class names.
-    case unknownLabel(file: String, line: Int, label: String)
-    /// A zero-shot manifest without a label column, or without one readable image.
-    case unusableZeroShotData(file: String, reason: String)
     /// A checkpoint that cannot continue this run (no position, missing optimizer state, other options' modules).
     case stateMismatch(file: String, detail: String)
     /// A resumed run's training manifest no longer holds the samples the run started with.
@@ -48,8 +44,6 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
         case let .diverged(loss, step, lastGood):
             return "loss became \(loss) at step \(step)" + (lastGood.map { "; the last good checkpoint \($0) is kept" } ?? "")
         case .emptyValidation: return "the validation set produced no batches"
-        case let .unknownLabel(file, line, label): return "\(file):\(line): label '\(label)' is not in the labels file"
-        case let .unusableZeroShotData(file, reason): return "\(file): \(reason)"
         case let .stateMismatch(file, detail): return "\(file): \(detail)"
         case let .manifestChanged(path, saved, now):
             return "\(path) has changed since the run started (\(saved) then, \(now) now)"

@@ -22,7 +22,7 @@ public final class LoaderSource: BatchSource {
     private var loader: PairLoader?
     private var nextPosition: LoaderPosition?
     private var epoch = 0
-    private var skipped: [SkippedSample] = []
+    private var skipped: [SkippedImage] = []
     public private(set) var cursor = 0
 
     /// A training source: shuffled full batches per `order`, augmented. `extraView`: a second
@@ -115,18 +115,20 @@ public final class LoaderSource: BatchSource {
         self.cursor = wanted.cursor
     }
 
-    public func next() throws -> TrainingBatch? {
+    public func next() throws -> PairBatch? {
         // The loader runs on into the next epoch; stop at this epoch's end without taking more.
         guard let loader, let position = nextPosition, (order == nil && shards == nil) || position.epoch == epoch,
             let b = try loader.next()
         else { return nil }
         nextPosition = b.next
         cursor = b.next.cursor
-        skipped += b.skipped.map { SkippedSample(path: $0.path, reason: $0.line > 0 ? "line \($0.line): \($0.reason)" : $0.description) }
-        return TrainingBatch(images: b.images, ids: b.ids, views: b.views, labels: labelIDs.map { ids in b.indices.map { ids[$0] } })
+        skipped += b.skipped
+        var batch = b
+        batch.labels = labelIDs.map { ids in b.indices.map { ids[$0] } }
+        return batch
     }
 
-    public func drainSkipped() -> [SkippedSample] {
+    public func drainSkipped() -> [SkippedImage] {
         defer { skipped = [] }
         return skipped
     }

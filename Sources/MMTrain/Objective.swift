@@ -1,5 +1,6 @@
 import Foundation
 import MMCLIP
+import MMData
 import MMDistributed
 
 /// A projection head or predictor: Linear–ReLU–Linear (keys `0.` and `2.`, as torch's
@@ -132,7 +133,7 @@ final class Objective {
         var text: Tensor
     }
 
-    func encode(_ b: TrainingBatch, step: Int, micro: Int) -> Encoded {
+    func encode(_ b: PairBatch, step: Int, micro: Int) -> Encoded {
         let patches = patchDropout(step: step, micro: micro, pass: 0, rows: b.count)
         let raw =
             options.lockImage
@@ -181,7 +182,7 @@ final class Objective {
     }
 
     /// The multi-positive keys of the samples of `micro`, in order (nil unless --multi-positive).
-    func keys(_ micro: [TrainingBatch]) -> PositiveKeys? {
+    func keys(_ micro: [PairBatch]) -> PositiveKeys? {
         guard settings.multiPositive else { return nil }
         return micro.map { b in PositiveKeys(ids: b.ids, labels: settings.usesLabels ? b.labels : nil) }
             .dropFirst().reduce(PositiveKeys(ids: micro[0].ids, labels: settings.usesLabels ? micro[0].labels : nil)) { $0.appending($1) }
@@ -202,7 +203,7 @@ final class Objective {
 
     /// The self-supervised terms of one micro-batch (already weighted), or nil if none is on.
     /// `encoded` is the batch's online pass, which serves as the first view.
-    func selfSupervised(_ b: TrainingBatch, _ encoded: Encoded, keys: PositiveKeys?, step: Int, micro: Int) -> Tensor? {
+    func selfSupervised(_ b: PairBatch, _ encoded: Encoded, keys: PositiveKeys?, step: Int, micro: Int) -> Tensor? {
         var terms: [Tensor] = []
         if let kind = settings.imageSSL, let heads {
             guard let view = b.views else { preconditionFailure("image self-supervision needs batches with a second view") }
@@ -235,7 +236,7 @@ final class Objective {
 
     /// The momentum update of the copies, then the step's momentum features into the queue (every
     /// rank's, so that all ranks keep the same queue).
-    func afterStep(_ micro: [TrainingBatch]) {
+    func afterStep(_ micro: [PairBatch]) {
         guard let momentumModel else { return }
         let m = settings.momentum
         for ((_, target), (_, online)) in zip(momentumModel.namedParameters(), model.namedParameters()) {

@@ -1,5 +1,6 @@
 import Foundation
 import MMCLIP
+import MMFoundation
 
 /// A training run on disk:
 ///   run.json                the run configuration (data, model, training; for --resume)
@@ -29,8 +30,13 @@ public struct RunFolder {
 
     func create(configuration: RunConfiguration, config: CLIPConfig) throws {
         try FileManager.default.createDirectory(at: checkpoints, withIntermediateDirectories: true)
-        try JSONEncoder.pretty.encode(configuration).write(to: self.configuration, options: .atomic)
-        try Data(config.jsonString.utf8).write(to: self.config, options: .atomic)
+        try saveConfiguration(configuration)
+        try AtomicFile.write(config.jsonString, to: self.config.path)
+    }
+
+    /// Writes run.json.
+    func saveConfiguration(_ configuration: RunConfiguration) throws {
+        try AtomicFile.write(try JSONEncoder.pretty.encode(configuration), to: self.configuration.path)
     }
 
     /// Removes what a run writes (and nothing else), for starting over in the same folder.
@@ -56,12 +62,10 @@ public struct RunFolder {
     static func decode<T: Decodable>(_ type: T.Type, _ file: URL) throws -> T {
         do {
             return try JSONDecoder().decode(type, from: Data(try ReadableFile(file.path, maxSize: 64 << 20).readAll()))
-        } catch let error as FileError {
-            throw TrainingError.unreadableFile(path: file.path, reason: error.reason)
         } catch let error as DecodingError {
             throw TrainingError.unreadableFile(path: file.path, reason: Self.explain(error))
-        } catch {
-            throw TrainingError.unreadableFile(path: file.path, reason: "cannot be read (\(error.localizedDescription))")
+        } catch let error as FileError {
+            throw TrainingError.unreadableFile(path: file.path, reason: error.reason)
         }
     }
 
@@ -90,7 +94,7 @@ public struct RunFolder {
     /// The records of log.jsonl (lines that do not decode are left out).
     public func readLog() -> [LogRecord] {
         guard let text = try? ReadableFile(log.path).readText() else { return [] }
-        return text.split(whereSeparator: \.isNewline).compactMap { try? JSONDecoder().decode(LogRecord.self, from: Data($0.utf8)) }
+        return Text.lines(text).compactMap { try? JSONDecoder().decode(LogRecord.self, from: Data($0.utf8)) }
     }
 
     /// Drops the log lines written after `position` (by a run killed after its last checkpoint),
@@ -103,7 +107,7 @@ public struct RunFolder {
             throw TrainingError.unreadableFile(path: log.path, reason: error.reason)
         }
         guard let text = read else { return }
-        let lines = text.split(whereSeparator: \.isNewline)
+        let lines = Text.lines(text).filter { !$0.isEmpty }
         let kept = lines.filter { line in
             guard let record = try? JSONDecoder().decode(LogRecord.self, from: Data(line.utf8)) else { return true }
             switch record {
@@ -112,14 +116,16 @@ public struct RunFolder {
             }
         }
         guard kept.count < lines.count else { return }
-        try Data(kept.map { $0 + "\n" }.joined().utf8).write(to: log, options: .atomic)
+        try AtomicFile.write(kept.map { $0 + "\n" }.joined(), to: log.path)
     }
 
-    /// Deletes temporary checkpoint files left by a killed run (the atomic writer's hidden `.…tmp`).
+    /// Deletes temporary files left by a killed run (the atomic writer's hidden `.…tmp`).
     func removeStaleTemporaries() {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: checkpoints.path)) ?? []
-        for name in names where name.hasPrefix(".") && name.hasSuffix(".tmp") {
-            try? FileManager.default.removeItem(at: checkpoints.appendingPathComponent(name))
+        for folder in [url, checkpoints] {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+            for name in names where name.hasPrefix(".") && name.hasSuffix(".tmp") {
+                try? FileManager.default.removeItem(at: folder.appendingPathComponent(name))
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
 import Foundation
 import MMCLIP
+import MMData
 import MMDistributed
+import MMFoundation
 
 /// How a `train` call ended.
 public struct TrainingOutcome: Sendable, Equatable {
@@ -90,7 +92,7 @@ public final class Trainer {
     /// then each micro-batch is recomputed with one and its rows replaced in the full
     /// k·N × k·N problem, so the gradient is the big batch's at one micro-batch's memory.
     /// Self-supervised terms (per micro-batch) are averaged over the k micro-batches.
-    func accumulateGradients(_ micro: [TrainingBatch]) -> Float {
+    func accumulateGradients(_ micro: [PairBatch]) -> Float {
         let step = position.step, k = micro.count
         let keys = objective.keys(micro)
         if k == 1 {
@@ -139,7 +141,7 @@ public final class Trainer {
     /// step against the time budget; whether a stop was requested or the budget is spent is then
     /// decided for all ranks together (`stopRequested`, `outOfTime`).
     @discardableResult
-    public func step(_ micro: [TrainingBatch], started: Date? = nil) throws -> Float {
+    public func step(_ micro: [PairBatch], started: Date? = nil) throws -> Float {
         optimizer.zeroGradients()
         var value = accumulateGradients(micro)
         let spent = trainSeconds + (started.map { Date().timeIntervalSince($0) } ?? 0)
@@ -220,7 +222,7 @@ public final class Trainer {
         var window: (samples: Int, start: Date) = (0, Date())
         while position.batch / options.accumFreq < stepsPerEpoch && position.step < totalSteps && !outOfTime {
             let started = Date()  // the time budget counts waiting for data too
-            var micro: [TrainingBatch] = []
+            var micro: [PairBatch] = []
             while micro.count < options.accumFreq, let b = try Interruption.whileWaiting({ try source.next() }) { micro.append(b) }
             let dataWait = Date().timeIntervalSince(started)  // blocked on the loader
             guard micro.count == options.accumFreq else { break }
@@ -242,9 +244,9 @@ public final class Trainer {
             for s in source.drainSkipped() {
                 skipped += 1
                 if isLeader {
-                    run.append(.skipped(.init(path: s.path, reason: s.reason, step: position.step)))
+                    run.append(.skipped(.init(path: s.path, reason: s.detail, step: position.step)))
                 } else {
-                    FileHandle.standardError.write(Data("mm rank \(parallel!.rank): skipped \(s.path): \(s.reason)\n".utf8))
+                    FileHandle.standardError.write(Data("mm rank \(parallel!.rank): skipped \(s.path): \(s.detail)\n".utf8))
                 }
             }
             if isLeader {
@@ -311,7 +313,7 @@ public final class Trainer {
             }
             run.append(.epoch(r))
             Progress(label: "", total: 0, enabled: showsProgress).message(Self.summary(r))
-            try Data(LossCurve.svg(train: trainLosses, validation: validationLosses).utf8).write(to: run.lossCurveURL, options: .atomic)
+            try AtomicFile.write(LossCurve.svg(train: trainLosses, validation: validationLosses), to: run.lossCurveURL.path)
             record = r
         }
         // Rank 0 alone evaluates and writes; the others wait for it here (without spinning).
@@ -434,13 +436,13 @@ extension Trainer {
     }
 
     /// The gradient accumulation of one step without the update (for tests).
-    public func gradientsForTesting(_ micro: [TrainingBatch]) -> Float {
+    public func gradientsForTesting(_ micro: [PairBatch]) -> Float {
         optimizer.zeroGradients()
         return accumulateGradients(micro)
     }
 
     /// The objective's after-step work (momentum update, enqueue) on `micro` (for tests).
-    public func afterStepForTesting(_ micro: [TrainingBatch]) { objective.afterStep(micro) }
+    public func afterStepForTesting(_ micro: [PairBatch]) { objective.afterStep(micro) }
 
     /// Every tensor of the training state: parameters, heads, momentum copies, queue (for tests).
     public func stateForTesting() -> [String: Tensor] {

@@ -1,11 +1,12 @@
 import Foundation
 import MMCLIP
+import MMData
 
 extension Trainer {
     /// The gradient (into `grad`) and value of the plain contrastive objective over all `micro`
     /// batches on one tape, micro-batch j encoded as the j-th of the current step (its dropout
     /// and kept patches): the reference accumulation must equal (for tests).
-    public func oneTapeGradientsForTesting(_ micro: [TrainingBatch]) -> Float {
+    public func oneTapeGradientsForTesting(_ micro: [PairBatch]) -> Float {
         optimizer.zeroGradients()
         let tape = Tape()
         let l = tape.record { () -> Tensor in

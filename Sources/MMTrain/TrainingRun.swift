@@ -160,9 +160,7 @@ public final class TrainingRun {
 
         // Loaders
         let contrastive = options.contrastive ?? ContrastiveOptions()
-        let normalization = Normalization(
-            mean: SIMD3(preprocessing.mean[0], preprocessing.mean[1], preprocessing.mean[2]),
-            std: SIMD3(preprocessing.std[0], preprocessing.std[1], preprocessing.std[2]))
+        let normalization = preprocessing.normalization
         let size = clip.config.vision.imageSize
         let transform = ImageTransform.train(size: size, normalization: normalization)
         if let (set, epochSize) = shardData, let shards = data.shards {
@@ -217,7 +215,7 @@ public final class TrainingRun {
                 try folder.truncateLog(to: trainer.position)
                 folder.append(.resumed(.init(step: trainer.position.step, epoch: trainer.position.epoch, changes: changes.isEmpty ? nil : changes)))
                 // The folder's configuration now holds the changes (and the manifest's identity).
-                try JSONEncoder.pretty.encode(configuration).write(to: folder.configuration, options: .atomic)
+                try folder.saveConfiguration(configuration)
             } else {
                 try folder.create(configuration: configuration, config: clip.config)
                 if let d = configuration.dataDefaults, !chosenDefaults.isEmpty {
@@ -246,17 +244,17 @@ struct ManifestIdentity: CustomStringConvertible {
     let hash: UInt64
 
     init(_ manifest: Manifest) {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        var h = FNV1a()
         func mix(_ s: String) {
-            for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
-            h = (h ^ 0xFF) &* 0x100_0000_01B3  // field separator
+            h.combine(bytes: s.utf8)
+            h.combine(word: 0xFF)  // field separator
         }
         for i in 0..<manifest.count {
             mix(URL(fileURLWithPath: manifest.images[i]).lastPathComponent)
             if let captions = manifest.captions { mix(captions[i]) }
         }
         count = manifest.count
-        hash = h
+        hash = h.value
     }
 
     var description: String { "\(count) samples, fnv1a \(String(hash, radix: 16))" }

@@ -1,7 +1,6 @@
-import Foundation
 import MMCLIP
 import MMData
-import MMEval
+import MMFoundation
 import MMImage
 import MMTokenizer
 
@@ -18,16 +17,9 @@ public struct ZeroShotCheck {
     let threads: Int
 
     public init(labels: String, data: String, options: Manifest.Options, tokenizer: Tokenizer, transform: ImageTransform, threads: Int) throws {
-        let classes = try ClassLabels(contentsOf: labels), manifest = try Manifest(path: data, options: options)
-        guard let column = manifest.labels else { throw TrainingError.unusableZeroShotData(file: data, reason: "no label column") }
-        var index: [String: Int] = [:]
-        for (i, names) in classes.classes.enumerated() { for n in names where index[n.lowercased()] == nil { index[n.lowercased()] = i } }
-        truth = try column.enumerated().map { row, label in
-            guard let i = index[label.lowercased()] else { throw TrainingError.unknownLabel(file: data, line: manifest.lines[row], label: label) }
-            return i
-        }
-        self.classes = classes
-        self.manifest = manifest
+        classes = try ClassLabels(contentsOf: labels)
+        manifest = try Manifest(path: data, options: options)
+        truth = try classes.classIndices(of: manifest)
         self.tokenizer = tokenizer
         self.transform = transform
         self.threads = threads
@@ -38,14 +30,12 @@ public struct ZeroShotCheck {
         guard let loader = try? PairLoader(evaluating: manifest, batchSize: 64, transform: transform, tokenizer: nil, threads: threads) else {
             return nil
         }
-        var parts: [Tensor] = [], rows: [Int] = []
-        while let b = Interruption.whileWaiting({ try? loader.next() }) {
-            parts.append(withoutGradients { model.encodeImage(b.images) })
-            rows += b.indices
-        }
-        guard !parts.isEmpty else { return nil }
+        let images = loader.encodeAll(
+            width: model.config.embedDim, next: { loader in Interruption.whileWaiting { try? loader.next() } },
+            { images in withoutGradients { model.encodeImage(images) } })
+        guard images.count > 0 else { return nil }
         let classifier = ZeroShotClassifier(model: model, tokenizer: tokenizer, classes: classes.classes, templates: ["a photo of a {}."])
-        let ranking = classifier.ranking(Tensor.concatenate(parts, axis: 0)), labels = rows.map { truth[$0] }
+        let ranking = classifier.ranking(images.embeddings), labels = images.indices.map { truth[$0] }
         return (topKAccuracy(ranking, labels, k: 1), topKAccuracy(ranking, labels, k: 5))
     }
 }

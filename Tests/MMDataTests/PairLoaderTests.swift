@@ -250,6 +250,38 @@ import Testing
         #expect(tooFew?.description.contains("too few left to fill a batch of 6") == true, "\(String(describing: tooFew))")
     }
 
+    /// A file list (what `mm preprocess` and `Embedder.embed(imageFiles:)` load): rows in list
+    /// order, bad files listed and never stopping it, the same pixels for any thread count, and
+    /// the seed moving the augmentation — each sample its own draw.
+    @Test func fileListsKeepOrderListBadFilesAndIgnoreThreads() throws {
+        var files = Array(try Self.subset(10).images)
+        files.insert("/nonexistent/a.jpg", at: 3)
+        files.insert(Paths.shapes + "/train.tsv", at: 7)  // not an image
+        files.append(files[0])
+        func run(threads: Int, seed: UInt64) throws -> [PairBatch] {
+            try Self.collect(PairLoader(evaluating: files, batchSize: 5, transform: Self.train, threads: threads, seed: seed), 100)
+        }
+        let one = try run(threads: 1, seed: 4), three = try run(threads: 3, seed: 4), other = try run(threads: 2, seed: 5)
+        Self.expectSame(one, three, "1 vs 3 threads")
+        let kept = files.indices.filter { $0 != 3 && $0 != 7 }
+        #expect(one.flatMap(\.indices) == kept && one.flatMap(\.names) == kept.map { files[$0] })
+        #expect(one.map(\.count) == [5, 5, 1])
+        #expect(one.flatMap(\.skipped).map(\.index) == [3, 7] && one.flatMap(\.skipped).allSatisfy { $0.error != nil })
+        #expect(Self.bits(one[0].images) != Self.bits(other[0].images), "another seed, other crops")
+        let plane = 3 * 32 * 32, first = Array(one[0].images.scalars[0..<plane]), last = Array(one[2].images.scalars[0..<plane])
+        #expect(first != last, "the same file twice draws two crops")
+
+        // More bad files in a row than a batch holds: listed, and the good one still loads.
+        let bad = Array(repeating: "/nonexistent/x.jpg", count: 12) + [files[0]]
+        let batches = try Self.collect(PairLoader(evaluating: bad, batchSize: 4, transform: .eval(size: 16)), 100)
+        #expect(batches.flatMap(\.indices) == [12] && batches.flatMap(\.skipped).count == 12)
+
+        // Bad files after the last batch: no batch carries them, `badImages` lists them all.
+        let trailing = try PairLoader(evaluating: [files[0], "/nonexistent/y.jpg"], batchSize: 1, transform: .eval(size: 16))
+        #expect(try Self.collect(trailing, 100).flatMap(\.indices) == [0])
+        #expect(trailing.badImages.map(\.index) == [1])
+    }
+
     @Test func stopEndsTheThreads() throws {
         let manifest = try Self.subset(64)
         let loader = try PairLoader(

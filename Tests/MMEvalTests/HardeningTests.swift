@@ -1,4 +1,5 @@
 import Foundation
+import MMData
 import MMEval
 import MMTensor
 import Testing
@@ -46,8 +47,10 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         let fifo = dir.appendingPathComponent("labels.txt").path
         #expect(mkfifo(fifo, 0o644) == 0)
-        #expect(throws: EvalError("\(fifo): cannot read the labels file (is a FIFO, not a regular file)")) { try ClassLabels(contentsOf: fifo) }
-        #expect(throws: EvalError("/dev/zero: cannot read the labels file (is a character device, not a regular file)")) {
+        #expect(throws: DataError.badLabels(path: fifo, reason: "cannot read the labels file (is a FIFO, not a regular file)")) {
+            try ClassLabels(contentsOf: fifo)
+        }
+        #expect(throws: DataError.badLabels(path: "/dev/zero", reason: "cannot read the labels file (is a character device, not a regular file)")) {
             try ClassLabels(contentsOf: "/dev/zero")
         }
     }

@@ -58,15 +58,19 @@ private func temporaryFile() -> URL {
         var flipped = good
         flipped[flipped.count - 100] ^= 0x40
         try flipped.write(to: url)
-        #expect(throws: EvalError("\(url.path): checksum mismatch, the index is corrupt (rebuild it)")) { try EmbeddingIndex.load(from: url) }
+        #expect(throws: EvalError.badIndex(file: url.path, reason: "checksum mismatch, the index is corrupt (rebuild it)")) {
+            try EmbeddingIndex.load(from: url)
+        }
 
         var version = good
         version[8] = 9
         try version.write(to: url)
-        #expect(throws: EvalError("\(url.path): index version 9, this mm reads versions 1–2")) { try EmbeddingIndex.load(from: url) }
+        #expect(throws: EvalError.badIndex(file: url.path, reason: "index version 9, this mm reads versions 1–2")) {
+            try EmbeddingIndex.load(from: url)
+        }
 
         try Data("filepath\ttitle\n".utf8).write(to: url)
-        #expect(throws: EvalError("\(url.path): not an mm index (no MMINDEX magic)")) { try EmbeddingIndex.load(from: url) }
+        #expect(throws: EvalError.badIndex(file: url.path, reason: "not an mm index (no MMINDEX magic)")) { try EmbeddingIndex.load(from: url) }
 
         try good.prefix(good.count - 30).write(to: url)
         #expect(throws: EvalError.self) { try EmbeddingIndex.load(from: url) }
@@ -77,7 +81,7 @@ private func temporaryFile() -> URL {
         header.replaceSubrange(at, with: Data("\"dimension\":9".utf8))
         header.replaceSubrange((header.count - 8)..., with: withUnsafeBytes(of: fnv(header.dropLast(8)).littleEndian) { Data($0) })
         try header.write(to: url)
-        #expect(throws: EvalError("\(url.path): index holds \(20 * 8 * 4) bytes of embeddings, expected \(20 * 9 * 4)")) {
+        #expect(throws: EvalError.badIndex(file: url.path, reason: "index holds \(20 * 8 * 4) bytes of embeddings, expected \(20 * 9 * 4)")) {
             try EmbeddingIndex.load(from: url)
         }
     }
@@ -138,8 +142,9 @@ private func temporaryFile() -> URL {
         let index = try EmbeddingIndex.load(from: url)
         try index.requireModel("model-a")
         #expect(
-            throws: EvalError(
-                "\(url.path): built with another model (fingerprint model-a, this model has model-b); rebuild the index with this checkpoint")
+            throws: EvalError.modelMismatch(
+                file: url.path,
+                reason: "built with another model (fingerprint model-a, this model has model-b); rebuild the index with this checkpoint")
         ) {
             try index.requireModel("model-b")
         }
@@ -149,8 +154,8 @@ private func temporaryFile() -> URL {
         let url = temporaryFile()
         defer { try? FileManager.default.removeItem(at: url) }
         try Data().write(to: url)
-        #expect(throws: EvalError("\(url.path): not an mm index (empty file)")) { try EmbeddingIndex.load(from: url) }
-        #expect(throws: EvalError("/nonexistent/x.mmi: cannot read the index (No such file or directory)")) {
+        #expect(throws: EvalError.badIndex(file: url.path, reason: "not an mm index (empty file)")) { try EmbeddingIndex.load(from: url) }
+        #expect(throws: EvalError.unreadable(file: "/nonexistent/x.mmi", what: "index", reason: "No such file or directory")) {
             try EmbeddingIndex.load(from: URL(fileURLWithPath: "/nonexistent/x.mmi"))
         }
     }
@@ -209,7 +214,7 @@ private func temporaryFile() -> URL {
     /// An index whose dimension disagrees with the model's is refused even when it claims the model's fingerprint.
     @Test func dimensionMismatchWithTheModelIsAnError() {
         let index = gallery(3, 4, seed: 2)
-        #expect(throws: EvalError("index: rows have dimension 4 but the model's embeddings have 8")) {
+        #expect(throws: EvalError.modelMismatch(file: "index", reason: "rows have dimension 4 but the model's embeddings have 8")) {
             try index.requireModel("model-a", dimension: 8)
         }
     }

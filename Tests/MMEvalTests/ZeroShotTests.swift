@@ -1,4 +1,5 @@
 import Foundation
+import MMData
 import MMEval
 import MMTensor
 import MMTestSupport
@@ -14,20 +15,20 @@ import Testing
     }
 
     @Test func emptyOrBinaryLabelsAreErrors() {
-        #expect(throws: EvalError("labels.txt: no labels (one class name per line, a|b for synonyms)")) {
+        #expect(throws: DataError.badLabels(path: "labels.txt", reason: "no labels (one class name per line, a|b for synonyms)")) {
             try ClassLabels(parsing: Data(" \n|\n\n".utf8), file: "labels.txt")
         }
-        #expect(throws: EvalError("x.txt: not UTF-8")) { try ClassLabels(parsing: Data([0xff, 0xfe, 0x41]), file: "x.txt") }
-        #expect(throws: EvalError.self) { try ClassLabels(contentsOf: "/nonexistent/labels.txt") }
+        #expect(throws: DataError.badLabels(path: "x.txt", reason: "not UTF-8")) { try ClassLabels(parsing: Data([0xff, 0xfe, 0x41]), file: "x.txt") }
+        #expect(throws: DataError.self) { try ClassLabels(contentsOf: "/nonexistent/labels.txt") }
     }
 
     /// A labels file that is not names (a NUL inside a line), or that leaves one class (after
     /// duplicates and blank lines), is refused: one class scores every image 100 %.
     @Test func labelsWithControlCharactersOrOneClassAreErrors() {
-        #expect(throws: EvalError("l.txt:2: control character U+0000 in a label; not a labels file")) {
+        #expect(throws: DataError.controlCharacterInLabels(path: "l.txt", line: 2, value: 0)) {
             try ClassLabels(parsing: Data("cat\ncircle\u{0}square\n".utf8), file: "l.txt")
         }
-        #expect(throws: EvalError("l.txt: only one class (circle); zero-shot needs at least two")) {
+        #expect(throws: DataError.oneClass(path: "l.txt", name: "circle")) {
             try ClassLabels(parsing: Data("circle\ncircle\n\nCircle\n".utf8), file: "l.txt")
         }
         #expect(throws: Never.self) { try ClassLabels(parsing: Data("a\tb\nc\n".utf8), file: "l.txt") }
@@ -43,7 +44,7 @@ import Testing
     }
 
     @Test func templateFileErrors() {
-        #expect(throws: EvalError("t.txt:2: template 'a photo' has no {} for the class name")) {
+        #expect(throws: EvalError.templateWithoutSlot(file: "t.txt", line: 2, template: "a photo")) {
             try PromptTemplates.parse(Data("a {}.\na photo\n".utf8), file: "t.txt")
         }
         #expect(throws: EvalError.self) { try PromptTemplates.parse(Data("\n\n".utf8), file: "t.txt") }

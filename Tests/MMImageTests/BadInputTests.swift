@@ -97,19 +97,4 @@ import Testing
         #expect(ImageDecoder.format(of: Array("hello".utf8)) == .unknown)
         #expect(ImageDecoder.format(of: []) == .unknown)
     }
-
-    /// A bad file in a batch leaves its slot zero, is reported, and does not stop the others.
-    @Test func batchSkipsAndReportsBadFiles() throws {
-        let good = Fixtures.path("images/jpeg_444.jpg")
-        let paths = [good, Self.files[2].path, good, Self.files[3].path, Fixtures.path("bad/flower.gif"), good]
-        let loader = ImageBatchLoader(transform: .eval(size: 32), threads: 2)
-        let batch = loader.load(paths)
-        #expect(batch.failures.map(\.index) == [1, 3, 4])
-        #expect(batch.failures.allSatisfy { $0.error.path == paths[$0.index] })
-        let sample = 3 * 32 * 32
-        let values = batch.pixels.scalars
-        for i in [1, 3, 4] { #expect(values[i * sample..<(i + 1) * sample].allSatisfy { $0 == 0 }) }
-        #expect(values[0..<sample] == values[2 * sample..<3 * sample])
-        #expect(values[0..<sample].contains { $0 != 0 })
-    }
 }

@@ -25,37 +25,6 @@ import Testing
         }
     }
 
-    /// Same seed, same tensor; other seed, other crop; and the thread count does not matter.
-    @Test func trainingIsSeededAndThreadIndependent() throws {
-        let jitter = ColorJitter(brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1, probability: 1)
-        let transform = ImageTransform.train(
-            size: 48,
-            augmentation: Augmentation(
-                scale: 0.3...1.0, colorJitter: jitter,
-                grayscaleProbability: 0.2))
-        let paths = Array(repeating: Self.photo, count: 8) + [Fixtures.path("images/png_rgba8.png")]
-        let one = ImageBatchLoader(transform: transform, threads: 1).load(paths, seed: 42).pixels.scalars
-        let two = ImageBatchLoader(transform: transform, threads: 2).load(paths, seed: 42).pixels.scalars
-        let other = ImageBatchLoader(transform: transform, threads: 2).load(paths, seed: 43).pixels.scalars
-        #expect(one == two)
-        #expect(one != other)
-        let sample = 3 * 48 * 48
-        #expect(one[0..<sample] != one[sample..<2 * sample], "each sample draws its own crop")
-        #expect(one.allSatisfy { $0.isFinite })
-    }
-
-    /// The batch buffer is one contiguous [B, 3, N, N] tensor, reused across same-sized batches.
-    @Test func batchBufferIsReused() {
-        let loader = ImageBatchLoader(transform: .eval(size: 24), threads: 2)
-        let a = loader.load([Self.photo, Self.photo])
-        let pointer = a.pixels.data
-        #expect(a.pixels.shape == [2, 3, 24, 24])
-        let b = loader.load([Fixtures.path("images/png_gray8.png"), Self.photo])
-        #expect(b.pixels.data == pointer)
-        let c = loader.load([Self.photo])
-        #expect(c.pixels.shape == [1, 3, 24, 24])
-    }
-
     /// The fast path (DCT-domain downscaling) stays close to the exact one; the figures go to README.
     @Test(arguments: [64, 96, 112])
     func fastPathIsCloseToExact(size: Int) throws {

@@ -1,5 +1,6 @@
 import Foundation
 import MMCLIP
+import MMData
 import MMTestSupport
 import MMTrain
 import Testing
@@ -181,13 +182,13 @@ import Testing
         let source = Toy.Source(count: 8, batch: 4, duplicates: true)
         try source.start(epoch: 0, batch: 0, cursor: nil)
         let a = try #require(try source.next()), b = try #require(try source.next())
-        let big = TrainingBatch(
+        let big = PairBatch(
             images: .concatenate([a.images, b.images], axis: 0),
             ids: IntTensor(shape: [8, 8], values: a.ids.values + b.ids.values))
         let options = Self.options {
             $0.queueSize = 6; $0.multiPositive = true
         }
-        func gradients(_ micro: [TrainingBatch]) throws -> (Float, [String: Tensor]) {
+        func gradients(_ micro: [PairBatch]) throws -> (Float, [String: Tensor]) {
             let model = CLIPModel(Toy.config, seed: 1)
             let trainer = Trainer(
                 model: model, options: options, run: try Toy.scratch(), preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")

@@ -1,5 +1,6 @@
 import Foundation
 import MMCLIP
+import MMData
 import MMDistributed
 import MMTestSupport
 import MMTrain
@@ -21,9 +22,9 @@ extension Toy {
         var batchesPerEpoch: Int { global.batchesPerEpoch }
         var cursor: Int { global.cursor }
         func start(epoch: Int, batch: Int, cursor: Int?) throws { try global.start(epoch: epoch, batch: batch, cursor: cursor) }
-        func drainSkipped() -> [SkippedSample] { [] }
+        func drainSkipped() -> [SkippedImage] { [] }
 
-        func next() throws -> TrainingBatch? {
+        func next() throws -> PairBatch? {
             guard let b = try global.next() else { return nil }
             let rows = Array(stride(from: rank, to: b.count, by: ranks))
             func pick(_ t: Tensor) -> Tensor {
@@ -32,7 +33,7 @@ extension Toy {
                 return out
             }
             let length = b.ids.shape[1]
-            return TrainingBatch(
+            return PairBatch(
                 images: pick(b.images),
                 ids: IntTensor(shape: [rows.count, length], values: rows.flatMap { b.ids.values[($0 * length)..<($0 * length + length)] }),
                 views: b.views.map(pick), labels: b.labels.map { l in rows.map { l[$0] } })

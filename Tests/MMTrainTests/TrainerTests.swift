@@ -1,5 +1,6 @@
 import Foundation
 import MMCLIP
+import MMData
 import MMTestSupport
 import MMTrain
 import Testing
@@ -58,7 +59,7 @@ enum Toy {
             self.cursor = index * batch
         }
 
-        func next() throws -> TrainingBatch? {
+        func next() throws -> PairBatch? {
             guard cursor + batch <= count else { return nil }
             defer { cursor += batch }
             let rows = order[cursor..<(cursor + batch)]
@@ -68,12 +69,12 @@ enum Toy {
                 for (r, i) in rows.enumerated() { (pixels.data + r * stride).update(from: source.data + i * stride, count: stride) }
                 return pixels
             }
-            return TrainingBatch(
+            return PairBatch(
                 images: gather(images), ids: IntTensor(shape: [batch, 8], values: rows.flatMap { ids[($0 * 8)..<($0 * 8 + 8)] }),
                 views: views.map(gather), labels: labels ? rows.map { Int64($0 % 3) } : nil)
         }
 
-        func drainSkipped() -> [SkippedSample] { [] }
+        func drainSkipped() -> [SkippedImage] { [] }
     }
 
     static func scratch() throws -> RunFolder {
@@ -91,12 +92,12 @@ enum Toy {
         let source = Toy.Source(count: 8, batch: 4)
         try source.start(epoch: 0, batch: 0, cursor: nil)
         let a = try #require(try source.next()), b = try #require(try source.next())
-        let big = TrainingBatch(
+        let big = PairBatch(
             images: .concatenate([a.images, b.images], axis: 0),
             ids: IntTensor(shape: [8, 8], values: a.ids.values + b.ids.values))
         var options = TrainingOptions()
         options.loss = loss
-        func gradients(_ micro: [TrainingBatch]) throws -> (Float, [String: Tensor]) {
+        func gradients(_ micro: [PairBatch]) throws -> (Float, [String: Tensor]) {
             let model = CLIPModel(config, seed: 1)
             let trainer = Trainer(
                 model: model, options: options, run: try Toy.scratch(), preprocessing: Preprocessing(imageSize: 16), tokenizer: "toy")

@@ -7,7 +7,8 @@
 // Build and run (from the repository root):
 //   mkdir -p .build/fuzz/torch_checkpoint.corpus
 //   swiftc -O -g -sanitize=fuzzer,address -parse-as-library -D MM_FUZZ_STANDALONE \
-//       Sources/MMCLIP/StoredZip.swift Sources/MMCLIP/TorchPickle.swift Sources/MMCLIP/TorchArchive.swift \
+//       Sources/MMFoundation/Files.swift Sources/MMCLIP/StoredZip.swift Sources/MMCLIP/TorchPickle.swift \
+//       Sources/MMCLIP/TorchArchive.swift \
 //       tools/fuzz/standalone/torch_checkpoint.swift -o .build/fuzz/torch_checkpoint
 //   .build/fuzz/torch_checkpoint .build/fuzz/torch_checkpoint.corpus tools/fuzz/corpus/torch_checkpoint \
 //       -max_total_time=600 -max_len=65536 -rss_limit_mb=2048 -timeout=10
@@ -46,7 +47,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard fd >= 0 else { return 0 }
     _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, size) }
     close(fd)
-    guard let archive = try? TorchArchive(ReadOnlyFile(scratch)) else { return 0 }
+    guard let archive = try? TorchArchive(ReadableFile.checkpoint(scratch)) else { return 0 }
     for (key, t) in archive.tensors {
         let count = t.shape.reduce(1, *)
         guard count <= 1 << 22 else { continue }

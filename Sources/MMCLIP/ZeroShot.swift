@@ -1,4 +1,4 @@
-import MMCLIP
+import MMNN
 import MMTokenizer
 
 /// A zero-shot classifier as open_clip builds one: for each class, the text embeddings of every
