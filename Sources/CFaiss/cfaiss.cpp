@@ -2,6 +2,8 @@
 
 #include <faiss/AutoTune.h>
 #include <faiss/Index.h>
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexIVFPQ.h>
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
@@ -72,6 +74,22 @@ int mmf_set_parameter(mmf_index *index, const char *name, double value, char *er
 int mmf_search(const mmf_index *index, const float *queries, int64_t nq, int64_t k, float *scores, int64_t *labels,
                char *error, size_t error_size) {
     return guarded(error, error_size, [&] { index->index->search(nq, queries, k, scores, labels); });
+}
+
+int64_t mmf_ivf_flat_lists(const mmf_index *index, const float **centroids) {
+    auto *ivf = dynamic_cast<const faiss::IndexIVFFlat *>(index->index.get());
+    if (!ivf || !ivf->invlists) return -1;
+    auto *flat = dynamic_cast<const faiss::IndexFlat *>(ivf->quantizer);
+    if (!flat || flat->ntotal != static_cast<faiss::Index::idx_t>(ivf->nlist) || flat->d != ivf->d) return -1;
+    *centroids = flat->get_xb();
+    return static_cast<int64_t>(ivf->nlist);
+}
+
+int64_t mmf_ivf_flat_list(const mmf_index *index, int64_t list, const float **rows, const int64_t **ids) {
+    auto *ivf = static_cast<const faiss::IndexIVFFlat *>(index->index.get());
+    *rows = reinterpret_cast<const float *>(ivf->invlists->get_codes(list));
+    *ids = ivf->invlists->get_ids(list);
+    return static_cast<int64_t>(ivf->invlists->list_size(list));
 }
 
 void mmf_set_threads(int threads) { omp_set_num_threads(threads); }

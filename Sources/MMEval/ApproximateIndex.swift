@@ -10,8 +10,14 @@ import MMTensor
 /// compressed code (PQ, SQ8) costs recall only, never precision of the scores.
 public final class ApproximateIndex: @unchecked Sendable {
     public enum Kind: String, Codable, Sendable, CaseIterable {
-        /// Inverted file of √n-sized lists with 8-bit product-quantised codes: small (128 bytes a
-        /// 512-d row), quick to build; `nprobe` lists are scanned per query.
+        /// Inverted file of ≈4√n lists holding the float rows themselves (as much memory again as
+        /// the rows): the `nprobe` lists nearest a query are scanned by mm with BLAS, so the scores
+        /// are exact and only rows in unscanned lists can be missed. The fastest kind here: faiss
+        /// as Debian builds it computes distances without SIMD.
+        case ivf
+        /// The same lists with product-quantised codes (a byte per 4 dimensions: 128 MB for a
+        /// million 512-d rows), scanned by faiss, candidates re-scored: for galleries whose copy
+        /// must be small.
         case ivfpq = "ivf-pq"
         /// Hierarchical navigable small-world graph (32 links a node) over 8-bit scalar-quantised
         /// rows: the best recall per query time, slower to build.
@@ -34,10 +40,18 @@ public final class ApproximateIndex: @unchecked Sendable {
         public var buildSeconds: Double?
     }
 
-    public let info: Info
+    public private(set) var info: Info
     private let handle: OpaquePointer
+    /// The lists of an `ivf` index, scanned here (nil for the kinds faiss searches).
+    private let lists: Lists?
 
-    /// faiss's OpenMP threads: 1 unless `MM_FAISS_THREADS` says otherwise. libgomp's threads spin
+    /// An IVF index's centroids and lists (pointers into faiss's memory or its mapped file).
+    struct Lists {
+        let centroids: Tensor  // [lists, D]
+        let rows: [UnsafePointer<Float>?], ids: [UnsafePointer<Int64>?], sizes: [Int]
+    }
+
+    /// faiss's OpenMP threads while building: 1 unless `MM_FAISS_THREADS` says otherwise. libgomp's threads spin
     /// at every barrier, and faiss opens a parallel region per small block: on two cores shared
     /// with BLAS's own threads (or other processes) that spinning made an IVF-PQ build 5× slower
     /// (17.5 s against 3.5 s for 21,000 rows, load ≈ 12). BLAS inside faiss still uses every core.
@@ -51,32 +65,70 @@ public final class ApproximateIndex: @unchecked Sendable {
     /// the same order as an approximate search's fixed costs, and exact has perfect recall.
     public static let exactBelowRows = 20_000
 
-    private init(info: Info, handle: OpaquePointer) {
+    private init(info: Info, handle: OpaquePointer) throws {
         self.info = info
         self.handle = handle
+        lists = info.kind == .ivf ? try Self.lists(of: handle, info: info) : nil
+    }
+
+    /// The lists of an IVF-Flat index, checked: every row number in range, all rows once.
+    private static func lists(of handle: OpaquePointer, info: Info) throws -> Lists {
+        var centroids: UnsafePointer<Float>?
+        let count = Int(mmf_ivf_flat_lists(handle, &centroids))
+        guard count > 0, let centroids else { throw EvalError("faiss: an ivf index must be IVFn,Flat over a flat quantizer") }
+        var rows: [UnsafePointer<Float>?] = [], ids: [UnsafePointer<Int64>?] = [], sizes: [Int] = []
+        var seen = 0
+        for l in 0..<count {
+            var r: UnsafePointer<Float>?, i: UnsafePointer<Int64>?
+            let n = Int(mmf_ivf_flat_list(handle, Int64(l), &r, &i))
+            guard n >= 0, n == 0 || (r != nil && i != nil) else { throw EvalError("faiss: list \(l) is unreadable") }
+            for j in 0..<n where i![j] < 0 || i![j] >= info.rows { throw EvalError("faiss: list \(l) names row \(i![j]) of \(info.rows)") }
+            seen += n
+            rows.append(r)
+            ids.append(i)
+            sizes.append(n)
+        }
+        guard seen == info.rows else { throw EvalError("faiss: the lists hold \(seen) rows, the index \(info.rows)") }
+        let c = Tensor(shape: [count, info.dimension], values: Array(UnsafeBufferPointer(start: centroids, count: count * info.dimension)))
+        return Lists(centroids: c, rows: rows, ids: ids, sizes: sizes)
     }
 
     deinit { mmf_free(handle) }
 
+    /// The number of IVF lists for `rows` rows: about 4·√n (the power of two nearest it,
+    /// 16…65,536: 1,024 for 100,000 rows, 4,096 for a million).
+    static func listCount(rows: Int) -> Int {
+        var lists = 16
+        while lists < 65_536 && Double(lists) * 1.414 < 4 * Double(rows).squareRoot() { lists *= 2 }
+        return lists
+    }
+
     /// The faiss factory string for `kind` over `rows` rows of `dimension`.
     public static func factory(_ kind: Kind, rows: Int, dimension: Int) -> String {
+        let lists = listCount(rows: rows)
         switch kind {
+        case .ivf:
+            return "IVF\(lists),Flat"
         case .ivfpq:
-            // About 4·√n lists (the power of two nearest it, 16…65,536: 4,096 for a million rows);
-            // PQ with 4 dimensions a sub-quantiser when they divide evenly (128 bytes a 512-d row),
-            // else 8-bit scalar codes.
-            var lists = 16
-            while lists < 65_536 && Double(lists) * 1.414 < 4 * Double(rows).squareRoot() { lists *= 2 }
-            let code = dimension % 4 == 0 ? "PQ\(dimension / 4)" : "SQ8"
-            return "IVF\(lists),\(code)"
+            // 4 dimensions a sub-quantiser when they divide evenly, else 8-bit scalar codes.
+            return "IVF\(lists),\(dimension % 4 == 0 ? "PQ\(dimension / 4)" : "SQ8")"
         case .hnsw:
             return "HNSW32,SQ8"
         }
     }
 
+    /// Lists scanned per query unless told: 1/64 of them, at least 8 (16 of 1,024 lists for
+    /// 100,000 rows: recall@10 0.98 on real embeddings, docs/serve.md).
+    public static func defaultNprobe(rows: Int) -> Int { max(8, listCount(rows: rows) / 64) }
+
+    /// The search settings used when none are given.
+    public static let defaultEfSearch = 128, defaultCandidatesPerResult = 10
+
     /// Builds an index of `kind` over every row of `index` (which must come from a file: the
     /// sidecar records its checksum). Training uses an evenly spaced sample of the rows.
-    public static func build(_ index: EmbeddingIndex, kind: Kind, nprobe: Int? = nil, efSearch: Int? = nil) throws -> ApproximateIndex {
+    public static func build(
+        _ index: EmbeddingIndex, kind: Kind, nprobe: Int? = nil, efSearch: Int? = nil, candidatesPerResult: Int? = nil
+    ) throws -> ApproximateIndex {
         guard let checksum = index.checksum else { throw EvalError("an approximate index is built from a saved index file") }
         guard index.count > 0 else { throw EvalError("\(index.file ?? "index"): no rows to index") }
         let started = DispatchTime.now().uptimeNanoseconds
@@ -96,10 +148,11 @@ public final class ApproximateIndex: @unchecked Sendable {
         }
         let info = Info(
             kind: kind, factory: factory, rows: index.count, dimension: index.dimension,
-            checksum: String(checksum, radix: 16), nprobe: kind == .ivfpq ? (nprobe ?? 64) : nil,
-            efSearch: kind == .hnsw ? (efSearch ?? 128) : nil, candidatesPerResult: 10,
+            checksum: String(checksum, radix: 16), nprobe: kind == .hnsw ? nil : (nprobe ?? defaultNprobe(rows: index.count)),
+            efSearch: kind == .hnsw ? (efSearch ?? defaultEfSearch) : nil,
+            candidatesPerResult: candidatesPerResult ?? defaultCandidatesPerResult,
             buildSeconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
-        let built = ApproximateIndex(info: info, handle: handle)
+        let built = try ApproximateIndex(info: info, handle: handle)
         try built.applySearchParameters()
         return built
     }
@@ -150,15 +203,22 @@ public final class ApproximateIndex: @unchecked Sendable {
         guard mmf_read(faissURL.path, &out, &error, error.count) == 0, let handle = out else {
             throw EvalError("\(faissURL.path): faiss could not read it (\(String(cString: error)))")
         }
-        let loaded = ApproximateIndex(info: info, handle: handle)
+        let loaded = try ApproximateIndex(info: info, handle: handle)
         guard mmf_count(handle) == Int64(index.count), Int(mmf_dimension(handle)) == index.dimension, mmf_is_inner_product(handle) == 1 else {
             throw EvalError(
                 "\(faissURL.path): holds \(mmf_count(handle)) rows of dimension \(mmf_dimension(handle)), the index \(index.count) of \(index.dimension)"
             )
         }
-        mmf_set_threads(threads)
         try loaded.applySearchParameters()
         return loaded
+    }
+
+    /// Changes the search settings (not while searches run: benchmarks sweep them on one build).
+    public func tune(nprobe: Int? = nil, efSearch: Int? = nil, candidatesPerResult: Int? = nil) throws {
+        if info.kind != .hnsw, let nprobe { info.nprobe = nprobe }
+        if info.kind == .hnsw, let efSearch { info.efSearch = efSearch }
+        if let candidatesPerResult { info.candidatesPerResult = candidatesPerResult }
+        try applySearchParameters()
     }
 
     private func applySearchParameters() throws {
@@ -171,16 +231,71 @@ public final class ApproximateIndex: @unchecked Sendable {
         }
     }
 
+    /// The best k rows for each query [Q, D] of an `ivf` index, by exact inner product: the `nprobe`
+    /// lists whose centroids score highest are scanned with BLAS. `allowed` masks rows (nil: all).
+    /// Queries are spread over the cores.
+    func searchLists(_ queries: Tensor, k: Int, allowed: [Bool]?) -> [[(row: Int, score: Float)]] {
+        guard let lists else { preconditionFailure("searchLists needs an ivf index") }
+        let q = queries.shape[0], d = info.dimension, probe = min(info.nprobe ?? Self.defaultNprobe(rows: info.rows), lists.sizes.count)
+        let coarse = withoutGradients { Tensor.matmul(queries, lists.centroids, transposeB: true) }  // [Q, lists]
+        let longest = lists.sizes.max() ?? 0
+        var results = [[(row: Int, score: Float)]](repeating: [], count: q)
+        let workers = max(1, min(Threads.count, q))
+        results.withUnsafeMutableBufferPointer { results in
+            let results = results
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(1, longest))
+                let best = UnsafeMutablePointer<Float>.allocate(capacity: k), at = UnsafeMutablePointer<Int>.allocate(capacity: k)
+                let nearest = UnsafeMutablePointer<Float>.allocate(capacity: probe), list = UnsafeMutablePointer<Int>.allocate(capacity: probe)
+                defer { for p in [scores, best, nearest] { p.deallocate() }; at.deallocate(); list.deallocate() }
+                for i in stride(from: w, to: q, by: workers) {
+                    var probed = 0, filled = 0
+                    keepBest(coarse.data + i * lists.sizes.count, count: lists.sizes.count, k: probe, best: nearest, at: list, filled: &probed)
+                    for p in 0..<probed {
+                        let l = list[p], n = lists.sizes[l]
+                        guard n > 0, let rows = lists.rows[l], let ids = lists.ids[l] else { continue }
+                        sgemm(
+                            transA: false, transB: true, m: 1, n: n, k: d, a: queries.data + i * d, lda: d, b: rows, ldb: d,
+                            c: scores, ldc: n, parallel: false)
+                        if let allowed { for j in 0..<n where !allowed[Int(ids[j])] { scores[j] = .nan } }
+                        keepBest(scores, count: n, rows: ids, k: k, best: best, at: at, filled: &filled)
+                    }
+                    results[i] = (0..<filled).map { (at[$0], best[$0]) }
+                }
+            }
+        }
+        return results
+    }
+
     /// For each query row [Q, D], up to `count` candidate rows (best first by the approximate score).
+    /// The queries are split over `Threads.count` threads, each running faiss on one OpenMP thread
+    /// (faiss's searches are read-only; its own OpenMP split spins at barriers on shared cores).
     public func candidates(_ queries: Tensor, count: Int) throws -> [[Int]] {
         precondition(queries.rank == 2 && queries.shape[1] == info.dimension, "queries must have the index's dimension")
-        let q = queries.shape[0], k = min(count, info.rows)
+        let q = queries.shape[0], k = min(count, info.rows), d = info.dimension
         guard q > 0, k > 0 else { return Array(repeating: [], count: q) }
         var scores = [Float](repeating: 0, count: q * k), labels = [Int64](repeating: -1, count: q * k)
-        var error = [CChar](repeating: 0, count: 512)
-        guard mmf_search(handle, queries.data, Int64(q), Int64(k), &scores, &labels, &error, error.count) == 0 else {
-            throw EvalError("faiss search failed (\(String(cString: error)))")
+        let chunks = min(Threads.count, q)
+        var failures = [String?](repeating: nil, count: chunks)
+        scores.withUnsafeMutableBufferPointer { scores in
+            labels.withUnsafeMutableBufferPointer { labels in
+                failures.withUnsafeMutableBufferPointer { failures in
+                    let (scores, labels, failures) = (scores, labels, failures)
+                    DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                        let lo = q * c / chunks, hi = q * (c + 1) / chunks
+                        var error = [CChar](repeating: 0, count: 512)
+                        mmf_set_threads(1)
+                        if mmf_search(
+                            handle, queries.data + lo * d, Int64(hi - lo), Int64(k), scores.baseAddress! + lo * k,
+                            labels.baseAddress! + lo * k, &error, error.count) != 0
+                        {
+                            failures[c] = String(cString: error)
+                        }
+                    }
+                }
+            }
         }
+        if let failure = failures.compactMap({ $0 }).first { throw EvalError("faiss search failed (\(failure))") }
         return (0..<q).map { i in labels[(i * k)..<((i + 1) * k)].compactMap { $0 >= 0 && $0 < Int64(info.rows) ? Int($0) : nil } }
     }
 }
@@ -190,18 +305,35 @@ extension EmbeddingIndex {
     /// when `approximate` is nil or the index is below `ApproximateIndex.exactBelowRows` rows).
     public func search(_ queries: Tensor, k: Int, kind: RowKind? = nil, approximate: ApproximateIndex?) throws -> [[Match]] {
         guard let approximate, count >= ApproximateIndex.exactBelowRows, k > 0 else { return search(queries, k: k, kind: kind) }
+        if approximate.info.kind == .ivf {
+            let allowed: [Bool]? = kind.flatMap { kind in kinds.allSatisfy { $0 == kind } ? nil : kinds.map { $0 == kind } }
+            return approximate.searchLists(queries, k: min(k, count), allowed: allowed).map { found in
+                found.map { Match(index: $0.row, id: ids[$0.row], name: names[$0.row], score: $0.score) }
+            }
+        }
         // Rows of the other kind take candidate slots: ask for more when the index mixes kinds.
         let mixed = kind != nil && Set(kinds).count > 1
         let wanted = min(count, k * approximate.info.candidatesPerResult * (mixed ? 4 : 1))
         let lists = try approximate.candidates(queries, count: wanted)
-        return lists.enumerated().map { i, list in
-            let rows = list.filter { kind == nil || kinds[$0] == kind }
-            guard !rows.isEmpty else { return [] }
-            let query = Tensor(shape: [1, dimension], values: Array(UnsafeBufferPointer(start: queries.data + i * dimension, count: dimension)))
-            let scores = withoutGradients { Tensor.matmul(query, embeddings(rows: rows), transposeB: true) }  // [1, n]
-            let order = rows.indices.filter { !scores.data[$0].isNaN }
-                .sorted { scores.data[$0] > scores.data[$1] || (scores.data[$0] == scores.data[$1] && rows[$0] < rows[$1]) }
-            return order.prefix(k).map { j in Match(index: rows[j], id: ids[rows[j]], name: names[rows[j]], score: scores.data[j]) }
+        var results = [[Match]](repeating: [], count: lists.count)
+        results.withUnsafeMutableBufferPointer { results in
+            let results = results
+            DispatchQueue.concurrentPerform(iterations: min(Threads.count, lists.count)) { w in
+                for i in stride(from: w, to: lists.count, by: Threads.count) {
+                    results[i] = rescore(queries.data + i * dimension, lists[i].filter { kind == nil || kinds[$0] == kind }, k: k)
+                }
+            }
         }
+        return results
+    }
+
+    /// The k best of `rows` by exact cosine with one query (ties: the earlier row).
+    private func rescore(_ query: UnsafePointer<Float>, _ rows: [Int], k: Int) -> [Match] {
+        guard !rows.isEmpty else { return [] }
+        let q = Tensor(shape: [1, dimension], values: Array(UnsafeBufferPointer(start: query, count: dimension)))
+        let scores = withoutGradients { Tensor.matmul(q, embeddings(rows: rows), transposeB: true) }  // [1, n]
+        let order = rows.indices.filter { !scores.data[$0].isNaN }
+            .sorted { scores.data[$0] > scores.data[$1] || (scores.data[$0] == scores.data[$1] && rows[$0] < rows[$1]) }
+        return order.prefix(k).map { j in Match(index: rows[j], id: ids[rows[j]], name: names[rows[j]], score: scores.data[j]) }
     }
 }

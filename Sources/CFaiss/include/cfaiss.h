@@ -30,6 +30,12 @@ int mmf_set_parameter(mmf_index *index, const char *name, double value, char *er
 /// For each query row [nq, d], the k best: scores [nq, k] and row numbers [nq, k] (-1 when fewer).
 int mmf_search(const mmf_index *index, const float *queries, int64_t nq, int64_t k, float *scores, int64_t *labels,
                char *error, size_t error_size);
+/// For an IVF index of float rows over a flat quantizer (factory "IVFn,Flat"): its number of lists,
+/// and its centroids [lists, d] in `centroids`; -1 for any other index.
+int64_t mmf_ivf_flat_lists(const mmf_index *index, const float **centroids);
+/// List `list` of such an index: its length, its rows [length, d] and their row numbers. The
+/// pointers stay valid while the index lives and nothing is added.
+int64_t mmf_ivf_flat_list(const mmf_index *index, int64_t list, const float **rows, const int64_t **ids);
 /// faiss's OpenMP thread count.
 void mmf_set_threads(int threads);
 
