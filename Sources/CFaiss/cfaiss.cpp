@@ -33,8 +33,8 @@ static int guarded(char *error, size_t error_size, F body) {
     return -1;
 }
 
-int mmf_build(const char *factory, int d, const float *train, int64_t ntrain, const float *rows, int64_t n,
-              mmf_index **out, char *error, size_t error_size) {
+int mmf_build(const char *factory, int d, const float *train, int64_t ntrain, mmf_index **out, char *error,
+              size_t error_size) {
     return guarded(error, error_size, [&] {
         std::unique_ptr<faiss::Index> index(faiss::index_factory(d, factory, faiss::METRIC_INNER_PRODUCT));
         // The factory turns on polysemous training for IVF-PQ: a simulated-annealing reordering of
@@ -42,7 +42,6 @@ int mmf_build(const char *factory, int d, const float *train, int64_t ntrain, co
         // build time (35 s of 36 for 21,000 16-d rows, seen with faiss 1.15 as well).
         if (auto *ivfpq = dynamic_cast<faiss::IndexIVFPQ *>(index.get())) ivfpq->do_polysemous_training = false;
         if (!index->is_trained) index->train(ntrain, train);
-        index->add(n, rows);
         *out = new mmf_index{std::move(index)};
     });
 }

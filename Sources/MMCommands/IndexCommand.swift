@@ -78,7 +78,11 @@ struct IndexCommand: ParsableCommand {
                 throw CommandError("\(output): cannot write the index (\(error))")
             }
             warn("indexed \(images.paths.count) images and \(textRows.count) texts → \(output)")
-            if let ann { try buildApproximate(url, kind: ann, nprobe: annOptions.nprobe, efSearch: annOptions.efSearch, candidates: annOptions.candidates) } else { removeStaleApproximate(url) }
+            if let ann {
+                try annOptions.build(beside: url, kind: ann)
+            } else {
+                removeStaleApproximate(url)
+            }
             if missing > 0 || !images.failures.isEmpty { throw ExitCode(1) }
         }
 
@@ -92,7 +96,11 @@ struct IndexCommand: ParsableCommand {
             let url = URL(fileURLWithPath: output)
             do { try index.save(to: url) } catch { throw CommandError("\(output): cannot write the index (\(error))") }
             warn("indexed \(index.count) shard samples → \(output)")
-            if let ann { try buildApproximate(url, kind: ann, nprobe: annOptions.nprobe, efSearch: annOptions.efSearch, candidates: annOptions.candidates) } else { removeStaleApproximate(url) }
+            if let ann {
+                try annOptions.build(beside: url, kind: ann)
+            } else {
+                removeStaleApproximate(url)
+            }
             if samples.skipped > 0 { throw ExitCode(1) }
         }
     }
@@ -109,6 +117,10 @@ struct AnnOptions: ParsableArguments {
         if let nprobe, !(1...65_536).contains(nprobe) { throw ValidationError("--nprobe must be 1…65536") }
         if let efSearch, !(1...65_536).contains(efSearch) { throw ValidationError("--ef-search must be 1…65536") }
         if let candidates, !(1...1000).contains(candidates) { throw ValidationError("--candidates must be 1…1000") }
+    }
+
+    func build(beside url: URL, kind: ApproximateIndex.Kind) throws {
+        try buildApproximate(url, kind: kind, nprobe: nprobe, efSearch: efSearch, candidates: candidates)
     }
 }
 
@@ -227,7 +239,7 @@ extension IndexCommand {
             commandName: "ann",
             abstract: "Build an approximate (faiss) index beside an index file: ivf, ivf-pq or hnsw.",
             discussion: """
-                  mm index ann gallery.mmi --kind hnsw     # writes gallery.mmi.ann and gallery.mmi.ann.json
+                  mm index ann gallery.mmi --kind ivf      # writes gallery.mmi.ann and gallery.mmi.ann.json
                 """
         )
 
@@ -236,8 +248,7 @@ extension IndexCommand {
         @OptionGroup var annOptions: AnnOptions
 
         func run() throws {
-            try buildApproximate(
-                URL(fileURLWithPath: index), kind: kind, nprobe: annOptions.nprobe, efSearch: annOptions.efSearch, candidates: annOptions.candidates)
+            try annOptions.build(beside: URL(fileURLWithPath: index), kind: kind)
         }
     }
 
@@ -322,68 +333,89 @@ extension IndexCommand {
                 }
             }
             defer {
-                if let file, !keep { for f in [file.path, file.path + ".ann", file.path + ".ann.json"] { try? FileManager.default.removeItem(atPath: f) } }
-            }
-            func timed<T>(_ body: () throws -> T) rethrows -> (T, Double) {
-                var times: [Double] = [], result: T?
-                for _ in 0..<max(1, runs) {
-                    let t = DispatchTime.now().uptimeNanoseconds
-                    result = try body()
-                    times.append(Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9)
+                if let file, !keep {
+                    for f in [file.path, file.path + ".ann", file.path + ".ann.json"] { try? FileManager.default.removeItem(atPath: f) }
                 }
-                return (result!, times.sorted()[times.count / 2])
             }
-            // One query at a time (as a lone client's request is served): queries/s.
+            // Median wall and CPU seconds (all threads) of `a` and of `b`, run in turn `runs` times so
+            // that both see the same load; CPU time is what the machine's other load disturbs least.
+            func inTurn(_ a: () throws -> Void, _ b: () throws -> Void) rethrows -> (wall: (Double, Double), cpu: (Double, Double)) {
+                var wall: ([Double], [Double]) = ([], []), cpu: ([Double], [Double]) = ([], [])
+                func clock(_ body: () throws -> Void) rethrows -> (Double, Double) {
+                    let t = DispatchTime.now().uptimeNanoseconds, c = cpuSeconds()
+                    try body()
+                    return (Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9, cpuSeconds() - c)
+                }
+                for _ in 0..<max(1, runs) {
+                    let (wa, ca) = try clock(a), (wb, cb) = try clock(b)
+                    wall.0.append(wa)
+                    wall.1.append(wb)
+                    cpu.0.append(ca)
+                    cpu.1.append(cb)
+                }
+                func median(_ x: [Double]) -> Double { x.sorted()[x.count / 2] }
+                return ((median(wall.0), median(wall.1)), (median(cpu.0), median(cpu.1)))
+            }
+            // One query at a time, as a lone client's request is served.
             let singles = (0..<min(singleQueries, queries)).map { i in
                 Tensor(shape: [1, query.shape[1]], values: Array(UnsafeBufferPointer(start: query.data + i * query.shape[1], count: query.shape[1])))
             }
-            func oneByOne(_ search: (Tensor) throws -> [[EmbeddingIndex.Match]]) rethrows -> Double {
-                guard !singles.isEmpty else { return 0 }
-                let (_, seconds) = try timed { try singles.map(search) }
-                return Double(singles.count) / seconds
-            }
-            _ = gallery.search(query, k: k)  // warm-up
-            let (exact, seconds) = timed { gallery.search(query, k: k) }
-            var report: [String: Any] = [
-                "rows": gallery.count, "dim": gallery.dimension, "queries": queries, "k": k, "threads": Threads.count,
-                "mapped": mapped != nil || index != nil, "seconds": seconds, "exact_queries_per_s": Double(queries) / seconds,
-                "exact_single_queries_per_s": oneByOne { gallery.search($0, k: k) }
-            ]
+            var built: ApproximateIndex?, before = 0.0, after = 0.0
             if let ann {
                 guard file != nil || index != nil else { throw ValidationError("--ann needs --mapped or --index") }
-                let before = residentMB()
-                let built = try ApproximateIndex.build(
+                before = residentMB()
+                built = try ApproximateIndex.build(
                     gallery, kind: ann, nprobe: breadth.first, efSearch: breadth.first, candidatesPerResult: candidates)
-                let after = residentMB()
+                after = residentMB()
                 // Saved (to measure its size) beside the temporary file only, never beside a user's index.
-                if let file { try built.save(beside: file) }
-                let annBytes = file.flatMap { try? FileManager.default.attributesOfItem(atPath: $0.path + ".ann")[.size] as? Int } ?? -1
-                var points: [[String: Any]] = []
-                for b in breadth.isEmpty ? [nil] : breadth.map(Optional.some) {
-                    try built.tune(nprobe: b, efSearch: b)
-                    _ = try gallery.search(query, k: k, approximate: built)
-                    let (found, annSeconds) = try timed { try gallery.search(query, k: k, approximate: built) }
-                    // Hits by row, and counting a result whose exact score ties the k-th best as a hit
-                    // (rows with equal embeddings, e.g. repeated captions, are interchangeable).
-                    let hits = zip(exact, found).map { Set($0.map(\.index)).intersection($1.map(\.index)).count }.reduce(0, +)
-                    let tied = zip(exact, found).map { e, f in f.filter { $0.score >= (e.last?.score ?? .infinity) - 1e-5 }.count }.reduce(0, +)
-                    let single = try oneByOne { try gallery.search($0, k: k, approximate: built) }
-                    var point: [String: Any] = [
-                        "candidates_per_result": built.info.candidatesPerResult,
-                        "recall_at_k": Double(hits) / Double(queries * k), "recall_at_k_ties": Double(tied) / Double(queries * k),
-                        "ann_queries_per_s": Double(queries) / annSeconds, "speedup": seconds / annSeconds,
-                        "ann_single_queries_per_s": single,
-                        "single_speedup": singles.isEmpty ? 0 : single / (report["exact_single_queries_per_s"] as! Double)
-                    ]
-                    if let nprobe = built.info.nprobe { point["nprobe"] = nprobe }
-                    if let efSearch = built.info.efSearch { point["ef_search"] = efSearch }
-                    points.append(point)
-                }
-                report.merge([
-                    "ann": built.info.factory, "build_seconds": built.info.buildSeconds ?? -1, "ann_file_mb": Double(annBytes) / 1e6,
-                    "rss_before_build_mb": before, "rss_after_build_mb": after, "peak_rss_mb": peakResidentMB(), "points": points
-                ]) { $1 }
+                if let file { try built!.save(beside: file) }
             }
+            let exact = gallery.search(query, k: k)  // also the warm-up
+            var report: [String: Any] = [
+                "rows": gallery.count, "dim": gallery.dimension, "queries": queries, "k": k, "threads": Threads.count,
+                "mapped": mapped != nil || index != nil
+            ]
+            guard let built else {
+                let seconds = inTurn({ _ = gallery.search(query, k: k) }, {}).wall.0
+                report.merge(["seconds": seconds, "exact_queries_per_s": Double(queries) / seconds]) { $1 }
+                return try printJSON(report)
+            }
+            // For each breadth: exact and approximate search timed in turn, in a batch and one by one.
+            var points: [[String: Any]] = []
+            for b in breadth.isEmpty ? [nil] : breadth.map(Optional.some) {
+                try built.tune(nprobe: b, efSearch: b)
+                let found = try gallery.search(query, k: k, approximate: built)
+                let batch = try inTurn({ _ = gallery.search(query, k: k) }, { _ = try gallery.search(query, k: k, approximate: built) })
+                let one = try inTurn(
+                    { for q in singles { _ = gallery.search(q, k: k) } }, { for q in singles { _ = try gallery.search(q, k: k, approximate: built) } }
+                )
+                // Hits by row, and counting a result whose exact score ties the k-th best as a hit
+                // (rows with equal embeddings, e.g. repeated captions, are interchangeable).
+                let hits = zip(exact, found).map { Set($0.map(\.index)).intersection($1.map(\.index)).count }.reduce(0, +)
+                let tied = zip(exact, found).map { e, f in f.filter { $0.score >= (e.last?.score ?? .infinity) - 1e-5 }.count }.reduce(0, +)
+                var point: [String: Any] = [
+                    "candidates_per_result": built.info.candidatesPerResult,
+                    "recall_at_k": Double(hits) / Double(queries * k), "recall_at_k_ties": Double(tied) / Double(queries * k),
+                    "exact_queries_per_s": Double(queries) / batch.wall.0, "ann_queries_per_s": Double(queries) / batch.wall.1,
+                    "speedup": batch.wall.0 / batch.wall.1, "cpu_speedup": batch.cpu.0 / batch.cpu.1,
+                    "exact_cpu_ms_per_query": batch.cpu.0 * 1000 / Double(queries), "ann_cpu_ms_per_query": batch.cpu.1 * 1000 / Double(queries)
+                ]
+                if !singles.isEmpty {
+                    point.merge([
+                        "exact_single_queries_per_s": Double(singles.count) / one.wall.0,
+                        "ann_single_queries_per_s": Double(singles.count) / one.wall.1,
+                        "single_speedup": one.wall.0 / one.wall.1, "single_cpu_speedup": one.cpu.0 / one.cpu.1
+                    ]) { $1 }
+                }
+                if let nprobe = built.info.nprobe { point["nprobe"] = nprobe }
+                if let efSearch = built.info.efSearch { point["ef_search"] = efSearch }
+                points.append(point)
+            }
+            let annBytes = file.flatMap { try? FileManager.default.attributesOfItem(atPath: $0.path + ".ann")[.size] as? Int } ?? -1
+            report.merge([
+                "ann": built.info.factory, "build_seconds": built.info.buildSeconds ?? -1, "ann_file_mb": Double(annBytes) / 1e6,
+                "rss_before_build_mb": before, "rss_after_build_mb": after, "peak_rss_mb": peakResidentMB(), "points": points
+            ]) { $1 }
             try printJSON(report)
         }
     }
@@ -391,9 +423,18 @@ extension IndexCommand {
 
 /// This process's resident memory now (from /proc/self/statm) and at its peak (getrusage), MB.
 func residentMB() -> Double {
-    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8), let pages = Double(text.split(separator: " ").dropFirst().first ?? "")
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+        let pages = Double(text.split(separator: " ").dropFirst().first ?? "")
     else { return -1 }
     return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1e6
+}
+
+/// CPU seconds this process has used, all threads, user and system.
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+    return user + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
 }
 
 func peakResidentMB() -> Double {

@@ -5,9 +5,10 @@ import MMTensor
 
 /// An approximate nearest-neighbour index (faiss) over the rows of an `EmbeddingIndex`, saved
 /// beside it: `gallery.mmi.ann` (faiss's own format) and `gallery.mmi.ann.json` (what it is and
-/// which `.mmi` it was built from, by checksum). It only proposes candidates; `EmbeddingIndex`
-/// re-scores them exactly from its own rows, so the scores returned are true cosines and a
-/// compressed code (PQ, SQ8) costs recall only, never precision of the scores.
+/// which `.mmi` it was built from, by checksum). The scores returned are always true cosines:
+/// an `ivf` index holds the rows themselves and mm scans its lists; the other kinds only propose
+/// candidates, which `EmbeddingIndex` re-scores from its own rows, so a compressed code (PQ, SQ8)
+/// costs recall only, never precision of the scores.
 public final class ApproximateIndex: @unchecked Sendable {
     public enum Kind: String, Codable, Sendable, CaseIterable {
         /// Inverted file of ≈4√n lists holding the float rows themselves (as much memory again as
@@ -51,10 +52,10 @@ public final class ApproximateIndex: @unchecked Sendable {
         let rows: [UnsafePointer<Float>?], ids: [UnsafePointer<Int64>?], sizes: [Int]
     }
 
-    /// faiss's OpenMP threads while building: 1 unless `MM_FAISS_THREADS` says otherwise. libgomp's threads spin
-    /// at every barrier, and faiss opens a parallel region per small block: on two cores shared
-    /// with BLAS's own threads (or other processes) that spinning made an IVF-PQ build 5× slower
-    /// (17.5 s against 3.5 s for 21,000 rows, load ≈ 12). BLAS inside faiss still uses every core.
+    /// faiss's OpenMP threads while building: 1 unless `MM_FAISS_THREADS` says otherwise. libgomp's
+    /// threads spin at every barrier, and faiss opens a parallel region per small block: on two
+    /// cores shared with BLAS's own threads (or other processes) that spinning made an IVF-PQ build
+    /// 5× slower (17.5 s against 3.5 s for 21,000 rows, load ≈ 12).
     static let threads: Int32 = {
         if let s = ProcessInfo.processInfo.environment["MM_FAISS_THREADS"], let n = Int32(s), n > 0 { return n }
         return 1
@@ -134,16 +135,20 @@ public final class ApproximateIndex: @unchecked Sendable {
         let started = DispatchTime.now().uptimeNanoseconds
         mmf_set_threads(threads)
         let factory = factory(kind, rows: index.count, dimension: index.dimension)
-        let rows = index.embeddings
         // k-means and the PQ codebooks converge on a sample: faiss itself caps training at 256 rows a centroid.
         let sampleSize = min(index.count, 150_000)
         let step = Double(index.count) / Double(sampleSize)
         let sample = index.embeddings(rows: (0..<sampleSize).map { Int(Double($0) * step) })
         var error = [CChar](repeating: 0, count: 512)
         var out: OpaquePointer?
-        let status = mmf_build(
-            factory, Int32(index.dimension), sample.data, Int64(sampleSize), rows.data, Int64(index.count), &out, &error, error.count)
+        var status = mmf_build(factory, Int32(index.dimension), sample.data, Int64(sampleSize), &out, &error, error.count)
+        // Rows go in by blocks of 65,536 (128 MB of 512-d rows): a mapped index is never copied whole.
+        for first in stride(from: 0, to: index.count, by: 65_536) where status == 0 {
+            let block = index.embeddings(rows: Array(first..<min(index.count, first + 65_536)))
+            status = mmf_add(out, block.data, Int64(block.shape[0]), &error, error.count)
+        }
         guard status == 0, let handle = out else {
+            if let out { mmf_free(out) }
             throw EvalError("\(index.file ?? "index"): faiss could not build \(factory) (\(String(cString: error)))")
         }
         let info = Info(
@@ -232,39 +237,73 @@ public final class ApproximateIndex: @unchecked Sendable {
     }
 
     /// The best k rows for each query [Q, D] of an `ivf` index, by exact inner product: the `nprobe`
-    /// lists whose centroids score highest are scanned with BLAS. `allowed` masks rows (nil: all).
-    /// Queries are spread over the cores.
+    /// lists whose centroids score highest are scanned. Each list is scanned once for all the
+    /// queries that probe it (one BLAS product), the lists spread over the cores, each core
+    /// keeping its own best k per query, merged at the end. `allowed` masks rows (nil: all).
     func searchLists(_ queries: Tensor, k: Int, allowed: [Bool]?) -> [[(row: Int, score: Float)]] {
         guard let lists else { preconditionFailure("searchLists needs an ivf index") }
-        let q = queries.shape[0], d = info.dimension, probe = min(info.nprobe ?? Self.defaultNprobe(rows: info.rows), lists.sizes.count)
+        let q = queries.shape[0], d = info.dimension, count = lists.sizes.count
+        let probe = min(info.nprobe ?? Self.defaultNprobe(rows: info.rows), count)
+        guard q > 0, k > 0 else { return Array(repeating: [], count: q) }
         let coarse = withoutGradients { Tensor.matmul(queries, lists.centroids, transposeB: true) }  // [Q, lists]
-        let longest = lists.sizes.max() ?? 0
-        var results = [[(row: Int, score: Float)]](repeating: [], count: q)
-        let workers = max(1, min(Threads.count, q))
-        results.withUnsafeMutableBufferPointer { results in
-            let results = results
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(1, longest))
-                let best = UnsafeMutablePointer<Float>.allocate(capacity: k), at = UnsafeMutablePointer<Int>.allocate(capacity: k)
-                let nearest = UnsafeMutablePointer<Float>.allocate(capacity: probe), list = UnsafeMutablePointer<Int>.allocate(capacity: probe)
-                defer { for p in [scores, best, nearest] { p.deallocate() }; at.deallocate(); list.deallocate() }
-                for i in stride(from: w, to: q, by: workers) {
-                    var probed = 0, filled = 0
-                    keepBest(coarse.data + i * lists.sizes.count, count: lists.sizes.count, k: probe, best: nearest, at: list, filled: &probed)
-                    for p in 0..<probed {
-                        let l = list[p], n = lists.sizes[l]
-                        guard n > 0, let rows = lists.rows[l], let ids = lists.ids[l] else { continue }
-                        sgemm(
-                            transA: false, transB: true, m: 1, n: n, k: d, a: queries.data + i * d, lda: d, b: rows, ldb: d,
-                            c: scores, ldc: n, parallel: false)
-                        if let allowed { for j in 0..<n where !allowed[Int(ids[j])] { scores[j] = .nan } }
-                        keepBest(scores, count: n, rows: ids, k: k, best: best, at: at, filled: &filled)
-                    }
-                    results[i] = (0..<filled).map { (at[$0], best[$0]) }
+        // The lists each query probes (-1: none, for a NaN query), then for each list the queries probing it.
+        var probes = [Int](repeating: -1, count: q * probe)
+        probes.withUnsafeMutableBufferPointer { probes in
+            let probes = probes, nearest = UnsafeMutablePointer<Float>.allocate(capacity: q * probe)
+            defer { nearest.deallocate() }
+            DispatchQueue.concurrentPerform(iterations: min(Threads.count, q)) { w in
+                for i in stride(from: w, to: q, by: min(Threads.count, q)) {
+                    var filled = 0
+                    keepBest(
+                        coarse.data + i * count, count: count, k: probe, best: nearest + i * probe, at: probes.baseAddress! + i * probe,
+                        filled: &filled)
                 }
             }
         }
-        return results
+        var start = [Int](repeating: 0, count: count + 1)
+        for l in probes where l >= 0 { start[l + 1] += 1 }
+        for l in 0..<count { start[l + 1] += start[l] }
+        var members = [Int](repeating: 0, count: start[count]), next = start
+        for (p, l) in probes.enumerated() where l >= 0 {
+            members[next[l]] = p / probe
+            next[l] += 1
+        }
+        let workers = max(1, min(Threads.count, count)), slots = workers * q * k
+        let best = UnsafeMutablePointer<Float>.allocate(capacity: slots), at = UnsafeMutablePointer<Int>.allocate(capacity: slots)
+        let filled = UnsafeMutablePointer<Int>.allocate(capacity: workers * q)
+        filled.initialize(repeating: 0, count: workers * q)
+        defer { best.deallocate(); at.deallocate(); filled.deallocate() }
+        let chunk = 256, longest = lists.sizes.max() ?? 0
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let block = UnsafeMutablePointer<Float>.allocate(capacity: chunk * d)
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * max(1, longest))
+            defer { block.deallocate(); scores.deallocate() }
+            for l in stride(from: w, to: count, by: workers) {
+                let n = lists.sizes[l]
+                guard n > 0, let rows = lists.rows[l], let ids = lists.ids[l] else { continue }
+                for first in stride(from: start[l], to: start[l + 1], by: chunk) {
+                    let m = min(chunk, start[l + 1] - first)
+                    for j in 0..<m { (block + j * d).update(from: queries.data + members[first + j] * d, count: d) }
+                    sgemm(transA: false, transB: true, m: m, n: n, k: d, a: block, lda: d, b: rows, ldb: d, c: scores, ldc: n, parallel: false)
+                    for j in 0..<m {
+                        let row = scores + j * n, slot = w * q + members[first + j]
+                        if let allowed { for r in 0..<n where !allowed[Int(ids[r])] { row[r] = .nan } }
+                        keepBest(row, count: n, rows: ids, k: k, best: best + slot * k, at: at + slot * k, filled: &filled[slot])
+                    }
+                }
+            }
+        }
+        // Each query's best of the workers' best (worker 0's first, the others merged into it).
+        return (0..<q).map { i in
+            for w in 1..<workers {
+                let slot = w * q + i
+                for j in 0..<filled[slot] {
+                    var score = best[slot * k + j]
+                    keepBest(&score, count: 1, first: at[slot * k + j], k: k, best: best + i * k, at: at + i * k, filled: &filled[i])
+                }
+            }
+            return (0..<filled[i]).map { (at[i * k + $0], best[i * k + $0]) }
+        }
     }
 
     /// For each query row [Q, D], up to `count` candidate rows (best first by the approximate score).

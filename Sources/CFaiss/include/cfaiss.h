@@ -12,10 +12,10 @@ extern "C" {
 
 typedef struct mmf_index mmf_index;
 
-/// Builds an inner-product index from faiss's factory string (e.g. "IVF1024,PQ32", "HNSW32,SQ8"):
-/// trains it on `train` rows [ntrain, d], then adds `rows` [n, d].
-int mmf_build(const char *factory, int d, const float *train, int64_t ntrain, const float *rows, int64_t n,
-              mmf_index **out, char *error, size_t error_size);
+/// Builds an empty inner-product index from faiss's factory string (e.g. "IVF1024,Flat",
+/// "HNSW32,SQ8") and trains it on `train` rows [ntrain, d]; rows go in with mmf_add.
+int mmf_build(const char *factory, int d, const float *train, int64_t ntrain, mmf_index **out, char *error,
+              size_t error_size);
 /// Adds rows [n, d] to a trained index.
 int mmf_add(mmf_index *index, const float *rows, int64_t n, char *error, size_t error_size);
 int mmf_write(const mmf_index *index, const char *path, char *error, size_t error_size);
