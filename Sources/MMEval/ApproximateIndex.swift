@@ -273,7 +273,8 @@ public final class ApproximateIndex: @unchecked Sendable {
         let filled = UnsafeMutablePointer<Int>.allocate(capacity: workers * q)
         filled.initialize(repeating: 0, count: workers * q)
         defer { best.deallocate(); at.deallocate(); filled.deallocate() }
-        let chunk = 256, longest = lists.sizes.max() ?? 0
+        // Queries per product: at most 256, and no more than any list is probed by (1 for one query).
+        let chunk = max(1, min(256, (0..<count).map { start[$0 + 1] - start[$0] }.max() ?? 1)), longest = lists.sizes.max() ?? 0
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             let block = UnsafeMutablePointer<Float>.allocate(capacity: chunk * d)
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * max(1, longest))
