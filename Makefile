@@ -190,14 +190,22 @@ test-hostile: build
 	$(PYTHON) tools/hostile/make_inputs.py --mm .build/release/mm .build/hostile
 	$(PYTHON) tools/hostile/check.py --mm .build/release/mm .build/hostile
 
-# mm serve (docs/serve.md): load test (50 clients, 60 s, /search on a 100,000-row index) and the
-# approximate-index benchmark (recall@10 and queries/s against exact search).
-.PHONY: bench-serve bench-ann
+# mm serve (docs/serve.md): load test (50 clients, 60 s, /search on a 100,000-row index), the
+# approximate-index benchmark (recall@10, queries/s against exact search, build time, memory),
+# one client's /search latency on a 1,000,000-row index with ViT-B-32 loaded, and `mm index build`
+# of a folder of photos against open_clip with a 2-worker DataLoader.
+.PHONY: bench-serve bench-ann bench-latency bench-index-build
 bench-serve: build
 	tools/serve/bench_serve.sh
 
 bench-ann: build
 	tools/serve/bench_ann.sh
+
+bench-latency: build fixtures-vitb32
+	tools/serve/bench_latency.sh
+
+bench-index-build: build venv fixtures-vitb32
+	$(VENV)/bin/python tools/bench/bench_index_build.py
 
 # PyTorch checkpoints, hub folders and f16 weights (docs/weights.md): the committed golden files
 # under Tests/MMCLIPTests/Fixtures/torch and the fuzz seeds (tools/make_torch_fixtures.py), the

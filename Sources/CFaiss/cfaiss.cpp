@@ -2,6 +2,8 @@
 
 #include <faiss/AutoTune.h>
 #include <faiss/Index.h>
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexIVFPQ.h>
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
@@ -31,8 +33,8 @@ static int guarded(char *error, size_t error_size, F body) {
     return -1;
 }
 
-int mmf_build(const char *factory, int d, const float *train, int64_t ntrain, const float *rows, int64_t n,
-              mmf_index **out, char *error, size_t error_size) {
+int mmf_build(const char *factory, int d, const float *train, int64_t ntrain, mmf_index **out, char *error,
+              size_t error_size) {
     return guarded(error, error_size, [&] {
         std::unique_ptr<faiss::Index> index(faiss::index_factory(d, factory, faiss::METRIC_INNER_PRODUCT));
         // The factory turns on polysemous training for IVF-PQ: a simulated-annealing reordering of
@@ -40,7 +42,6 @@ int mmf_build(const char *factory, int d, const float *train, int64_t ntrain, co
         // build time (35 s of 36 for 21,000 16-d rows, seen with faiss 1.15 as well).
         if (auto *ivfpq = dynamic_cast<faiss::IndexIVFPQ *>(index.get())) ivfpq->do_polysemous_training = false;
         if (!index->is_trained) index->train(ntrain, train);
-        index->add(n, rows);
         *out = new mmf_index{std::move(index)};
     });
 }
@@ -72,6 +73,22 @@ int mmf_set_parameter(mmf_index *index, const char *name, double value, char *er
 int mmf_search(const mmf_index *index, const float *queries, int64_t nq, int64_t k, float *scores, int64_t *labels,
                char *error, size_t error_size) {
     return guarded(error, error_size, [&] { index->index->search(nq, queries, k, scores, labels); });
+}
+
+int64_t mmf_ivf_flat_lists(const mmf_index *index, const float **centroids) {
+    auto *ivf = dynamic_cast<const faiss::IndexIVFFlat *>(index->index.get());
+    if (!ivf || !ivf->invlists) return -1;
+    auto *flat = dynamic_cast<const faiss::IndexFlat *>(ivf->quantizer);
+    if (!flat || flat->ntotal != static_cast<faiss::Index::idx_t>(ivf->nlist) || flat->d != ivf->d) return -1;
+    *centroids = flat->get_xb();
+    return static_cast<int64_t>(ivf->nlist);
+}
+
+int64_t mmf_ivf_flat_list(const mmf_index *index, int64_t list, const float **rows, const int64_t **ids) {
+    auto *ivf = static_cast<const faiss::IndexIVFFlat *>(index->index.get());
+    *rows = reinterpret_cast<const float *>(ivf->invlists->get_codes(list));
+    *ids = ivf->invlists->get_ids(list);
+    return static_cast<int64_t>(ivf->invlists->list_size(list));
 }
 
 void mmf_set_threads(int threads) { omp_set_num_threads(threads); }

@@ -50,14 +50,12 @@ struct IndexCommand: ParsableCommand {
         @Option(help: "Image column of --captions.") var imageKey = "filepath"
         @Option(help: "Caption column of --captions.") var captionKey = "title"
         @Option(help: "Texts to index as text rows, one per line (for text→text and image→text search).") var texts: String?
-        @Option(help: "Also build an approximate index beside the file: ivf-pq or hnsw.") var ann: ApproximateIndex.Kind?
-        @Option(help: "IVF lists scanned per query (ivf-pq).") var nprobe: Int?
-        @Option(help: "Graph search breadth (hnsw).") var efSearch: Int?
+        @Option(help: "Also build an approximate index beside the file: ivf, ivf-pq or hnsw.") var ann: ApproximateIndex.Kind?
+        @OptionGroup var annOptions: AnnOptions
         @OptionGroup(title: "WebDataset shards") var shardOptions: ShardOptions
 
         func validate() throws {
             guard !paths.isEmpty || captions != nil || texts != nil else { throw ValidationError("give images, --captions or --texts") }
-            try validateSearchBreadth(nprobe: nprobe, efSearch: efSearch)
         }
 
         func run() throws {
@@ -81,7 +79,11 @@ struct IndexCommand: ParsableCommand {
                 throw CommandError("\(output): cannot write the index (\(error))")
             }
             warn("indexed \(images.paths.count) images and \(textRows.count) texts → \(output)")
-            if let ann { try buildApproximate(url, kind: ann, nprobe: nprobe, efSearch: efSearch) } else { removeStaleApproximate(url) }
+            if let ann {
+                try annOptions.build(beside: url, kind: ann)
+            } else {
+                removeStaleApproximate(url)
+            }
             if missing > 0 || !images.failures.isEmpty { throw ExitCode(1) }
         }
 
@@ -95,21 +97,38 @@ struct IndexCommand: ParsableCommand {
             let url = URL(fileURLWithPath: output)
             do { try index.save(to: url) } catch { throw CommandError("\(output): cannot write the index (\(error))") }
             warn("indexed \(index.count) shard samples → \(output)")
-            if let ann { try buildApproximate(url, kind: ann, nprobe: nprobe, efSearch: efSearch) } else { removeStaleApproximate(url) }
+            if let ann {
+                try annOptions.build(beside: url, kind: ann)
+            } else {
+                removeStaleApproximate(url)
+            }
             if !samples.skipped.isEmpty { throw ExitCode(1) }
         }
     }
 }
 
-func validateSearchBreadth(nprobe: Int?, efSearch: Int?) throws {
-    if let nprobe, !(1...65_536).contains(nprobe) { throw ValidationError("--nprobe must be 1…65536") }
-    if let efSearch, !(1...65_536).contains(efSearch) { throw ValidationError("--ef-search must be 1…65536") }
+/// The search settings of an approximate index, fixed when it is built (recorded in its `.ann.json`).
+struct AnnOptions: ParsableArguments {
+    @Option(help: "IVF lists scanned per query (ivf, ivf-pq; default 1/64 of the lists, at least 8).") var nprobe: Int?
+    @Option(help: "Graph search breadth (hnsw; default \(ApproximateIndex.defaultEfSearch)).") var efSearch: Int?
+    @Option(help: "Candidates per wanted result re-scored exactly (default \(ApproximateIndex.defaultCandidatesPerResult)).")
+    var candidates: Int?
+
+    func validate() throws {
+        if let nprobe, !(1...65_536).contains(nprobe) { throw ValidationError("--nprobe must be 1…65536") }
+        if let efSearch, !(1...65_536).contains(efSearch) { throw ValidationError("--ef-search must be 1…65536") }
+        if let candidates, !(1...1000).contains(candidates) { throw ValidationError("--candidates must be 1…1000") }
+    }
+
+    func build(beside url: URL, kind: ApproximateIndex.Kind) throws {
+        try buildApproximate(url, kind: kind, nprobe: nprobe, efSearch: efSearch, candidates: candidates)
+    }
 }
 
 /// Builds (or rebuilds) the approximate index beside a saved index file.
-func buildApproximate(_ url: URL, kind: ApproximateIndex.Kind, nprobe: Int?, efSearch: Int?) throws {
+func buildApproximate(_ url: URL, kind: ApproximateIndex.Kind, nprobe: Int?, efSearch: Int?, candidates: Int?) throws {
     let index = try EmbeddingIndex.load(from: url)
-    let built = try ApproximateIndex.build(index, kind: kind, nprobe: nprobe, efSearch: efSearch)
+    let built = try ApproximateIndex.build(index, kind: kind, nprobe: nprobe, efSearch: efSearch, candidatesPerResult: candidates)
     try built.save(beside: url)
     let note = index.count < ApproximateIndex.exactBelowRows ? " (searches stay exact below \(ApproximateIndex.exactBelowRows) rows)" : ""
     warn(
@@ -205,8 +224,8 @@ extension IndexCommand {
             gallery.add(names: images.paths, embeddings: images.embeddings, modified: images.paths.map(modificationTime))
             do { try gallery.save(to: url) } catch { throw CommandError("\(index): cannot write the index (\(error))") }
             warn("embedded \(images.paths.count) new or changed images, \(files.count - stale.count) unchanged; \(gallery.count) in \(index)")
-            if let kind = approximate?.info.kind {
-                try buildApproximate(url, kind: kind, nprobe: approximate?.info.nprobe, efSearch: approximate?.info.efSearch)
+            if let info = approximate?.info {
+                try buildApproximate(url, kind: info.kind, nprobe: info.nprobe, efSearch: info.efSearch, candidates: info.candidatesPerResult)
             } else {
                 removeStaleApproximate(url)
             }
@@ -217,20 +236,19 @@ extension IndexCommand {
     struct Ann: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "ann",
-            abstract: "Build an approximate (faiss) index beside an index file: ivf-pq or hnsw.",
+            abstract: "Build an approximate (faiss) index beside an index file: ivf, ivf-pq or hnsw.",
             discussion: """
-                  mm index ann gallery.mmi --kind hnsw     # writes gallery.mmi.ann and gallery.mmi.ann.json
+                  mm index ann gallery.mmi --kind ivf      # writes gallery.mmi.ann and gallery.mmi.ann.json
                 """
         )
 
         @Argument(help: "Index file.") var index: String
-        @Option(help: "ivf-pq or hnsw.") var kind: ApproximateIndex.Kind
-        @Option(help: "IVF lists scanned per query (ivf-pq).") var nprobe: Int?
-        @Option(help: "Graph search breadth (hnsw).") var efSearch: Int?
+        @Option(help: "ivf, ivf-pq or hnsw.") var kind: ApproximateIndex.Kind
+        @OptionGroup var annOptions: AnnOptions
 
-        func validate() throws { try validateSearchBreadth(nprobe: nprobe, efSearch: efSearch) }
-
-        func run() throws { try buildApproximate(URL(fileURLWithPath: index), kind: kind, nprobe: nprobe, efSearch: efSearch) }
+        func run() throws {
+            try annOptions.build(beside: URL(fileURLWithPath: index), kind: kind)
+        }
     }
 
     struct Export: ParsableCommand {
@@ -267,8 +285,9 @@ func sameFile(_ a: String, _ b: String) -> Bool {
 extension ApproximateIndex.Kind: ExpressibleByArgument {}
 
 extension IndexCommand {
-    /// Timing of exact search on random unit vectors (tools/bench/bench_search.py), and of the
-    /// approximate indexes against it (tools/bench/bench_ann.sh): recall@k, queries/s, build time.
+    /// Exact search timed on random unit vectors (tools/bench/bench_search.py), and approximate
+    /// search against it (tools/serve/bench_ann.sh): recall@k, queries/s of both in batches and one
+    /// query at a time, build time and memory, for each search breadth on one build.
     struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "bench", abstract: "Time exact (and approximate) search over random embeddings or an index file (prints JSON).",
@@ -276,14 +295,17 @@ extension IndexCommand {
 
         @Option var rows = 1_000_000
         @Option var dim = 512
-        @Option var queries = 100
+        @Option(help: "Queries searched in one batch.") var queries = 100
+        @Option(help: "Of those, how many are also searched one at a time.") var singleQueries = 0
         @Option(name: .short) var k = 10
         @Option var runs = 3
         @Option(help: "Save the index to this file and search it memory-mapped (the file is removed after).") var mapped: String?
+        @Flag(help: "Keep the --mapped file (a gallery of random rows for serving benchmarks).") var keep = false
+        @Option(help: "Model fingerprint recorded in the --mapped file (a model's, to serve it with that model).") var fingerprint = "bench"
         @Option(help: "Also build this approximate index over the rows (needs --mapped or --index) and compare.") var ann: ApproximateIndex.Kind?
         @Option(help: "Bench this index file instead of random rows; queries mix two random rows.") var index: String?
-        @Option var nprobe: Int?
-        @Option var efSearch: Int?
+        @Option(parsing: .upToNextOption, help: "nprobe (IVF) or efSearch (HNSW) values measured on the one build.") var breadth: [Int] = []
+        @Option var candidates: Int?
 
         func run() throws {
             var g = SeededGenerator(seed: 1)
@@ -300,7 +322,7 @@ extension IndexCommand {
                 rowsTensor.fillNormal(std: 1, using: &g)
                 q.fillNormal(std: 1, using: &g)
                 gallery = EmbeddingIndex(
-                    modelFingerprint: "bench", names: [String](repeating: "", count: rows),
+                    modelFingerprint: fingerprint, names: [String](repeating: "", count: rows),
                     embeddings: withoutGradients { rowsTensor.l2Normalized() })
                 query = withoutGradients { q.l2Normalized() }
                 if let mapped {
@@ -310,45 +332,114 @@ extension IndexCommand {
                 }
             }
             defer {
-                if let file { for f in [file.path, file.path + ".ann", file.path + ".ann.json"] { try? FileManager.default.removeItem(atPath: f) } }
-            }
-            func timed<T>(_ body: () throws -> T) rethrows -> (T, Double) {
-                var times: [Double] = [], result: T?
-                for _ in 0..<max(1, runs) {
-                    let t = DispatchTime.now().uptimeNanoseconds
-                    result = try body()
-                    times.append(Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9)
+                if let file, !keep {
+                    for f in [file.path, file.path + ".ann", file.path + ".ann.json"] { try? FileManager.default.removeItem(atPath: f) }
                 }
-                return (result!, times.sorted()[times.count / 2])
             }
-            _ = gallery.search(query, k: k)  // warm-up
-            let (exact, seconds) = timed { gallery.search(query, k: k) }
-            var report: [String: Any] = [
-                "rows": gallery.count, "dim": gallery.dimension, "queries": queries, "k": k, "threads": Threads.count,
-                "mapped": mapped != nil || index != nil, "seconds": seconds, "exact_queries_per_s": Double(queries) / seconds
-            ]
+            // Median wall and CPU seconds (all threads) of `a` and of `b`, run in turn `runs` times so
+            // that both see the same load; CPU time is what the machine's other load disturbs least.
+            func inTurn(_ a: () throws -> Void, _ b: () throws -> Void) rethrows -> (wall: (Double, Double), cpu: (Double, Double)) {
+                var wall: ([Double], [Double]) = ([], []), cpu: ([Double], [Double]) = ([], [])
+                func clock(_ body: () throws -> Void) rethrows -> (Double, Double) {
+                    let t = DispatchTime.now().uptimeNanoseconds, c = cpuSeconds()
+                    try body()
+                    return (Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9, cpuSeconds() - c)
+                }
+                for _ in 0..<max(1, runs) {
+                    let (wa, ca) = try clock(a), (wb, cb) = try clock(b)
+                    wall.0.append(wa)
+                    wall.1.append(wb)
+                    cpu.0.append(ca)
+                    cpu.1.append(cb)
+                }
+                func median(_ x: [Double]) -> Double { x.sorted()[x.count / 2] }
+                return ((median(wall.0), median(wall.1)), (median(cpu.0), median(cpu.1)))
+            }
+            // One query at a time, as a lone client's request is served.
+            let singles = (0..<min(singleQueries, queries)).map { i in
+                Tensor(shape: [1, query.shape[1]], values: Array(UnsafeBufferPointer(start: query.data + i * query.shape[1], count: query.shape[1])))
+            }
+            var built: ApproximateIndex?, before = 0.0, after = 0.0
             if let ann {
                 guard file != nil || index != nil else { throw ValidationError("--ann needs --mapped or --index") }
-                let built = try ApproximateIndex.build(gallery, kind: ann, nprobe: nprobe, efSearch: efSearch)
-                // Saved (to measure its size) only beside the temporary file, never beside a user's index.
-                if let file { try built.save(beside: file) }
-                _ = try gallery.search(query, k: k, approximate: built)
-                let (found, annSeconds) = try timed { try gallery.search(query, k: k, approximate: built) }
-                let hits = zip(exact, found).map { Set($0.map(\.index)).intersection($1.map(\.index)).count }.reduce(0, +)
-                var usage = rusage()
-                getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-                let annBytes = file.flatMap { try? FileManager.default.attributesOfItem(atPath: $0.path + ".ann")[.size] as? Int } ?? -1
-                report.merge([
-                    "ann": built.info.factory, "nprobe": built.info.nprobe as Any, "ef_search": built.info.efSearch as Any,
-                    "build_seconds": built.info.buildSeconds ?? -1, "ann_seconds": annSeconds,
-                    "ann_queries_per_s": Double(queries) / annSeconds, "speedup": seconds / annSeconds,
-                    "recall_at_k": Double(hits) / Double(queries * k), "ann_file_mb": Double(annBytes) / 1e6,
-                    "peak_rss_mb": Double(usage.ru_maxrss) / 1024
-                ]) { $1 }
+                before = residentMB()
+                built = try ApproximateIndex.build(
+                    gallery, kind: ann, nprobe: breadth.first, efSearch: breadth.first, candidatesPerResult: candidates)
+                after = residentMB()
+                // Saved (to measure its size) beside the temporary file only, never beside a user's index.
+                if let file { try built!.save(beside: file) }
             }
-            try printJSON(report.filter { !($0.value is NSNull) })
+            let exact = gallery.search(query, k: k)  // also the warm-up
+            var report: [String: Any] = [
+                "rows": gallery.count, "dim": gallery.dimension, "queries": queries, "k": k, "threads": Threads.count,
+                "mapped": mapped != nil || index != nil
+            ]
+            guard let built else {
+                let seconds = inTurn({ _ = gallery.search(query, k: k) }, {}).wall.0
+                report.merge(["seconds": seconds, "exact_queries_per_s": Double(queries) / seconds]) { $1 }
+                return try printJSON(report)
+            }
+            // For each breadth: exact and approximate search timed in turn, in a batch and one by one.
+            var points: [[String: Any]] = []
+            for b in breadth.isEmpty ? [nil] : breadth.map(Optional.some) {
+                try built.tune(nprobe: b, efSearch: b)
+                let found = try gallery.search(query, k: k, approximate: built)
+                let batch = try inTurn({ _ = gallery.search(query, k: k) }, { _ = try gallery.search(query, k: k, approximate: built) })
+                let one = try inTurn(
+                    { for q in singles { _ = gallery.search(q, k: k) } }, { for q in singles { _ = try gallery.search(q, k: k, approximate: built) } }
+                )
+                // Hits by row, and counting a result whose exact score ties the k-th best as a hit
+                // (rows with equal embeddings, e.g. repeated captions, are interchangeable).
+                let hits = zip(exact, found).map { Set($0.map(\.index)).intersection($1.map(\.index)).count }.reduce(0, +)
+                let tied = zip(exact, found).map { e, f in f.filter { $0.score >= (e.last?.score ?? .infinity) - 1e-5 }.count }.reduce(0, +)
+                var point: [String: Any] = [
+                    "candidates_per_result": built.info.candidatesPerResult,
+                    "recall_at_k": Double(hits) / Double(queries * k), "recall_at_k_ties": Double(tied) / Double(queries * k),
+                    "exact_queries_per_s": Double(queries) / batch.wall.0, "ann_queries_per_s": Double(queries) / batch.wall.1,
+                    "speedup": batch.wall.0 / batch.wall.1, "cpu_speedup": batch.cpu.0 / batch.cpu.1,
+                    "exact_cpu_ms_per_query": batch.cpu.0 * 1000 / Double(queries), "ann_cpu_ms_per_query": batch.cpu.1 * 1000 / Double(queries)
+                ]
+                if !singles.isEmpty {
+                    point.merge([
+                        "exact_single_queries_per_s": Double(singles.count) / one.wall.0,
+                        "ann_single_queries_per_s": Double(singles.count) / one.wall.1,
+                        "single_speedup": one.wall.0 / one.wall.1, "single_cpu_speedup": one.cpu.0 / one.cpu.1
+                    ]) { $1 }
+                }
+                if let nprobe = built.info.nprobe { point["nprobe"] = nprobe }
+                if let efSearch = built.info.efSearch { point["ef_search"] = efSearch }
+                points.append(point)
+            }
+            let annBytes = file.flatMap { try? FileManager.default.attributesOfItem(atPath: $0.path + ".ann")[.size] as? Int } ?? -1
+            report.merge([
+                "ann": built.info.factory, "build_seconds": built.info.buildSeconds ?? -1, "ann_file_mb": Double(annBytes) / 1e6,
+                "rss_before_build_mb": before, "rss_after_build_mb": after, "peak_rss_mb": peakResidentMB(), "points": points
+            ]) { $1 }
+            try printJSON(report)
         }
     }
+}
+
+/// This process's resident memory now (from /proc/self/statm) and at its peak (getrusage), MB.
+func residentMB() -> Double {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+        let pages = Double(text.split(separator: " ").dropFirst().first ?? "")
+    else { return -1 }
+    return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1e6
+}
+
+/// CPU seconds this process has used, all threads, user and system.
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+    return user + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+}
+
+func peakResidentMB() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return Double(usage.ru_maxrss) / 1024
 }
 
 /// A file's modification time in seconds since 1970 (−1 when unknown).

@@ -5,13 +5,20 @@ import MMTensor
 
 /// An approximate nearest-neighbour index (faiss) over the rows of an `EmbeddingIndex`, saved
 /// beside it: `gallery.mmi.ann` (faiss's own format) and `gallery.mmi.ann.json` (what it is and
-/// which `.mmi` it was built from, by checksum). It only proposes candidates; `EmbeddingIndex`
-/// re-scores them exactly from its own rows, so the scores returned are true cosines and a
-/// compressed code (PQ, SQ8) costs recall only, never precision of the scores.
+/// which `.mmi` it was built from, by checksum). The scores returned are always true cosines:
+/// an `ivf` index holds the rows themselves and mm scans its lists; the other kinds only propose
+/// candidates, which `EmbeddingIndex` re-scores from its own rows, so a compressed code (PQ, SQ8)
+/// costs recall only, never precision of the scores.
 public final class ApproximateIndex: @unchecked Sendable {
     public enum Kind: String, Codable, Sendable, CaseIterable {
-        /// Inverted file of √n-sized lists with 8-bit product-quantised codes: small (128 bytes a
-        /// 512-d row), quick to build; `nprobe` lists are scanned per query.
+        /// Inverted file of ≈4√n lists holding the float rows themselves (as much memory again as
+        /// the rows): the `nprobe` lists nearest a query are scanned by mm with BLAS, so the scores
+        /// are exact and only rows in unscanned lists can be missed. The fastest kind here: faiss
+        /// as Debian builds it computes distances without SIMD.
+        case ivf
+        /// The same lists with product-quantised codes (a byte per 4 dimensions: 128 MB for a
+        /// million 512-d rows), scanned by faiss, candidates re-scored: for galleries whose copy
+        /// must be small.
         case ivfpq = "ivf-pq"
         /// Hierarchical navigable small-world graph (32 links a node) over 8-bit scalar-quantised
         /// rows: the best recall per query time, slower to build.
@@ -34,13 +41,21 @@ public final class ApproximateIndex: @unchecked Sendable {
         public var buildSeconds: Double?
     }
 
-    public let info: Info
+    public private(set) var info: Info
     private let handle: OpaquePointer
+    /// The lists of an `ivf` index, scanned here (nil for the kinds faiss searches).
+    private let lists: Lists?
 
-    /// faiss's OpenMP threads: 1 unless `MM_FAISS_THREADS` says otherwise. libgomp's threads spin
-    /// at every barrier, and faiss opens a parallel region per small block: on two cores shared
-    /// with BLAS's own threads (or other processes) that spinning made an IVF-PQ build 5× slower
-    /// (17.5 s against 3.5 s for 21,000 rows, load ≈ 12). BLAS inside faiss still uses every core.
+    /// An IVF index's centroids and lists (pointers into faiss's memory or its mapped file).
+    struct Lists {
+        let centroids: Tensor  // [lists, D]
+        let rows: [UnsafePointer<Float>?], ids: [UnsafePointer<Int64>?], sizes: [Int]
+    }
+
+    /// faiss's OpenMP threads while building: 1 unless `MM_FAISS_THREADS` says otherwise. libgomp's
+    /// threads spin at every barrier, and faiss opens a parallel region per small block: on two
+    /// cores shared with BLAS's own threads (or other processes) that spinning made an IVF-PQ build
+    /// 5× slower (17.5 s against 3.5 s for 21,000 rows, load ≈ 12).
     static let threads: Int32 = {
         if let s = ProcessInfo.processInfo.environment["MM_FAISS_THREADS"], let n = Int32(s), n > 0 { return n }
         return 1
@@ -51,55 +66,98 @@ public final class ApproximateIndex: @unchecked Sendable {
     /// the same order as an approximate search's fixed costs, and exact has perfect recall.
     public static let exactBelowRows = 20_000
 
-    private init(info: Info, handle: OpaquePointer) {
+    private init(info: Info, handle: OpaquePointer) throws {
         self.info = info
         self.handle = handle
+        lists = info.kind == .ivf ? try Self.lists(of: handle, info: info) : nil
+    }
+
+    /// The lists of an IVF-Flat index, checked: every row number in range, all rows once.
+    private static func lists(of handle: OpaquePointer, info: Info) throws -> Lists {
+        var centroids: UnsafePointer<Float>?
+        let count = Int(mmf_ivf_flat_lists(handle, &centroids))
+        guard count > 0, let centroids else { throw EvalError.faiss(file: nil, reason: "an ivf index must be IVFn,Flat over a flat quantizer") }
+        var rows: [UnsafePointer<Float>?] = [], ids: [UnsafePointer<Int64>?] = [], sizes: [Int] = []
+        var seen = 0
+        for l in 0..<count {
+            var r: UnsafePointer<Float>?, i: UnsafePointer<Int64>?
+            let n = Int(mmf_ivf_flat_list(handle, Int64(l), &r, &i))
+            guard n >= 0, n == 0 || (r != nil && i != nil) else { throw EvalError.faiss(file: nil, reason: "list \(l) is unreadable") }
+            for j in 0..<n where i![j] < 0 || i![j] >= info.rows { throw EvalError.faiss(file: nil, reason: "list \(l) names row \(i![j]) of \(info.rows)") }
+            seen += n
+            rows.append(r)
+            ids.append(i)
+            sizes.append(n)
+        }
+        guard seen == info.rows else { throw EvalError.faiss(file: nil, reason: "the lists hold \(seen) rows, the index \(info.rows)") }
+        let c = Tensor(shape: [count, info.dimension], values: Array(UnsafeBufferPointer(start: centroids, count: count * info.dimension)))
+        return Lists(centroids: c, rows: rows, ids: ids, sizes: sizes)
     }
 
     deinit { mmf_free(handle) }
 
+    /// The number of IVF lists for `rows` rows: about 4·√n (the power of two nearest it,
+    /// 16…65,536: 1,024 for 100,000 rows, 4,096 for a million).
+    static func listCount(rows: Int) -> Int {
+        var lists = 16
+        while lists < 65_536 && Double(lists) * 1.414 < 4 * Double(rows).squareRoot() { lists *= 2 }
+        return lists
+    }
+
     /// The faiss factory string for `kind` over `rows` rows of `dimension`.
     public static func factory(_ kind: Kind, rows: Int, dimension: Int) -> String {
+        let lists = listCount(rows: rows)
         switch kind {
+        case .ivf:
+            return "IVF\(lists),Flat"
         case .ivfpq:
-            // About 4·√n lists (the power of two nearest it, 16…65,536: 4,096 for a million rows);
-            // PQ with 4 dimensions a sub-quantiser when they divide evenly (128 bytes a 512-d row),
-            // else 8-bit scalar codes.
-            var lists = 16
-            while lists < 65_536 && Double(lists) * 1.414 < 4 * Double(rows).squareRoot() { lists *= 2 }
-            let code = dimension % 4 == 0 ? "PQ\(dimension / 4)" : "SQ8"
-            return "IVF\(lists),\(code)"
+            // 4 dimensions a sub-quantiser when they divide evenly, else 8-bit scalar codes.
+            return "IVF\(lists),\(dimension % 4 == 0 ? "PQ\(dimension / 4)" : "SQ8")"
         case .hnsw:
             return "HNSW32,SQ8"
         }
     }
 
+    /// Lists scanned per query unless told: 1/64 of them, at least 8 (16 of 1,024 lists for
+    /// 100,000 rows: recall@10 0.98 on real embeddings, docs/serve.md).
+    public static func defaultNprobe(rows: Int) -> Int { max(8, listCount(rows: rows) / 64) }
+
+    /// The search settings used when none are given.
+    public static let defaultEfSearch = 128, defaultCandidatesPerResult = 10
+
     /// Builds an index of `kind` over every row of `index` (which must come from a file: the
     /// sidecar records its checksum). Training uses an evenly spaced sample of the rows.
-    public static func build(_ index: EmbeddingIndex, kind: Kind, nprobe: Int? = nil, efSearch: Int? = nil) throws -> ApproximateIndex {
+    public static func build(
+        _ index: EmbeddingIndex, kind: Kind, nprobe: Int? = nil, efSearch: Int? = nil, candidatesPerResult: Int? = nil
+    ) throws -> ApproximateIndex {
         guard let checksum = index.checksum else { throw EvalError.unsavedIndex }
         guard index.count > 0 else { throw EvalError.emptyIndex(file: index.file ?? "index") }
         let started = DispatchTime.now().uptimeNanoseconds
         mmf_set_threads(threads)
         let factory = factory(kind, rows: index.count, dimension: index.dimension)
-        let rows = index.embeddings
         // k-means and the PQ codebooks converge on a sample: faiss itself caps training at 256 rows a centroid.
         let sampleSize = min(index.count, 150_000)
         let step = Double(index.count) / Double(sampleSize)
         let sample = index.embeddings(rows: (0..<sampleSize).map { Int(Double($0) * step) })
         var error = [CChar](repeating: 0, count: 512)
         var out: OpaquePointer?
-        let status = mmf_build(
-            factory, Int32(index.dimension), sample.data, Int64(sampleSize), rows.data, Int64(index.count), &out, &error, error.count)
+        var status = mmf_build(factory, Int32(index.dimension), sample.data, Int64(sampleSize), &out, &error, error.count)
+        // Rows go in by blocks of 65,536 (128 MB of 512-d rows): a mapped index is never copied whole.
+        for first in stride(from: 0, to: index.count, by: 65_536) where status == 0 {
+            let block = index.embeddings(rows: Array(first..<min(index.count, first + 65_536)))
+            status = mmf_add(out, block.data, Int64(block.shape[0]), &error, error.count)
+        }
         guard status == 0, let handle = out else {
+            if let out { mmf_free(out) }
             throw EvalError.faiss(file: index.file ?? "index", reason: "could not build \(factory) (\(String(cString: error)))")
         }
         let info = Info(
             kind: kind, factory: factory, rows: index.count, dimension: index.dimension,
-            checksum: String(checksum, radix: 16), nprobe: kind == .ivfpq ? (nprobe ?? 64) : nil,
-            efSearch: kind == .hnsw ? (efSearch ?? 128) : nil, candidatesPerResult: 10,
+            checksum: String(checksum, radix: 16), nprobe: kind == .hnsw ? nil : (nprobe ?? defaultNprobe(rows: index.count)),
+            efSearch: kind == .hnsw ? (efSearch ?? defaultEfSearch) : nil,
+            candidatesPerResult: candidatesPerResult ?? defaultCandidatesPerResult,
             buildSeconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
-        let built = ApproximateIndex(info: info, handle: handle)
+        let built = try ApproximateIndex(info: info, handle: handle)
         try built.applySearchParameters()
         return built
     }
@@ -154,15 +212,22 @@ public final class ApproximateIndex: @unchecked Sendable {
         guard mmf_read(faissURL.path, &out, &error, error.count) == 0, let handle = out else {
             throw EvalError.faiss(file: faissURL.path, reason: "could not read it (\(String(cString: error)))")
         }
-        let loaded = ApproximateIndex(info: info, handle: handle)
+        let loaded = try ApproximateIndex(info: info, handle: handle)
         guard mmf_count(handle) == Int64(index.count), Int(mmf_dimension(handle)) == index.dimension, mmf_is_inner_product(handle) == 1 else {
             throw EvalError.staleApproximateIndex(
                 file: faissURL.path,
                 reason: "holds \(mmf_count(handle)) rows of dimension \(mmf_dimension(handle)), the index \(index.count) of \(index.dimension)")
         }
-        mmf_set_threads(threads)
         try loaded.applySearchParameters()
         return loaded
+    }
+
+    /// Changes the search settings (not while searches run: benchmarks sweep them on one build).
+    public func tune(nprobe: Int? = nil, efSearch: Int? = nil, candidatesPerResult: Int? = nil) throws {
+        if info.kind != .hnsw, let nprobe { info.nprobe = nprobe }
+        if info.kind == .hnsw, let efSearch { info.efSearch = efSearch }
+        if let candidatesPerResult { info.candidatesPerResult = candidatesPerResult }
+        try applySearchParameters()
     }
 
     private func applySearchParameters() throws {
@@ -175,16 +240,106 @@ public final class ApproximateIndex: @unchecked Sendable {
         }
     }
 
+    /// The best k rows for each query [Q, D] of an `ivf` index, by exact inner product: the `nprobe`
+    /// lists whose centroids score highest are scanned. Each list is scanned once for all the
+    /// queries that probe it (one BLAS product), the lists spread over the cores, each core
+    /// keeping its own best k per query, merged at the end. `allowed` masks rows (nil: all).
+    func searchLists(_ queries: Tensor, k: Int, allowed: [Bool]?) -> [[(row: Int, score: Float)]] {
+        guard let lists else { preconditionFailure("searchLists needs an ivf index") }
+        let q = queries.shape[0], d = info.dimension, count = lists.sizes.count
+        let probe = min(info.nprobe ?? Self.defaultNprobe(rows: info.rows), count)
+        guard q > 0, k > 0 else { return Array(repeating: [], count: q) }
+        let coarse = withoutGradients { Tensor.matmul(queries, lists.centroids, transposeB: true) }  // [Q, lists]
+        // The lists each query probes (-1: none, for a NaN query), then for each list the queries probing it.
+        var probes = [Int](repeating: -1, count: q * probe)
+        probes.withUnsafeMutableBufferPointer { probes in
+            let probes = probes, nearest = UnsafeMutablePointer<Float>.allocate(capacity: q * probe)
+            defer { nearest.deallocate() }
+            DispatchQueue.concurrentPerform(iterations: min(Threads.count, q)) { w in
+                for i in stride(from: w, to: q, by: min(Threads.count, q)) {
+                    var filled = 0
+                    keepBest(
+                        coarse.data + i * count, count: count, k: probe, best: nearest + i * probe, at: probes.baseAddress! + i * probe,
+                        filled: &filled)
+                }
+            }
+        }
+        var start = [Int](repeating: 0, count: count + 1)
+        for l in probes where l >= 0 { start[l + 1] += 1 }
+        for l in 0..<count { start[l + 1] += start[l] }
+        var members = [Int](repeating: 0, count: start[count]), next = start
+        for (p, l) in probes.enumerated() where l >= 0 {
+            members[next[l]] = p / probe
+            next[l] += 1
+        }
+        let workers = max(1, min(Threads.count, count)), slots = workers * q * k
+        let best = UnsafeMutablePointer<Float>.allocate(capacity: slots), at = UnsafeMutablePointer<Int>.allocate(capacity: slots)
+        let filled = UnsafeMutablePointer<Int>.allocate(capacity: workers * q)
+        filled.initialize(repeating: 0, count: workers * q)
+        defer { best.deallocate(); at.deallocate(); filled.deallocate() }
+        // Queries per product: at most 256, and no more than any list is probed by (1 for one query).
+        let chunk = max(1, min(256, (0..<count).map { start[$0 + 1] - start[$0] }.max() ?? 1)), longest = lists.sizes.max() ?? 0
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let block = UnsafeMutablePointer<Float>.allocate(capacity: chunk * d)
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * max(1, longest))
+            defer { block.deallocate(); scores.deallocate() }
+            for l in stride(from: w, to: count, by: workers) {
+                let n = lists.sizes[l]
+                guard n > 0, let rows = lists.rows[l], let ids = lists.ids[l] else { continue }
+                for first in stride(from: start[l], to: start[l + 1], by: chunk) {
+                    let m = min(chunk, start[l + 1] - first)
+                    for j in 0..<m { (block + j * d).update(from: queries.data + members[first + j] * d, count: d) }
+                    sgemm(transA: false, transB: true, m: m, n: n, k: d, a: block, lda: d, b: rows, ldb: d, c: scores, ldc: n, parallel: false)
+                    for j in 0..<m {
+                        let row = scores + j * n, slot = w * q + members[first + j]
+                        if let allowed { for r in 0..<n where !allowed[Int(ids[r])] { row[r] = .nan } }
+                        keepBest(row, count: n, rows: ids, k: k, best: best + slot * k, at: at + slot * k, filled: &filled[slot])
+                    }
+                }
+            }
+        }
+        // Each query's best of the workers' best (worker 0's first, the others merged into it).
+        return (0..<q).map { i in
+            for w in 1..<workers {
+                let slot = w * q + i
+                for j in 0..<filled[slot] {
+                    var score = best[slot * k + j]
+                    keepBest(&score, count: 1, first: at[slot * k + j], k: k, best: best + i * k, at: at + i * k, filled: &filled[i])
+                }
+            }
+            return (0..<filled[i]).map { (at[i * k + $0], best[i * k + $0]) }
+        }
+    }
+
     /// For each query row [Q, D], up to `count` candidate rows (best first by the approximate score).
+    /// The queries are split over `Threads.count` threads, each running faiss on one OpenMP thread
+    /// (faiss's searches are read-only; its own OpenMP split spins at barriers on shared cores).
     public func candidates(_ queries: Tensor, count: Int) throws -> [[Int]] {
         precondition(queries.rank == 2 && queries.shape[1] == info.dimension, "queries must have the index's dimension")
-        let q = queries.shape[0], k = min(count, info.rows)
+        let q = queries.shape[0], k = min(count, info.rows), d = info.dimension
         guard q > 0, k > 0 else { return Array(repeating: [], count: q) }
         var scores = [Float](repeating: 0, count: q * k), labels = [Int64](repeating: -1, count: q * k)
-        var error = [CChar](repeating: 0, count: 512)
-        guard mmf_search(handle, queries.data, Int64(q), Int64(k), &scores, &labels, &error, error.count) == 0 else {
-            throw EvalError.faiss(file: nil, reason: "search failed (\(String(cString: error)))")
+        let chunks = min(Threads.count, q)
+        var failures = [String?](repeating: nil, count: chunks)
+        scores.withUnsafeMutableBufferPointer { scores in
+            labels.withUnsafeMutableBufferPointer { labels in
+                failures.withUnsafeMutableBufferPointer { failures in
+                    let (scores, labels, failures) = (scores, labels, failures)
+                    DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                        let lo = q * c / chunks, hi = q * (c + 1) / chunks
+                        var error = [CChar](repeating: 0, count: 512)
+                        mmf_set_threads(1)
+                        if mmf_search(
+                            handle, queries.data + lo * d, Int64(hi - lo), Int64(k), scores.baseAddress! + lo * k,
+                            labels.baseAddress! + lo * k, &error, error.count) != 0
+                        {
+                            failures[c] = String(cString: error)
+                        }
+                    }
+                }
+            }
         }
+        if let failure = failures.compactMap({ $0 }).first { throw EvalError.faiss(file: nil, reason: "search failed (\(failure))") }
         return (0..<q).map { i in labels[(i * k)..<((i + 1) * k)].compactMap { $0 >= 0 && $0 < Int64(info.rows) ? Int($0) : nil } }
     }
 }
@@ -194,18 +349,35 @@ extension EmbeddingIndex {
     /// when `approximate` is nil or the index is below `ApproximateIndex.exactBelowRows` rows).
     public func search(_ queries: Tensor, k: Int, kind: RowKind? = nil, approximate: ApproximateIndex?) throws -> [[Match]] {
         guard let approximate, count >= ApproximateIndex.exactBelowRows, k > 0 else { return search(queries, k: k, kind: kind) }
+        if approximate.info.kind == .ivf {
+            let allowed: [Bool]? = kind.flatMap { kind in kinds.allSatisfy { $0 == kind } ? nil : kinds.map { $0 == kind } }
+            return approximate.searchLists(queries, k: min(k, count), allowed: allowed).map { found in
+                found.map { Match(index: $0.row, id: ids[$0.row], name: names[$0.row], score: $0.score) }
+            }
+        }
         // Rows of the other kind take candidate slots: ask for more when the index mixes kinds.
         let mixed = kind != nil && Set(kinds).count > 1
         let wanted = min(count, k * approximate.info.candidatesPerResult * (mixed ? 4 : 1))
         let lists = try approximate.candidates(queries, count: wanted)
-        return lists.enumerated().map { i, list in
-            let rows = list.filter { kind == nil || kinds[$0] == kind }
-            guard !rows.isEmpty else { return [] }
-            let query = Tensor(shape: [1, dimension], values: Array(UnsafeBufferPointer(start: queries.data + i * dimension, count: dimension)))
-            let scores = withoutGradients { Tensor.matmul(query, embeddings(rows: rows), transposeB: true) }  // [1, n]
-            let order = rows.indices.filter { !scores.data[$0].isNaN }
-                .sorted { scores.data[$0] > scores.data[$1] || (scores.data[$0] == scores.data[$1] && rows[$0] < rows[$1]) }
-            return order.prefix(k).map { j in Match(index: rows[j], id: ids[rows[j]], name: names[rows[j]], score: scores.data[j]) }
+        var results = [[Match]](repeating: [], count: lists.count)
+        results.withUnsafeMutableBufferPointer { results in
+            let results = results
+            DispatchQueue.concurrentPerform(iterations: min(Threads.count, lists.count)) { w in
+                for i in stride(from: w, to: lists.count, by: Threads.count) {
+                    results[i] = rescore(queries.data + i * dimension, lists[i].filter { kind == nil || kinds[$0] == kind }, k: k)
+                }
+            }
         }
+        return results
+    }
+
+    /// The k best of `rows` by exact cosine with one query (ties: the earlier row).
+    private func rescore(_ query: UnsafePointer<Float>, _ rows: [Int], k: Int) -> [Match] {
+        guard !rows.isEmpty else { return [] }
+        let q = Tensor(shape: [1, dimension], values: Array(UnsafeBufferPointer(start: query, count: dimension)))
+        let scores = withoutGradients { Tensor.matmul(q, embeddings(rows: rows), transposeB: true) }  // [1, n]
+        let order = rows.indices.filter { !scores.data[$0].isNaN }
+            .sorted { scores.data[$0] > scores.data[$1] || (scores.data[$0] == scores.data[$1] && rows[$0] < rows[$1]) }
+        return order.prefix(k).map { j in Match(index: rows[j], id: ids[rows[j]], name: names[rows[j]], score: scores.data[j]) }
     }
 }

@@ -412,26 +412,27 @@ public struct EmbeddingIndex {
     }
 }
 
-/// Merges `count` scores (rows `first…`) into one query's best k, kept sorted best first in
-/// `best`/`at` with `filled` entries. A score enters only if it beats the current k-th (a tie is
-/// not a win), so after the first few thousand rows almost every row costs one comparison. NaN
-/// scores never enter.
+/// Merges `count` scores (of rows `first…`, or of `rows[0..<count]` when given) into one query's
+/// best k, kept sorted best first in `best`/`at` with `filled` entries. Ties go to the earlier row;
+/// rows in ascending order make that "a tie is not a win", so after the first few thousand rows
+/// almost every row costs one comparison. NaN scores never enter.
 @inline(__always)
-private func keepBest(
-    _ scores: UnsafePointer<Float>, count: Int, first: Int, k: Int,
+func keepBest(
+    _ scores: UnsafePointer<Float>, count: Int, first: Int = 0, rows: UnsafePointer<Int64>? = nil, k: Int,
     best: UnsafeMutablePointer<Float>, at: UnsafeMutablePointer<Int>, filled: inout Int
 ) {
     for j in 0..<count {
         let v = scores[j]
         guard !v.isNaN else { continue }
-        if filled == k { guard v > best[k - 1] else { continue } } else { filled += 1 }
+        let row = rows == nil ? first + j : Int(rows![j])
+        if filled == k { guard v > best[k - 1] || (v == best[k - 1] && row < at[k - 1]) else { continue } } else { filled += 1 }
         var slot = filled - 1
-        while slot > 0, best[slot - 1] < v {
+        while slot > 0, best[slot - 1] < v || (best[slot - 1] == v && at[slot - 1] > row) {
             best[slot] = best[slot - 1]
             at[slot] = at[slot - 1]
             slot -= 1
         }
         best[slot] = v
-        at[slot] = first + j
+        at[slot] = row
     }
 }

@@ -33,7 +33,8 @@ public final class RetrievalService: @unchecked Sendable {
     /// Whether `image_url` queries may make the server fetch an address (off by default).
     public let allowURLFetch: Bool
     let compute: ComputeQueue
-    private let scratch: URL
+    /// Decodes and preprocesses query images from memory (used on the compute queue only, one at a time).
+    private let imagePipeline: ImagePipeline
     private var classifiers: [String: ZeroShotClassifier] = [:]
 
     /// Cosine at or above which clip-retrieval's `deduplicate` drops a later result.
@@ -55,13 +56,8 @@ public final class RetrievalService: @unchecked Sendable {
         self.limits = limits
         self.allowURLFetch = allowURLFetch
         compute = ComputeQueue(maximumWaiting: maximumWaiting)
-        // Query images are written here for the decoder (which reads files), one at a time.
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mm-serve-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
-        scratch = dir
+        imagePipeline = ImagePipeline(transform: embedder.preprocessing.evalTransform)
     }
-
-    deinit { try? FileManager.default.removeItem(at: scratch) }
 
     public var dimension: Int { embedder.model.config.embedDim }
 
@@ -188,23 +184,17 @@ public final class RetrievalService: @unchecked Sendable {
         }
     }
 
-    /// Unit embeddings [n, D] of encoded images (called on the compute queue).
+    /// Unit embeddings [n, D] of encoded images, decoded in memory (called on the compute queue).
     func embedImages(_ images: [[UInt8]], field: String) throws -> Tensor {
-        let paths = try images.enumerated().map { i, bytes -> String in
-            let path = scratch.appendingPathComponent("query\(i)").path
-            guard FileManager.default.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o600]) else {
-                throw ServeError(500, "cannot stage the query image")
+        let size = imagePipeline.transform.size, plane = 3 * size * size
+        let pixels = Tensor.zeros([images.count, 3, size, size])
+        for (i, bytes) in images.enumerated() {
+            let name = images.count > 1 ? "\(field)[\(i)]" : field
+            do { try imagePipeline.process(.bytes(bytes, name: name), into: pixels.data + i * plane) } catch {
+                throw ServeError.badRequest("\(name): cannot be decoded (\(String("\(error)".split(separator: "\n").first ?? "")))")
             }
-            return path
         }
-        defer { for p in paths { unlink(p) } }
-        let result = embedder.embed(imageFiles: paths, batchSize: max(1, paths.count))
-        if let failure = result.failures.first {
-            let index = paths.firstIndex(of: failure.path) ?? 0
-            throw ServeError.badRequest(
-                "\(field)\(images.count > 1 ? "[\(index)]" : ""): cannot be decoded (\(String(failure.error.split(separator: "\n").first ?? "")))")
-        }
-        return result.embeddings
+        return withoutGradients { embedder.model.encodeImage(pixels) }
     }
 
     /// Fetches an image URL (only with `allowURLFetch`): http(s) only, 10 s, size-capped.

@@ -7,8 +7,9 @@ private let blasSingleThreaded: Void = openblas_set_num_threads(1)
 /// C[M×N] = alpha·op(A)·op(B) + beta·C, row-major with explicit leading dimensions, so that
 /// attention can address one head inside a packed [L, 3W] buffer without copying.
 /// Large products are split by rows of C across `Threads.count` single-threaded BLAS calls.
+/// Public for products over memory that is not a tensor's (e.g. an ANN index's lists).
 @inline(__always)
-func sgemm(
+public func sgemm(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
     alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
     b: UnsafePointer<Float>, ldb: Int,

@@ -317,6 +317,42 @@ private func temporaryFile() -> URL {
     }
 }
 
+extension IndexHardeningTests {
+    /// The ivf kind scans its lists itself: a search of one kind of row (text rows among image
+    /// rows) returns only that kind, with exact scores, and the same rows as exact search when
+    /// every list is scanned; ties go to the earlier row as in exact search.
+    @Test func ivfListsKeepToOneKindAndMatchExactWhenEveryListIsScanned() throws {
+        let n = ApproximateIndex.exactBelowRows + 2_000, d = 8
+        var g = SeededGenerator(seed: 5)
+        let rows = withoutGradients { g.tensor([n, d], requiresGrad: false).l2Normalized() }
+        // Row 1 repeats row 0 (a tie); the second half are text rows.
+        for j in 0..<d { rows.data[d + j] = rows.data[j] }
+        let half = n / 2
+        func part(_ range: Range<Int>) -> Tensor {
+            Tensor(shape: [range.count, d], values: Array(UnsafeBufferPointer(start: rows.data + range.lowerBound * d, count: range.count * d)))
+        }
+        var index = EmbeddingIndex(modelFingerprint: "m", names: (0..<half).map { "r\($0)" }, embeddings: part(0..<half))
+        index.add(names: (half..<n).map { "r\($0)" }, embeddings: part(half..<n), kind: .text)
+        let url = temporaryFile()
+        defer { for f in [url.path, url.path + ".ann", url.path + ".ann.json"] { try? FileManager.default.removeItem(atPath: f) } }
+        try index.save(to: url)
+        let saved = try EmbeddingIndex.load(from: url)
+        try ApproximateIndex.build(saved, kind: .ivf, nprobe: 65_536).save(beside: url)  // every list
+        let ann = try #require(try ApproximateIndex.load(beside: saved))
+        let queries = withoutGradients { g.tensor([20, d], requiresGrad: false).l2Normalized() }
+        let zeroth = Tensor(shape: [1, d], values: Array(UnsafeBufferPointer(start: rows.data, count: d)))
+        for kind in [EmbeddingIndex.RowKind.image, .text, nil] {
+            let exact = saved.search(queries, k: 10, kind: kind)
+            let found = try saved.search(queries, k: 10, kind: kind, approximate: ann)
+            #expect(found.map { $0.map(\.index) } == exact.map { $0.map(\.index) }, "kind \(String(describing: kind))")
+            for (e, f) in zip(exact, found) { for (a, b) in zip(e, f) { #expect(abs(a.score - b.score) < 1e-5) } }
+            if let kind { #expect(found.allSatisfy { $0.allSatisfy { saved.kinds[$0.index] == kind } }) }
+        }
+        // Rows 0 and 1 are equal: searching by row 0 ranks row 0 first, as exact search does.
+        #expect(try saved.search(zeroth, k: 2, approximate: ann)[0].map(\.index) == saved.search(zeroth, k: 2)[0].map(\.index))
+    }
+}
+
 private final class Flag: @unchecked Sendable {
     private let lock = NSLock()
     private var raised = false

@@ -33,6 +33,9 @@ def main():
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--path", default="/search")
+    parser.add_argument("--index", help="the index to search (default: the server's first)")
+    parser.add_argument("--embedding", type=int, metavar="DIM",
+                        help="send random unit vectors of DIM instead of texts (search alone, no model call)")
     args = parser.parse_args()
 
     latencies, errors, lock = [], [], threading.Lock()
@@ -42,7 +45,12 @@ def main():
         rng = random.Random(seed)
         connection = http.client.HTTPConnection("127.0.0.1", args.port, timeout=60)
         while time.time() < deadline:
-            body = json.dumps({"text": f"a {rng.choice(COLOURS)} {rng.choice(SHAPES)}", "k": args.k})
+            query = {"k": args.k, **({"index": args.index} if args.index else {})}
+            if args.embedding:
+                query["embedding"] = [rng.gauss(0, 1) for _ in range(args.embedding)]  # the server normalises it
+            else:
+                query["text"] = f"a {rng.choice(COLOURS)} {rng.choice(SHAPES)}"
+            body = json.dumps(query)
             started = time.perf_counter()
             try:
                 connection.request("POST", args.path, body=body)

@@ -12,10 +12,10 @@ extern "C" {
 
 typedef struct mmf_index mmf_index;
 
-/// Builds an inner-product index from faiss's factory string (e.g. "IVF1024,PQ32", "HNSW32,SQ8"):
-/// trains it on `train` rows [ntrain, d], then adds `rows` [n, d].
-int mmf_build(const char *factory, int d, const float *train, int64_t ntrain, const float *rows, int64_t n,
-              mmf_index **out, char *error, size_t error_size);
+/// Builds an empty inner-product index from faiss's factory string (e.g. "IVF1024,Flat",
+/// "HNSW32,SQ8") and trains it on `train` rows [ntrain, d]; rows go in with mmf_add.
+int mmf_build(const char *factory, int d, const float *train, int64_t ntrain, mmf_index **out, char *error,
+              size_t error_size);
 /// Adds rows [n, d] to a trained index.
 int mmf_add(mmf_index *index, const float *rows, int64_t n, char *error, size_t error_size);
 int mmf_write(const mmf_index *index, const char *path, char *error, size_t error_size);
@@ -30,6 +30,12 @@ int mmf_set_parameter(mmf_index *index, const char *name, double value, char *er
 /// For each query row [nq, d], the k best: scores [nq, k] and row numbers [nq, k] (-1 when fewer).
 int mmf_search(const mmf_index *index, const float *queries, int64_t nq, int64_t k, float *scores, int64_t *labels,
                char *error, size_t error_size);
+/// For an IVF index of float rows over a flat quantizer (factory "IVFn,Flat"): its number of lists,
+/// and its centroids [lists, d] in `centroids`; -1 for any other index.
+int64_t mmf_ivf_flat_lists(const mmf_index *index, const float **centroids);
+/// List `list` of such an index: its length, its rows [length, d] and their row numbers. The
+/// pointers stay valid while the index lives and nothing is added.
+int64_t mmf_ivf_flat_list(const mmf_index *index, int64_t list, const float **rows, const int64_t **ids);
 /// faiss's OpenMP thread count.
 void mmf_set_threads(int threads);
 
