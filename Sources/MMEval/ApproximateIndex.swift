@@ -83,7 +83,9 @@ public final class ApproximateIndex: @unchecked Sendable {
             var r: UnsafePointer<Float>?, i: UnsafePointer<Int64>?
             let n = Int(mmf_ivf_flat_list(handle, Int64(l), &r, &i))
             guard n >= 0, n == 0 || (r != nil && i != nil) else { throw EvalError.faiss(file: nil, reason: "list \(l) is unreadable") }
-            for j in 0..<n where i![j] < 0 || i![j] >= info.rows { throw EvalError.faiss(file: nil, reason: "list \(l) names row \(i![j]) of \(info.rows)") }
+            for j in 0..<n where i![j] < 0 || i![j] >= info.rows {
+                throw EvalError.faiss(file: nil, reason: "list \(l) names row \(i![j]) of \(info.rows)")
+            }
             seen += n
             rows.append(r)
             ids.append(i)
