@@ -8,11 +8,20 @@ public struct TrainingBatch {
     public var views: Tensor?
     /// A class id per sample (from --labels-key), for --multi-positive.
     public var labels: [Int64]?
-    public init(images: Tensor, ids: IntTensor, views: Tensor? = nil, labels: [Int64]? = nil) {
+    /// The samples' manifest indices, which key an `ImageFeatureCache`.
+    public var samples: [Int]?
+    /// The image tower's output before normalisation [B, embed_dim], when it comes from an
+    /// `ImageFeatureCache` (the rows of `images` whose features were cached are then zeros).
+    public var imageFeatures: Tensor?
+    public init(
+        images: Tensor, ids: IntTensor, views: Tensor? = nil, labels: [Int64]? = nil, samples: [Int]? = nil, imageFeatures: Tensor? = nil
+    ) {
         self.images = images
         self.ids = ids
         self.views = views
         self.labels = labels
+        self.samples = samples
+        self.imageFeatures = imageFeatures
     }
     public var count: Int { ids.shape[0] }
 }
