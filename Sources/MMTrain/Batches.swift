@@ -8,10 +8,10 @@ public struct TrainingBatch {
     public var views: Tensor?
     /// A class id per sample (from --labels-key), for --multi-positive.
     public var labels: [Int64]?
-    /// The samples' manifest indices, which key an `ImageFeatureCache`.
+    /// The samples' manifest indices (shards: sample ids), which key an `ImageFeatureCache`.
     public var samples: [Int]?
     /// The image tower's output before normalisation [B, embed_dim], when it comes from an
-    /// `ImageFeatureCache` (the rows of `images` whose features were cached are then zeros).
+    /// `ImageFeatureCache` (the loader leaves the images of cached samples zero).
     public var imageFeatures: Tensor?
     public init(
         images: Tensor, ids: IntTensor, views: Tensor? = nil, labels: [Int64]? = nil, samples: [Int]? = nil, imageFeatures: Tensor? = nil
