@@ -57,12 +57,12 @@ def epochs(run):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="mm-tiny", choices=["mm-tiny", "ViT-B-32"])
-    p.add_argument("--pairs", type=int, default=None, help="default: 256 for ViT-B-32, 2048 for mm-tiny")
+    p.add_argument("--pairs", type=int, default=None, help="default: 256 for ViT-B-32, 1024 for mm-tiny")
     p.add_argument("--batch", type=int, default=None, help="default: 32 for ViT-B-32, 64 for mm-tiny")
-    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=3)
     a = p.parse_args()
     vit = a.model == "ViT-B-32"
-    pairs, batch = a.pairs or (256 if vit else 2048), a.batch or (32 if vit else 64)
+    pairs, batch = a.pairs or (256 if vit else 1024), a.batch or (32 if vit else 64)
     if not os.path.exists(MM):
         sys.exit(f"{MM} is missing: run `swift build -c release` first")
     if vit and not os.path.exists(VITB32):
