@@ -79,6 +79,8 @@ def main():
             checkpoint = os.path.join(work, "init", "checkpoints", "epoch_1.safetensors")
         common = ["train", manifest, "--pretrained", checkpoint, "--lock-image", "--epochs", str(EPOCHS),
                   "--batch-size", str(batch), "--lr", "1e-5", "--warmup", "2", "--overwrite"]
+        if vit:
+            common += ["--model", "ViT-B-32"]  # the fixture's metadata names no config
         results, cpu = {"uncached": [], "cached": []}, {"uncached": [], "cached": []}
         for _ in range(a.rounds):
             for name in results:
