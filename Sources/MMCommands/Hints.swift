@@ -27,7 +27,8 @@ func explain(_ error: TrainingError) -> String {
             "time budget": "--max-minutes", "queue size": "--queue", "momentum": "--momentum",
             "image self-supervision": "--image-ssl", "text self-supervision": "--text-ssl", "text dropout": "--text-dropout",
             "SSL temperature": "--ssl-temperature", "SimCSE temperature": "--simcse-temperature", "SSL weight": "--ssl-weight",
-            "labels": "--labels-key", "separator": "--separator", "workers": "--workers"
+            "labels": "--labels-key", "separator": "--separator", "workers": "--workers",
+            "cached image features": "--cache-image-features"
         ][name]
         return flag.map { "\($0): \(error)" } ?? "\(error)"
     case .runFolderNotEmpty: return "\(error); continue it with --resume, or start over with --overwrite"

@@ -31,6 +31,7 @@ struct TrainCommand: ParsableCommand {
 
               mm train datasets/shapes/train.tsv --val datasets/shapes/val.tsv
               mm train pairs.csv --model ViT-B-32 --pretrained vitb32.safetensors --lock-image --lr 1e-5
+              mm train pairs.csv --pretrained vitb32.safetensors --lock-image --cache-image-features
               mm train --resume runs/shapes
               mpirun -np 2 mm train datasets/shapes/train.tsv --batch-size 64
 
@@ -98,6 +99,7 @@ struct TrainCommand: ParsableCommand {
         var training = TrainingOptions()
         optimisation.apply(to: &training)
         training.lockImage = model.lockImage
+        if model.cacheImageFeatures { training.imageFeatureCache = ImageFeatureCacheSettings() }
         training.ranks = ranks
         training.contrastive = contrastive.options
         // What the flags leave unset, the training data chooses (DataDefaults); a fine-tuning run
@@ -240,10 +242,17 @@ struct TrainModelOptions: ParsableArguments {
     var model: String?
     @Option(help: "Start from these weights (safetensors; open_clip or Hugging Face layout).") var pretrained: String?
     @Flag(help: "Freeze the image tower and train the text tower against it (LiT).") var lockImage = false
+    @Flag(
+        help:
+            "With --lock-image, LiT's precomputed features: images get the evaluation transform (no augmentation) and each one's features are computed in the first epoch, then reused without decoding (in RAM up to 1 GiB, else in a scratch file in the run folder). Manifests only; not with --queue or patch dropout."
+    ) var cacheImageFeatures = false
     @Option(help: "A vocabulary folder from `mm vocab train` (default: the CLIP vocabulary).") var vocab: String?
 
     var given: [String?] {
-        [model.map { _ in "--model" }, pretrained.map { _ in "--pretrained" }, lockImage ? "--lock-image" : nil, vocab.map { _ in "--vocab" }]
+        [
+            model.map { _ in "--model" }, pretrained.map { _ in "--pretrained" }, lockImage ? "--lock-image" : nil,
+            cacheImageFeatures ? "--cache-image-features" : nil, vocab.map { _ in "--vocab" }
+        ]
     }
 }
 

@@ -89,6 +89,9 @@ public struct PairBatch {
     public let next: LoaderPosition
     /// A class id per sample (a manifest's label column), for a multi-positive loss.
     public var labels: [Int64]?
+    /// The image tower's output before normalisation `[count, embed_dim]`, when the trainer has it
+    /// cached (LiT); the loader then leaves the images of cached samples zero.
+    public var imageFeatures: Tensor?
 
     public var count: Int { indices.count }
 }
@@ -148,12 +151,15 @@ public final class PairLoader {
 
     /// A training loader over `order`'s batches (use `ImageTransform.train(size:)`: augmentation, fast decode).
     /// `background`: run the threads at idle priority (Linux SCHED_IDLE), so they decode only
-    /// on cores the training step leaves idle and never slow its kernels down.
+    /// on cores the training step leaves idle and never slow its kernels down. `skipsImage`:
+    /// samples (by manifest index) whose image the consumer already has in another form (cached
+    /// features); they are tokenised only, and their image rows are zeros.
     public convenience init(
         training manifest: Manifest, order: EpochOrder, transform: ImageTransform,
         tokenizer: Tokenizer, contextLength: Int? = nil, start: LoaderPosition = .start,
         epochs: Int? = nil, threads: Int = Threads.count, prefetch: Int = 2,
-        background: Bool = false, maxFailuresInARow: Int? = nil, extraView: Bool = false
+        background: Bool = false, maxFailuresInARow: Int? = nil, extraView: Bool = false,
+        skipsImage: (@Sendable (Int) -> Bool)? = nil
     ) throws {
         precondition(order.sampleCount == manifest.count, "order made for \(order.sampleCount) samples, manifest has \(manifest.count)")
         guard manifest.captions != nil else { throw DataError.noCaptions(path: manifest.path) }
@@ -163,7 +169,7 @@ public final class PairLoader {
             batchesPerEpoch: order.batchesPerEpoch, batchSize: order.batchSize,
             tokenizer: tokenizer, contextLength: contextLength, start: start, epochs: epochs,
             threads: threads, prefetch: prefetch, background: background, maxFailuresInARow: maxFailuresInARow,
-            extraView: extraView)
+            extraView: extraView, skipsImage: skipsImage)
     }
 
     /// A training loader over shards in `order` (see `ShardOrder`): the same batches, augmentation
@@ -234,9 +240,11 @@ public final class PairLoader {
     private init(
         feed: SampleFeed, transform: ImageTransform, order: EpochOrder?, seed: UInt64, batchesPerEpoch: Int?,
         batchSize: Int, tokenizer: Tokenizer?, contextLength: Int?, start: LoaderPosition, epochs: Int?,
-        threads: Int, prefetch: Int, background: Bool, maxFailuresInARow: Int?, extraView: Bool
+        threads: Int, prefetch: Int, background: Bool, maxFailuresInARow: Int?, extraView: Bool,
+        skipsImage: (@Sendable (Int) -> Bool)? = nil
     ) throws {
         precondition(batchSize > 0, "batch size must be positive")
+        precondition(!extraView || skipsImage == nil, "a second view needs every image decoded")
         precondition(threads > 0, "thread count must be positive")
         precondition(prefetch > 0, "prefetch depth must be positive")
         self.transform = transform
@@ -252,7 +260,7 @@ public final class PairLoader {
             feed: feed, transform: transform, tokenizer: tokenizer,
             contextLength: self.contextLength, seed: seed, batchesPerEpoch: batchesPerEpoch, batchSize: batchSize,
             start: start, epochs: epochs, threads: threads, background: background,
-            failureLimit: maxFailuresInARow ?? batchSize, queue: queue, extraView: extraView)
+            failureLimit: maxFailuresInARow ?? batchSize, queue: queue, extraView: extraView, skipsImage: skipsImage)
         let producer = self.producer, done = self.done
         do {
             try Threads.spawn("mm-data-0") {
@@ -385,6 +393,7 @@ private final class Producer: @unchecked Sendable {
     let planeCount: Int
     let size: Int
     let extraView: Bool
+    let skipsImage: (@Sendable (Int) -> Bool)?
 
     private var position: LoaderPosition
     private var failuresInARow = 0
@@ -394,10 +403,11 @@ private final class Producer: @unchecked Sendable {
     init(
         feed: SampleFeed, transform: ImageTransform, tokenizer: Tokenizer?, contextLength: Int, seed: UInt64,
         batchesPerEpoch: Int?, batchSize: Int, start: LoaderPosition, epochs: Int?, threads: Int, background: Bool,
-        failureLimit: Int, queue: BatchQueue, extraView: Bool
+        failureLimit: Int, queue: BatchQueue, extraView: Bool, skipsImage: (@Sendable (Int) -> Bool)?
     ) {
         self.feed = feed
         self.extraView = extraView
+        self.skipsImage = skipsImage
         self.tokenizer = tokenizer
         self.contextLength = contextLength
         self.seed = seed
@@ -529,6 +539,7 @@ private final class Producer: @unchecked Sendable {
             if got == 0 { out.ended = true; break }
             var errors = [String?](repeating: nil, count: got)
             var imageErrors = [ImageError?](repeating: nil, count: got)
+            let skipsImage = candidates.map { self.skipsImage?($0.id) ?? false }
             badLock.lock()
             for j in 0..<got {
                 if let known = bad[candidates[j].id] {
@@ -548,17 +559,22 @@ private final class Producer: @unchecked Sendable {
                         pool.run(got) { worker, j in
                             if errors[j] != nil { return }  // known bad
                             let sample = candidates[j], slot = first + j
-                            do {
-                                let seed = Seeds.augmentation(seed: seed, epoch: epoch, sample: sample.id)
-                                try self.pipelines[worker].process(sample.image, into: images + slot * plane, seed: seed)
-                                if let views {  // the second view: the same image under another draw of the augmentation
-                                    try self.pipelines[worker].process(sample.image, into: views + slot * plane, seed: Seeds.mix(seed ^ 0x5649_4557))
+                            if skipsImage[j] {
+                                (images + slot * plane).update(repeating: 0, count: plane)
+                            } else {
+                                do {
+                                    let seed = Seeds.augmentation(seed: seed, epoch: epoch, sample: sample.id)
+                                    try self.pipelines[worker].process(sample.image, into: images + slot * plane, seed: seed)
+                                    if let views {  // the second view: the same image under another draw of the augmentation
+                                        try self.pipelines[worker].process(
+                                            sample.image, into: views + slot * plane, seed: Seeds.mix(seed ^ 0x5649_4557))
+                                    }
+                                } catch {
+                                    let e = error as? ImageError ?? ImageError(path: sample.image.name, reason: .unreadable("\(error)"))
+                                    imageErrors[j] = e
+                                    errors[j] = e.explanation
+                                    return
                                 }
-                            } catch {
-                                let e = error as? ImageError ?? ImageError(path: sample.image.name, reason: .unreadable("\(error)"))
-                                imageErrors[j] = e
-                                errors[j] = e.explanation
-                                return
                             }
                             if let tokenizer = self.tokenizer, let caption = sample.caption {
                                 tokenizer.tokenize([caption], contextLength: context, threads: 1, into: ids + slot * context)

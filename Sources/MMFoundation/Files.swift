@@ -142,6 +142,34 @@ public final class MappedFile: @unchecked Sendable {
     deinit { if let p = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: p), bytes.count) } }
 }
 
+/// Writable, zero-filled memory of `size` bytes backed by a file in `directory` instead of by
+/// RAM and swap: for working data too large to keep resident. The file's blocks are reserved up
+/// front (a full disk is an error here, not a crash on first write), and the file is unlinked
+/// as soon as it is mapped, so it never outlives the process and nothing needs cleaning up.
+public final class ScratchMap: @unchecked Sendable {
+    public let bytes: UnsafeMutableRawBufferPointer
+
+    public init(size: Int, in directory: String) throws {
+        precondition(size > 0, "a scratch map needs at least one byte")
+        var template = Array((directory + "/.mm-scratch.XXXXXX").utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw FileError.unwritable(path: directory, reason: "cannot create a scratch file: \(errnoText())") }
+        defer { close(fd) }
+        let path = String(cString: template)
+        unlink(path)
+        let reserved = posix_fallocate(fd, 0, off_t(size))
+        guard reserved == 0 else {
+            throw FileError.unwritable(path: path, reason: "cannot reserve \(size) bytes: \(errnoText(reserved))")
+        }
+        guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != UnsafeMutableRawPointer(bitPattern: -1) else {
+            throw FileError.unwritable(path: path, reason: "cannot map: \(errnoText())")
+        }
+        bytes = UnsafeMutableRawBufferPointer(start: p, count: size)
+    }
+
+    deinit { munmap(bytes.baseAddress, bytes.count) }
+}
+
 /// Where an atomic write puts its bytes until they are complete.
 public struct FileWriter {
     public let path: String

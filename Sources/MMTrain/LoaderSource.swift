@@ -17,6 +17,8 @@ public final class LoaderSource: BatchSource {
     private let epochs: Int?
     private let threads: Int
     private let extraView: Bool
+    /// Samples whose images need no decoding: their features are cached.
+    private let imageFeatures: ImageFeatureCache?
     /// Class id of each manifest sample (ids of the distinct values of its label column).
     private let labelIDs: [Int64]?
     private var loader: PairLoader?
@@ -26,12 +28,14 @@ public final class LoaderSource: BatchSource {
     public private(set) var cursor = 0
 
     /// A training source: shuffled full batches per `order`, augmented. `extraView`: a second
-    /// augmented view of each image; `labels`: pass the manifest's label column on as class ids.
+    /// augmented view of each image; `labels`: pass the manifest's label column on as class ids;
+    /// `imageFeatures`: the trainer's cache, whose samples are not decoded again.
     public init(
         training manifest: Manifest, order: EpochOrder, transform: ImageTransform, tokenizer: Tokenizer,
-        epochs: Int, threads: Int, extraView: Bool = false, labels: Bool = false
+        epochs: Int, threads: Int, extraView: Bool = false, labels: Bool = false, imageFeatures: ImageFeatureCache? = nil
     ) {
         self.extraView = extraView
+        self.imageFeatures = imageFeatures
         if labels, let column = manifest.labels {
             var ids: [String: Int64] = [:]
             labelIDs = column.map { name in
@@ -58,6 +62,7 @@ public final class LoaderSource: BatchSource {
         epochs: Int, threads: Int, extraView: Bool = false
     ) {
         self.extraView = extraView
+        imageFeatures = nil
         labelIDs = nil
         manifest = nil
         self.order = nil
@@ -72,6 +77,7 @@ public final class LoaderSource: BatchSource {
     /// An evaluation source: manifest order, the last batch partial.
     public init(evaluating manifest: Manifest, batchSize: Int, transform: ImageTransform, tokenizer: Tokenizer, threads: Int) {
         extraView = false
+        imageFeatures = nil
         labelIDs = nil
         self.manifest = manifest
         order = nil
@@ -109,7 +115,8 @@ public final class LoaderSource: BatchSource {
         if loader == nil || nextPosition != wanted {
             loader = try PairLoader(
                 training: manifest, order: order, transform: transform, tokenizer: tokenizer,
-                start: wanted, epochs: epochs, threads: threads, extraView: extraView)
+                start: wanted, epochs: epochs, threads: threads, extraView: extraView,
+                skipsImage: imageFeatures.map { cache in { @Sendable in cache.contains($0) } })
             nextPosition = wanted
         }
         self.cursor = wanted.cursor

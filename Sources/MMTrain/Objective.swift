@@ -136,9 +136,10 @@ final class Objective {
     func encode(_ b: PairBatch, step: Int, micro: Int) -> Encoded {
         let patches = patchDropout(step: step, micro: micro, pass: 0, rows: b.count)
         let raw =
-            options.lockImage
-            ? withoutGradients { model.encodeImage(b.images, normalize: false, patchDropout: patches) }
-            : model.encodeImage(b.images, normalize: false, patchDropout: patches)
+            b.imageFeatures
+            ?? (options.lockImage
+                ? withoutGradients { model.encodeImage(b.images, normalize: false, patchDropout: patches) }
+                : model.encodeImage(b.images, normalize: false, patchDropout: patches))
         return Encoded(
             rawImage: raw, image: raw.l2Normalized(),
             text: model.encodeText(b.ids, dropout: dropout(step: step, micro: micro, pass: 0, rows: b.count)))

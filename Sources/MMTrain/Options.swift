@@ -24,6 +24,10 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var gradClip: Float?
     public var loss: Loss = .clip
     public var lockImage: Bool = false
+    /// LiT's precomputed features (with `lockImage`): images get the evaluation transform (no
+    /// augmentation) and each sample's image features are computed once, then read from an
+    /// `ImageFeatureCache` (nil: off; absent in older runs).
+    public var imageFeatureCache: ImageFeatureCacheSettings?
     public var seed: UInt64 = 0
     public var beta1: Float = 0.9
     public var beta2: Float = 0.98
@@ -51,6 +55,12 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         try check(warmup >= 0, "warm-up", warmup, "≥ 0")
         if let gradClip { try check(gradClip.isFinite && gradClip > 0, "gradient clip", gradClip, "a positive finite number") }
         if let maxSeconds { try check(maxSeconds.isFinite && maxSeconds > 0, "time budget", maxSeconds, "a positive number of seconds") }
+        if let cache = imageFeatureCache {
+            try check(lockImage, "cached image features", "on", "used with a locked image tower")
+            try check(cache.memoryLimit >= 0, "feature cache memory", cache.memoryLimit, "≥ 0 bytes")
+            // The queue's momentum image tower reads the images every step.
+            try check((contrastive?.queueSize ?? 0) == 0, "queue size", contrastive?.queueSize ?? 0, "0 with cached image features")
+        }
         guard let c = contrastive else { return }
         try check(c.queueSize >= 0, "queue size", c.queueSize, "≥ 0")
         try check(c.queueSize == 0 || loss == .clip, "queue size", c.queueSize, "0 with the sigmoid loss (it has no queue form)")
@@ -63,6 +73,14 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         try check(c.sslWeight.isFinite, "SSL weight", c.sslWeight, "finite")
         try check(!c.usesLabels || c.multiPositive, "labels", c.usesLabels, "used with multi-positive targets")
     }
+}
+
+/// How a run keeps its cached image features (`TrainingOptions.imageFeatureCache`).
+public struct ImageFeatureCacheSettings: Codable, Sendable, Equatable {
+    /// Bytes of features held in RAM; a larger cache goes to a scratch file beside the run.
+    public var memoryLimit = 1 << 30
+
+    public init(memoryLimit: Int = 1 << 30) { self.memoryLimit = memoryLimit }
 }
 
 /// Options of the contrastive family (issue #9), each off by default and composable with the

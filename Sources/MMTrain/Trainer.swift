@@ -57,6 +57,9 @@ public final class Trainer {
     public var epochCheckpoint: URL {
         lastEpochCheckpoint ?? run.epochCheckpoint(position.batch > 0 ? position.epoch + 1 : position.epoch)
     }
+    /// Where the locked image tower's features are kept once computed (`TrainingOptions.imageFeatureCache`):
+    /// batches then carry their sample indices, and images only for samples not cached yet.
+    public var imageFeatureCache: ImageFeatureCache?
     /// Called after each step, once it is logged (e.g. to report progress, or to `requestStop`).
     public var afterStep: ((Trainer) -> Void)?
     private let stopLock = NSLock()
@@ -142,6 +145,7 @@ public final class Trainer {
     /// decided for all ranks together (`stopRequested`, `outOfTime`).
     @discardableResult
     public func step(_ micro: [PairBatch], started: Date? = nil) throws -> Float {
+        let micro = try imageFeatureCache.map { cache in try micro.map { try withImageFeatures($0, from: cache) } } ?? micro
         optimizer.zeroGradients()
         var value = accumulateGradients(micro)
         let spent = trainSeconds + (started.map { Date().timeIntervalSince($0) } ?? 0)
@@ -163,6 +167,28 @@ public final class Trainer {
         try parallel?.checkFailure()
         position.step += 1
         return value
+    }
+
+    /// `b` with its image features from `cache`. When some of its samples are not cached yet, the
+    /// tower runs on the whole batch and their rows are stored: a row's value depends on how many
+    /// rows the tower sees (BLAS blocking), so a feature is bitwise the uncached path's whatever
+    /// else its batch held. On several ranks every rank stores the global batch's rows, so the
+    /// ranks' caches stay equal (and agree on when they are complete) and fill in one epoch.
+    func withImageFeatures(_ b: PairBatch, from cache: ImageFeatureCache) throws -> PairBatch {
+        let samples = b.indices
+        let share = parallel != nil && !cache.isComplete  // the same on every rank: their caches are equal here
+        if !samples.allSatisfy(cache.contains) {
+            try cache.store(withoutGradients { model.encodeImage(b.images, normalize: false) }, samples: samples)
+        }
+        if share, let parallel {
+            let features = withoutGradients { parallel.gathered(cache.features(samples)) }
+            let gathered = parallel.gatheredValues(samples)
+            try parallel.checkFailure()
+            try cache.store(features, samples: gathered)
+        }
+        var out = b
+        out.imageFeatures = cache.features(samples)
+        return out
     }
 
     func learningRate(at step: Int) -> Float {

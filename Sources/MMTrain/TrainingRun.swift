@@ -162,7 +162,23 @@ public final class TrainingRun {
         let contrastive = options.contrastive ?? ContrastiveOptions()
         let normalization = preprocessing.normalization
         let size = clip.config.vision.imageSize
-        let transform = ImageTransform.train(size: size, normalization: normalization)
+        // LiT's cached features: the evaluation transform, so that a sample's features never change.
+        var imageFeatures: ImageFeatureCache?
+        if let settings = options.imageFeatureCache {
+            guard shardData == nil else {
+                throw TrainingError.invalidOption(
+                    name: "cached image features", value: "on", rule: "used with a manifest (shard samples have no stable index)")
+            }
+            guard clip.config.vision.patchDropout == 0 else {
+                throw TrainingError.invalidOption(
+                    name: "cached image features", value: "on", rule: "used without patch dropout (it changes the features every step)")
+            }
+            imageFeatures = ImageFeatureCache(
+                sampleCount: sampleCount, dimension: clip.config.embedDim, memoryLimit: settings.memoryLimit,
+                directory: rank == 0 ? folder.url : FileManager.default.temporaryDirectory)
+        }
+        let transform =
+            imageFeatures == nil ? ImageTransform.train(size: size, normalization: normalization) : .eval(size: size, normalization: normalization)
         if let (set, epochSize) = shardData, let shards = data.shards {
             let order = try ShardOrder(
                 epochSize: epochSize, batchSize: options.batchSize, seed: options.seed, rank: rank, worldSize: ranks,
@@ -180,7 +196,7 @@ public final class TrainingRun {
             let order = try EpochOrder(sampleCount: manifest.count, batchSize: options.batchSize, seed: options.seed, rank: rank, worldSize: ranks)
             source = LoaderSource(
                 training: manifest, order: order, transform: transform, tokenizer: tokenizer, epochs: options.epochs,
-                threads: workers, extraView: contrastive.imageSSL != nil, labels: contrastive.usesLabels)
+                threads: workers, extraView: contrastive.imageSSL != nil, labels: contrastive.usesLabels, imageFeatures: imageFeatures)
             batchesPerEpoch = order.batchesPerEpoch
         } else {
             preconditionFailure("a run reads a manifest or shards")
@@ -204,6 +220,7 @@ public final class TrainingRun {
         trainer = Trainer(
             model: clip, options: options, run: folder, preprocessing: preprocessing,
             tokenizer: configuration.model.vocab ?? "clip-bpe", group: group)
+        trainer.imageFeatureCache = imageFeatures
         self.configuration = configuration
         self.folder = folder
         self.ranks = ranks

@@ -229,6 +229,38 @@ import Testing
         }
     }
 
+    /// Samples the consumer already has (cached features) are tokenised but never read: here
+    /// their files do not even exist, yet nothing is skipped and their image rows are zeros,
+    /// while the other samples decode as without `skipsImage`.
+    @Test func samplesWhoseImagesAreNotNeededAreNotRead() throws {
+        let dir = Paths.scratch("skips-image")
+        let shapes = try Self.subset(32)
+        var lines = ["filepath\ttitle"]
+        for i in 0..<32 {
+            // Odd samples name files that are missing: only their captions can be loaded.
+            lines.append((i % 2 == 0 ? shapes.images[i] : dir + "/missing-\(i).png") + "\t" + shapes.captions![i])
+        }
+        let manifest = try Manifest(path: Paths.write(dir, "pairs.tsv", lines.joined(separator: "\n") + "\n"))
+        let order = try EpochOrder(sampleCount: 32, batchSize: 8, seed: 3)
+        let eval = ImageTransform.eval(size: 32)
+        let skipping = try Self.collect(
+            PairLoader(
+                training: manifest, order: order, transform: eval, tokenizer: Self.tokenizer, epochs: 2, threads: 2,
+                skipsImage: { $0 % 2 == 1 }), 100)
+        let all = try Self.collect(PairLoader(training: shapes, order: order, transform: eval, tokenizer: Self.tokenizer, epochs: 2, threads: 2), 100)
+        #expect(skipping.count == 8 && all.count == 8)
+        let plane = 3 * 32 * 32
+        for (x, y) in zip(skipping, all) {
+            #expect(x.skipped.isEmpty && x.indices == y.indices && x.ids.values == y.ids.values, "epoch \(x.epoch) batch \(x.index)")
+            let (a, b) = (x.images.scalars, y.images.scalars)
+            for (row, sample) in x.indices.enumerated() {
+                let pixels = Array(a[(row * plane)..<((row + 1) * plane)])
+                let wanted = sample % 2 == 1 ? [Float](repeating: 0, count: plane) : Array(b[(row * plane)..<((row + 1) * plane)])
+                #expect(pixels == wanted, "sample \(sample)")
+            }
+        }
+    }
+
     @Test func tooManyFailuresInARowStop() throws {
         var text = "filepath\ttitle\n"
         for i in 0..<30 { text += "missing/\(i).jpg\tgone\n" }

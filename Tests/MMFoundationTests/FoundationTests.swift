@@ -106,6 +106,22 @@ import Testing
         #expect(leftovers.isEmpty, "\(leftovers)")
     }
 
+    /// A scratch map starts zeroed, keeps what is written, leaves no file in its directory even
+    /// while mapped, and names the directory when it cannot create one.
+    @Test func scratchMapsAreZeroedWritableAndLeaveNoFile() throws {
+        let scratch = dir + "/scratch"
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        let map = try ScratchMap(size: 3 << 20, in: scratch)
+        let floats = map.bytes.bindMemory(to: Float.self)
+        #expect(floats.count == 3 << 18 && floats.allSatisfy { $0 == 0 })
+        for i in stride(from: 0, to: floats.count, by: 4099) { floats[i] = Float(i) }
+        #expect(stride(from: 0, to: floats.count, by: 4099).allSatisfy { floats[$0] == Float($0) } && floats[1] == 0)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch).isEmpty)
+        #expect(throws: FileError.unwritable(path: dir + "/missing", reason: "cannot create a scratch file: No such file or directory")) {
+            try ScratchMap(size: 16, in: dir + "/missing")
+        }
+    }
+
     @Test func resourcesAreFoundInTheCheckout() {
         let found = Resources.locate("vocab/bpe_simple_vocab_16e6.txt.gz", target: "MMTokenizer")
         #expect(found.path != nil, "searched \(found.searched)")
