@@ -57,6 +57,7 @@ import Testing
 
     @Test func trainsThroughTheLibraryAndResumesExactly() throws {
         let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
         let straight = try TrainingRun(Self.configuration(dir), folder: dir.appendingPathComponent("straight"))
         let outcome = try Self.train(straight)
         #expect(!outcome.interrupted && straight.trainer.position.epoch == 2 && straight.trainer.position.step == 12)
@@ -93,6 +94,7 @@ import Testing
     /// Issue 16 #4: what a resume may change is applied, logged and saved.
     @Test func aResumeAppliesAndLogsItsChanges() throws {
         let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
         let folder = dir.appendingPathComponent("run")
         _ = try Self.train(try TrainingRun(Self.configuration(dir, epochs: 1), folder: folder))
         let resumed = try TrainingRun.resume(folder, changes: ResumeChanges(epochs: 2, learningRate: 5e-4))
@@ -107,6 +109,7 @@ import Testing
     /// Issue 16 #6: a folder holding a run is not trained into again unless asked to overwrite.
     @Test func aRunFolderThatHoldsARunIsRefusedUnlessOverwritten() throws {
         let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
         var c = Self.configuration(dir, epochs: 1)
         c.training.maxSteps = 1
         let folder = dir.appendingPathComponent("run")
@@ -121,6 +124,7 @@ import Testing
     /// Issue 16 #4: the manifest is part of the run; a changed one is refused on resume.
     @Test func aChangedManifestIsRefusedOnResume() throws {
         let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
         var c = Self.configuration(dir, epochs: 1)
         c.training.maxSteps = 1
         let folder = dir.appendingPathComponent("run")
@@ -138,6 +142,7 @@ import Testing
     @Test(arguments: [("steps", 0 as Float), ("lr", .nan), ("lr", .infinity), ("lr", -1), ("epochs", 0)])
     func unusableValuesAreRefusedUpFront(option: String, value: Float) throws {
         let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
         var c = Self.configuration(dir)
         switch option {
         case "steps": c.training.maxSteps = Int(value)
@@ -152,6 +157,7 @@ import Testing
     /// Issue 16 #15: a corrupt run file is named in the error.
     @Test func aCorruptRunFileIsNamed() throws {
         let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
         var c = Self.configuration(dir, epochs: 1)
         c.training.maxSteps = 1
         let folder = dir.appendingPathComponent("run")
@@ -170,6 +176,7 @@ import Testing
     /// out, a NaN `latest` resumed into "done", a saved epochs of -5 was blamed on --epochs).
     @Test func aHostileRunFolderIsRefusedNamingTheFile() throws {
         let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
         var c = Self.configuration(dir, epochs: 1)
         c.training.maxSteps = 1
         let folder = dir.appendingPathComponent("run")
@@ -214,6 +221,7 @@ import Testing
     /// lower learning rate continues from it.
     @Test func divergenceKeepsTheLastGoodCheckpoint() throws {
         let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
         let folder = dir.appendingPathComponent("run")
         _ = try Self.train(try TrainingRun(Self.configuration(dir, epochs: 1), folder: folder))
         let latest = RunFolder(folder).latest
@@ -234,6 +242,7 @@ import Testing
     /// checkpoint are cleaned up when it resumes.
     @Test func aResumeCleansUpAfterAKilledRun() throws {
         let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
         let folder = RunFolder(dir.appendingPathComponent("run"))
         _ = try Self.train(try TrainingRun(Self.configuration(dir, epochs: 1), folder: folder.url))
         let stale = folder.checkpoints.appendingPathComponent(".latest.safetensors.4242.17.tmp")
@@ -250,6 +259,7 @@ import Testing
     /// Run folders of earlier versions (options.json + invocation.json) still resume.
     @Test func anOlderRunFolderResumes() throws {
         let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
         let folder = RunFolder(dir.appendingPathComponent("run"))
         _ = try Self.train(try TrainingRun(Self.configuration(dir, epochs: 1), folder: folder.url))
         let c = try folder.readConfiguration()
@@ -270,6 +280,7 @@ import Testing
     /// 2 × 8 pairs take the same steps as 1 × 16, with a queue and multi-positive targets.
     @Test func twoThreadRanksTrainLikeOneProcess() throws {
         let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
         var c = Self.configuration(dir, epochs: 2)
         c.data.val = nil
         c.data.zeroshotLabels = nil
