@@ -15,17 +15,19 @@ frac = float(sys.argv[5]) if len(sys.argv) > 5 else 1.0   # fraction of each bat
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../datasets/shapes")
 rows = list(csv.reader(open(root + "/train.tsv"), delimiter="\t"))[1:]
 N = len(rows)
-words = sorted({w for _, c in rows for w in re.findall(r"[a-z0-9-]+", c.lower())})
-idx = {w: i for i, w in enumerate(words)}
-X = np.zeros((N, len(words)), np.float32)
-for i, (_, c) in enumerate(rows):
-    for w in set(re.findall(r"[a-z0-9-]+", c.lower())): X[i, idx[w]] = 1
-# idf weighting + l2 normalise: cosine similarity of captions
-df = X.sum(0); X *= np.log(N / df)[None]; X /= np.linalg.norm(X, axis=1, keepdims=True)
-if mode == "pix":
+if mode == "pix":  # mean-centred 8x8 RGB thumbnails
     from PIL import Image
-    X = np.stack([np.asarray(Image.open(os.path.join(root, p)).convert("RGB").resize((8, 8), Image.BILINEAR), np.float32).ravel() for p, _ in rows])
-    X -= X.mean(0); X /= np.linalg.norm(X, axis=1, keepdims=True)
+    X = np.stack([np.asarray(Image.open(os.path.join(root, p)).convert("RGB").resize((8, 8), Image.BILINEAR), np.float32).ravel()
+                  for p, _ in rows])
+    X -= X.mean(0)
+else:  # tf-idf weighted caption words
+    words = sorted({w for _, c in rows for w in re.findall(r"[a-z0-9-]+", c.lower())})
+    idx = {w: i for i, w in enumerate(words)}
+    X = np.zeros((N, len(words)), np.float32)
+    for i, (_, c) in enumerate(rows):
+        for w in set(re.findall(r"[a-z0-9-]+", c.lower())): X[i, idx[w]] = 1
+    X *= np.log(N / X.sum(0))[None]
+X /= np.linalg.norm(X, axis=1, keepdims=True)
 os.makedirs(out, exist_ok=True)
 imgs = [open(os.path.join(root, p), "rb").read() for p, _ in rows]
 for k in range(K):
