@@ -42,7 +42,46 @@ import Testing
         case "cross_entropy": return x["logits"]!.crossEntropy(targets: ids["targets"]!)
         case "exp": return x["x"]!.exp()
         case "gather_rows": return x["x"]!.gatherRows(ids["index"]!)
+        case let n where n.hasPrefix("conv2d"):
+            return x["x"]!.conv2d(x["weight"]!, stride: attrs.int("stride"), padding: attrs.int("padding"))
+        case let n where n.hasPrefix("avg_pool2d"): return x["x"]!.avgPool2d(attrs.int("kernel"))
+        case let n where n.hasPrefix("batch_norm2d"):
+            let (mean, variance) = runningStatistics(name)
+            return batchNorm(name, x, mean, variance)
         default: return nil
+        }
+    }
+
+    /// A batch-norm case's running statistics before torch's op, copied so that the op may update them.
+    func runningStatistics(_ name: String) -> (mean: Tensor, variance: Tensor) {
+        (fixture.tensors["\(name).state.running_mean"]!.copy(), fixture.tensors["\(name).state.running_var"]!.copy())
+    }
+
+    func batchNorm(_ name: String, _ x: [String: Tensor], _ mean: Tensor, _ variance: Tensor) -> Tensor {
+        let attrs = Attributes(fixture, name)
+        return x["x"]!.batchNorm2d(
+            weight: x["weight"]!, bias: x["bias"]!, runningMean: mean, runningVar: variance,
+            training: attrs.bool("training"), momentum: attrs.float("momentum"), eps: attrs.float("eps"),
+            relu: attrs.bool("relu"))
+    }
+
+    /// Training updates the running statistics in place as torch does (the variance unbiased);
+    /// evaluation leaves them untouched.
+    @Test func batchNormRunningStatisticsMatchPyTorch() throws {
+        let names = cases.filter { $0.hasPrefix("batch_norm2d") }
+        #expect(names.count == 3)
+        for name in names {
+            var inputs: [String: Tensor] = [:]
+            for key in ["x", "weight", "bias"] { inputs[key] = try #require(fixture.tensors["\(name).in.\(key)"]) }
+            let (mean, variance) = runningStatistics(name)
+            _ = batchNorm(name, inputs, mean, variance)
+            if Attributes(fixture, name).bool("training") {
+                expectClose("\(name) running mean", mean, fixture.tensors["\(name).state_out.running_mean"])
+                expectClose("\(name) running var", variance, fixture.tensors["\(name).state_out.running_var"])
+            } else {
+                #expect(mean.scalars == fixture.tensors["\(name).state.running_mean"]?.scalars, "\(name) running mean")
+                #expect(variance.scalars == fixture.tensors["\(name).state.running_var"]?.scalars, "\(name) running var")
+            }
         }
     }
 
