@@ -5,7 +5,9 @@ import Testing
 
 /// Every op's forward and backward against PyTorch (Fixtures/ops.safetensors, written by
 /// tools/make_tensor_fixtures.py). Tolerance: |ours − torch| ≤ 1e-5 + 1e-4·|torch|, the
-/// round-off of float32 kernels that sum in a different order.
+/// round-off of float32 kernels that sum in a different order. The convolutional tower's ops
+/// (conv2d, avg_pool2d, batch_norm2d) hold |ours − torch| ≤ 1e-5 absolute (5.7e-6 seen, on weight
+/// gradients of magnitude 23), and the running statistics ≤ 1e-6 (1.2e-7 seen).
 @Suite struct GoldenOpsTests {
     let fixture: Safetensors
     init() throws { fixture = try loadFixture("ops.safetensors", bundle: .module) }
@@ -76,8 +78,8 @@ import Testing
             let (mean, variance) = runningStatistics(name)
             _ = batchNorm(name, inputs, mean, variance)
             if Attributes(fixture, name).bool("training") {
-                expectClose("\(name) running mean", mean, fixture.tensors["\(name).state_out.running_mean"])
-                expectClose("\(name) running var", variance, fixture.tensors["\(name).state_out.running_var"])
+                expectClose("\(name) running mean", mean, fixture.tensors["\(name).state_out.running_mean"], atol: 1e-6, rtol: 0)
+                expectClose("\(name) running var", variance, fixture.tensors["\(name).state_out.running_var"], atol: 1e-6, rtol: 0)
             } else {
                 #expect(mean.scalars == fixture.tensors["\(name).state.running_mean"]?.scalars, "\(name) running mean")
                 #expect(variance.scalars == fixture.tensors["\(name).state.running_var"]?.scalars, "\(name) running var")
@@ -119,11 +121,13 @@ import Testing
                 Issue.record("no op for fixture case \(name)")
                 continue
             }
-            expectClose("\(name) forward", out, fixture.tensors["\(name).out"])
+            let convolutional = ["conv2d", "avg_pool2d", "batch_norm2d"].contains { name.hasPrefix($0) }
+            let (atol, rtol): (Float, Float) = convolutional ? (1e-5, 0) : (1e-5, 1e-4)
+            expectClose("\(name) forward", out, fixture.tensors["\(name).out"], atol: atol, rtol: rtol)
             let upstream = try #require(fixture.tensors["\(name).grad_out"], "\(name).grad_out")
             tape.backward(out, seed: upstream)
             for (input, t) in inputs {
-                expectClose("\(name) ∂\(input)", t.grad, fixture.tensors["\(name).grad.\(input)"])
+                expectClose("\(name) ∂\(input)", t.grad, fixture.tensors["\(name).grad.\(input)"], atol: atol, rtol: rtol)
             }
         }
     }

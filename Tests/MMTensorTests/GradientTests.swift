@@ -74,7 +74,9 @@ import Testing
         // padding; batch 2 takes one block per thread, batch 1 splits the products instead.
         for (k, stride, padding) in [(1, 1, 0), (1, 2, 0), (3, 1, 1), (3, 2, 1), (3, 1, 0), (3, 2, 0)] {
             for batch in [1, 2] {
-                checkGradients("conv2d k\(k) s\(stride) p\(padding) batch \(batch)", [rng.tensor([batch, 3, 7, 6]), rng.tensor([5, 3, k, k], scale: 0.5)]) {
+                checkGradients(
+                    "conv2d k\(k) s\(stride) p\(padding) batch \(batch)", [rng.tensor([batch, 3, 7, 6]), rng.tensor([5, 3, k, k], scale: 0.5)]
+                ) {
                     $0[0].conv2d($0[1], stride: stride, padding: padding)
                 }
             }

@@ -100,7 +100,7 @@ private struct ImageBlocks {
     }
     var parallelProducts: Bool { count == 1 }
 
-    func forEach(_ body: (_ block: Int, _ images: Range<Int>) -> Void) {
+    func forEachBlock(_ body: (_ block: Int, _ images: Range<Int>) -> Void) {
         parallelFor(count) { r in
             for block in r { body(block, (batch * block / count)..<(batch * (block + 1) / count)) }
         }
@@ -131,7 +131,7 @@ extension Tensor {
         let columnSize = g.isPointwise ? 0 : rowsK * p
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, blocks.count * columnSize))
         defer { scratch.deallocate() }
-        blocks.forEach { block, images in
+        blocks.forEachBlock { block, images in
             let buffer = scratch + block * columnSize
             for i in images {
                 let xi = x + i * imageSize
@@ -152,7 +152,7 @@ extension Tensor {
                 let perBlock = 2 * columnSize + partialSize
                 let work = UnsafeMutablePointer<Float>.allocate(capacity: max(1, blocks.count * perBlock))
                 defer { work.deallocate() }
-                blocks.forEach { block, images in
+                blocks.forEachBlock { block, images in
                     let columns = work + block * perBlock, dcolumns = columns + columnSize
                     let dw = dcolumns + columnSize
                     dw.update(repeating: 0, count: partialSize)
