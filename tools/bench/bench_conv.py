@@ -1,16 +1,19 @@
-"""ModifiedResNet's convolutions and batch norm, mm vs PyTorch, both with 2 threads, in one run.
+"""ModifiedResNet's convolutions and batch norm, mm vs PyTorch with the same thread count, in one run.
 
 Shapes: the widths of a small ResNet tower at batch 64. Prints seconds for the forward pass (no
 grad) and forward+backward (∂x and ∂W), and the ratio torch / mm (> 1: mm is faster); then mm's
-BatchNorm2d + ReLU fused against the two ops apart. Run after `swift build -c release`:
-    .venv-ref/bin/python tools/bench/bench_conv.py"""
-import json, os, subprocess, time
+BatchNorm2d + ReLU fused against the two ops apart. Each side is timed (median of 5) in three
+alternating rounds and the best round kept, so that load from other processes on a shared machine
+hits both alike. Run after `swift build -c release`:
+    .venv-ref/bin/python tools/bench/bench_conv.py [THREADS]    # default 2"""
+import json, os, subprocess, sys, time
 import torch
 import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BENCH = os.path.join(ROOT, ".build", "release", "mm-bench")
-THREADS = 2
+THREADS = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+ROUNDS = 3
 torch.set_num_threads(THREADS)
 torch.manual_seed(0)
 
@@ -51,20 +54,24 @@ def torch_conv(b, c, s, o, k, stride, padding):
 
 
 def main():
-    print(f"torch {torch.__version__}, {THREADS} threads; seconds (median of 5)\n")
+    print(f"torch {torch.__version__}, {THREADS} threads; seconds (best of {ROUNDS} rounds of median of 5)\n")
     print("| conv2d | pass | mm s | torch s | torch / mm |")
     print("|---|---|---|---|---|")
     for shape in SHAPES:
         b, c, s, o, k, stride, padding = shape
-        tf, tb = torch_conv(*shape)
-        r = ours("conv2d", *shape)
+        tf = tb = mf = mb = float("inf")
+        for _ in range(ROUNDS):
+            f, fb = torch_conv(*shape)
+            r = ours("conv2d", *shape)
+            tf, tb = min(tf, f), min(tb, fb)
+            mf, mb = min(mf, r["forward_s"]), min(mb, r["forward_backward_s"])
         name = f"[{b}, {c}, {s}, {s}] {k}×{k}/{stride} p{padding} → {o}"
-        for label, m, t in [("forward", r["forward_s"], tf), ("forward+backward", r["forward_backward_s"], tb)]:
+        for label, m, t in [("forward", mf, tf), ("forward+backward", mb, tb)]:
             print(f"| {name} | {label} | {m:.4f} | {t:.4f} | {t / m:.2f} |")
     print()
     b, c, s = 64, 64, 16
-    fused = ours("batchnorm-relu", b, c, s, "fused")["forward_backward_s"]
-    apart = ours("batchnorm-relu", b, c, s, "separate")["forward_backward_s"]
+    fused = min(ours("batchnorm-relu", b, c, s, "fused")["forward_backward_s"] for _ in range(ROUNDS))
+    apart = min(ours("batchnorm-relu", b, c, s, "separate")["forward_backward_s"] for _ in range(ROUNDS))
     print(f"mm BatchNorm2d + ReLU [{b}, {c}, {s}, {s}] forward+backward: fused {fused:.4f} s, "
           f"separate {apart:.4f} s (separate / fused {apart / fused:.2f})")
 
