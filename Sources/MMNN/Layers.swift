@@ -59,10 +59,11 @@ public final class BatchNorm2d: Module {
         batchesTracked = .zeros([])
     }
 
-    /// [B, C, H, W] → same shape.
-    public func callAsFunction(_ x: Tensor, training: Bool) -> Tensor {
+    /// [B, C, H, W] → same shape; `relu` applies max(·, 0) in the same pass.
+    public func callAsFunction(_ x: Tensor, training: Bool, relu: Bool = false) -> Tensor {
         if training { batchesTracked.data[0] += 1 }
-        return x.batchNorm2d(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar, training: training)
+        return x.batchNorm2d(
+            weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar, training: training, relu: relu)
     }
 }
 

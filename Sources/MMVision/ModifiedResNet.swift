@@ -95,9 +95,9 @@ public final class ModifiedResNet: VisionTower {
             images.shape.count == 4 && Array(images.shape.dropFirst()) == [3, c.imageSize, c.imageSize],
             "vision tower expects images [B, 3, \(c.imageSize), \(c.imageSize)], got \(images.shape)")
         precondition(patchDropout == nil, "a ResNet tower has no patch tokens to drop")
-        var x = bn1(conv1(images), training: training).relu()
-        x = bn2(conv2(x), training: training).relu()
-        x = bn3(conv3(x), training: training).relu().avgPool2d(2)
+        var x = bn1(conv1(images), training: training, relu: true)
+        x = bn2(conv2(x), training: training, relu: true)
+        x = bn3(conv3(x), training: training, relu: true).avgPool2d(2)
         for block in blocks { x = block(x, training: training) }
         return attnpool(x)
     }
@@ -139,8 +139,8 @@ public final class Bottleneck: Module {
     }
 
     public func callAsFunction(_ x: Tensor, training: Bool) -> Tensor {
-        var out = bn1(conv1(x), training: training).relu()
-        out = bn2(conv2(out), training: training).relu().avgPool2d(stride)
+        var out = bn1(conv1(x), training: training, relu: true)
+        out = bn2(conv2(out), training: training, relu: true).avgPool2d(stride)
         out = bn3(conv3(out), training: training)
         var identity = x
         if let downsampleConv, let downsampleNorm {
