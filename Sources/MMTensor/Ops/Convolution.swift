@@ -273,8 +273,7 @@ extension Tensor {
                     // Two passes; each plane sums in float lanes, the planes add up in Double.
                     var total = 0.0
                     for i in 0..<batch { total += Double(horizontalSum(planeSum(x + (i * c + ch) * plane, plane) { $0 })) }
-                    let m = total / Double(n)
-                    mean = Float(m)
+                    mean = Float(total / Double(n))
                     var squares = 0.0
                     for i in 0..<batch {
                         squares += Double(horizontalSum(planeSum(x + (i * c + ch) * plane, plane) { v in (v - mean) * (v - mean) }))
