@@ -18,7 +18,8 @@ and Tests/MMCLIPTests/Fixtures/resnet_clip.safetensors: a whole open_clip CLIP w
 its state_dict exactly as torch holds it (num_batches_tracked int64; model-config JSON in the
 metadata key `config`), and resnet_clip_io.safetensors: `in.images` and `out.eval`, its normalised
 image embeddings in evaluation mode.
-__metadata__: versions, seed, `config` (tower arguments, JSON).
+__metadata__: versions, seed, `config` (tower arguments, JSON); resnet.safetensors also holds
+`rn50_config` (open_clip's bundled RN50 model config) and `rn50_parameters` (its parameter count).
 """
 
 import json
@@ -89,8 +90,11 @@ def main():
                     if "running" in k or "num_batches" in k})
     for k, p in tower.named_parameters():
         tensors[f"grad.{k}"] = p.grad.detach().clone()
+    rn50 = open_clip.get_model_config("RN50")
+    rn50_parameters = sum(p.numel() for p in open_clip.create_model("RN50").parameters())
     path = FIXTURES / "resnet.safetensors"
-    path.write_bytes(with_sorted_header(save(tensors, metadata=meta(TOWER))))
+    path.write_bytes(with_sorted_header(save(tensors, metadata=meta(TOWER) | {
+        "rn50_config": json.dumps(rn50, sort_keys=True), "rn50_parameters": str(rn50_parameters)})))
     print(f"wrote {path.relative_to(ROOT)}: {len(tensors)} tensors")
 
     torch.manual_seed(SEED + 1)

@@ -40,7 +40,7 @@ struct TrainCommand: ParsableCommand {
             keeps them). Up to 10,000 pairs: batch 64, lr 1e-3; from 100,000 pairs on today's \
             open_clip-like batch 128, lr 5e-4; in between both move on a log scale. Model \
             mm-small-rn (a small ResNet image tower) below 30,000 pairs, else mm-tiny (a ViT). \
-            Epochs: about 150,000 samples seen, between 10 and 50. Warm-up: 5 % of the run's steps, at most 100. Weight decay 0.2. With --pretrained \
+            Epochs: about 200,000 samples seen, between 10 and 35. Warm-up: 5 % of the run's steps, at most 100. Weight decay 0.2. With --pretrained \
             the checkpoint's model and lr 5e-4. See docs/training.md, Defaults.
 
             Contrastive-family options (off by default, composable with the default loss; see docs/training.md):

@@ -185,7 +185,8 @@ public final class AttentionPool2d: Module {
     /// x [B, W, H, H] → [B, outputDim].
     public func callAsFunction(_ x: Tensor) -> Tensor {
         let (b, w, positions) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
-        precondition(positions + 1 == positionalEmbedding.shape[0], "attention pool expects \(positionalEmbedding.shape[0] - 1) positions, got \(x.shape)")
+        precondition(
+            positions + 1 == positionalEmbedding.shape[0], "attention pool expects \(positionalEmbedding.shape[0] - 1) positions, got \(x.shape)")
         let map = x.reshaped([b, w, positions])
         let mean = Tensor.matmul(map, .filled([positions, 1], with: 1 / Float(positions))).reshaped([b, 1, w])
         let tokens = Tensor.concatenate([mean, map.permuted([0, 2, 1])], axis: 1) + positionalEmbedding

@@ -21,7 +21,8 @@ import Testing
     var images: Tensor { fixture.tensors["in.images"]! }
 
     @Test func evaluationMatchesOpenCLIP() {
-        expectClose("features (running statistics)", tower(images, patchDropout: nil, training: false), fixture.tensors["out.eval"], atol: 2e-5, rtol: 0)
+        expectClose(
+            "features (running statistics)", tower(images, patchDropout: nil, training: false), fixture.tensors["out.eval"], atol: 2e-5, rtol: 0)
     }
 
     @Test func trainingMatchesOpenCLIP() throws {
@@ -51,6 +52,16 @@ import Testing
             .reduce(0) { $0 + fixture.tensors[$1]!.count }
         #expect(tower.parameterCount == torchParameters)
         #expect(tower.configuration.parameterCount == torchParameters)
+    }
+
+    /// open_clip's own RN50 config (recorded by the fixture script) reads as a ResNet with the
+    /// parameter count open_clip's model has.
+    @Test func openCLIPsRN50ConfigReads() throws {
+        let json = try #require(fixture.metadata["rn50_config"]), count = try #require(fixture.metadata["rn50_parameters"].flatMap { Int($0) })
+        let rn50 = try CLIPConfig(json: Data(json.utf8), source: "RN50")
+        guard case let .resnet(c) = rn50.vision else { Issue.record("RN50 not read as a ResNet"); return }
+        #expect(c.layers == [3, 4, 6, 3] && c.heads == 32 && c.gridSize == 7)
+        #expect(rn50.parameterCount == count)
     }
 
     /// An open_clip state_dict as torch holds it (int64 `num_batches_tracked`), loaded with its config.
