@@ -138,7 +138,8 @@ lint:
 # Every committed generated file (the HTML entity table, the golden fixtures) is rewritten by its
 # script from the pinned reference; CI fails if any differs from what is committed.
 GENERATORS := make_tokenizer_tables make_tensor_fixtures make_model_fixtures make_image_fixtures \
-	make_tokenizer_fixtures make_contrastive_fixtures make_patch_dropout_fixture make_webp_fixtures
+	make_tokenizer_fixtures make_contrastive_fixtures make_patch_dropout_fixture make_webp_fixtures \
+	make_resnet_fixture
 check-generated: venv
 	@for g in $(GENERATORS); do echo "tools/$$g.py"; $(VENV)/bin/python tools/$$g.py > /dev/null || exit 1; done
 	@changed=$$(git status --porcelain -- Sources Tests); \

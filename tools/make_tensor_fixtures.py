@@ -15,6 +15,8 @@ Key layout of ops/block (one prefix per case):
     <case>.grad_out           upstream gradient (random normal, shape of out)
     <case>.out                forward output
     <case>.grad.<name>        d(out·grad_out)/d input,  <case>.grad.param.<key> for parameters
+    <case>.state.<name>       a buffer an op updates in place (batch norm's running statistics),
+    <case>.state_out.<name>   and its value after the op
 __metadata__: versions, seed, `cases` (JSON list) and `<case>.attrs` (JSON object) per case.
 """
 
@@ -193,7 +195,50 @@ def make_ops():
     op_case(fx, "exp", lambda x: torch.exp(x), {"x": 0.5 * randn(3, 4)})
     op_case(fx, "gather_rows", lambda x, index: x[torch.arange(x.shape[0]), index],
             {"x": randn(3, 5, 4)}, ids={"index": torch.randint(0, 5, (3,))})
+
+    # ModifiedResNet's ops: convolutions (1×1 with stride 1 and no padding is a plain product,
+    # the others unfold the image), average pooling with a dropped remainder, batch norm.
+    for case, (b, c, h, w), o, k, stride, padding in [
+        ("conv2d_3x3", (2, 3, 7, 6), 4, 3, 1, 1),
+        ("conv2d_3x3_stride2", (2, 3, 9, 8), 5, 3, 2, 1),
+        ("conv2d_3x3_stride2_valid", (3, 2, 8, 7), 4, 3, 2, 0),
+        ("conv2d_1x1", (2, 6, 5, 4), 3, 1, 1, 0),
+        ("conv2d_1x1_stride2", (2, 4, 5, 6), 3, 1, 2, 0),
+        ("conv2d_5x5", (1, 2, 8, 9), 3, 5, 1, 2),
+    ]:
+        op_case(fx, case, lambda x, weight, s=stride, p=padding: F.conv2d(x, weight, stride=s, padding=p),
+                {"x": randn(b, c, h, w), "weight": randn(o, c, k, k) / (c * k * k) ** 0.5},
+                attrs={"stride": stride, "padding": padding})
+    for case, shape, k in [("avg_pool2d_2", (2, 3, 6, 8), 2), ("avg_pool2d_3_remainder", (2, 2, 7, 8), 3)]:
+        op_case(fx, case, lambda x, k=k: F.avg_pool2d(x, k), {"x": randn(*shape)}, attrs={"kernel": k})
+    for case, training, relu in [
+        ("batch_norm2d_train", True, False),
+        ("batch_norm2d_eval", False, False),
+        ("batch_norm2d_train_relu", True, True),
+    ]:
+        batch_norm_case(fx, case, training, relu)
     fx.write()
+
+
+def batch_norm_case(fx, case, training, relu):
+    """F.batch_norm (BatchNorm2d's forward; + ReLU when `relu`) with running statistics away from
+    their initial 0/1, in training or evaluation mode. The statistics before are stored as
+    <case>.state.running_mean / running_var, torch's in-place update as <case>.state_out.*."""
+    c, momentum, eps = 5, 0.1, 1e-5
+    state = {"running_mean": 0.5 * randn(c), "running_var": 1 + torch.rand(c)}
+    updated = {k: v.clone() for k, v in state.items()}
+
+    def fn(x, weight, bias):
+        y = F.batch_norm(x, updated["running_mean"], updated["running_var"], weight, bias,
+                         training, momentum, eps)
+        return F.relu(y) if relu else y
+
+    op_case(fx, case, fn, {"x": 2 * randn(3, c, 5, 6) + 1.5, "weight": 1 + 0.5 * randn(c),
+                           "bias": 0.5 * randn(c)},
+            attrs={"training": training, "relu": relu, "momentum": momentum, "eps": eps})
+    for k in state:
+        fx.put(f"{case}.state.{k}", state[k])
+        fx.put(f"{case}.state_out.{k}", updated[k])
 
 
 def causal_mask(n):

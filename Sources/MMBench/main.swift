@@ -1,5 +1,6 @@
 // mm-bench: timings of mm's kernels for tools/bench/*.py, printed as one JSON object.
 // Usage: mm-bench sgemm N | block WIDTH HEADS LENGTH BATCH causal|full | encode-image|encode-text|train-step MODEL BATCH | adamw MODEL
+//        | conv2d B C S O K STRIDE PADDING | batchnorm-relu B C S fused|separate
 import Foundation
 import MMCLIP
 
@@ -130,10 +131,45 @@ case "adamw":
     let opt = AdamW(model, weightDecay: 0.1)
     let seconds = median(9) { opt.update(lr: 1e-4) }
     emit(["op": "adamw", "params": model.parameterCount, "threads": Threads.count, "seconds": seconds])
+case "conv2d":
+    // One convolution [B, C, S, S] → [B, O, S', S'], forward alone and forward + backward (∂x, ∂W).
+    let v = args.dropFirst().map { Int($0)! }
+    let (bs, c, size, o, k, stride, padding) = (v[0], v[1], v[2], v[3], v[4], v[5], v[6])
+    let x = g.tensorNormal([bs, c, size, size]), w = g.tensorNormal([o, c, k, k])
+    let forward = median { _ = x.conv2d(w, stride: stride, padding: padding) }
+    x.requiresGrad = true
+    w.requiresGrad = true
+    let both = median {
+        let tape = Tape()
+        let y = tape.record { x.conv2d(w, stride: stride, padding: padding) }
+        tape.backward(y, seed: y)
+        x.grad = nil
+        w.grad = nil
+    }
+    emit(["op": "conv2d", "shape": v, "threads": Threads.count, "forward_s": forward, "forward_backward_s": both])
+case "batchnorm-relu":
+    // BatchNorm2d (training) + ReLU over [B, C, S, S], fused or as two ops, forward + backward.
+    let v = args.dropFirst().map { $0 }
+    let (bs, c, size, fused) = (Int(v[0])!, Int(v[1])!, Int(v[2])!, v[3] == "fused")
+    let x = g.tensorNormal([bs, c, size, size]), mean = Tensor.zeros([c]), variance = Tensor.filled([c], with: 1)
+    let weight = Tensor.filled([c], with: 1), bias = Tensor.zeros([c])
+    for t in [x, weight, bias] { t.requiresGrad = true }
+    let both = median {
+        let tape = Tape()
+        let y = tape.record {
+            fused
+                ? x.batchNorm2d(weight: weight, bias: bias, runningMean: mean, runningVar: variance, training: true, relu: true)
+                : x.batchNorm2d(weight: weight, bias: bias, runningMean: mean, runningVar: variance, training: true).relu()
+        }
+        tape.backward(y, seed: y)
+        for t in [x, weight, bias] { t.grad = nil }
+    }
+    emit(["op": "batchnorm-relu", "fused": fused, "threads": Threads.count, "forward_backward_s": both])
 default:
     FileHandle.standardError.write(
-        "usage: mm-bench sgemm N | block WIDTH HEADS LENGTH BATCH causal|full | encode-image|encode-text|train-step MODEL BATCH | adamw MODEL\n".data(
-            using: .utf8)!)
+        "usage: mm-bench sgemm N | block WIDTH HEADS LENGTH BATCH causal|full | encode-image|encode-text|train-step MODEL BATCH | adamw MODEL | conv2d B C S O K STRIDE PADDING | batchnorm-relu B C S fused|separate\n"
+            .data(
+                using: .utf8)!)
     exit(2)
 }
 

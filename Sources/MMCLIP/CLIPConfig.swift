@@ -9,7 +9,8 @@ import MMVision
 public struct CLIPConfig: Sendable, Equatable {
     public var embedDim: Int
     public var quickGelu: Bool
-    public var vision: VisionTransformer.Configuration
+    /// A ViT, or a ResNet when `vision_cfg.layers` is a list.
+    public var vision: VisionConfiguration
     public var text: TextTransformer.Configuration
     /// ln(1/0.07) unless the config says otherwise.
     public var initLogitScale: Float
@@ -53,20 +54,10 @@ public struct CLIPConfig: Sendable, Equatable {
             ])
         let width = try v.int("width")
         let headWidth = try v.int("head_width", default: 64)
-        guard width % headWidth == 0 else {
-            throw ConfigError(source: source, key: "vision_cfg.head_width", message: "\(headWidth) does not divide width \(width)")
-        }
-        let patchDropout = try v.double("patch_dropout", default: 0)
-        guard patchDropout >= 0 && patchDropout < 1 else {
-            throw ConfigError(source: source, key: "vision_cfg.patch_dropout", message: "\(patchDropout) is outside [0, 1)")
-        }
-        vision = .init(
-            imageSize: try v.imageSize(), patchSize: try v.int("patch_size"), width: width,
-            layers: try v.int("layers"), heads: width / headWidth, mlpRatio: try v.ratio("mlp_ratio"),
-            outputDim: embedDim, activation: activation, patchDropout: patchDropout)
-        guard vision.imageSize % vision.patchSize == 0 else {
-            throw ConfigError(
-                source: source, key: "vision_cfg.patch_size", message: "\(vision.patchSize) does not divide image_size \(vision.imageSize)")
+        if let stages = v.values["layers"] as? [Any] {
+            vision = .resnet(try Self.resnet(v, stages: stages, width: width, headWidth: headWidth, outputDim: embedDim))
+        } else {
+            vision = .transformer(try Self.transformer(v, width: width, headWidth: headWidth, outputDim: embedDim, activation: activation))
         }
 
         let t = try root.object("text_cfg")
@@ -98,6 +89,38 @@ public struct CLIPConfig: Sendable, Equatable {
         }
     }
 
+    private static func transformer(
+        _ v: Fields, width: Int, headWidth: Int, outputDim: Int, activation: Activation
+    ) throws -> VisionTransformer.Configuration {
+        guard width % headWidth == 0 else { throw v.error("head_width", "\(headWidth) does not divide width \(width)") }
+        let patchDropout = try v.double("patch_dropout", default: 0)
+        guard patchDropout >= 0 && patchDropout < 1 else { throw v.error("patch_dropout", "\(patchDropout) is outside [0, 1)") }
+        let c = VisionTransformer.Configuration(
+            imageSize: try v.imageSize(), patchSize: try v.int("patch_size"), width: width,
+            layers: try v.int("layers"), heads: width / headWidth, mlpRatio: try v.ratio("mlp_ratio"),
+            outputDim: outputDim, activation: activation, patchDropout: patchDropout)
+        guard c.imageSize % c.patchSize == 0 else {
+            throw v.error("patch_size", "\(c.patchSize) does not divide image_size \(c.imageSize)")
+        }
+        return c
+    }
+
+    /// open_clip builds a `ModifiedResNet` when `layers` is a list: four stages, attention-pool
+    /// heads width · 32 / head_width; `patch_size` and `mlp_ratio` are ignored there, as open_clip does.
+    private static func resnet(_ v: Fields, stages: [Any], width: Int, headWidth: Int, outputDim: Int) throws -> ModifiedResNet.Configuration {
+        let counts = stages.compactMap { ($0 as? NSNumber).flatMap { $0.doubleValue == $0.doubleValue.rounded() ? $0.intValue : nil } }
+        guard counts.count == 4 && stages.count == 4, counts.allSatisfy({ (1...limits["layers"]!).contains($0) }) else {
+            throw v.error("layers", "a ResNet needs four stages of 1–\(limits["layers"]!) blocks, got \(stages)")
+        }
+        guard width % 2 == 0 else { throw v.error("width", "\(width) must be even for a ResNet (its stem starts at width / 2)") }
+        let poolWidth = 32 * width
+        guard poolWidth % headWidth == 0 else { throw v.error("head_width", "\(headWidth) does not divide the attention pool's width \(poolWidth)") }
+        guard (try? v.double("patch_dropout", default: 0)) == 0 else { throw v.error("patch_dropout", "a ResNet tower has no patches to drop") }
+        let imageSize = try v.imageSize()
+        guard imageSize % 32 == 0 else { throw v.error("image_size", "\(imageSize) must be a multiple of 32 for a ResNet (five halvings)") }
+        return .init(imageSize: imageSize, layers: counts, width: width, heads: poolWidth / headWidth, outputDim: outputDim)
+    }
+
     /// Upper bounds on integer fields (others: 2^20), generous for every released CLIP model.
     static let limits: [String: Int] = [
         "layers": 1024, "width": 1 << 15, "head_width": 1 << 15, "heads": 1 << 12,
@@ -110,19 +133,11 @@ public struct CLIPConfig: Sendable, Equatable {
     /// The number of parameters the config implies (the model's `parameterCount`), computed
     /// without building it, so that a checkpoint's claims can be checked before allocating.
     public var parameterCount: Int {
-        func blocks(_ w: Int, _ layers: Int, _ ratio: Float) -> Int {
-            let hidden = Int(Float(w) * ratio)
-            // ln_1, in_proj (w+b), out_proj (w+b), ln_2, c_fc (w+b), c_proj (w+b)
-            return layers * (2 * w + 3 * w * w + 3 * w + w * w + w + 2 * w + hidden * w + hidden + w * hidden + w)
-        }
-        let v = vision, t = text, g = v.imageSize / v.patchSize
-        let visual =
-            v.width * 3 * v.patchSize * v.patchSize + v.width + (g * g + 1) * v.width + 2 * v.width
-            + blocks(v.width, v.layers, v.mlpRatio) + 2 * v.width + v.width * embedDim
+        let t = text
         let textTower =
-            t.vocabSize * t.width + t.contextLength * t.width + blocks(t.width, t.layers, t.mlpRatio)
+            t.vocabSize * t.width + t.contextLength * t.width + Transformer.parameterCount(width: t.width, layers: t.layers, mlpRatio: t.mlpRatio)
             + 2 * t.width + t.width * embedDim
-        return visual + textTower + 1 + (initLogitBias == nil ? 0 : 1)
+        return vision.parameterCount + textTower + 1 + (initLogitBias == nil ? 0 : 1)
     }
 
     /// A config bundled with mm by name (`ViT-B-32`, `mm-tiny`, …) or read from a JSON file.

@@ -7,7 +7,8 @@ import Foundation
 /// level (`token_embedding`, `transformer`, `ln_final`, `text_projection`), and `logit_scale`.
 public final class CLIPModel: Module {
     public let config: CLIPConfig
-    public let visual: VisionTransformer
+    /// A `VisionTransformer` or a `ModifiedResNet`, as the config says.
+    public let visual: any VisionTower
     @Key("") public var text: TextTransformer
     @Key("logit_scale") public var logitScale: Tensor
     /// Learned bias of the sigmoid loss; only in SigLIP-style models.
@@ -25,17 +26,17 @@ public final class CLIPModel: Module {
     /// be loaded (drawing 150 M random numbers first would only cost time).
     init(_ config: CLIPConfig, initialise: Bool) {
         self.config = config
-        visual = VisionTransformer(config.vision)
+        visual = config.vision.makeTower()
         text = TextTransformer(config.text)
         logitScale = .scalar(config.initLogitScale, requiresGrad: true)
         logitBias = config.initLogitBias.map { .scalar($0, requiresGrad: true) }
     }
 
-    /// images [B, 3, S, S] (preprocessed) → embeddings [B, embed_dim], unit length if `normalize`;
-    /// `patchDropout` only while training (FLIP).
-    public func encodeImage(_ images: Tensor, normalize: Bool = true, patchDropout: PatchDropout? = nil) -> Tensor {
-        let kept = patchDropout.map { $0.keptPatches(batch: images.shape[0], patches: config.vision.gridSize * config.vision.gridSize) }
-        let f = visual(images, keeping: kept)
+    /// images [B, 3, S, S] (preprocessed) → embeddings [B, embed_dim], unit length if `normalize`.
+    /// `training` is PyTorch's train mode (batch statistics in a ResNet tower, which also moves
+    /// its running statistics); `patchDropout` only while training (FLIP).
+    public func encodeImage(_ images: Tensor, normalize: Bool = true, patchDropout: PatchDropout? = nil, training: Bool = false) -> Tensor {
+        let f = visual(images, patchDropout: patchDropout, training: training)
         return normalize ? f.l2Normalized() : f
     }
 

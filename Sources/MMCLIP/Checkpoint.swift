@@ -104,8 +104,11 @@ extension CLIPModel {
         metadata[MetadataKey.tokenizer] = tokenizer
         var tensors = stateDict()
         if layout == .huggingFace {
+            guard let vision = config.vision.transformer else {
+                throw CheckpointError(file: url.path, message: "Hugging Face's CLIPModel has no ResNet image tower; save it in open_clip's layout")
+            }
             tensors = try HuggingFaceLayout.fromOpenCLIP(tensors, source: url.path)
-            let hfConfig = HuggingFaceLayout.configJSON(for: config)
+            let hfConfig = HuggingFaceLayout.configJSON(for: config, vision: vision)
             try AtomicFile.write(hfConfig, to: url.deletingLastPathComponent().appendingPathComponent("config.json").path)
         }
         tensors.merge(extraTensors) { own, _ in own }
@@ -233,7 +236,9 @@ extension CLIPModel {
         var problems: [LoadError.Problem] = []
         for (key, p) in own {
             guard let e = weights.entries[key] else { problems.append(.missing(key: key, expected: p.shape)); continue }
-            guard e.isFloat else { throw CheckpointError(file: weights.path, message: "tensor \(key) holds integers, not weights") }
+            guard e.isFloat || key.hasSuffix(Self.batchCounter) else {
+                throw CheckpointError(file: weights.path, message: "tensor \(key) holds integers, not weights")
+            }
             if e.shape != p.shape { problems.append(.shapeMismatch(key: key, expected: p.shape, found: e.shape)) }
         }
         let known = Set(own.map(\.key))
@@ -241,8 +246,14 @@ extension CLIPModel {
             problems.append(.unexpected(key: key, shape: weights.entries[key]!.shape))
         }
         guard problems.isEmpty else { throw LoadError(problems: problems) }
-        for (key, p) in own { try weights.entries[key]!.read(p.data) }
+        for (key, p) in own {
+            let e = weights.entries[key]!
+            if e.isFloat { try e.read(p.data) }  // PyTorch's int64 batch counter changes no output: left at 0
+        }
     }
+
+    /// BatchNorm2d's `num_batches_tracked`, an int64 in PyTorch's files (mm keeps it as a float).
+    private static let batchCounter = ".num_batches_tracked"
 
     /// The tokenizer a checkpoint names: the bundled "clip-bpe", or a vocabulary folder given
     /// relative to the checkpoint's own folder and inside it. Metadata is untrusted: an absolute

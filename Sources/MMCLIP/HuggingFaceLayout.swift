@@ -160,7 +160,7 @@ enum HuggingFaceLayout {
     }
 
     /// An HF `config.json` describing `config` (for export).
-    static func configJSON(for c: CLIPConfig) -> Data {
+    static func configJSON(for c: CLIPConfig, vision v: VisionTransformer.Configuration) -> Data {
         let act = c.quickGelu ? "quick_gelu" : "gelu"
         let json: [String: Any] = [
             "architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": c.embedDim,
@@ -173,10 +173,10 @@ enum HuggingFaceLayout {
                 "projection_dim": c.embedDim, "bos_token_id": 49406, "eos_token_id": 2, "pad_token_id": 1
             ],
             "vision_config": [
-                "model_type": "clip_vision_model", "hidden_size": c.vision.width,
-                "intermediate_size": Int(Float(c.vision.width) * c.vision.mlpRatio),
-                "num_attention_heads": c.vision.heads, "num_hidden_layers": c.vision.layers,
-                "image_size": c.vision.imageSize, "patch_size": c.vision.patchSize, "num_channels": 3,
+                "model_type": "clip_vision_model", "hidden_size": v.width,
+                "intermediate_size": Int(Float(v.width) * v.mlpRatio),
+                "num_attention_heads": v.heads, "num_hidden_layers": v.layers,
+                "image_size": v.imageSize, "patch_size": v.patchSize, "num_channels": 3,
                 "hidden_act": act, "layer_norm_eps": 1e-5, "projection_dim": c.embedDim
             ]
         ]

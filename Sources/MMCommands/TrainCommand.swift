@@ -38,9 +38,9 @@ struct TrainCommand: ParsableCommand {
             Defaults from the data: options left unset are chosen from the number of training \
             pairs when the run starts (printed, logged in log.jsonl, saved in run.json so --resume \
             keeps them). Up to 10,000 pairs: batch 64, lr 1e-3; from 100,000 pairs on today's \
-            open_clip-like batch 128, lr 5e-4; in between both move on a log scale. Model mm-small \
-            below 30,000 pairs, else mm-tiny. Epochs: about 300,000 samples seen, between 10 and \
-            50. Warm-up: 5 % of the run's steps, at most 100. Weight decay 0.2. With --pretrained \
+            open_clip-like batch 128, lr 5e-4; in between both move on a log scale. Model \
+            mm-small-rn (a small ResNet image tower) below 30,000 pairs, else mm-tiny (a ViT). \
+            Epochs: about 200,000 samples seen, between 10 and 35. Warm-up: 5 % of the run's steps, at most 100. Weight decay 0.2. With --pretrained \
             the checkpoint's model and lr 5e-4. See docs/training.md, Defaults.
 
             Contrastive-family options (off by default, composable with the default loss; see docs/training.md):
@@ -237,7 +237,7 @@ struct TrainDataOptions: ParsableArguments {
 struct TrainModelOptions: ParsableArguments {
     @Option(
         help:
-            "Model: a bundled config name (\(CLIPConfig.bundledNames.joined(separator: ", "))) or an open_clip config .json (default: from the data size — mm-small under 30,000 pairs, else mm-tiny — or the --pretrained checkpoint's own)."
+            "Model: a bundled config name (\(CLIPConfig.bundledNames.joined(separator: ", "))) or an open_clip config .json (default: from the data size — mm-small-rn under 30,000 pairs, else mm-tiny — or the --pretrained checkpoint's own)."
     )
     var model: String?
     @Option(help: "Start from these weights (safetensors; open_clip or Hugging Face layout).") var pretrained: String?

@@ -18,6 +18,55 @@ public final class Linear: Module {
     public func callAsFunction(_ x: Tensor) -> Tensor { .linear(x, weight: weight, bias: bias) }
 }
 
+/// PyTorch's Conv2d without bias (all of ModifiedResNet's convolutions): weight [out, in, k, k].
+public final class Conv2d: Module {
+    public let weight: Tensor
+    public let stride: Int
+    public let padding: Int
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0) {
+        weight = .zeros([outChannels, inChannels, kernel, kernel], requiresGrad: true)
+        self.stride = stride
+        self.padding = padding
+    }
+
+    /// PyTorch's default: U(−1/√fan_in, 1/√fan_in), fan_in = in · k · k.
+    public func resetParameters(using g: inout SeededGenerator) {
+        let bound = 1 / Float(weight.count / weight.shape[0]).squareRoot()
+        weight.fillUniform(-bound, bound, using: &g)
+    }
+
+    /// [B, in, H, W] → [B, out, H', W'].
+    public func callAsFunction(_ x: Tensor) -> Tensor { x.conv2d(weight, stride: stride, padding: padding) }
+}
+
+/// PyTorch's BatchNorm2d (momentum 0.1, eps 1e-5): batch statistics while training, which also
+/// move the running statistics; the running statistics at evaluation.
+public final class BatchNorm2d: Module {
+    public let weight: Tensor
+    public let bias: Tensor
+    @Buffer("running_mean") public var runningMean: Tensor
+    @Buffer("running_var") public var runningVar: Tensor
+    /// A counter PyTorch keeps (int64 there); saved so that open_clip loads the checkpoint strictly.
+    @Buffer("num_batches_tracked") public var batchesTracked: Tensor
+
+    public init(_ channels: Int) {
+        weight = .filled([channels], with: 1)
+        weight.requiresGrad = true
+        bias = .zeros([channels], requiresGrad: true)
+        runningMean = .zeros([channels])
+        runningVar = .filled([channels], with: 1)
+        batchesTracked = .zeros([])
+    }
+
+    /// [B, C, H, W] → same shape; `relu` applies max(·, 0) in the same pass.
+    public func callAsFunction(_ x: Tensor, training: Bool, relu: Bool = false) -> Tensor {
+        if training { batchesTracked.data[0] += 1 }
+        return x.batchNorm2d(
+            weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar, training: training, relu: relu)
+    }
+}
+
 public final class LayerNorm: Module {
     public let weight: Tensor
     public let bias: Tensor
@@ -170,6 +219,13 @@ public final class Transformer: Module {
     }
 
     public var width: Int { resblocks.first?.norm1.weight.count ?? 0 }
+
+    /// Parameters of `layers` blocks of `width`, computed without building them.
+    public static func parameterCount(width w: Int, layers: Int, mlpRatio: Float) -> Int {
+        let hidden = Int(Float(w) * mlpRatio)
+        // ln_1, in_proj (w+b), out_proj (w+b), ln_2, c_fc (w+b), c_proj (w+b)
+        return layers * (2 * w + 3 * w * w + 3 * w + w * w + w + 2 * w + hidden * w + hidden + w * hidden + w)
+    }
 
     /// open_clip's transformer initialisation (std width^-½ for attention, scaled by depth for
     /// the output projections).

@@ -4,7 +4,8 @@
 /// paths fall out of its structure: a `Tensor` property is a parameter, a `Module` property a
 /// child, an array of modules children `0`, `1`, …; `@Key("ln_1")` gives a property the
 /// checkpoint name open_clip uses when the Swift name differs, and `@Key("")` puts a child's
-/// parameters at its parent's level.
+/// parameters at its parent's level. `@Buffer("running_mean")` marks state that is saved and
+/// loaded with the parameters but never trained (PyTorch's buffers).
 public protocol Module: AnyObject {}
 
 /// Stores a parameter or submodule under an explicit checkpoint name.
@@ -25,14 +26,40 @@ public struct Key<Value> {
     }
 }
 
+/// A tensor saved and loaded under `name` with the parameters, never trained: no gradient, left
+/// out of `setRequiresGrad` and `parameterCount` (a batch norm's running statistics).
+@propertyWrapper
+public struct Buffer {
+    private var value: Tensor?
+    public let name: String
+
+    public init(_ name: String) { self.name = name }
+
+    public var wrappedValue: Tensor {
+        get {
+            guard let value else { preconditionFailure("buffer '\(name)' read before it was assigned") }
+            return value
+        }
+        set { value = newValue }
+    }
+}
+
 private protocol KeyedProperty {
     var keyName: String { get }
     var keyedValue: Any { get }
+    var isBuffer: Bool { get }
 }
 
 extension Key: KeyedProperty {
     var keyName: String { name }
     var keyedValue: Any { wrappedValue }
+    var isBuffer: Bool { false }
+}
+
+extension Buffer: KeyedProperty {
+    var keyName: String { name }
+    var keyedValue: Any { wrappedValue }
+    var isBuffer: Bool { true }
 }
 
 public struct LoadError: Error, CustomStringConvertible {
@@ -60,16 +87,18 @@ public struct LoadError: Error, CustomStringConvertible {
 }
 
 extension Module {
-    /// Every parameter under its dotted key path, in declaration order.
-    public func namedParameters() -> [(key: String, tensor: Tensor)] {
+    /// Every parameter under its dotted key path, in declaration order, with the buffers (what a
+    /// checkpoint holds) unless `includingBuffers` is false.
+    public func namedParameters(includingBuffers: Bool = true) -> [(key: String, tensor: Tensor)] {
         var out: [(String, Tensor)] = []
-        collect(self, prefix: "", into: &out)
+        collect(self, prefix: "", buffers: includingBuffers, into: &out)
         return out
     }
 
     public var parameters: [Tensor] { namedParameters().map(\.tensor) }
 
-    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
+    /// Trainable parameters only, as PyTorch counts them.
+    public var parameterCount: Int { namedParameters(includingBuffers: false).reduce(0) { $0 + $1.tensor.count } }
 
     /// The parameters by key (sharing storage with the model).
     public func stateDict() -> [String: Tensor] {
@@ -102,11 +131,11 @@ extension Module {
 
     /// Sets every parameter's `requiresGrad` (e.g. false to freeze a tower).
     public func setRequiresGrad(_ value: Bool) {
-        for p in parameters { p.requiresGrad = value }
+        for (_, p) in namedParameters(includingBuffers: false) { p.requiresGrad = value }
     }
 }
 
-private func collect(_ value: Any, prefix: String, into out: inout [(String, Tensor)]) {
+private func collect(_ value: Any, prefix: String, buffers: Bool, into out: inout [(String, Tensor)]) {
     var mirror: Mirror? = Mirror(reflecting: value)
     var chain: [Mirror] = []
     while let m = mirror { chain.append(m); mirror = m.superclassMirror }
@@ -114,24 +143,25 @@ private func collect(_ value: Any, prefix: String, into out: inout [(String, Ten
         for child in m.children {
             guard let label = child.label else { continue }
             if let keyed = child.value as? KeyedProperty {
+                if keyed.isBuffer && !buffers { continue }
                 if keyed.keyName.isEmpty, let inlined = keyed.keyedValue as? Module {
-                    collect(inlined, prefix: prefix, into: &out)  // `@Key("")`: children at this level
+                    collect(inlined, prefix: prefix, buffers: buffers, into: &out)  // `@Key("")`: children at this level
                 } else {
-                    visit(keyed.keyedValue, key: prefix + keyed.keyName, into: &out)
+                    visit(keyed.keyedValue, key: prefix + keyed.keyName, buffers: buffers, into: &out)
                 }
             } else {
-                visit(child.value, key: prefix + label, into: &out)
+                visit(child.value, key: prefix + label, buffers: buffers, into: &out)
             }
         }
     }
 }
 
-private func visit(_ value: Any, key: String, into out: inout [(String, Tensor)]) {
+private func visit(_ value: Any, key: String, buffers: Bool, into out: inout [(String, Tensor)]) {
     switch value {
     case let t as Tensor: out.append((key, t))
-    case let m as Module: collect(m, prefix: key + ".", into: &out)
+    case let m as Module: collect(m, prefix: key + ".", buffers: buffers, into: &out)
     case let list as [Module]:
-        for (i, m) in list.enumerated() { collect(m, prefix: "\(key).\(i).", into: &out) }
+        for (i, m) in list.enumerated() { collect(m, prefix: "\(key).\(i).", buffers: buffers, into: &out) }
     default: break  // configuration (ints, flags, optionals that are nil) is not a parameter
     }
 }

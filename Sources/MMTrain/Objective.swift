@@ -138,8 +138,8 @@ final class Objective {
         let raw =
             b.imageFeatures
             ?? (options.lockImage
-                ? withoutGradients { model.encodeImage(b.images, normalize: false, patchDropout: patches) }
-                : model.encodeImage(b.images, normalize: false, patchDropout: patches))
+                ? withoutGradients { model.encodeImage(b.images, normalize: false, patchDropout: patches) }  // batch norms frozen too
+                : model.encodeImage(b.images, normalize: false, patchDropout: patches, training: true))
         return Encoded(
             rawImage: raw, image: raw.l2Normalized(),
             text: model.encodeText(b.ids, dropout: dropout(step: step, micro: micro, pass: 0, rows: b.count)))
@@ -208,7 +208,8 @@ final class Objective {
         var terms: [Tensor] = []
         if let kind = settings.imageSSL, let heads {
             guard let view = b.views else { preconditionFailure("image self-supervision needs batches with a second view") }
-            let raw2 = model.encodeImage(view, normalize: false, patchDropout: patchDropout(step: step, micro: micro, pass: 1, rows: b.count))
+            let raw2 = model.encodeImage(
+                view, normalize: false, patchDropout: patchDropout(step: step, micro: micro, pass: 1, rows: b.count), training: true)
             switch kind {
             case .simclr:
                 terms.append(
@@ -219,7 +220,10 @@ final class Objective {
                 let predictor = heads.predictor!, target = momentumModel!, targetHead = momentumHeads!.projection
                 let p1 = predictor(heads.projection(encoded.rawImage)), p2 = predictor(heads.projection(raw2))
                 let (z1, z2) = withoutGradients {
-                    (targetHead(target.encodeImage(b.images, normalize: false)), targetHead(target.encodeImage(view, normalize: false)))
+                    (
+                        targetHead(target.encodeImage(b.images, normalize: false, training: true)),
+                        targetHead(target.encodeImage(view, normalize: false, training: true))
+                    )
                 }
                 terms.append(ContrastiveLoss.byol(prediction: p1, target: z2) + ContrastiveLoss.byol(prediction: p2, target: z1))
             }
@@ -253,7 +257,7 @@ final class Objective {
                 for b in micro {
                     let keys = PositiveKeys(ids: b.ids, labels: settings.usesLabels ? b.labels : nil)
                     queue.enqueue(
-                        image: globalRows(momentumModel.encodeImage(b.images)), text: globalRows(momentumModel.encodeText(b.ids)),
+                        image: globalRows(momentumModel.encodeImage(b.images, training: true)), text: globalRows(momentumModel.encodeText(b.ids)),
                         keys: PositiveKeys(caption: globalRows(keys.caption), label: keys.label.map(globalRows)))
                 }
             }

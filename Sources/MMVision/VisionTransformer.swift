@@ -2,7 +2,7 @@ import MMNN
 
 /// open_clip's `VisionTransformer`: patches → `conv1` (one GEMM) → prepend `class_embedding` →
 /// `+ positional_embedding` → `ln_pre` → pre-LN blocks → `ln_post` on the class token → `@ proj`.
-public final class VisionTransformer: Module {
+public final class VisionTransformer: VisionTower {
     public struct Configuration: Sendable, Equatable {
         public var imageSize: Int
         public var patchSize: Int
@@ -31,6 +31,11 @@ public final class VisionTransformer: Module {
         }
 
         public var gridSize: Int { imageSize / patchSize }
+
+        public var parameterCount: Int {
+            width * 3 * patchSize * patchSize + (gridSize * gridSize + 2) * width + 2 * width
+                + Transformer.parameterCount(width: width, layers: layers, mlpRatio: mlpRatio) + 2 * width + width * outputDim
+        }
     }
 
     public let configuration: Configuration
@@ -69,6 +74,12 @@ public final class VisionTransformer: Module {
             block.mlp.fc.resetParameters(using: &g)
             block.mlp.proj.resetParameters(using: &g)
         }
+    }
+
+    /// `training` changes nothing here but the patch dropout it is given.
+    public func callAsFunction(_ images: Tensor, patchDropout: PatchDropout?, training: Bool) -> Tensor {
+        let grid = configuration.gridSize
+        return self(images, keeping: patchDropout?.keptPatches(batch: images.shape[0], patches: grid * grid))
     }
 
     /// images [B, 3, S, S], normalised → features [B, outputDim]. While training, `keeping`

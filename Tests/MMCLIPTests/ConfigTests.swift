@@ -7,7 +7,7 @@ import Testing
         #expect(Set(CLIPConfig.bundledNames).isSuperset(of: ["ViT-B-32", "ViT-B-16", "ViT-L-14", "mm-tiny"]))
         for name in CLIPConfig.bundledNames { _ = try CLIPConfig(named: name) }
         let b32 = try CLIPConfig(named: "ViT-B-32")
-        #expect(b32.vision.heads == 12 && b32.vision.gridSize == 7 && !b32.quickGelu && b32.text.contextLength == 77)
+        #expect(b32.vision.transformer?.heads == 12 && b32.vision.transformer?.gridSize == 7 && !b32.quickGelu && b32.text.contextLength == 77)
         #expect(try CLIPConfig(named: "ViT-B-32-quickgelu").quickGelu)
     }
 

@@ -69,6 +69,40 @@ import Testing
         checkGradients("l2 normalise", [rng.tensor([3, 10])]) { $0[0].l2Normalized() }
     }
 
+    @Test mutating func convolution() {
+        // Kernel 1 (plain product when stride 1, unfolded when stride 2) and 3, with and without
+        // padding; batch 2 takes one block per thread, batch 1 splits the products instead.
+        for (k, stride, padding) in [(1, 1, 0), (1, 2, 0), (3, 1, 1), (3, 2, 1), (3, 1, 0), (3, 2, 0)] {
+            for batch in [1, 2] {
+                checkGradients(
+                    "conv2d k\(k) s\(stride) p\(padding) batch \(batch)", [rng.tensor([batch, 3, 7, 6]), rng.tensor([5, 3, k, k], scale: 0.5)]
+                ) {
+                    $0[0].conv2d($0[1], stride: stride, padding: padding)
+                }
+            }
+        }
+        // An input and a weight used twice: the second backward accumulates onto the first's gradients.
+        for (k, padding) in [(1, 0), (3, 1)] {
+            checkGradients("conv2d k\(k) reused", [rng.tensor([3, 4, 5, 5]), rng.tensor([4, 4, k, k], scale: 0.5)]) {
+                $0[0].conv2d($0[1], padding: padding).conv2d($0[1], padding: padding) + $0[0]
+            }
+        }
+        checkGradients("avg pool 2", [rng.tensor([2, 3, 6, 8])]) { $0[0].avgPool2d(2) }
+        checkGradients("avg pool 3, remainder dropped", [rng.tensor([2, 2, 7, 8])]) { $0[0].avgPool2d(3) }
+    }
+
+    @Test mutating func batchNorm() {
+        for training in [true, false] {
+            let mean = rng.tensor([4], scale: 0.5, requiresGrad: false)
+            let variance = Tensor(shape: [4], values: [0.5, 1, 2, 3])
+            let weight = rng.tensor([4], scale: 0.5)
+            for i in 0..<4 { weight.data[i] += 1 }
+            checkGradients("batch norm training=\(training)", [rng.tensor([3, 4, 5, 3], scale: 2), weight, rng.tensor([4])]) {
+                $0[0].batchNorm2d(weight: $0[1], bias: $0[2], runningMean: mean, runningVar: variance, training: training)
+            }
+        }
+    }
+
     @Test mutating func attention() {
         for causal in [false, true] {
             checkGradients("attention causal=\(causal)", [rng.tensor([2, 5, 3 * 8])]) {

@@ -20,7 +20,7 @@ import Testing
     /// Small data: the small model, batch 64, many epochs, a warm-up that is a share of the run.
     @Test func smallDataGetsMoreSmallerSteps() {
         let shapes = DataDefaults(pairs: 6_016)
-        #expect(shapes.model == "mm-small" && shapes.batchSize == 64)
+        #expect(shapes.model == "mm-small-rn" && shapes.batchSize == 64)
         #expect(shapes.epochs == Int((Double(DataDefaults.smallDataSamples) / 6_016).rounded()))
         #expect(shapes.learningRate == DataDefaults.smallLearningRate)
         #expect(shapes.warmupSteps(totalSteps: 400) == 20)
@@ -37,7 +37,7 @@ import Testing
         for (a, b) in zip(all, all.dropFirst()) {
             #expect(a.batchSize <= b.batchSize && a.epochs >= b.epochs && a.learningRate >= b.learningRate)
         }
-        #expect(all.map(\.model) == ["mm-small", "mm-small", "mm-small", "mm-tiny", "mm-tiny", "mm-tiny", "mm-tiny", "mm-tiny"])
+        #expect(all.map(\.model) == ["mm-small-rn", "mm-small-rn", "mm-small-rn", "mm-tiny", "mm-tiny", "mm-tiny", "mm-tiny", "mm-tiny"])
     }
 
     /// Only the settings left to the data change; the chosen ones are recorded and the set emptied
@@ -46,12 +46,12 @@ import Testing
         var c = RunConfiguration(data: .init(pairs: "p.tsv"), fromData: [.batchSize, .warmup, .model])
         c.training.epochs = 3
         let said = c.choose(DataDefaults(pairs: 6_400), ranks: 2)
-        #expect(c.model.name == "mm-small" && c.training.batchSize == 32 && c.training.epochs == 3)
+        #expect(c.model.name == "mm-small-rn" && c.training.batchSize == 32 && c.training.epochs == 3)
         #expect(c.training.learningRate == TrainingOptions().learningRate)
         #expect(c.training.warmup == 15)  // 5 % of 3 epochs × 100 steps
         #expect(c.training.contrastive == nil)
         #expect(c.fromData.isEmpty && c.dataDefaults?.pairs == 6_400)
-        #expect(said == ["model mm-small", "batch 64", "warm-up 15 steps (5 %, at most 100)"])
+        #expect(said == ["model mm-small-rn", "batch 64", "warm-up 15 steps (5 %, at most 100)"])
         let saved = try JSONDecoder().decode(RunConfiguration.self, from: try JSONEncoder().encode(c))
         #expect(saved == c)
     }
