@@ -157,11 +157,6 @@ public final class TrainingRun {
             preprocessing = Preprocessing(imageSize: config.vision.imageSize)
         }
         let tokenizer = Tokenizer(vocabulary: vocabulary, contextLength: clip.config.text.contextLength)
-        if case let .resnet(c) = clip.config.vision, !options.lockImage, options.batchSize * c.gridSize * c.gridSize < 2 {
-            throw TrainingError.invalidOption(
-                name: "batch size", value: "\(options.batchSize)",
-                rule: "at least 2 per rank for a ResNet tower of \(c.imageSize)-pixel images (its batch norms need two values per channel)")
-        }
 
         // Loaders
         let contrastive = options.contrastive ?? ContrastiveOptions()
