@@ -22,13 +22,6 @@ public enum VisionConfiguration: Sendable, Equatable {
         }
     }
 
-    public var outputDim: Int {
-        switch self {
-        case let .transformer(c): c.outputDim
-        case let .resnet(c): c.outputDim
-        }
-    }
-
     /// The ViT's configuration; nil for a ResNet.
     public var transformer: VisionTransformer.Configuration? {
         if case let .transformer(c) = self { c } else { nil }

@@ -4,29 +4,14 @@ Shapes (issue 2): text tower w512 h8 L77 B32 causal; ViT-B-32 vision tower w768 
 Prints GFLOP/s for forward (no grad) and forward+backward, the ratio mm/torch, and each as a
 fraction of the sgemm rate measured in the same run. Run: make bench-block
 (or .venv-ref/bin/python tools/bench/bench_block.py after `swift build -c release`)."""
-import json, os, subprocess, sys, time
+import json, os, subprocess
 import torch
+from kernel_timing import BENCH, ROOT, median, mm_bench
 from open_clip.transformer import ResidualAttentionBlock
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BENCH = os.path.join(ROOT, ".build", "release", "mm-bench")
 THREADS = 2
 torch.set_num_threads(THREADS)
 torch.manual_seed(0)
-
-
-def median(f, n=5):
-    f()
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
-    return sorted(ts)[n // 2]
-
-
-def ours(*args):
-    env = dict(os.environ, MM_THREADS=str(THREADS))
-    out = subprocess.run([BENCH, *map(str, args)], env=env, check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
 
 
 def torch_block(w, h, L, B, causal):
@@ -48,7 +33,7 @@ def main():
         subprocess.run(["swift", "build", "-c", "release", "--product", "mm-bench"], cwd=ROOT, check=True)
     a = torch.randn(2048, 2048); b = torch.randn(2048, 2048)
     torch_gemm = 2 * 2048 ** 3 / median(lambda: a @ b) / 1e9
-    mm_gemm = ours("sgemm", 2048)["gflops"]
+    mm_gemm = mm_bench(THREADS, "sgemm", 2048)["gflops"]
     print(f"sgemm 2048³, {THREADS} threads: mm (OpenBLAS) {mm_gemm:.1f} GFLOP/s, torch {torch_gemm:.1f} GFLOP/s")
     print()
     print("| block | pass | mm GFLOP/s | torch GFLOP/s | mm / torch | mm / sgemm |")
@@ -56,7 +41,7 @@ def main():
     rows = []
     for (w, h, L, B, causal) in [(512, 8, 77, 32, True), (768, 12, 50, 32, False)]:
         tf, tb = torch_block(w, h, L, B, causal)
-        r = ours("block", w, h, L, B, "causal" if causal else "full")
+        r = mm_bench(THREADS, "block", w, h, L, B, "causal" if causal else "full")
         name = f"w{w} h{h} L{L} B{B}{' causal' if causal else ''}"
         for label, m, t in [("forward", r["forward_gflops"], tf), ("forward+backward", r["forward_backward_gflops"], tb)]:
             print(f"| {name} | {label} | {m:.1f} | {t:.1f} | {m / t:.2f}× | {m / mm_gemm:.0%} |")

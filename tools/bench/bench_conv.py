@@ -6,12 +6,11 @@ BatchNorm2d + ReLU fused against the two ops apart. Each side is timed (median o
 alternating rounds and the best round kept, so that load from other processes on a shared machine
 hits both alike. Run after `swift build -c release`:
     .venv-ref/bin/python tools/bench/bench_conv.py [THREADS]    # default 2"""
-import json, os, subprocess, sys, time
+import sys
 import torch
 import torch.nn.functional as F
+from kernel_timing import median, mm_bench
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BENCH = os.path.join(ROOT, ".build", "release", "mm-bench")
 THREADS = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 ROUNDS = 3
 torch.set_num_threads(THREADS)
@@ -24,20 +23,6 @@ SHAPES = [
     (64, 64, 16, 64, 3, 1, 1),
     (64, 3, 64, 16, 3, 2, 1),
 ]
-
-
-def median(f, n=5):
-    f()
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
-    return sorted(ts)[n // 2]
-
-
-def ours(*args):
-    env = dict(os.environ, MM_THREADS=str(THREADS))
-    out = subprocess.run([BENCH, *map(str, args)], env=env, check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
 
 
 def torch_conv(b, c, s, o, k, stride, padding):
@@ -62,7 +47,7 @@ def main():
         tf = tb = mf = mb = float("inf")
         for _ in range(ROUNDS):
             f, fb = torch_conv(*shape)
-            r = ours("conv2d", *shape)
+            r = mm_bench(THREADS, "conv2d", *shape)
             tf, tb = min(tf, f), min(tb, fb)
             mf, mb = min(mf, r["forward_s"]), min(mb, r["forward_backward_s"])
         name = f"[{b}, {c}, {s}, {s}] {k}×{k}/{stride} p{padding} → {o}"
@@ -70,8 +55,8 @@ def main():
             print(f"| {name} | {label} | {m:.4f} | {t:.4f} | {t / m:.2f} |")
     print()
     b, c, s = 64, 64, 16
-    fused = min(ours("batchnorm-relu", b, c, s, "fused")["forward_backward_s"] for _ in range(ROUNDS))
-    apart = min(ours("batchnorm-relu", b, c, s, "separate")["forward_backward_s"] for _ in range(ROUNDS))
+    fused = min(mm_bench(THREADS, "batchnorm-relu", b, c, s, "fused")["forward_backward_s"] for _ in range(ROUNDS))
+    apart = min(mm_bench(THREADS, "batchnorm-relu", b, c, s, "separate")["forward_backward_s"] for _ in range(ROUNDS))
     print(f"mm BatchNorm2d + ReLU [{b}, {c}, {s}, {s}] forward+backward: fused {fused:.4f} s, "
           f"separate {apart:.4f} s (separate / fused {apart / fused:.2f})")
 
