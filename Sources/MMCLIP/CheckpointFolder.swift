@@ -3,7 +3,8 @@ import MMFoundation
 
 /// What `-c DIR` means, recognised with no flags: an open_clip hub folder
 /// (`open_clip_config.json` + weights), a transformers folder (`config.json` + `model.safetensors`
-/// or `pytorch_model.bin`), or an mm run folder (its latest `checkpoints/epoch_N.safetensors`).
+/// or `pytorch_model.bin`), or an mm run folder (its `checkpoints/best.safetensors`, the epoch
+/// with the lowest validation loss, else its latest `checkpoints/epoch_N.safetensors`).
 struct CheckpointFolder {
     let weights: URL
     /// The model config the folder states, and the file it came from.
@@ -17,6 +18,8 @@ struct CheckpointFolder {
         "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth"
     ]
     static let transformersWeights = ["model.safetensors", "pytorch_model.bin"]
+    /// What an mm run keeps of its best epoch (by validation loss) in `checkpoints/`.
+    static let bestCheckpoint = "best.safetensors"
 
     init(_ dir: URL) throws {
         let fm = FileManager.default
@@ -42,8 +45,8 @@ struct CheckpointFolder {
             configFile = configURL.path
             config = try HuggingFaceLayout.config(besides: w)
             preprocessing = try Self.transformersPreprocessing(exists("preprocessor_config.json"), imageSize: config!.vision.imageSize)
-        } else if let latest = Self.latestEpoch(dir.appendingPathComponent("checkpoints")) ?? Self.latestEpoch(dir) {
-            weights = latest
+        } else if let chosen = Self.runCheckpoint(dir.appendingPathComponent("checkpoints")) ?? Self.runCheckpoint(dir) {
+            weights = chosen
             config = nil
             configFile = nil
             preprocessing = nil
@@ -68,6 +71,12 @@ struct CheckpointFolder {
         }
         guard let model = fields["model"], !model.isEmpty else { return nil }
         return (model, fields["force_quick_gelu"] == "True")
+    }
+
+    /// A run's checkpoint in `dir`: its best, else its latest epoch.
+    static func runCheckpoint(_ dir: URL) -> URL? {
+        let best = dir.appendingPathComponent(bestCheckpoint)
+        return FileManager.default.fileExists(atPath: best.path) ? best : latestEpoch(dir)
     }
 
     /// `epoch_N.safetensors` (or `.pt`) with the largest N.

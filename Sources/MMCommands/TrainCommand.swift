@@ -18,7 +18,8 @@ struct TrainCommand: ParsableCommand {
             PAIRS is open_clip's CSV/TSV format: a header naming the image and caption columns \
             (default filepath and title), or a header-less two-column TSV; image paths are \
             relative to the file. The run folder gets run.json, config.json, log.jsonl, \
-            loss.svg and checkpoints/ (epoch_N.safetensors, and latest.safetensors for --resume); \
+            loss.svg and checkpoints/ (epoch_N.safetensors, best.safetensors for the epoch with \
+            the lowest validation loss — what `-c RUN` loads — and latest.safetensors for --resume); \
             it must be new or empty unless --overwrite. Ctrl-C writes a checkpoint before exiting. \
             --resume continues a run with its saved settings; only --epochs, --steps, --lr, \
             --grad-clip, --max-minutes, --workers and --mpi-timeout may be given with it (logged).
@@ -40,7 +41,10 @@ struct TrainCommand: ParsableCommand {
             keeps them). Up to 10,000 pairs: batch 64, lr 1e-3; from 100,000 pairs on today's \
             open_clip-like batch 128, lr 5e-4; in between both move on a log scale. Model \
             mm-small-rn (a small ResNet image tower) below 30,000 pairs, else mm-tiny (a ViT). \
-            Epochs: about 200,000 samples seen, between 10 and 35. Warm-up: 5 % of the run's steps, at most 100. Weight decay 0.2. With --pretrained \
+            Epochs: about 200,000 samples seen, between 10 and 35. Warm-up: 5 % of the run's steps, at most 100. Weight decay 0.2. \
+            Below 100,000 pairs, with no --epochs or --steps, early stopping: without --val, 10 % of the images (at most 2,000 \
+            pairs; none below 1,000 pairs) are held out as validation, and the run ends once the \
+            validation loss has not improved for 5 epochs. With --pretrained \
             the checkpoint's model and lr 5e-4. See docs/training.md, Defaults.
 
             Contrastive-family options (off by default, composable with the default loss; see docs/training.md):
@@ -108,7 +112,8 @@ struct TrainCommand: ParsableCommand {
         let given: [(DataDefaults.Setting, Bool)] = [
             (.model, model.model != nil || model.pretrained != nil), (.batchSize, optimisation.batchSize != nil),
             (.epochs, optimisation.epochs != nil), (.learningRate, optimisation.lr != nil || model.pretrained != nil),
-            (.warmup, optimisation.warmup != nil), (.weightDecay, optimisation.wd != nil)
+            (.warmup, optimisation.warmup != nil), (.weightDecay, optimisation.wd != nil),
+            (.holdOut, data.holdOut != nil || data.val != nil), (.patience, data.patience != nil)
         ]
         for (setting, isGiven) in given where isGiven { fromData.remove(setting) }
         let shards = ShardURLs.looksLikeShards(pairs)
@@ -121,6 +126,8 @@ struct TrainCommand: ParsableCommand {
             model: .init(name: model.model, pretrained: model.pretrained, vocab: model.vocab),
             training: training, fromData: fromData)
         if shards { configuration.data.shards = shardOptions.settings(ranks: ranks) }
+        if let share = data.holdOut, share > 0 { configuration.data.holdOut = share }
+        if let patience = data.patience, patience > 0 { configuration.training.patience = patience }
         return configuration
     }
 
@@ -198,7 +205,17 @@ struct TrainCommand: ParsableCommand {
             say("continue with --resume \(run.folder.url.path)")
             throw ExitCode(130)
         }
-        say("done: \(run.trainer.epochCheckpoint.path)")
+        let p = run.trainer.position
+        if p.stoppedEarly == true, let best = p.bestEpoch {
+            say("stopped early: no better validation loss in the \(p.epoch - best) epochs after epoch \(best)")
+        }
+        if let best = p.bestEpoch, let loss = p.bestValLoss {
+            say(
+                "done: \(run.folder.best.path) (epoch \(best), validation loss \(String(format: "%.4f", loss)); last: \(run.trainer.epochCheckpoint.lastPathComponent))"
+            )
+        } else {
+            say("done: \(run.trainer.epochCheckpoint.path)")
+        }
     }
 }
 
@@ -213,6 +230,16 @@ extension ContrastiveOptions.TextSSL: ExpressibleByArgument {}
 struct TrainDataOptions: ParsableArguments {
     @Option(help: "Held-out pairs: validation loss and image↔text recall@1/5/10 after each epoch.")
     var val: String?
+    @Option(
+        help:
+            "Without --val: hold out this share of the images (with all their pairs) as validation; 0: none (default: below 100,000 pairs with no --epochs or --steps 0.1, at most \(DataDefaults.maxHeldOutPairs.formatted()) pairs, none below \(DataDefaults.minPairsToHoldOut.formatted()) pairs)."
+    )
+    var holdOut: Double?
+    @Option(
+        help:
+            "Early stopping: end the run once the validation loss has not improved for this many epochs; 0: never (default: \(DataDefaults.earlyStoppingPatience) below 100,000 pairs when there is validation and no --epochs or --steps, else never). The best epoch is kept as checkpoints/best.safetensors either way."
+    )
+    var patience: Int?
     @Option(help: "Zero-shot evaluation after each epoch: a class-name file (one per line, synonyms separated by |)…")
     var zeroshotLabels: String?
     @Option(help: "…and a manifest of images with a label column naming their class.")
@@ -226,7 +253,8 @@ struct TrainDataOptions: ParsableArguments {
     /// The flags given (for --resume, which keeps the saved ones).
     var given: [String?] {
         [
-            val.map { _ in "--val" }, zeroshotLabels.map { _ in "--zeroshot-labels" }, zeroshotData.map { _ in "--zeroshot-data" },
+            val.map { _ in "--val" }, holdOut.map { _ in "--hold-out" }, patience.map { _ in "--patience" },
+            zeroshotLabels.map { _ in "--zeroshot-labels" }, zeroshotData.map { _ in "--zeroshot-data" },
             imageKey.map { _ in "--image-key" }, captionKey.map { _ in "--caption-key" }, labelKey.map { _ in "--label-key" },
             separator.map { _ in "--separator" }, skipBad ? "--skip-bad" : nil
         ]
@@ -266,7 +294,10 @@ struct OptimisationOptions: ParsableArguments {
             "Pairs per micro-batch (per rank under mpirun; default: from the data size, 64 up to 10,000 pairs → \(defaults.batchSize) from 100,000, split over the ranks)."
     ) var batchSize: Int?
     @Option(help: "Micro-batches per step: the loss sees accum-freq × batch-size pairs (open_clip's accumulation; default: 1).") var accumFreq: Int?
-    @Option(help: "Epochs (default: from the data size, about 300,000 samples seen, between \(defaults.epochs) and \(DataDefaults.maxEpochs)).")
+    @Option(
+        help:
+            "Epochs (default: from the data size, about \(DataDefaults.smallDataSamples.formatted()) samples seen, between \(defaults.epochs) and \(DataDefaults.maxEpochs))."
+    )
     var epochs: Int?
     @Option(help: "Stop after this many optimizer steps.") var steps: Int?
     @Option(

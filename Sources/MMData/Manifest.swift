@@ -125,6 +125,41 @@ public struct Manifest: Sendable {
     }
 }
 
+extension Manifest {
+    /// The manifest's samples split by image: a share of about `heldOutShare` of the distinct
+    /// image paths (each with all its pairs, so that no image is on both sides) goes to `heldOut`,
+    /// chosen by a hash of the path as the manifest writes it — the same split on every run and
+    /// machine, wherever the data lies and whatever the order of the lines. Both share this
+    /// manifest's bytes.
+    public func split(heldOutShare: Double) -> (kept: Manifest, heldOut: Manifest) {
+        var kept: [Int] = [], heldOut: [Int] = []
+        for i in 0..<count {
+            // FNV-1a's low bits barely change between similar names: finish with SplitMix64's mixer.
+            var h = FNV1a.hash(images.asWritten(i))
+            h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
+            h ^= h >> 31
+            if Double(h >> 11) / Double(1 << 53) < heldOutShare { heldOut.append(i) } else { kept.append(i) }
+        }
+        return (subset(kept), subset(heldOut))
+    }
+
+    /// The samples at `rows`, in that order.
+    public func subset(_ rows: [Int]) -> Manifest { Manifest(self, rows: rows) }
+
+    private init(_ m: Manifest, rows: [Int]) {
+        path = m.path
+        separator = m.separator
+        quoting = m.quoting
+        columns = m.columns
+        images = m.images.subset(rows)
+        captions = m.captions?.subset(rows)
+        labels = m.labels?.subset(rows)
+        lines = rows.map { m.lines[$0] }
+        badLines = m.badLines
+    }
+}
+
 /// A column of a manifest, read as Strings. The manifest keeps the file's bytes and each
 /// field's offset, and makes an element's String when it is read: a million-line manifest is
 /// one buffer and a few arrays of integers, not millions of separately allocated strings.
@@ -142,6 +177,19 @@ public struct TextColumn: RandomAccessCollection, Sendable {
 
     public var startIndex: Int { 0 }
     public var endIndex: Int { ranges.starts.count }
+
+    /// The field at `position` as the file has it (an image path without the manifest's directory).
+    fileprivate func asWritten(_ position: Int) -> String {
+        text.bytes.withUnsafeBufferPointer { bytes in
+            String(
+                decoding: UnsafeBufferPointer(start: bytes.baseAddress! + ranges.starts[position], count: Int(ranges.lengths[position])),
+                as: UTF8.self)
+        }
+    }
+
+    fileprivate func subset(_ rows: [Int]) -> TextColumn {
+        TextColumn(text, FieldRanges(starts: rows.map { ranges.starts[$0] }, lengths: rows.map { ranges.lengths[$0] }), prefix: prefix)
+    }
 
     public subscript(position: Int) -> String {
         let start = ranges.starts[position], count = Int(ranges.lengths[position])

@@ -59,6 +59,10 @@ public enum LogRecord: Codable, Equatable, Sendable {
         public var zeroshotTop1: Double?, zeroshotTop5: Double?
         /// True when the step limit or the time budget ended the epoch early (a resume continues it).
         public var partial: Bool?
+        /// True when the validation loss is the lowest so far (these weights are `checkpoints/best`).
+        public var best: Bool?
+        /// True when early stopping ends the run here (`TrainingOptions.patience`).
+        public var stoppedEarly: Bool?
 
         public init(epoch: Int, step: Int, trainSeconds: Double) {
             self.epoch = epoch
@@ -70,7 +74,7 @@ public enum LogRecord: Codable, Equatable, Sendable {
             case epoch, step, trainSeconds = "train_seconds", valLoss = "val_loss"
             case imageToTextR1 = "image_to_text_R@1", imageToTextR5 = "image_to_text_R@5", imageToTextR10 = "image_to_text_R@10"
             case textToImageR1 = "text_to_image_R@1", textToImageR5 = "text_to_image_R@5", textToImageR10 = "text_to_image_R@10"
-            case zeroshotTop1 = "zeroshot_top1", zeroshotTop5 = "zeroshot_top5", partial
+            case zeroshotTop1 = "zeroshot_top1", zeroshotTop5 = "zeroshot_top5", partial, best, stoppedEarly = "stopped_early"
         }
     }
 

@@ -37,6 +37,9 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var maxSeconds: Double?
     /// The contrastive-family options (nil: CLIP's plain objective; absent in older runs).
     public var contrastive: ContrastiveOptions?
+    /// Early stopping: end the run when the validation loss has not improved for this many
+    /// epochs (nil: never). The best epoch's weights are kept either way (`RunFolder.best`).
+    public var patience: Int?
 
     public init() {}
 
@@ -55,6 +58,7 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         try check(warmup >= 0, "warm-up", warmup, "≥ 0")
         if let gradClip { try check(gradClip.isFinite && gradClip > 0, "gradient clip", gradClip, "a positive finite number") }
         if let maxSeconds { try check(maxSeconds.isFinite && maxSeconds > 0, "time budget", maxSeconds, "a positive number of seconds") }
+        if let patience { try check(patience >= 1, "patience", patience, "at least 1 epoch") }
         if let cache = imageFeatureCache {
             try check(lockImage, "cached image features", "on", "used with a locked image tower")
             try check(cache.memoryLimit >= 0, "feature cache memory", cache.memoryLimit, "≥ 0 bytes")
@@ -123,6 +127,10 @@ public struct TrainingPosition: Codable, Sendable, Equatable {
     public var cursor = 0
     /// Every rank's `cursor`, in a data-parallel run.
     public var rankCursors: [Int]?
+    /// The epoch with the lowest validation loss so far, and that loss (nil: no validation yet).
+    public var bestEpoch: Int?, bestValLoss: Double?
+    /// Set when early stopping ended the run (`TrainingOptions.patience`).
+    public var stoppedEarly: Bool?
     public init() {}
 
     /// Where `rank` of `ranks` continues its data stream: its own cursor when the rank count is

@@ -50,6 +50,9 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         public var pairs: String
         /// Held-out pairs: validation loss and recall after each epoch.
         public var val: String?
+        /// Without `val`: the share of the training manifest's images (each with all its pairs)
+        /// kept out of training and used as validation instead (nil or 0: none; `HeldOutSplit`).
+        public var holdOut: Double?
         /// Zero-shot check after each epoch: class names (one per line, synonyms `a|b`)…
         public var zeroshotLabels: String?
         /// …and a manifest of images with a label column.
@@ -173,6 +176,17 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
             throw TrainingError.invalidOption(
                 name: "zero-shot data", value: data.zeroshotLabels == nil ? "images only" : "labels only",
                 rule: "both a labels file and a labelled manifest")
+        }
+        if let share = data.holdOut {
+            guard share.isFinite && share >= 0 && share <= 0.5 else {
+                throw TrainingError.invalidOption(name: "held-out share", value: "\(share)", rule: "between 0 and 0.5")
+            }
+            if share > 0 && data.val != nil {
+                throw TrainingError.invalidOption(name: "held-out share", value: "\(share)", rule: "0 when a validation manifest is given")
+            }
+            if share > 0 && data.shards != nil {
+                throw TrainingError.invalidOption(name: "held-out share", value: "\(share)", rule: "0 for shards (give a validation manifest)")
+            }
         }
         if let s = data.separator, s != "\\t", s.count != 1 {
             throw TrainingError.invalidOption(name: "separator", value: s, rule: "one character")

@@ -9,6 +9,7 @@ import MMFoundation
 ///   loss.svg                loss curve, refreshed each epoch
 ///   checkpoints/epoch_N.safetensors   weights after epoch N (open_clip keys, loadable anywhere)
 ///   checkpoints/latest.safetensors    weights + optimizer moments + position, for --resume
+///   checkpoints/best.safetensors      the epoch with the lowest validation loss (a link to its epoch_N)
 /// Folders of earlier versions hold options.json and invocation.json instead of run.json; they
 /// are read the same way.
 public struct RunFolder {
@@ -18,6 +19,19 @@ public struct RunFolder {
     public var checkpoints: URL { url.appendingPathComponent("checkpoints") }
     public var latest: URL { checkpoints.appendingPathComponent("latest.safetensors") }
     public func epochCheckpoint(_ n: Int) -> URL { checkpoints.appendingPathComponent("epoch_\(n).safetensors") }
+    /// What `-c RUN` loads when it exists (MMCLIP's `CheckpointFolder`).
+    public var best: URL { checkpoints.appendingPathComponent("best.safetensors") }
+
+    /// Makes `best` the epoch checkpoint `epoch`: a second name for the same file (a copy where
+    /// the file system has no hard links), put in place by a rename, so `best` is always whole.
+    func keepBest(_ epoch: URL) throws {
+        let temporary = checkpoints.appendingPathComponent(".best.\(getpid()).tmp").path
+        unlink(temporary)
+        if link(epoch.path, temporary) == 0 && rename(temporary, best.path) == 0 { return }
+        unlink(temporary)
+        try AtomicFile.write(try ReadableFile(epoch.path).readAll(), to: best.path)
+    }
+
     public var log: URL { url.appendingPathComponent("log.jsonl") }
     public var configuration: URL { url.appendingPathComponent("run.json") }
     var legacyOptions: URL { url.appendingPathComponent("options.json") }

@@ -213,7 +213,9 @@ public final class Trainer {
     }
 
     /// Whether the run has nothing left to do.
-    public var isFinished: Bool { position.epoch >= options.epochs || position.step >= totalSteps || outOfTime }
+    public var isFinished: Bool {
+        position.epoch >= options.epochs || position.step >= totalSteps || outOfTime || position.stoppedEarly == true
+    }
 
     /// Trains from the current position to the end, validating and checkpointing each epoch.
     /// Returns normally at the end or after writing a checkpoint on SIGINT/SIGTERM
@@ -327,6 +329,16 @@ public final class Trainer {
                 let v = try validate(validation)
                 validationLosses.append((position.step, v.loss))
                 r.valLoss = v.loss
+                if v.loss < position.bestValLoss ?? .infinity {
+                    (position.bestEpoch, position.bestValLoss) = (number, v.loss)
+                    try run.keepBest(run.epochCheckpoint(number))
+                    r.best = true
+                }
+                // Patience counts whole epochs since the best one.
+                if let patience = options.patience, !partial, let best = position.bestEpoch, number - best >= patience {
+                    position.stoppedEarly = true
+                    r.stoppedEarly = true
+                }
                 (r.imageToTextR1, r.imageToTextR5, r.imageToTextR10) = (
                     v.metrics.imageToText.recall[1], v.metrics.imageToText.recall[5], v.metrics.imageToText.recall[10]
                 )
@@ -342,7 +354,11 @@ public final class Trainer {
             try AtomicFile.write(LossCurve.svg(train: trainLosses, validation: validationLosses), to: run.lossCurveURL.path)
             record = r
         }
-        // Rank 0 alone evaluates and writes; the others wait for it here (without spinning).
+        // Rank 0 alone evaluates and decides to stop early; the others hear it, and wait for it
+        // here (without spinning).
+        if let parallel, options.patience != nil {
+            position.stoppedEarly = try parallel.group.broadcast([position.stoppedEarly == true ? 1 : 0])[0] == 1 ? true : nil
+        }
         try saveLatest()
         return record
     }
@@ -351,7 +367,7 @@ public final class Trainer {
     static func summary(_ r: LogRecord.Epoch) -> String {
         guard let object = try? JSONSerialization.jsonObject(with: Data(LogRecord.epoch(r).jsonLine.utf8)) as? [String: Any] else { return "" }
         return object.filter { $0.key != "event" }.sorted { $0.key < $1.key }.map { key, value in
-            if key == "partial" { return "(partial)" }
+            if key == "partial" || key == "best" || key == "stopped_early" { return "(\(key.replacingOccurrences(of: "_", with: " ")))" }
             guard key != "epoch" && key != "step", let n = value as? NSNumber else { return "\(key) \(value)" }
             return "\(key) \(String(format: "%.4g", n.doubleValue))"
         }.joined(separator: "  ")

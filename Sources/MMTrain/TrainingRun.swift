@@ -94,6 +94,7 @@ public final class TrainingRun {
             imageKey: configuration.data.imageKey, captionKey: configuration.data.captionKey,
             separator: configuration.data.separatorCharacter, skipBad: configuration.data.skipBad)
         var shardData: (set: ShardSet, epochSize: Int)?
+        var trainManifest: Manifest?
         if let shards = configuration.data.shards {
             if let started = shards.ranks, started != ranks {
                 throw TrainingError.invalidOption(
@@ -116,19 +117,28 @@ public final class TrainingRun {
             }
             if let group { epoch = (try group.broadcast(epoch.count), try group.broadcast(epoch.source)) }
             notify?("\(set.shards.count) shards, \(epoch.count) samples per epoch (from \(epoch.source.rawValue))")
-            (shardData, manifest, sampleCount) = ((set, epoch.count), nil, epoch.count)
+            shardData = (set, epoch.count)
         } else {
             var trainOptions = manifestOptions
             trainOptions.labelKey = configuration.data.trainLabelKey
-            let manifest = try Manifest(path: configuration.data.pairs, options: trainOptions)
-            (self.manifest, sampleCount) = (manifest, manifest.count)
+            trainManifest = try Manifest(path: configuration.data.pairs, options: trainOptions)
         }
         if !resume && !configuration.fromData.isEmpty {
-            chosenDefaults = configuration.choose(DataDefaults(pairs: sampleCount), ranks: ranks)
+            chosenDefaults = configuration.choose(DataDefaults(pairs: trainManifest?.count ?? shardData!.epochSize), ranks: ranks)
             try configuration.validate()
         } else {
             chosenDefaults = []
         }
+        // Without a validation manifest, a share of the images may be held out as validation.
+        var heldOut: Manifest?
+        if let share = configuration.data.holdOut, share > 0, let whole = trainManifest {
+            let parts = whole.split(heldOutShare: share)
+            if parts.heldOut.count > 0 {
+                (trainManifest, heldOut) = (parts.kept, parts.heldOut)
+                notify?("validation: \(parts.heldOut.count) of \(whole.count) pairs held out (their images are not trained on)")
+            }
+        }
+        (manifest, sampleCount) = (trainManifest, trainManifest?.count ?? shardData!.epochSize)
         let options = configuration.training, data = configuration.data
 
         // Model: from the pretrained weights (their recorded config unless a model is named) or new.
@@ -201,10 +211,10 @@ public final class TrainingRun {
         } else {
             preconditionFailure("a run reads a manifest or shards")
         }
-        validation = try data.val.map {
+        validation = try (data.val.map { try Manifest(path: $0, options: manifestOptions) } ?? heldOut).map {
             LoaderSource(
-                evaluating: try Manifest(path: $0, options: manifestOptions), batchSize: options.batchSize,
-                transform: .eval(size: size, normalization: normalization), tokenizer: tokenizer, threads: workers)
+                evaluating: $0, batchSize: options.batchSize, transform: .eval(size: size, normalization: normalization),
+                tokenizer: tokenizer, threads: workers)
         }
         if rank == 0, let labels = data.zeroshotLabels, let images = data.zeroshotData {
             zeroShot = try ZeroShotCheck(

@@ -18,6 +18,25 @@ import Testing
         #expect(m.images.allSatisfy { FileManager.default.fileExists(atPath: $0) })
     }
 
+    /// The held-out split goes by image, is the same wherever the manifest lies and whatever the
+    /// order of its lines, and holds out about the share asked for.
+    @Test func heldOutSplitIsByImageAndStable() throws {
+        let m = try Manifest(path: Paths.shapes + "/train.tsv")
+        let (kept, heldOut) = m.split(heldOutShare: 0.1)
+        #expect(kept.count + heldOut.count == m.count)
+        #expect(abs(Double(heldOut.count) / Double(m.count) - 0.1) < 0.02)
+        #expect(Set(kept.images).isDisjoint(with: Set(heldOut.images)))
+        #expect(heldOut.captions?[0] == m.captions?[m.lines.firstIndex(of: heldOut.lines[0])!])
+        // Two captions of one image, the lines reversed, the folder elsewhere: the same images held out.
+        let rows = (2..<400).map { i in "images/train/\(String(format: "%06d", i / 2)).jpg\tcaption \(i)" }
+        let a = try Manifest(parsing: Array(("filepath\ttitle\n" + rows.joined(separator: "\n")).utf8), path: "/a/train.tsv")
+        let b = try Manifest(parsing: Array(("filepath\ttitle\n" + rows.reversed().joined(separator: "\n")).utf8), path: "/b/c/train.tsv")
+        let names = { (m: Manifest) in Set(m.images.map { URL(fileURLWithPath: $0).lastPathComponent }) }
+        let (ha, hb) = (a.split(heldOutShare: 0.2).heldOut, b.split(heldOutShare: 0.2).heldOut)
+        #expect(names(ha) == names(hb) && ha.count == hb.count && ha.count % 2 == 0 && ha.count > 0)
+        #expect(m.split(heldOutShare: 0).heldOut.count == 0)
+    }
+
     @Test func evaluationManifestWithLabelsAndNoCaptions() throws {
         let path = Paths.shapes + "/test_labels.tsv"
         let m = try Manifest(path: path, options: .init(captionKey: nil, labelKey: "label"))

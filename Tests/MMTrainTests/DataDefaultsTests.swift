@@ -15,6 +15,8 @@ import Testing
         #expect(abs(d.learningRate - today.learningRate) <= 1e-9)
         // Long runs: the warm-up is today's 100 steps.
         #expect(d.warmupSteps(totalSteps: d.epochs * pairs / d.batchSize) == today.warmup)
+        // No held-out share and no early stopping.
+        #expect(d.heldOutShare == nil && d.patience == nil && today.patience == nil)
     }
 
     /// Small data: the small model, batch 64, many epochs, a warm-up that is a share of the run.
@@ -27,6 +29,40 @@ import Testing
         #expect(shapes.reason == "small data (6,016 pairs)")
         // Tiny data: epochs capped.
         #expect(DataDefaults(pairs: 300).epochs == DataDefaults.maxEpochs)
+        // Early stopping on 10 % of the images, at most 2,000 pairs, none below 1,000 pairs.
+        #expect(shapes.heldOutShare == 0.1 && shapes.patience == DataDefaults.earlyStoppingPatience)
+        #expect(DataDefaults(pairs: 50_000).heldOutShare == 0.04 && DataDefaults(pairs: 99_999).patience == 5)
+        #expect(DataDefaults(pairs: 999).heldOutShare == nil && DataDefaults(pairs: 999).patience == 5)
+    }
+
+    /// Validation is held out only without a validation manifest, and early stopping is on only
+    /// when there is validation and the run's length is left to the data; what the user set stays.
+    @Test func earlyStoppingNeedsValidation() {
+        let all = Set(DataDefaults.Setting.allCases)
+        var c = RunConfiguration(data: .init(pairs: "p.tsv"), fromData: all)
+        _ = c.choose(DataDefaults(pairs: 6_016), ranks: 1)
+        #expect(c.data.holdOut == 0.1 && c.training.patience == 5)
+        c = RunConfiguration(data: .init(pairs: "p.tsv", val: "v.tsv"), fromData: all.subtracting([.holdOut]))
+        let said = c.choose(DataDefaults(pairs: 6_016), ranks: 1)
+        #expect(c.data.holdOut == nil && c.training.patience == 5)
+        #expect(said.last == "early stopping after 5 epochs without a better validation loss")
+        c = RunConfiguration(data: .init(pairs: "p.tsv"), fromData: all)
+        _ = c.choose(DataDefaults(pairs: 500), ranks: 1)  // too small to hold out: no validation
+        #expect(c.data.holdOut == nil && c.training.patience == nil)
+        c = RunConfiguration(data: .init(pairs: "p.tsv"), fromData: all.subtracting([.holdOut, .patience]))
+        _ = c.choose(DataDefaults(pairs: 6_016), ranks: 1)
+        #expect(c.data.holdOut == nil && c.training.patience == nil)
+        c = RunConfiguration(data: .init(pairs: "p.tsv"), fromData: all)
+        _ = c.choose(DataDefaults(pairs: 200_000), ranks: 1)
+        #expect(c.data.holdOut == nil && c.training.patience == nil)
+        // A length given (epochs or steps) is kept as it is.
+        c = RunConfiguration(data: .init(pairs: "p.tsv"), fromData: all.subtracting([.epochs]))
+        _ = c.choose(DataDefaults(pairs: 6_016), ranks: 1)
+        #expect(c.data.holdOut == nil && c.training.patience == nil)
+        c = RunConfiguration(data: .init(pairs: "p.tsv"), fromData: all)
+        c.training.maxSteps = 300
+        _ = c.choose(DataDefaults(pairs: 6_016), ranks: 1)
+        #expect(c.data.holdOut == nil && c.training.patience == nil)
     }
 
     /// Between 10,000 and 100,000 pairs every value moves monotonically from the small-data one

@@ -106,6 +106,52 @@ import Testing
         #expect(try resumed.folder.readConfiguration().training.epochs == 2)
     }
 
+    /// Issue 17: early stopping ends the run once the validation loss has not improved for
+    /// `patience` epochs and keeps the best epoch as `checkpoints/best`, which `-c RUN` loads; the
+    /// stopped run resumes with nothing left to do. Weights that cannot move (lr 1e-30; a ViT, so
+    /// no batch statistics) give the same validation loss every epoch: epoch 1 stays the best.
+    @Test func earlyStoppingKeepsTheBestEpoch() throws {
+        let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var c = Self.configuration(dir, epochs: 6)
+        c.training.learningRate = 1e-30
+        c.training.patience = 2
+        let run = try TrainingRun(c, folder: dir.appendingPathComponent("run"))
+        _ = try Self.train(run)
+        let p = run.trainer.position
+        #expect(p.epoch == 3 && p.stoppedEarly == true && p.bestEpoch == 1 && p.step == 18)
+        let epochs = run.folder.readLog().compactMap { if case .epoch(let e) = $0 { return e } else { return nil } }
+        #expect(epochs.map(\.epoch) == [1, 2, 3] && epochs.map { $0.valLoss } == Array(repeating: epochs[0].valLoss, count: 3))
+        #expect(epochs.map { $0.best == true } == [true, false, false] && epochs.map { $0.stoppedEarly == true } == [false, false, true])
+        #expect(try Data(contentsOf: run.folder.best) == Data(contentsOf: run.folder.epochCheckpoint(1)))
+        // `-c RUN` loads the best epoch, not the last: make the last one another model.
+        let other = CLIPModel(run.trainer.model.config, seed: 99)
+        try other.save(to: run.folder.epochCheckpoint(3))
+        let loaded = try CLIPModel.load(from: run.folder.url).model
+        let key = "text_projection"
+        let value = { (m: CLIPModel) in m.namedParameters().first { $0.key == key }!.tensor.scalars }
+        #expect(value(loaded) == value(run.trainer.model) && value(loaded) != value(other))
+        let resumed = try TrainingRun.resume(run.folder.url)
+        _ = try Self.train(resumed)
+        #expect(resumed.trainer.position == p && Self.stepLosses(resumed.folder).count == 18)
+    }
+
+    /// Without a validation manifest a share of the images is held out: not trained on, validated on.
+    @Test func aHeldOutShareValidates() throws {
+        let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var c = Self.configuration(dir, epochs: 1)
+        c.data.val = nil
+        c.data.holdOut = 0.25
+        let run = try TrainingRun(c, folder: dir.appendingPathComponent("run"))
+        #expect(run.sampleCount > 48 && run.sampleCount < 96)
+        _ = try Self.train(run)
+        let epochs = run.folder.readLog().compactMap { if case .epoch(let e) = $0 { return e } else { return nil } }
+        #expect(epochs.count == 1 && epochs[0].valLoss != nil && epochs[0].best == true)
+        c.data.val = "v.tsv"
+        #expect(throws: TrainingError.self) { try c.validate() }
+    }
+
     /// Issue 16 #6: a folder holding a run is not trained into again unless asked to overwrite.
     @Test func aRunFolderThatHoldsARunIsRefusedUnlessOverwritten() throws {
         let dir = try Self.scratch()
@@ -305,5 +351,17 @@ import Testing
             #expect(abs(x - y) <= 1e-6 * abs(x), "step \(step + 1): loss \(x) on one process, \(y) on two ranks")
         }
         #expect(try RunFolder(folder).readConfiguration().training.ranks == 2)
+
+        // Rank 0 alone validates; every rank hears when it stops the run early.
+        c.training.learningRate = 1e-30
+        c.training.patience = 1
+        c.data.holdOut = 0.25
+        c.training.epochs = 5
+        let stopped = try ThreadGroup.run(size: 2) { group -> TrainingPosition in
+            let run = try TrainingRun(c, folder: dir.appendingPathComponent("stopped"), group: group)
+            _ = try Self.train(run)
+            return run.trainer.position
+        }
+        #expect(stopped.allSatisfy { $0.epoch == 2 && $0.stoppedEarly == true })
     }
 }
