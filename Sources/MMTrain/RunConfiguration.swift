@@ -51,7 +51,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         /// Held-out pairs: validation loss and recall after each epoch.
         public var val: String?
         /// Without `val`: the share of the training manifest's images (each with all its pairs)
-        /// kept out of training and used as validation instead (nil or 0: none; `HeldOutSplit`).
+        /// kept out of training and used as validation instead (nil or 0: none; `Manifest.split`).
         public var holdOut: Double?
         /// Zero-shot check after each epoch: class names (one per line, synonyms `a|b`)…
         public var zeroshotLabels: String?
