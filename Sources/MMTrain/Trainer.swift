@@ -334,8 +334,9 @@ public final class Trainer {
                     try run.keepBest(run.epochCheckpoint(number))
                     r.best = true
                 }
-                // Patience counts whole epochs since the best one.
-                if let patience = options.patience, !partial, let best = position.bestEpoch, number - best >= patience {
+                // Patience counts whole epochs since the best one; the last epoch ends the run anyway.
+                let remaining = number < options.epochs
+                if let patience = options.patience, !partial, remaining, let best = position.bestEpoch, number - best >= patience {
                     position.stoppedEarly = true
                     r.stoppedEarly = true
                 }
