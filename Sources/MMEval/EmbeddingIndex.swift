@@ -15,15 +15,15 @@ import MMFoundation
 /// row kinds, metadata columns and values) padded with spaces so the rows start at a multiple of
 /// 64 bytes, the float32 rows [count, dimension], and a UInt64 FNV-1a checksum of everything
 /// before it. Version 1 files (images only, ids = row numbers) are still read. `load(from:)`
-/// memory-maps the file: the rows stay in the page cache and are streamed through one block buffer
-/// by each search, so an index larger than free memory can still be searched.
+/// memory-maps the file: the rows stay in the page cache and each search reads them in blocks
+/// where they lie, so an index larger than free memory can still be searched.
 public struct EmbeddingIndex {
     public static let magic: [UInt8] = Array("MMINDEX\u{0}".utf8)
     public static let version: UInt32 = 2
     /// The versions `load(from:)` reads.
     public static let readableVersions: ClosedRange<UInt32> = 1...2
-    /// Rows per block of a search: 32 MB of 512-d rows, small enough to stay out of the way of
-    /// other work, large enough that BLAS runs at full speed.
+    /// The most rows a search scores at once: 32 MB of 512-d rows (fewer when many queries share
+    /// the block, so that its scores stay in cache).
     static let blockBytes = 32 << 20
     /// The largest embedding dimension a file may declare (ViT-bigG's is 1280): a bound checked
     /// before any size is computed from the header.
@@ -336,36 +336,53 @@ public struct EmbeddingIndex {
 
     /// For each query row [Q, D] (normalised), the k best rows by cosine, best first (ties: the
     /// earlier row first), only rows of `kind` when given. Rows whose score is NaN (a NaN or
-    /// infinite embedding) never rank. A mapped index is read in blocks of `blockRows` rows
-    /// (default: 32 MB).
+    /// infinite embedding) never rank. The rows are scored in blocks of `blockRows` rows (default:
+    /// about 1 MB of scores, at most 32 MB of rows).
     public func search(_ queries: Tensor, k: Int, kind: RowKind? = nil, blockRows: Int? = nil) -> [[Match]] {
         precondition(queries.rank == 2 && queries.shape[1] == dimension, "queries must have the index's dimension")
-        let q = queries.shape[0], k = min(k, count)
-        guard k > 0 else { return Array(repeating: [], count: q) }
-        let best = UnsafeMutablePointer<Float>.allocate(capacity: q * k), at = UnsafeMutablePointer<Int>.allocate(capacity: q * k)
-        var filled = [Int](repeating: 0, count: q)
-        defer { best.deallocate(); at.deallocate() }
+        let q = queries.shape[0], k = min(k, count), d = dimension
+        guard k > 0, q > 0 else { return Array(repeating: [], count: q) }
         // Rows of another kind are skipped by a per-row mask (nil: every row counts).
         let mask: [Bool]? = kind.flatMap { kind in kinds.allSatisfy { $0 == kind } ? nil : kinds.map { $0 == kind } }
-        let workers = max(1, min(Threads.count, q))
-        forEachBlock(rows: blockRows ?? max(1, Self.blockBytes / (dimension * 4))) { block, first in
-            let n = block.shape[0]
-            let scores = withoutGradients { Tensor.matmul(queries, block, transposeB: true) }  // [Q, n]
-            if let mask {
-                for j in 0..<n where !mask[first + j] { for i in 0..<q { scores.data[i * n + j] = .nan } }
-            }
-            filled.withUnsafeMutableBufferPointer { filled in
-                let filled = filled
-                // Each query's running top k is its own: spread them over the cores.
-                DispatchQueue.concurrentPerform(iterations: workers) { w in
-                    for i in stride(from: w, to: q, by: workers) {
-                        keepBest(scores.data + i * n, count: n, first: first, k: k, best: best + i * k, at: at + i * k, filled: &filled[i])
+        // The rows are split into blocks, and the blocks over the cores: each worker scores its
+        // blocks with a single-threaded product and keeps its own best k per query, merged at the
+        // end. Every row is read once, where it lies (memory or the map), and the scores of a
+        // block stay in cache (about 1 MB of them).
+        let block = blockRows ?? min(max(256, (1 << 18) / q), max(1, Self.blockBytes / (d * 4)))
+        let blocks = (count + block - 1) / block, workers = max(1, min(Threads.count, blocks))
+        let slots = workers * q * k
+        let best = UnsafeMutablePointer<Float>.allocate(capacity: slots), at = UnsafeMutablePointer<Int>.allocate(capacity: slots)
+        let filled = UnsafeMutablePointer<Int>.allocate(capacity: workers * q)
+        filled.initialize(repeating: 0, count: workers * q)
+        defer { best.deallocate(); at.deallocate(); filled.deallocate() }
+        withRowBytes { bytes in
+            let rows = bytes.baseAddress!.assumingMemoryBound(to: Float.self)
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                let scores = UnsafeMutablePointer<Float>.allocate(capacity: q * min(block, count))
+                defer { scores.deallocate() }
+                for b in stride(from: w, to: blocks, by: workers) {
+                    let first = b * block, n = min(block, count - first)
+                    sgemm(
+                        transA: false, transB: true, m: q, n: n, k: d, a: queries.data, lda: d, b: rows + first * d, ldb: d, c: scores,
+                        ldc: n, parallel: false)
+                    if let mask { for j in 0..<n where !mask[first + j] { for i in 0..<q { scores[i * n + j] = .nan } } }
+                    for i in 0..<q {
+                        let slot = w * q + i
+                        keepBest(scores + i * n, count: n, first: first, k: k, best: best + slot * k, at: at + slot * k, filled: &filled[slot])
                     }
                 }
             }
         }
+        // Each query's best of the workers' best (worker 0's first, the others merged into it).
         return (0..<q).map { i in
-            (0..<filled[i]).map { j in
+            for w in 1..<workers {
+                let slot = w * q + i
+                for j in 0..<filled[slot] {
+                    var score = best[slot * k + j]
+                    keepBest(&score, count: 1, first: at[slot * k + j], k: k, best: best + i * k, at: at + i * k, filled: &filled[i])
+                }
+            }
+            return (0..<filled[i]).map { j in
                 let r = at[i * k + j]
                 return Match(index: r, id: ids[r], name: names[r], score: best[i * k + j])
             }
@@ -378,26 +395,6 @@ public struct EmbeddingIndex {
     private enum Rows {
         case memory(Tensor)
         case mapped(MappedFile, offset: Int)
-    }
-
-    /// Calls `body` with consecutive blocks of rows [≤ blockRows, dimension] and the index of
-    /// each block's first row. Mapped rows go through one reused buffer (BLAS is reached through
-    /// tensors); rows in memory are one block.
-    private func forEachBlock(rows blockRows: Int, _ body: (Tensor, Int) -> Void) {
-        precondition(blockRows > 0, "blocks need rows")
-        switch rows {
-        case .memory(let t):
-            body(t, 0)
-        case .mapped(let file, let offset):
-            var buffer: Tensor?
-            for first in stride(from: 0, to: count, by: blockRows) {
-                let n = min(blockRows, count - first)
-                if buffer?.shape[0] != n { buffer = Tensor.zeros([n, dimension]) }
-                UnsafeMutableRawPointer(buffer!.data).copyMemory(
-                    from: file.bytes.baseAddress! + offset + first * dimension * 4, byteCount: n * dimension * 4)
-                body(buffer!, first)
-            }
-        }
     }
 
     private func withRowBytes(_ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
