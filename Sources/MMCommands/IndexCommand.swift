@@ -285,11 +285,11 @@ func sameFile(_ a: String, _ b: String) -> Bool {
 /// The kinds mm builds (an adopted index comes from another tool).
 extension ApproximateIndex.Kind: ExpressibleByArgument {
     public init?(argument: String) {
-        guard let kind = Self(rawValue: argument), kind != .adopted else { return nil }
+        guard let kind = Self(rawValue: argument), Self.buildable.contains(kind) else { return nil }
         self = kind
     }
 
-    public static var allValueStrings: [String] { allCases.filter { $0 != .adopted }.map(\.rawValue) }
+    public static var allValueStrings: [String] { buildable.map(\.rawValue) }
 }
 
 extension IndexCommand {

@@ -27,6 +27,9 @@ public final class ApproximateIndex: @unchecked Sendable {
         /// by autofaiss), adopted as it is: its own search settings, candidates re-scored.
         /// mm never builds one (`ClipRetrievalFolder.adopt`).
         case adopted
+
+        /// The kinds mm builds.
+        public static var buildable: [Kind] { allCases.filter { $0 != .adopted } }
     }
 
     /// The sidecar: what was built, from which index file, with which search settings.

@@ -73,7 +73,8 @@ public struct ClipRetrievalFolder {
     /// An index of `rows`: image rows named by `image_path` (else `url`), text rows by their
     /// caption, every metadata column kept (numbers as text, nulls empty) but the one naming the
     /// rows. `fingerprint` names the model the embeddings came from. `notes` collects what was
-    /// left out (columns mm cannot read).
+    /// left out (columns mm cannot read). Bad or disagreeing files are an `EvalError` naming them
+    /// (a bad Parquet file the reader's `DataError`).
     public func index(rows: Rows, modelFingerprint fingerprint: String, notes: inout [String]) throws -> EmbeddingIndex {
         let wantImages = rows != .text, wantTexts = rows != .image
         if wantImages && imageEmbeddings.isEmpty { throw EvalError.badClipRetrieval(file: "img_emb", reason: "no image embeddings (*.npy) found") }
@@ -189,7 +190,7 @@ public struct ClipRetrievalFolder {
     }
 
     /// The metadata partitions as text columns: the union of their columns (a column missing from
-    /// a partition is empty there), nulls as "".
+    /// a partition is empty there), nulls as "". A bad file is the Parquet reader's `DataError`.
     struct Table {
         var columns: [String] = []
         var values: [[String]] = []
@@ -201,10 +202,7 @@ public struct ClipRetrievalFolder {
     static func table(_ files: [String], notes: inout [String]) throws -> Table {
         var t = Table()
         for path in files {
-            let file: ParquetFile
-            do { file = try ParquetFile(path: path) } catch let error as DataError {
-                throw EvalError.badClipRetrieval(file: path, reason: "\(error)")
-            }
+            let file = try ParquetFile(path: path)
             let before = t.rows
             for (i, column) in file.columns.enumerated() {
                 // pandas' index (when not a plain range) and what is not text or numbers stay out.
@@ -217,10 +215,7 @@ public struct ClipRetrievalFolder {
                     notes.append("\(path): column '\(column.name)' left out (binary, not text)")
                     continue
                 }
-                let values: ParquetColumn
-                do { values = try file.read(column: i) } catch let error as DataError {
-                    throw EvalError.badClipRetrieval(file: path, reason: "\(error)")
-                }
+                let values = try file.read(column: i)
                 if !t.columns.contains(column.name) {
                     t.columns.append(column.name)
                     t.values.append(Array(repeating: "", count: before))

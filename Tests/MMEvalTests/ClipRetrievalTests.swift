@@ -1,4 +1,5 @@
 import Foundation
+import MMData
 import MMEval
 import MMTensor
 import MMTestSupport
@@ -154,7 +155,7 @@ import Testing
         let parquet = dir + "/embeddings/metadata/metadata_02.parquet"
         try Data([1, 2, 3]).write(to: URL(fileURLWithPath: parquet))
         try Data(bytes).write(to: URL(fileURLWithPath: npy))
-        let error = try #require(throws: EvalError.self) { _ = try imported(.image, folders: [dir]) }
-        #expect("\(error)".contains(parquet) && "\(error)".contains("not a Parquet file"), "\(error)")
+        let error = try #require(throws: DataError.self) { _ = try imported(.image, folders: [dir]) }
+        #expect("\(error)" == "\(parquet): not a Parquet file (no PAR1 magic at both ends)")
     }
 }
