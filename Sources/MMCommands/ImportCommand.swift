@@ -47,6 +47,7 @@ extension IndexCommand {
             let index = try folder.index(rows: rows, modelFingerprint: embedder.fingerprint, notes: &notes)
             for note in notes { warn("note: \(note)") }
             try index.requireModel(embedder.fingerprint, dimension: embedder.model.config.embedDim)
+            try checkModel(embedder, folder)
             let url = URL(fileURLWithPath: output)
             do { try index.save(to: url) } catch { throw CommandError("\(output): cannot write the index (\(error))") }
             removeStaleApproximate(url)
@@ -60,6 +61,32 @@ extension IndexCommand {
             } else if rows != .both {
                 warn("note: no \(rows == .image ? "image" : "text").index found: searches are exact (`mm index ann` builds an approximate index)")
             }
+        }
+
+        /// Embeds a few captions again and compares them with the stored text embeddings: the
+        /// only way to tell that -c is the model clip-retrieval ran (the dimension alone says little).
+        func checkModel(_ embedder: Embedder, _ folder: ClipRetrievalFolder) throws {
+            guard let sample = try folder.captionSample(count: 16), !sample.captions.isEmpty else {
+                return warn("note: no text embeddings with captions: cannot check that -c is the model that made the embeddings")
+            }
+            let mine = embedder.embed(texts: sample.captions), d = mine.shape[1]
+            guard sample.embeddings.shape[1] == d else {
+                throw CommandError("the text embeddings have dimension \(sample.embeddings.shape[1]), the model's \(d)")
+            }
+            let cosines = (0..<sample.captions.count).map { i -> Double in
+                var dot = 0.0, a = 0.0, b = 0.0
+                for j in 0..<d {
+                    let x = Double(mine.data[i * d + j]), y = Double(sample.embeddings.data[i * d + j])
+                    dot += x * y
+                    a += x * x
+                    b += y * y
+                }
+                return dot / max((a * b).squareRoot(), 1e-30)
+            }
+            let least = cosines.min()!
+            let line = "the model's embeddings of \(cosines.count) captions against the stored ones: cosine ≥ \(String(format: "%.4f", least))"
+            // float16 storage alone keeps the cosine above 0.999; another model lands far below.
+            if least < 0.99 { warn("warning: \(line): -c is probably not the model that made these embeddings") } else { warn(line) }
         }
     }
 }

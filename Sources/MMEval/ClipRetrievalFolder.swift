@@ -128,6 +128,22 @@ public struct ClipRetrievalFolder {
             metadata: Array(repeating: values, count: parts.count).flatMap { $0 })
     }
 
+    /// The first `count` captions of the first partition with their stored text embeddings [n, D],
+    /// nil without text embeddings or a caption column: embedding the captions again tells whether
+    /// a model is the one that made the embeddings.
+    public func captionSample(count: Int) throws -> (captions: [String], embeddings: Tensor)? {
+        guard let npy = textEmbeddings.first, let parquet = metadata.first,
+            let column = try ParquetFile(path: parquet).read(column: "caption")
+        else { return nil }
+        let stored = try NumpyMatrix(path: npy)
+        let rows = (0..<min(count, stored.rows, column.count)).filter { !column.isNull[$0] }
+        let all = Tensor.zeros([stored.rows, stored.columns])
+        stored.copy(into: all.data)
+        let sample = Tensor.zeros([rows.count, stored.columns])
+        for (i, r) in rows.enumerated() { (sample.data + i * stored.columns).update(from: all.data + r * stored.columns, count: stored.columns) }
+        return (rows.map { column.text($0) ?? "" }, sample)
+    }
+
     /// Copies `faissFile` beside the saved `index` as its approximate index (`.mmi.ann` and its
     /// `.json`), after checking that faiss reads it and that it holds the index's rows (count,
     /// dimension, inner product). Its search settings are the ones saved in it.
