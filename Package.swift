@@ -71,8 +71,8 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "MMTokenizer", dependencies: ["MMFoundation", "CICU", "CZlib"], resources: [.copy("vocab")], swiftSettings: optimise),
 
-        // Manifests, seeded epoch order, the prefetching image–caption loader
-        .target(name: "MMData", dependencies: ["MMImage", "MMTokenizer"], swiftSettings: optimise),
+        // Manifests, seeded epoch order, the prefetching image–caption loader, Parquet (zlib for its GZIP pages)
+        .target(name: "MMData", dependencies: ["MMImage", "MMTokenizer", "CZlib"], swiftSettings: optimise),
 
         // The retrieval service (Hummingbird): clip-retrieval's API, mm's API, the web page
         .target(
@@ -108,8 +108,8 @@ let package = Package(
         .testTarget(name: "MMTrainTests", dependencies: ["MMTrain", "MMData", "MMTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMImageTests", dependencies: ["MMImage"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMTokenizerTests", dependencies: ["MMTokenizer"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "MMDataTests", dependencies: ["MMData", "MMImage", "MMTokenizer", "MMTensor"]),
-        .testTarget(name: "MMEvalTests", dependencies: ["MMEval", "MMCLIP", "MMData", "MMImage", "MMTestSupport"]),
+        .testTarget(name: "MMDataTests", dependencies: ["MMData", "MMImage", "MMTokenizer", "MMTensor"], exclude: ["Fixtures"]),
+        .testTarget(name: "MMEvalTests", dependencies: ["MMEval", "MMCLIP", "MMData", "MMImage", "MMTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "MMDistributedTests", dependencies: ["MMDistributed", "MMTensor", "MMTestSupport"]),
         .testTarget(name: "MMServeTests", dependencies: ["MMServe", "MMEval", "MMTestSupport"])
     ],

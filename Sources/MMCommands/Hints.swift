@@ -58,6 +58,7 @@ func explain(_ error: DataError) -> String {
 func explain(_ error: EvalError) -> String {
     switch error {
     case .staleApproximateIndex: return "\(error); rebuild it with --ann"
+    case .badClipRetrieval("img_emb", _): return "\(error); --rows text imports the text embeddings"
     default: return "\(error)"
     }
 }

@@ -10,7 +10,7 @@ struct IndexCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "index",
         abstract: "Build a retrieval index of image (and text) embeddings.",
-        subcommands: [Build.self, Add.self, Ann.self, Export.self, Bench.self]
+        subcommands: [Build.self, Add.self, Ann.self, Import.self, Export.self, Bench.self]
     )
 
     /// Images per forward pass, shared by build and add.
@@ -224,7 +224,7 @@ extension IndexCommand {
             gallery.add(names: images.paths, embeddings: images.embeddings, modified: images.paths.map(modificationTime))
             do { try gallery.save(to: url) } catch { throw CommandError("\(index): cannot write the index (\(error))") }
             warn("embedded \(images.paths.count) new or changed images, \(files.count - stale.count) unchanged; \(gallery.count) in \(index)")
-            if let info = approximate?.info {
+            if let info = approximate?.info, info.kind != .adopted {
                 try buildApproximate(url, kind: info.kind, nprobe: info.nprobe, efSearch: info.efSearch, candidates: info.candidatesPerResult)
             } else {
                 removeStaleApproximate(url)
@@ -282,7 +282,15 @@ func sameFile(_ a: String, _ b: String) -> Bool {
     return canonicalPath(a) == canonicalPath(b)
 }
 
-extension ApproximateIndex.Kind: ExpressibleByArgument {}
+/// The kinds mm builds (an adopted index comes from another tool).
+extension ApproximateIndex.Kind: ExpressibleByArgument {
+    public init?(argument: String) {
+        guard let kind = Self(rawValue: argument), Self.buildable.contains(kind) else { return nil }
+        self = kind
+    }
+
+    public static var allValueStrings: [String] { buildable.map(\.rawValue) }
+}
 
 extension IndexCommand {
     /// Exact search timed on random unit vectors (tools/bench/bench_search.py), and approximate

@@ -47,6 +47,9 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     /// A rank's shards yield no usable samples at all.
     case noShardSamples(spec: String, rank: Int)
 
+    /// A Parquet file that is unreadable, malformed, or uses what mm does not read.
+    case badParquet(path: String, reason: String)
+
     public var description: String {
         switch self {
         case let .unreadable(path, reason):
@@ -91,6 +94,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
             return "\(shards) shard\(shards == 1 ? "" : "s") cannot be split over \(ranks) ranks (each rank reads its own shards)"
         case let .noShardSamples(spec, rank):
             return "\(spec): the shards of rank \(rank) hold no usable samples (members with a caption and an image)"
+        case let .badParquet(path, reason):
+            return "\(path): \(reason)"
         case let .tooManyBadImages(count, reason, last):
             return "\(count) images failed to load \(reason) (last: \(last)); check the image paths in the manifest"
         }

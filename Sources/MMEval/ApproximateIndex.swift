@@ -23,6 +23,13 @@ public final class ApproximateIndex: @unchecked Sendable {
         /// Hierarchical navigable small-world graph (32 links a node) over 8-bit scalar-quantised
         /// rows: the best recall per query time, slower to build.
         case hnsw
+        /// An index another tool wrote over the same rows (clip-retrieval's `image.index`, built
+        /// by autofaiss), adopted as it is: its own search settings, candidates re-scored.
+        /// mm never builds one (`ClipRetrievalFolder.adopt`).
+        case adopted
+
+        /// The kinds mm builds.
+        public static var buildable: [Kind] { allCases.filter { $0 != .adopted } }
     }
 
     /// The sidecar: what was built, from which index file, with which search settings.
@@ -117,6 +124,8 @@ public final class ApproximateIndex: @unchecked Sendable {
             return "IVF\(lists),\(dimension % 4 == 0 ? "PQ\(dimension / 4)" : "SQ8")"
         case .hnsw:
             return "HNSW32,SQ8"
+        case .adopted:
+            preconditionFailure("an adopted index is not built by mm")
         }
     }
 
@@ -134,6 +143,9 @@ public final class ApproximateIndex: @unchecked Sendable {
     ) throws -> ApproximateIndex {
         guard let checksum = index.checksum else { throw EvalError.unsavedIndex }
         guard index.count > 0 else { throw EvalError.emptyIndex(file: index.file ?? "index") }
+        guard kind != .adopted else {
+            throw EvalError.faiss(file: index.file, reason: "builds ivf, ivf-pq or hnsw indexes (an adopted one comes from another tool)")
+        }
         let started = DispatchTime.now().uptimeNanoseconds
         mmf_set_threads(threads)
         let factory = factory(kind, rows: index.count, dimension: index.dimension)

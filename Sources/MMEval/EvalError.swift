@@ -31,6 +31,8 @@ public enum EvalError: Error, CustomStringConvertible, Equatable {
     case vocabularyTooLarge(vocabulary: String, tokens: Int, towerTokens: Int)
     /// A query image that cannot be read.
     case unreadableQuery(reason: String)
+    /// A clip-retrieval output (embeddings, metadata, faiss index) that cannot be imported.
+    case badClipRetrieval(file: String, reason: String)
 
     public var description: String {
         switch self {
@@ -41,7 +43,8 @@ public enum EvalError: Error, CustomStringConvertible, Equatable {
             return "\(file):\(line): template '\(Text.excerpt(template[...]))' has no {} for the class name"
         case let .noTemplates(file): return "\(file): no templates (one per line, {} marks the class name)"
         case let .missingTemplates(name): return "the bundled '\(name)' templates are missing from this build"
-        case let .badIndex(file, reason), let .modelMismatch(file, reason), let .staleApproximateIndex(file, reason):
+        case let .badIndex(file, reason), let .modelMismatch(file, reason), let .staleApproximateIndex(file, reason),
+            let .badClipRetrieval(file, reason):
             return "\(file): \(reason)"
         case let .emptyIndex(file): return "\(file): no rows to index"
         case .unsavedIndex: return "an approximate index is built from a saved index file"

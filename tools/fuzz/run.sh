@@ -81,6 +81,7 @@ PY
                 for mode in '\x00' '\x05' '\x02'; do i=$((i + 1)); { printf "$mode"; head -c 2000 "$f"; } > "$out/seed$i"; done
             done
             printf '\x02filepath,title\n"a ""b"".jpg","x, y"\r\nc.jpg,d\n' > "$out/csv" ;;
+        parquet) for f in "$ROOT"/Tests/MMDataTests/Fixtures/parquet/*.parquet "$ROOT"/Tests/MMEvalTests/Fixtures/clip_retrieval/embeddings/metadata/*.parquet; do cp "$f" "$out/"; done ;;
         tokenizer)
             head -n 50 "$ROOT/datasets/shapes/captions.txt" | while IFS= read -r line; do i=$((i + 1)); printf '\x00%s' "$line" > "$out/text$i"; done
             printf '\x00A &amp; B — naïve café 😀 don'"'"'t  <b>x</b>' > "$out/html"
