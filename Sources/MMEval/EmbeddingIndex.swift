@@ -400,6 +400,11 @@ public struct EmbeddingIndex {
         }
     }
 
+    /// Calls `body` with the rows [count, dimension] where they lie (memory or the map).
+    func withRows(_ body: (UnsafePointer<Float>) -> Void) {
+        withRowBytes { body($0.baseAddress!.assumingMemoryBound(to: Float.self)) }
+    }
+
     private func withRowBytes(_ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
         switch rows {
         case .memory(let t): try body(UnsafeRawBufferPointer(start: t.data, count: t.count * 4))
