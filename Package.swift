@@ -49,8 +49,10 @@ let package = Package(
         // faiss (Debian's static libfaiss, OpenMP) behind mm's own extern "C" shim: Debian ships no compiled C API
         .target(
             name: "CFaiss", linkerSettings: [.linkedLibrary("faiss"), .linkedLibrary("openblas"), .linkedLibrary("gomp"), .linkedLibrary("stdc++")]),
+        // The scan of 4-bit product-quantised codes (pq-scan): AVX2 byte shuffles chosen at run time, a portable twin
+        .target(name: "CFastScan"),
         .target(
-            name: "MMEval", dependencies: ["MMFoundation", "MMCLIP", "MMData", "CFaiss"], resources: [.copy("templates")],
+            name: "MMEval", dependencies: ["MMFoundation", "MMCLIP", "MMData", "CFaiss", "CFastScan"], resources: [.copy("templates")],
             swiftSettings: optimise),
         .target(name: "MMTrain", dependencies: ["MMCLIP", "MMData", "MMDistributed"], swiftSettings: optimise),
 
@@ -109,7 +111,8 @@ let package = Package(
         .testTarget(name: "MMImageTests", dependencies: ["MMImage"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMTokenizerTests", dependencies: ["MMTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MMDataTests", dependencies: ["MMData", "MMImage", "MMTokenizer", "MMTensor"], exclude: ["Fixtures"]),
-        .testTarget(name: "MMEvalTests", dependencies: ["MMEval", "MMCLIP", "MMData", "MMImage", "MMTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "MMEvalTests", dependencies: ["MMEval", "MMCLIP", "MMData", "MMImage", "MMTestSupport", "CFastScan"], exclude: ["Fixtures"]),
         .testTarget(name: "MMDistributedTests", dependencies: ["MMDistributed", "MMTensor", "MMTestSupport"]),
         .testTarget(name: "MMServeTests", dependencies: ["MMServe", "MMEval", "MMTestSupport"])
     ],

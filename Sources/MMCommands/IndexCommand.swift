@@ -50,7 +50,7 @@ struct IndexCommand: ParsableCommand {
         @Option(help: "Image column of --captions.") var imageKey = "filepath"
         @Option(help: "Caption column of --captions.") var captionKey = "title"
         @Option(help: "Texts to index as text rows, one per line (for text→text and image→text search).") var texts: String?
-        @Option(help: "Also build an approximate index beside the file: ivf, ivf-pq or hnsw.") var ann: ApproximateIndex.Kind?
+        @Option(help: "Also build an approximate index beside the file: ivf, ivf-pq, hnsw or pq-scan.") var ann: ApproximateIndex.Kind?
         @OptionGroup var annOptions: AnnOptions
         @OptionGroup(title: "WebDataset shards") var shardOptions: ShardOptions
 
@@ -111,7 +111,10 @@ struct IndexCommand: ParsableCommand {
 struct AnnOptions: ParsableArguments {
     @Option(help: "IVF lists scanned per query (ivf, ivf-pq; default 1/64 of the lists, at least 8).") var nprobe: Int?
     @Option(help: "Graph search breadth (hnsw; default \(ApproximateIndex.defaultEfSearch)).") var efSearch: Int?
-    @Option(help: "Candidates per wanted result re-scored exactly (default \(ApproximateIndex.defaultCandidatesPerResult)).")
+    @Option(
+        help:
+            "Candidates per wanted result re-scored exactly (ivf-pq, hnsw: default \(ApproximateIndex.defaultCandidatesPerResult); pq-scan: default \(ApproximateIndex.defaultScanCandidatesPerResult), its search breadth)."
+    )
     var candidates: Int?
 
     func validate() throws {
@@ -236,14 +239,18 @@ extension IndexCommand {
     struct Ann: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "ann",
-            abstract: "Build an approximate (faiss) index beside an index file: ivf, ivf-pq or hnsw.",
+            abstract: "Build an approximate index beside an index file: ivf, ivf-pq, hnsw (faiss) or pq-scan.",
             discussion: """
+                ivf scans the rows of the lists nearest the query; pq-scan scans 4-bit codes of every \
+                row and re-scores the best --candidates per result (for data where lists cannot prune).
+
                   mm index ann gallery.mmi --kind ivf      # writes gallery.mmi.ann and gallery.mmi.ann.json
+                  mm index ann gallery.mmi --kind pq-scan --candidates 100
                 """
         )
 
         @Argument(help: "Index file.") var index: String
-        @Option(help: "ivf, ivf-pq or hnsw.") var kind: ApproximateIndex.Kind
+        @Option(help: "ivf, ivf-pq, hnsw or pq-scan.") var kind: ApproximateIndex.Kind
         @OptionGroup var annOptions: AnnOptions
 
         func run() throws {
@@ -312,8 +319,10 @@ extension IndexCommand {
         @Option(help: "Model fingerprint recorded in the --mapped file (a model's, to serve it with that model).") var fingerprint = "bench"
         @Option(help: "Also build this approximate index over the rows (needs --mapped or --index) and compare.") var ann: ApproximateIndex.Kind?
         @Option(help: "Bench this index file instead of random rows; queries mix two random rows.") var index: String?
-        @Option(parsing: .upToNextOption, help: "nprobe (IVF) or efSearch (HNSW) values measured on the one build.") var breadth: [Int] = []
+        @Option(parsing: .upToNextOption, help: "nprobe (IVF), efSearch (HNSW) or candidates per result (pq-scan) measured on the one build.")
+        var breadth: [Int] = []
         @Option var candidates: Int?
+        @Option(help: "Dimensions per sub-quantiser of pq-scan.") var pqDims: Int?
 
         func run() throws {
             var g = SeededGenerator(seed: 1)
@@ -372,7 +381,8 @@ extension IndexCommand {
                 guard file != nil || index != nil else { throw ValidationError("--ann needs --mapped or --index") }
                 before = residentMB()
                 built = try ApproximateIndex.build(
-                    gallery, kind: ann, nprobe: breadth.first, efSearch: breadth.first, candidatesPerResult: candidates)
+                    gallery, kind: ann, nprobe: breadth.first, efSearch: breadth.first,
+                    candidatesPerResult: ann == .pqScan ? breadth.first ?? candidates : candidates, pqDimensions: pqDims)
                 after = residentMB()
                 // Saved (to measure its size) beside the temporary file only, never beside a user's index.
                 if let file { try built!.save(beside: file) }
@@ -390,7 +400,7 @@ extension IndexCommand {
             // For each breadth: exact and approximate search timed in turn, in a batch and one by one.
             var points: [[String: Any]] = []
             for b in breadth.isEmpty ? [nil] : breadth.map(Optional.some) {
-                try built.tune(nprobe: b, efSearch: b)
+                if let b { try built.tune(breadth: b) }
                 let found = try gallery.search(query, k: k, approximate: built)
                 let batch = try inTurn({ _ = gallery.search(query, k: k) }, { _ = try gallery.search(query, k: k, approximate: built) })
                 let one = try inTurn(

@@ -3,12 +3,12 @@ import Foundation
 import MMFoundation
 import MMTensor
 
-/// An approximate nearest-neighbour index (faiss) over the rows of an `EmbeddingIndex`, saved
-/// beside it: `gallery.mmi.ann` (faiss's own format) and `gallery.mmi.ann.json` (what it is and
-/// which `.mmi` it was built from, by checksum). The scores returned are always true cosines:
-/// an `ivf` index holds the rows themselves and mm scans its lists; the other kinds only propose
-/// candidates, which `EmbeddingIndex` re-scores from its own rows, so a compressed code (PQ, SQ8)
-/// costs recall only, never precision of the scores.
+/// An approximate nearest-neighbour index over the rows of an `EmbeddingIndex`, saved beside it:
+/// `gallery.mmi.ann` (faiss's own format, or mm's for `pq-scan`) and `gallery.mmi.ann.json` (what
+/// it is and which `.mmi` it was built from, by checksum). The scores returned are always true
+/// cosines: an `ivf` index holds the rows themselves and mm scans its lists; the other kinds only
+/// propose candidates, which `EmbeddingIndex` re-scores from its own rows, so a compressed code
+/// (PQ, SQ8) costs recall only, never precision of the scores.
 public final class ApproximateIndex: @unchecked Sendable {
     public enum Kind: String, Codable, Sendable, CaseIterable {
         /// Inverted file of ≈4√n lists holding the float rows themselves (as much memory again as
@@ -23,6 +23,11 @@ public final class ApproximateIndex: @unchecked Sendable {
         /// Hierarchical navigable small-world graph (32 links a node) over 8-bit scalar-quantised
         /// rows: the best recall per query time, slower to build.
         case hnsw
+        /// No partition: every row's 4-bit product-quantised codes (a sub-quantiser per 2
+        /// dimensions: 128 bytes a 512-d row) are scanned with byte shuffles, and the best
+        /// `candidatesPerResult` per result re-scored (`PQFastScan`). The kind for data without
+        /// neighbourhoods, where IVF and HNSW cannot prune.
+        case pqScan = "pq-scan"
         /// An index another tool wrote over the same rows (clip-retrieval's `image.index`, built
         /// by autofaiss), adopted as it is: its own search settings, candidates re-scored.
         /// mm never builds one (`ClipRetrievalFolder.adopt`).
@@ -49,7 +54,10 @@ public final class ApproximateIndex: @unchecked Sendable {
     }
 
     public private(set) var info: Info
-    private let handle: OpaquePointer
+    /// faiss's index (nil for `pq-scan`).
+    private let handle: OpaquePointer?
+    /// The codes of a `pq-scan` index (nil for the faiss kinds).
+    private let scan: PQFastScan?
     /// The lists of an `ivf` index, scanned here (nil for the kinds faiss searches).
     private let lists: Lists?
 
@@ -76,7 +84,15 @@ public final class ApproximateIndex: @unchecked Sendable {
     private init(info: Info, handle: OpaquePointer) throws {
         self.info = info
         self.handle = handle
+        scan = nil
         lists = info.kind == .ivf ? try Self.lists(of: handle, info: info) : nil
+    }
+
+    private init(info: Info, scan: PQFastScan) {
+        self.info = info
+        self.scan = scan
+        handle = nil
+        lists = nil
     }
 
     /// The lists of an IVF-Flat index, checked: every row number in range, all rows once.
@@ -103,7 +119,7 @@ public final class ApproximateIndex: @unchecked Sendable {
         return Lists(centroids: c, rows: rows, ids: ids, sizes: sizes)
     }
 
-    deinit { mmf_free(handle) }
+    deinit { if let handle { mmf_free(handle) } }
 
     /// The number of IVF lists for `rows` rows: about 4·√n (the power of two nearest it,
     /// 16…65,536: 1,024 for 100,000 rows, 4,096 for a million).
@@ -124,6 +140,8 @@ public final class ApproximateIndex: @unchecked Sendable {
             return "IVF\(lists),\(dimension % 4 == 0 ? "PQ\(dimension / 4)" : "SQ8")"
         case .hnsw:
             return "HNSW32,SQ8"
+        case .pqScan:
+            return PQFastScan.factory(dimension: dimension)
         case .adopted:
             preconditionFailure("an adopted index is not built by mm")
         }
@@ -136,17 +154,38 @@ public final class ApproximateIndex: @unchecked Sendable {
     /// The search settings used when none are given.
     public static let defaultEfSearch = 128, defaultCandidatesPerResult = 10
 
+    /// Candidates per wanted result re-scored unless told: `pq-scan` keeps more than the faiss
+    /// kinds, cheaply (docs/serve.md: on a million random 512-d rows 20 give recall@10 0.96, 50 give 0.99).
+    public static func defaultCandidates(_ kind: Kind) -> Int { kind == .pqScan ? defaultScanCandidatesPerResult : defaultCandidatesPerResult }
+    public static let defaultScanCandidatesPerResult = 30
+
     /// Builds an index of `kind` over every row of `index` (which must come from a file: the
     /// sidecar records its checksum). Training uses an evenly spaced sample of the rows.
+    /// `pqDimensions`: dimensions per sub-quantiser of `pq-scan` (default 2; benchmarks compare).
     public static func build(
-        _ index: EmbeddingIndex, kind: Kind, nprobe: Int? = nil, efSearch: Int? = nil, candidatesPerResult: Int? = nil
+        _ index: EmbeddingIndex, kind: Kind, nprobe: Int? = nil, efSearch: Int? = nil, candidatesPerResult: Int? = nil,
+        pqDimensions: Int? = nil
     ) throws -> ApproximateIndex {
         guard let checksum = index.checksum else { throw EvalError.unsavedIndex }
         guard index.count > 0 else { throw EvalError.emptyIndex(file: index.file ?? "index") }
         guard kind != .adopted else {
-            throw EvalError.faiss(file: index.file, reason: "builds ivf, ivf-pq or hnsw indexes (an adopted one comes from another tool)")
+            throw EvalError.faiss(file: index.file, reason: "builds ivf, ivf-pq, hnsw or pq-scan indexes (an adopted one comes from another tool)")
         }
         let started = DispatchTime.now().uptimeNanoseconds
+        func seconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 }
+        if kind == .pqScan {
+            guard index.count <= Int(UInt32.max) else {
+                throw EvalError.badIndex(file: index.file ?? "index", reason: "pq-scan holds at most 2³²−1 rows")
+            }
+            let s = min(max(1, pqDimensions ?? PQFastScan.defaultSubDimension), index.dimension)
+            let info = Info(
+                kind: kind, factory: PQFastScan.factory(dimension: index.dimension, subDimension: s), rows: index.count,
+                dimension: index.dimension, checksum: String(checksum, radix: 16), candidatesPerResult: candidatesPerResult ?? defaultCandidates(kind)
+            )
+            let built = ApproximateIndex(info: info, scan: PQFastScan.build(index, subDimension: s))
+            built.info.buildSeconds = seconds()
+            return built
+        }
         mmf_set_threads(threads)
         let factory = factory(kind, rows: index.count, dimension: index.dimension)
         // k-means and the PQ codebooks converge on a sample: faiss itself caps training at 256 rows a centroid.
@@ -170,7 +209,7 @@ public final class ApproximateIndex: @unchecked Sendable {
             checksum: String(checksum, radix: 16), nprobe: kind == .hnsw ? nil : (nprobe ?? defaultNprobe(rows: index.count)),
             efSearch: kind == .hnsw ? (efSearch ?? defaultEfSearch) : nil,
             candidatesPerResult: candidatesPerResult ?? defaultCandidatesPerResult,
-            buildSeconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
+            buildSeconds: seconds())
         let built = try ApproximateIndex(info: info, handle: handle)
         try built.applySearchParameters()
         return built
@@ -181,12 +220,22 @@ public final class ApproximateIndex: @unchecked Sendable {
         (URL(fileURLWithPath: index.path + ".ann"), URL(fileURLWithPath: index.path + ".ann.json"))
     }
 
-    /// Saves the faiss index and its sidecar beside `index` (each written to a temporary file and renamed).
+    /// Saves the index and its sidecar beside `index` (each written to a temporary file and renamed).
     public func save(beside index: URL) throws {
         let (faissURL, infoURL) = Self.files(beside: index)
+        if let scan { try scan.write(to: faissURL.path) } else { try saveFaiss(to: faissURL) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let json = try encoder.encode(info)
+        do { try AtomicFile.write(json, to: infoURL.path) } catch let error as FileError {
+            throw EvalError.unwritable(file: error.path, reason: error.reason)
+        }
+    }
+
+    private func saveFaiss(to faissURL: URL) throws {
         let temporary = faissURL.deletingLastPathComponent().path + "/.\(faissURL.lastPathComponent).\(getpid()).tmp"
         var error = [CChar](repeating: 0, count: 512)
-        guard mmf_write(handle, temporary, &error, error.count) == 0 else {
+        guard let handle, mmf_write(handle, temporary, &error, error.count) == 0 else {
             unlink(temporary)
             throw EvalError.faiss(file: faissURL.path, reason: "could not write the index (\(String(cString: error)))")
         }
@@ -195,12 +244,6 @@ public final class ApproximateIndex: @unchecked Sendable {
         guard rename(temporary, faissURL.path) == 0 else {
             unlink(temporary)
             throw EvalError.unwritable(file: faissURL.path, reason: String(cString: strerror(errno)))
-        }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let json = try encoder.encode(info)
-        do { try AtomicFile.write(json, to: infoURL.path) } catch let error as FileError {
-            throw EvalError.unwritable(file: error.path, reason: error.reason)
         }
     }
 
@@ -221,6 +264,9 @@ public final class ApproximateIndex: @unchecked Sendable {
         guard (1...1000).contains(info.candidatesPerResult) else {
             throw EvalError.badIndex(file: infoURL.path, reason: "candidatesPerResult \(info.candidatesPerResult) is outside 1…1000")
         }
+        if info.kind == .pqScan {
+            return ApproximateIndex(info: info, scan: try PQFastScan.load(faissURL.path, rows: index.count, dimension: index.dimension))
+        }
         var error = [CChar](repeating: 0, count: 512)
         var out: OpaquePointer?
         guard mmf_read(faissURL.path, &out, &error, error.count) == 0, let handle = out else {
@@ -236,15 +282,25 @@ public final class ApproximateIndex: @unchecked Sendable {
         return loaded
     }
 
+    /// Sets the kind's search breadth: `nprobe` (IVF), `efSearch` (HNSW) or candidates per result (`pq-scan`, adopted).
+    public func tune(breadth: Int) throws {
+        switch info.kind {
+        case .ivf, .ivfpq: try tune(nprobe: breadth)
+        case .hnsw: try tune(efSearch: breadth)
+        case .pqScan, .adopted: try tune(candidatesPerResult: breadth)
+        }
+    }
+
     /// Changes the search settings (not while searches run: benchmarks sweep them on one build).
     public func tune(nprobe: Int? = nil, efSearch: Int? = nil, candidatesPerResult: Int? = nil) throws {
-        if info.kind != .hnsw, let nprobe { info.nprobe = nprobe }
+        if info.kind == .ivf || info.kind == .ivfpq, let nprobe { info.nprobe = nprobe }
         if info.kind == .hnsw, let efSearch { info.efSearch = efSearch }
         if let candidatesPerResult { info.candidatesPerResult = candidatesPerResult }
         try applySearchParameters()
     }
 
     private func applySearchParameters() throws {
+        guard let handle else { return }
         var error = [CChar](repeating: 0, count: 512)
         for (name, value) in [("nprobe", info.nprobe), ("efSearch", info.efSearch)] {
             guard let value else { continue }
@@ -325,11 +381,14 @@ public final class ApproximateIndex: @unchecked Sendable {
         }
     }
 
-    /// For each query row [Q, D], up to `count` candidate rows (best first by the approximate score).
-    /// The queries are split over `Threads.count` threads, each running faiss on one OpenMP thread
-    /// (faiss's searches are read-only; its own OpenMP split spins at barriers on shared cores).
+    /// For each query row [Q, D], up to `count` candidate rows (for the faiss kinds best first by the
+    /// approximate score). For faiss the queries are split over `Threads.count` threads, each running
+    /// faiss on one OpenMP thread (faiss's searches are read-only; its own OpenMP split spins at
+    /// barriers on shared cores).
     public func candidates(_ queries: Tensor, count: Int) throws -> [[Int]] {
         precondition(queries.rank == 2 && queries.shape[1] == info.dimension, "queries must have the index's dimension")
+        if let scan { return scan.candidates(queries, count: count) }
+        guard let handle else { preconditionFailure("a faiss kind has a handle") }
         let q = queries.shape[0], k = min(count, info.rows), d = info.dimension
         guard q > 0, k > 0 else { return Array(repeating: [], count: q) }
         var scores = [Float](repeating: 0, count: q * k), labels = [Int64](repeating: -1, count: q * k)
@@ -385,13 +444,20 @@ extension EmbeddingIndex {
         return results
     }
 
-    /// The k best of `rows` by exact cosine with one query (ties: the earlier row).
+    /// The k best of `rows` by exact cosine with one query (ties: the earlier row). Each row is
+    /// scored where it lies (a BLAS dot product), into a running best k: pq-scan re-scores
+    /// thousands of scattered candidates a query, and a copy or a sort of them would cost more.
     private func rescore(_ query: UnsafePointer<Float>, _ rows: [Int], k: Int) -> [Match] {
         guard !rows.isEmpty else { return [] }
-        let q = Tensor(shape: [1, dimension], values: Array(UnsafeBufferPointer(start: query, count: dimension)))
-        let scores = withoutGradients { Tensor.matmul(q, embeddings(rows: rows), transposeB: true) }  // [1, n]
-        let order = rows.indices.filter { !scores.data[$0].isNaN }
-            .sorted { scores.data[$0] > scores.data[$1] || (scores.data[$0] == scores.data[$1] && rows[$0] < rows[$1]) }
-        return order.prefix(k).map { j in Match(index: rows[j], id: ids[rows[j]], name: names[rows[j]], score: scores.data[j]) }
+        let k = min(k, rows.count)
+        var best = [Float](repeating: 0, count: k), at = [Int](repeating: 0, count: k), filled = 0
+        withRows { all in
+            for r in rows {
+                precondition(r >= 0 && r < count, "row out of range")
+                var score = sdot(dimension, query, all + r * dimension)
+                keepBest(&score, count: 1, first: r, k: k, best: &best, at: &at, filled: &filled)
+            }
+        }
+        return (0..<filled).map { j in Match(index: at[j], id: ids[at[j]], name: names[at[j]], score: best[j]) }
     }
 }

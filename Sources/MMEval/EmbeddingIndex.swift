@@ -355,8 +355,7 @@ public struct EmbeddingIndex {
         let filled = UnsafeMutablePointer<Int>.allocate(capacity: workers * q)
         filled.initialize(repeating: 0, count: workers * q)
         defer { best.deallocate(); at.deallocate(); filled.deallocate() }
-        withRowBytes { bytes in
-            let rows = bytes.baseAddress!.assumingMemoryBound(to: Float.self)
+        withRows { rows in
             DispatchQueue.concurrentPerform(iterations: workers) { w in
                 let scores = UnsafeMutablePointer<Float>.allocate(capacity: q * min(block, count))
                 defer { scores.deallocate() }
@@ -395,6 +394,11 @@ public struct EmbeddingIndex {
     private enum Rows {
         case memory(Tensor)
         case mapped(MappedFile, offset: Int)
+    }
+
+    /// Calls `body` with the rows [count, dimension] where they lie (memory or the map).
+    func withRows(_ body: (UnsafePointer<Float>) -> Void) {
+        withRowBytes { body($0.baseAddress!.assumingMemoryBound(to: Float.self)) }
     }
 
     private func withRowBytes(_ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {

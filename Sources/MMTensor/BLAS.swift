@@ -37,3 +37,11 @@ public func sgemm(
         call(0..<m)
     }
 }
+
+/// The inner product of `n` floats at `x` and `y` (BLAS, this thread): for scoring scattered rows
+/// in place, where gathering them for sgemm would copy each one twice more.
+@inline(__always)
+public func sdot(_ n: Int, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>) -> Float {
+    _ = blasSingleThreaded
+    return cblas_sdot(Int32(n), x, 1, y, 1)
+}

@@ -9,7 +9,8 @@ print("|---|---|---|---|---|---|---|---|---|---|")
 for line in open(sys.argv[1]):
     r = json.loads(line)
     for p in r.get("points", []):
-        breadth = f"nprobe {p['nprobe']}" if "nprobe" in p else f"efSearch {p['ef_search']}"
+        breadth = (f"nprobe {p['nprobe']}" if "nprobe" in p else f"efSearch {p['ef_search']}" if "ef_search" in p
+                   else f"candidates {p['candidates_per_result']}/result")
         print(f"| {r['rows']:,} × {r['dim']} | {r['ann']} | {r['build_seconds']:.0f} "
               f"| {r['rss_before_build_mb']:,.0f} → {r['rss_after_build_mb']:,.0f} ({r['peak_rss_mb']:,.0f}) "
               f"| {breadth} | {p['recall_at_k']:.3f} ({p['recall_at_k_ties']:.3f}) "

@@ -1,0 +1,213 @@
+import CFastScan
+import Foundation
+import MMEval
+import MMTensor
+import MMTestSupport
+import Testing
+
+/// Random 4-bit codes of `rows` rows and `subquantizers` sub-quantisers, random 8-bit tables of
+/// `tables` queries (values ≤ 63, fastscan.h), and the codes packed into fastscan.h's block layout (written here from the
+/// header's description, independently of the index's encoder).
+private struct Codes {
+    let rows: Int, subquantizers: Int
+    let codes: [[UInt8]]  // [row][sub-quantiser]
+    let tables: [[[UInt8]]]  // [query][sub-quantiser][16]
+    var pairs: Int { (subquantizers + 1) / 2 }
+    var blocks: Int { (rows + 31) / 32 }
+
+    init(rows: Int, subquantizers: Int, tables queries: Int, seed: UInt64) {
+        var g = SeededGenerator(seed: seed)
+        self.rows = rows
+        self.subquantizers = subquantizers
+        codes = (0..<rows).map { _ in (0..<subquantizers).map { _ in UInt8.random(in: 0...15, using: &g) } }
+        tables = (0..<queries).map { _ in (0..<subquantizers).map { _ in (0..<16).map { _ in UInt8.random(in: 0...63, using: &g) } } }
+    }
+
+    var packed: [UInt8] {
+        var out = [UInt8](repeating: 0, count: blocks * pairs * 32)
+        for r in 0..<rows {
+            for m in 0..<subquantizers {
+                let byte = (r / 32) * pairs * 32 + (m / 2) * 32 + (m % 2) * 16 + r % 16
+                out[byte] |= r % 32 < 16 ? codes[r][m] : codes[r][m] << 4
+            }
+        }
+        return out
+    }
+
+    /// Query q's table in the block layout (a missing odd sub-quantiser's values stay 0).
+    func packedTable(_ q: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: pairs * 32)
+        for m in 0..<subquantizers { for c in 0..<16 { out[(m / 2) * 32 + (m % 2) * 16 + c] = tables[q][m][c] } }
+        return out
+    }
+
+    /// The sum over sub-quantisers of the table at the row's codes, the brute-force way.
+    func naive(_ q: Int, row: Int) -> Int { (0..<subquantizers).reduce(0) { $0 + Int(tables[q][$1][Int(codes[row][$1])]) } }
+}
+
+/// Every query's sums by the kernels of `level` (fastscan.h): [query][row].
+private func sums(_ c: Codes, level: Int32) -> [[UInt16]] {
+    let q = c.tables.count
+    var out = [UInt16](repeating: 0, count: q * c.blocks * 32)
+    mmfs_sums(c.packed, Int64(c.blocks), Int32(c.pairs), (0..<q).flatMap { c.packedTable($0) }, Int32(q), &out, level)
+    return (0..<q).map { Array(out[($0 * c.blocks * 32)..<($0 * c.blocks * 32 + c.rows)]) }
+}
+
+/// The kept rows of `mmfs_scan` for every query, sorted by (sum descending, row); with `split`,
+/// two scans of blocks [0, split) and [split, end) merged.
+private func scan(_ c: Codes, keep: Int, level: Int32, split: Int? = nil) -> [[Int]] {
+    let q = c.tables.count, tables = (0..<q).flatMap { c.packedTable($0) }, codes = c.packed
+    var kept = [UInt64](repeating: 0, count: 2 * q * 2 * keep)
+    var count = [Int32](repeating: 0, count: 2 * q), above = [Int32](repeating: 0, count: q)
+    let end = Int64(c.blocks), middle = Int64(split ?? c.blocks)
+    kept.withUnsafeMutableBufferPointer { k in
+        count.withUnsafeMutableBufferPointer { n in
+            let (k, n) = (k.baseAddress!, n.baseAddress!)
+            mmfs_scan(codes, 0, middle, Int64(c.rows), Int32(c.pairs), tables, Int32(q), Int32(keep), k, n, &above, level)
+            let other = k + q * 2 * keep
+            mmfs_scan(codes, middle, end, Int64(c.rows), Int32(c.pairs), tables, Int32(q), Int32(keep), other, n + q, &above, level)
+            for i in 0..<q { mmfs_merge(k + i * 2 * keep, n + i, Int32(keep), other + i * 2 * keep, n[q + i]) }
+        }
+    }
+    return (0..<q).map { i -> [Int] in
+        let keys = kept[(i * 2 * keep)..<(i * 2 * keep + Int(count[i]))]
+        return ranked(keys.map { (sum: Int(mmfs_sum($0)), row: Int(mmfs_row($0))) })
+    }
+}
+
+/// Rows by sum, largest first, ties by row.
+private func ranked(_ entries: [(sum: Int, row: Int)]) -> [Int] {
+    entries.sorted { (a: (sum: Int, row: Int), b: (sum: Int, row: Int)) -> Bool in a.sum > b.sum || (a.sum == b.sum && a.row < b.row) }.map(\.row)
+}
+
+private func temporaryFile() -> URL {
+    FileManager.default.temporaryDirectory.appendingPathComponent("mm-pqscan-\(UUID().uuidString).mmi")
+}
+
+/// Rows around 200 cluster centres (the shape of real embeddings), and queries from the same
+/// distribution; as in IndexTests' approximate-search test.
+private func clustered(rows n: Int, queries: Int, dimension d: Int, seed: UInt64) -> (EmbeddingIndex, Tensor) {
+    var g = SeededGenerator(seed: seed)
+    let centres = g.tensor([200, d], requiresGrad: false), noise = g.tensor([n + queries, d], requiresGrad: false)
+    let rows = Tensor.zeros([n, d]), near = Tensor.zeros([queries, d])
+    for i in 0..<n { for j in 0..<d { rows.data[i * d + j] = centres.data[(i % 200) * d + j] + 0.3 * noise.data[i * d + j] } }
+    for i in 0..<queries { for j in 0..<d { near.data[i * d + j] = centres.data[(i * 7 % 200) * d + j] + 0.3 * noise.data[(n + i) * d + j] } }
+    let index = EmbeddingIndex(modelFingerprint: "m", names: (0..<n).map { "r\($0)" }, embeddings: withoutGradients { rows.l2Normalized() })
+    return (index, withoutGradients { near.l2Normalized() })
+}
+
+@Suite struct PQScanTests {
+    /// mm is built for Haswell and later (Package.swift), so the AVX2 kernels are the ones compared;
+    /// this machine also has AVX-512VL, which the four-query kernel needs.
+    @Test func simdAndPortableKernelsEqualTheNaiveSum() {
+        #expect(mmfs_has_avx2() == 1)
+        #expect(mmfs_has_avx512vl() == 1)
+        // 128 sub-quantisers (512-d) and odd counts (a pair padded, a last group of fewer than four
+        // pairs); 6 queries: one group of four, then two alone.
+        for (rows, subquantizers) in [(200, 128), (32, 4), (45, 7), (1, 1), (70, 256)] {
+            let c = Codes(rows: rows, subquantizers: subquantizers, tables: 6, seed: UInt64(rows))
+            let portable = sums(c, level: 0)
+            #expect(portable == (0..<6).map { q in (0..<rows).map { UInt16(c.naive(q, row: $0)) } }, "\(rows) rows × \(subquantizers)")
+            #expect(sums(c, level: 1) == portable, "\(rows) rows × \(subquantizers)")
+            #expect(sums(c, level: 2) == portable, "\(rows) rows × \(subquantizers)")
+        }
+    }
+
+    /// The scan keeps each query's best rows by sum (ties: the earlier row), with either kernel,
+    /// and two scans of halves merged keep the same rows as one scan of all.
+    @Test func scanKeepsTheBestRowsAndMergesHalves() {
+        let c = Codes(rows: 1_000, subquantizers: 6, tables: 5, seed: 3)  // small sums: many ties
+        let keep = 50
+        let expected: [[Int]] = (0..<5).map { q in Array(ranked((0..<c.rows).map { (sum: c.naive(q, row: $0), row: $0) }).prefix(keep)) }
+        for level: Int32 in [0, 1, 2] {
+            #expect(scan(c, keep: keep, level: level) == expected, "level \(level)")
+            #expect(scan(c, keep: keep, level: level, split: 13) == expected, "level \(level)")
+        }
+        // More kept than rows: every row.
+        #expect(scan(Codes(rows: 40, subquantizers: 3, tables: 1, seed: 4), keep: 64, level: 2)[0].count == 40)
+    }
+
+    /// On clustered data pq-scan finds exact search's top 10 (recall@10 ≥ 0.95), every score is
+    /// the exact cosine, a search of one row kind returns only that kind, and the saved file
+    /// loads to the same results.
+    @Test func recallExactScoresKindsAndRoundTrip() throws {
+        let n = ApproximateIndex.exactBelowRows + 1_000, d = 64
+        var (index, queries) = clustered(rows: n, queries: 50, dimension: d, seed: 21)
+        let texts = index.embeddings(rows: Array(0..<1_000))
+        index.add(names: (0..<1_000).map { "t\($0)" }, embeddings: texts, kind: .text)
+        let url = temporaryFile()
+        defer { for f in [url.path, url.path + ".ann", url.path + ".ann.json"] { try? FileManager.default.removeItem(atPath: f) } }
+        try index.save(to: url)
+        let saved = try EmbeddingIndex.load(from: url)
+        let built = try ApproximateIndex.build(saved, kind: .pqScan)
+        #expect(built.info.factory == "PQ32x4fs" && built.info.candidatesPerResult == ApproximateIndex.defaultScanCandidatesPerResult)
+        try built.save(beside: url)
+        let loaded = try #require(try ApproximateIndex.load(beside: saved))
+        #expect(loaded.info == built.info)
+        let exact = saved.search(queries, k: 10)
+        let found = try saved.search(queries, k: 10, approximate: loaded)
+        #expect(try saved.search(queries, k: 10, approximate: built).map { $0.map(\.index) } == found.map { $0.map(\.index) })
+        let hits = zip(exact, found).map { e, f in Set(e.map(\.index)).intersection(f.map(\.index)).count }.reduce(0, +)
+        #expect(Double(hits) / 500 >= 0.95, "recall@10 \(Double(hits) / 500)")
+        for (i, matches) in found.enumerated() {
+            let rows = saved.embeddings(rows: matches.map(\.index))
+            for (j, match) in matches.enumerated() {
+                let cosine = (0..<d).reduce(Float(0)) { $0 + queries.data[i * d + $1] * rows.data[j * d + $1] }
+                #expect(abs(cosine - match.score) < 1e-5)
+            }
+        }
+        let textsOnly = try saved.search(queries, k: 10, kind: .text, approximate: loaded)
+        #expect(textsOnly.allSatisfy { $0.count == 10 && $0.allSatisfy { saved.kinds[$0.index] == .text } })
+    }
+
+    /// A truncated, tampered or mislabelled `.ann` is one clear error naming the file and what is
+    /// wrong, never a trap; so is one left from other contents of the index (stale).
+    @Test func damagedAndStaleFilesAreErrors() throws {
+        let (index, _) = clustered(rows: 3_000, queries: 1, dimension: 16, seed: 5)
+        let url = temporaryFile()
+        let ann = url.path + ".ann"
+        defer { for f in [url.path, ann, url.path + ".ann.json"] { try? FileManager.default.removeItem(atPath: f) } }
+        try index.save(to: url)
+        let saved = try EmbeddingIndex.load(from: url)
+        try ApproximateIndex.build(saved, kind: .pqScan).save(beside: url)
+        let good = try Data(contentsOf: URL(fileURLWithPath: ann))
+        func refused(_ bytes: Data, _ reason: String) throws {
+            try bytes.write(to: URL(fileURLWithPath: ann))
+            do {
+                _ = try ApproximateIndex.load(beside: saved)
+                Issue.record("accepted: expected \(reason)")
+            } catch let error as EvalError {
+                #expect("\(error)".hasPrefix(ann + ": ") && "\(error)".contains(reason), "\(error)")
+            }
+        }
+        func patched(_ offset: Int, _ value: UInt32) -> Data {
+            var d = good
+            withUnsafeBytes(of: value.littleEndian) { d.replaceSubrange(offset..<(offset + 4), with: $0) }
+            return d
+        }
+        try refused(good.prefix(good.count - 1), "file size")
+        try refused(good.prefix(20), "no MMPQSCAN magic")
+        try refused(Data(), "no MMPQSCAN magic")
+        try refused(patched(8, 9), "version 9")
+        try refused(patched(12, 1 << 30), "dimension")
+        try refused(patched(16, 0), "dimensions per sub-quantiser 0")
+        try refused(patched(16, 8), "file size")  // a valid field that sizes the file otherwise
+        try refused(patched(20, 256), "centroids per sub-quantiser 256")
+        try refused(patched(24, 7), "rows 7")
+        var flipped = good
+        flipped[good.count / 2] ^= 0x10
+        try refused(flipped, "checksum mismatch")
+        // A centroid of NaN with a matching checksum (a file written wrongly, not damaged).
+        var nan = patched(32, Float.nan.bitPattern)
+        var sum: UInt64 = fnv(nan.prefix(nan.count - 8))
+        nan.replaceSubrange((nan.count - 8)..<nan.count, with: Data(bytes: &sum, count: 8))
+        try refused(nan, "not finite")
+        try good.write(to: URL(fileURLWithPath: ann))
+        #expect(try ApproximateIndex.load(beside: saved) != nil)
+        // Other contents saved over the index: the pq-scan file beside it is stale.
+        var changed = saved
+        changed.add(names: ["extra"], embeddings: Tensor(shape: [1, 16], values: Array(repeating: 0.25, count: 16)))
+        try changed.save(to: url)
+        #expect(throws: EvalError.self) { try ApproximateIndex.load(beside: try EmbeddingIndex.load(from: url)) }
+    }
+}
