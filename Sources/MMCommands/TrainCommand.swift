@@ -126,8 +126,8 @@ struct TrainCommand: ParsableCommand {
             model: .init(name: model.model, pretrained: model.pretrained, vocab: model.vocab),
             training: training, fromData: fromData)
         if shards { configuration.data.shards = shardOptions.settings(ranks: ranks) }
-        if let share = data.holdOut, share > 0 { configuration.data.holdOut = share }
-        if let patience = data.patience, patience > 0 { configuration.training.patience = patience }
+        if let share = data.holdOut, share != 0 { configuration.data.holdOut = share }
+        if let patience = data.patience, patience != 0 { configuration.training.patience = patience }
         return configuration
     }
 
