@@ -6,9 +6,16 @@ enum Paths {
         .deletingLastPathComponent().path
     static let shapes = root + "/datasets/shapes"
 
+    /// This test process's scratch folder, removed when the process exits (its runs and shards
+    /// take about 500 MB).
+    static let folder: String = {
+        atexit { try? FileManager.default.removeItem(atPath: Paths.folder) }
+        return FileManager.default.temporaryDirectory.path + "/mm-data-tests-\(getpid())"
+    }()
+
     /// A fresh directory for one test's files.
     static func scratch(_ name: String) -> String {
-        let dir = FileManager.default.temporaryDirectory.path + "/mm-data-tests-\(getpid())/\(name)"
+        let dir = folder + "/" + name
         try? FileManager.default.removeItem(atPath: dir)
         try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         return dir
