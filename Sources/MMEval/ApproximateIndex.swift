@@ -208,7 +208,7 @@ public final class ApproximateIndex: @unchecked Sendable {
             kind: kind, factory: factory, rows: index.count, dimension: index.dimension,
             checksum: String(checksum, radix: 16), nprobe: kind == .hnsw ? nil : (nprobe ?? defaultNprobe(rows: index.count)),
             efSearch: kind == .hnsw ? (efSearch ?? defaultEfSearch) : nil,
-            candidatesPerResult: candidatesPerResult ?? defaultCandidatesPerResult,
+            candidatesPerResult: candidatesPerResult ?? defaultCandidates(kind),
             buildSeconds: seconds())
         let built = try ApproximateIndex(info: info, handle: handle)
         try built.applySearchParameters()
@@ -342,11 +342,7 @@ public final class ApproximateIndex: @unchecked Sendable {
             members[next[l]] = p / probe
             next[l] += 1
         }
-        let workers = max(1, min(Threads.count, count)), slots = workers * q * k
-        let best = UnsafeMutablePointer<Float>.allocate(capacity: slots), at = UnsafeMutablePointer<Int>.allocate(capacity: slots)
-        let filled = UnsafeMutablePointer<Int>.allocate(capacity: workers * q)
-        filled.initialize(repeating: 0, count: workers * q)
-        defer { best.deallocate(); at.deallocate(); filled.deallocate() }
+        let workers = max(1, min(Threads.count, count)), found = WorkersBest(workers: workers, queries: q, k: k)
         // Queries per product: at most 256, and no more than any list is probed by (1 for one query).
         let chunk = max(1, min(256, (0..<count).map { start[$0 + 1] - start[$0] }.max() ?? 1)), longest = lists.sizes.max() ?? 0
         DispatchQueue.concurrentPerform(iterations: workers) { w in
@@ -361,24 +357,14 @@ public final class ApproximateIndex: @unchecked Sendable {
                     for j in 0..<m { (block + j * d).update(from: queries.data + members[first + j] * d, count: d) }
                     sgemm(transA: false, transB: true, m: m, n: n, k: d, a: block, lda: d, b: rows, ldb: d, c: scores, ldc: n, parallel: false)
                     for j in 0..<m {
-                        let row = scores + j * n, slot = w * q + members[first + j]
+                        let row = scores + j * n
                         if let allowed { for r in 0..<n where !allowed[Int(ids[r])] { row[r] = .nan } }
-                        keepBest(row, count: n, rows: ids, k: k, best: best + slot * k, at: at + slot * k, filled: &filled[slot])
+                        found.keep(row, count: n, rows: ids, worker: w, query: members[first + j])
                     }
                 }
             }
         }
-        // Each query's best of the workers' best (worker 0's first, the others merged into it).
-        return (0..<q).map { i in
-            for w in 1..<workers {
-                let slot = w * q + i
-                for j in 0..<filled[slot] {
-                    var score = best[slot * k + j]
-                    keepBest(&score, count: 1, first: at[slot * k + j], k: k, best: best + i * k, at: at + i * k, filled: &filled[i])
-                }
-            }
-            return (0..<filled[i]).map { (at[i * k + $0], best[i * k + $0]) }
-        }
+        return found.merged()
     }
 
     /// For each query row [Q, D], up to `count` candidate rows (for the faiss kinds best first by the

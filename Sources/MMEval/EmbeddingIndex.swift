@@ -350,11 +350,7 @@ public struct EmbeddingIndex {
         // block stay in cache (about 1 MB of them).
         let block = blockRows ?? min(max(256, (1 << 18) / q), max(1, Self.blockBytes / (d * 4)))
         let blocks = (count + block - 1) / block, workers = max(1, min(Threads.count, blocks))
-        let slots = workers * q * k
-        let best = UnsafeMutablePointer<Float>.allocate(capacity: slots), at = UnsafeMutablePointer<Int>.allocate(capacity: slots)
-        let filled = UnsafeMutablePointer<Int>.allocate(capacity: workers * q)
-        filled.initialize(repeating: 0, count: workers * q)
-        defer { best.deallocate(); at.deallocate(); filled.deallocate() }
+        let found = WorkersBest(workers: workers, queries: q, k: k)
         withRows { rows in
             DispatchQueue.concurrentPerform(iterations: workers) { w in
                 let scores = UnsafeMutablePointer<Float>.allocate(capacity: q * min(block, count))
@@ -365,27 +361,11 @@ public struct EmbeddingIndex {
                         transA: false, transB: true, m: q, n: n, k: d, a: queries.data, lda: d, b: rows + first * d, ldb: d, c: scores,
                         ldc: n, parallel: false)
                     if let mask { for j in 0..<n where !mask[first + j] { for i in 0..<q { scores[i * n + j] = .nan } } }
-                    for i in 0..<q {
-                        let slot = w * q + i
-                        keepBest(scores + i * n, count: n, first: first, k: k, best: best + slot * k, at: at + slot * k, filled: &filled[slot])
-                    }
+                    for i in 0..<q { found.keep(scores + i * n, count: n, first: first, worker: w, query: i) }
                 }
             }
         }
-        // Each query's best of the workers' best (worker 0's first, the others merged into it).
-        return (0..<q).map { i in
-            for w in 1..<workers {
-                let slot = w * q + i
-                for j in 0..<filled[slot] {
-                    var score = best[slot * k + j]
-                    keepBest(&score, count: 1, first: at[slot * k + j], k: k, best: best + i * k, at: at + i * k, filled: &filled[i])
-                }
-            }
-            return (0..<filled[i]).map { j in
-                let r = at[i * k + j]
-                return Match(index: r, id: ids[r], name: names[r], score: best[i * k + j])
-            }
-        }
+        return found.merged().map { found in found.map { Match(index: $0.row, id: ids[$0.row], name: names[$0.row], score: $0.score) } }
     }
 
     // MARK: Rows
@@ -410,6 +390,48 @@ public struct EmbeddingIndex {
 
     private func append<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
         withUnsafeBytes(of: value.littleEndian) { bytes += $0 }
+    }
+}
+
+/// Each worker's running best k for each query (`keepBest`), in one allocation, merged at the
+/// end: searches split rows (or lists) over the cores, and each core keeps its own best.
+final class WorkersBest: @unchecked Sendable {
+    let queries: Int, k: Int, workers: Int
+    private let best: UnsafeMutablePointer<Float>, at: UnsafeMutablePointer<Int>, filled: UnsafeMutablePointer<Int>
+
+    init(workers: Int, queries: Int, k: Int) {
+        (self.workers, self.queries, self.k) = (workers, queries, k)
+        best = .allocate(capacity: workers * queries * k)
+        at = .allocate(capacity: workers * queries * k)
+        filled = .allocate(capacity: workers * queries)
+        filled.initialize(repeating: 0, count: workers * queries)
+    }
+
+    deinit {
+        best.deallocate()
+        at.deallocate()
+        filled.deallocate()
+    }
+
+    /// Merges `count` scores into worker `w`'s best for `query` (as `keepBest`).
+    @inline(__always)
+    func keep(_ scores: UnsafePointer<Float>, count: Int, first: Int = 0, rows: UnsafePointer<Int64>? = nil, worker w: Int, query: Int) {
+        let slot = w * queries + query
+        keepBest(scores, count: count, first: first, rows: rows, k: k, best: best + slot * k, at: at + slot * k, filled: &filled[slot])
+    }
+
+    /// Each query's best k of all workers' (worker 0's, the others merged into it), best first.
+    func merged() -> [[(row: Int, score: Float)]] {
+        (0..<queries).map { i in
+            for w in 1..<workers {
+                let slot = w * queries + i
+                for j in 0..<filled[slot] {
+                    var score = best[slot * k + j]
+                    keepBest(&score, count: 1, first: at[slot * k + j], k: k, best: best + i * k, at: at + i * k, filled: &filled[i])
+                }
+            }
+            return (0..<filled[i]).map { (at[i * k + $0], best[i * k + $0]) }
+        }
     }
 }
 
