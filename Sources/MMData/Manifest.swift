@@ -135,10 +135,7 @@ extension Manifest {
         var kept: [Int] = [], heldOut: [Int] = []
         for i in 0..<count {
             // FNV-1a's low bits barely change between similar names: finish with SplitMix64's mixer.
-            var h = FNV1a.hash(images.asWritten(i))
-            h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
-            h ^= h >> 31
+            let h = SeededGenerator.finalize(FNV1a.hash(images.asWritten(i)))
             if Double(h >> 11) / Double(1 << 53) < heldOutShare { heldOut.append(i) } else { kept.append(i) }
         }
         return (subset(kept), subset(heldOut))
