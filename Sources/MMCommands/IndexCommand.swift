@@ -113,25 +113,34 @@ struct AnnOptions: ParsableArguments {
     @Option(help: "Graph search breadth (hnsw; default \(ApproximateIndex.defaultEfSearch)).") var efSearch: Int?
     @Option(
         help:
-            "Candidates per wanted result re-scored exactly (ivf-pq, hnsw: default \(ApproximateIndex.defaultCandidatesPerResult); pq-scan: default \(ApproximateIndex.defaultScanCandidatesPerResult), its search breadth)."
+            "Candidates per wanted result re-scored exactly (ivf-pq, hnsw: default \(ApproximateIndex.defaultCandidatesPerResult); pq-scan: default \(ApproximateIndex.defaultCandidates(.pqScan)) with this CPU's \(ApproximateIndex.defaultScanBits)-bit codes, its search breadth)."
     )
     var candidates: Int?
+    @Option(
+        help: ArgumentHelp(
+            "Bits per code of pq-scan: 6 (64 centroids per 4 dimensions) or 4 (16 per 2).",
+            discussion:
+                "Default 6 on CPUs with AVX-512 VBMI (its byte permutes scan them), else 4. Both take 128 bytes a 512-d row; 6-bit codes scan batches of queries about 1.6× faster and lone queries a little slower (docs/serve.md)."
+        ))
+    var pqBits: Int?
 
     func validate() throws {
         if let nprobe, !(1...65_536).contains(nprobe) { throw ValidationError("--nprobe must be 1…65536") }
         if let efSearch, !(1...65_536).contains(efSearch) { throw ValidationError("--ef-search must be 1…65536") }
         if let candidates, !(1...1000).contains(candidates) { throw ValidationError("--candidates must be 1…1000") }
+        if let pqBits, pqBits != 4 && pqBits != 6 { throw ValidationError("--pq-bits must be 4 or 6") }
     }
 
     func build(beside url: URL, kind: ApproximateIndex.Kind) throws {
-        try buildApproximate(url, kind: kind, nprobe: nprobe, efSearch: efSearch, candidates: candidates)
+        try buildApproximate(url, kind: kind, nprobe: nprobe, efSearch: efSearch, candidates: candidates, pqBits: pqBits)
     }
 }
 
 /// Builds (or rebuilds) the approximate index beside a saved index file.
-func buildApproximate(_ url: URL, kind: ApproximateIndex.Kind, nprobe: Int?, efSearch: Int?, candidates: Int?) throws {
+func buildApproximate(_ url: URL, kind: ApproximateIndex.Kind, nprobe: Int?, efSearch: Int?, candidates: Int?, pqBits: Int?) throws {
     let index = try EmbeddingIndex.load(from: url)
-    let built = try ApproximateIndex.build(index, kind: kind, nprobe: nprobe, efSearch: efSearch, candidatesPerResult: candidates)
+    let built = try ApproximateIndex.build(
+        index, kind: kind, nprobe: nprobe, efSearch: efSearch, candidatesPerResult: candidates, pqBits: pqBits)
     try built.save(beside: url)
     let note = index.count < ApproximateIndex.exactBelowRows ? " (searches stay exact below \(ApproximateIndex.exactBelowRows) rows)" : ""
     warn(
@@ -228,7 +237,9 @@ extension IndexCommand {
             do { try gallery.save(to: url) } catch { throw CommandError("\(index): cannot write the index (\(error))") }
             warn("embedded \(images.paths.count) new or changed images, \(files.count - stale.count) unchanged; \(gallery.count) in \(index)")
             if let info = approximate?.info, info.kind != .adopted {
-                try buildApproximate(url, kind: info.kind, nprobe: info.nprobe, efSearch: info.efSearch, candidates: info.candidatesPerResult)
+                try buildApproximate(
+                    url, kind: info.kind, nprobe: info.nprobe, efSearch: info.efSearch, candidates: info.candidatesPerResult,
+                    pqBits: info.scanBits)
             } else {
                 removeStaleApproximate(url)
             }
@@ -323,6 +334,7 @@ extension IndexCommand {
         var breadth: [Int] = []
         @Option var candidates: Int?
         @Option(help: "Dimensions per sub-quantiser of pq-scan.") var pqDims: Int?
+        @Option(help: "Bits per code of pq-scan: 4 or 6.") var pqBits: Int?
 
         func run() throws {
             var g = SeededGenerator(seed: 1)
@@ -382,7 +394,8 @@ extension IndexCommand {
                 before = residentMB()
                 built = try ApproximateIndex.build(
                     gallery, kind: ann, nprobe: breadth.first, efSearch: breadth.first,
-                    candidatesPerResult: ann == .pqScan ? breadth.first ?? candidates : candidates, pqDimensions: pqDims)
+                    candidatesPerResult: ann == .pqScan ? breadth.first ?? candidates : candidates, pqDimensions: pqDims,
+                    pqBits: pqBits)
                 after = residentMB()
                 // Saved (to measure its size) beside the temporary file only, never beside a user's index.
                 if let file { try built!.save(beside: file) }

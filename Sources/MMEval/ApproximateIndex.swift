@@ -1,4 +1,5 @@
 import CFaiss
+import CFastScan
 import Foundation
 import MMFoundation
 import MMTensor
@@ -23,9 +24,10 @@ public final class ApproximateIndex: @unchecked Sendable {
         /// Hierarchical navigable small-world graph (32 links a node) over 8-bit scalar-quantised
         /// rows: the best recall per query time, slower to build.
         case hnsw
-        /// No partition: every row's 4-bit product-quantised codes (a sub-quantiser per 2
-        /// dimensions: 128 bytes a 512-d row) are scanned with byte shuffles, and the best
-        /// `candidatesPerResult` per result re-scored (`PQFastScan`). The kind for data without
+        /// No partition: every row's product-quantised codes (6 bits per 4 dimensions where the
+        /// CPU has AVX-512 VBMI, else 4 bits per 2: 128 bytes a 512-d row) are scanned with byte
+        /// permutes or shuffles, and the best `candidatesPerResult` per result re-scored
+        /// (`PQFastScan`). The kind for data without
         /// neighbourhoods, where IVF and HNSW cannot prune.
         case pqScan = "pq-scan"
         /// An index another tool wrote over the same rows (clip-retrieval's `image.index`, built
@@ -51,6 +53,9 @@ public final class ApproximateIndex: @unchecked Sendable {
         /// Candidates per wanted result that are re-scored exactly.
         public var candidatesPerResult: Int
         public var buildSeconds: Double?
+
+        /// Bits per code of a `pq-scan` index (its factory ends "x4fs" or "x6fs"), else nil.
+        public var scanBits: Int? { kind == .pqScan ? (factory.hasSuffix("x6fs") ? 6 : 4) : nil }
     }
 
     public private(set) var info: Info
@@ -141,7 +146,8 @@ public final class ApproximateIndex: @unchecked Sendable {
         case .hnsw:
             return "HNSW32,SQ8"
         case .pqScan:
-            return PQFastScan.factory(dimension: dimension)
+            let bits = PQFastScan.defaultBits
+            return PQFastScan.factory(dimension: dimension, subDimension: PQFastScan.defaultSubDimension(bits: bits), bits: bits)
         case .adopted:
             preconditionFailure("an adopted index is not built by mm")
         }
@@ -155,16 +161,23 @@ public final class ApproximateIndex: @unchecked Sendable {
     public static let defaultEfSearch = 128, defaultCandidatesPerResult = 10
 
     /// Candidates per wanted result re-scored unless told: `pq-scan` keeps more than the faiss
-    /// kinds, cheaply (docs/serve.md: on a million random 512-d rows 20 give recall@10 0.96, 50 give 0.99).
-    public static func defaultCandidates(_ kind: Kind) -> Int { kind == .pqScan ? defaultScanCandidatesPerResult : defaultCandidatesPerResult }
-    public static let defaultScanCandidatesPerResult = 30
+    /// kinds, cheaply, and its coarser 6-bit codes more than its 4-bit ones (docs/serve.md: on a
+    /// million random 512-d rows 4-bit codes give recall@10 0.96 with 20, 0.98 with 30; 6-bit ones
+    /// 0.96 with 80, 0.97 with 100).
+    public static func defaultCandidates(_ kind: Kind, bits: Int = defaultScanBits) -> Int {
+        kind == .pqScan ? defaultScanCandidates(bits: bits) : defaultCandidatesPerResult
+    }
+    public static func defaultScanCandidates(bits: Int) -> Int { bits == 6 ? 100 : 30 }
+    /// Bits per code of the `pq-scan` indexes this CPU builds (6 with AVX-512 VBMI, else 4).
+    public static var defaultScanBits: Int { PQFastScan.defaultBits }
 
     /// Builds an index of `kind` over every row of `index` (which must come from a file: the
     /// sidecar records its checksum). Training uses an evenly spaced sample of the rows.
-    /// `pqDimensions`: dimensions per sub-quantiser of `pq-scan` (default 2; benchmarks compare).
+    /// `pqBits` (4 or 6) and `pqDimensions`: bits per code and dimensions per sub-quantiser of
+    /// `pq-scan` (defaults: `PQFastScan.defaultBits` and its dimensions; benchmarks compare).
     public static func build(
         _ index: EmbeddingIndex, kind: Kind, nprobe: Int? = nil, efSearch: Int? = nil, candidatesPerResult: Int? = nil,
-        pqDimensions: Int? = nil
+        pqDimensions: Int? = nil, pqBits: Int? = nil
     ) throws -> ApproximateIndex {
         guard let checksum = index.checksum else { throw EvalError.unsavedIndex }
         guard index.count > 0 else { throw EvalError.emptyIndex(file: index.file ?? "index") }
@@ -177,12 +190,14 @@ public final class ApproximateIndex: @unchecked Sendable {
             guard index.count <= Int(UInt32.max) else {
                 throw EvalError.badIndex(file: index.file ?? "index", reason: "pq-scan holds at most 2³²−1 rows")
             }
-            let s = min(max(1, pqDimensions ?? PQFastScan.defaultSubDimension), index.dimension)
+            let bits = pqBits ?? PQFastScan.defaultBits
+            guard bits == 4 || bits == 6 else { throw EvalError.faiss(file: index.file, reason: "pq-scan codes have 4 or 6 bits, not \(bits)") }
+            let s = min(max(1, pqDimensions ?? PQFastScan.defaultSubDimension(bits: bits)), index.dimension)
             let info = Info(
-                kind: kind, factory: PQFastScan.factory(dimension: index.dimension, subDimension: s), rows: index.count,
-                dimension: index.dimension, checksum: String(checksum, radix: 16), candidatesPerResult: candidatesPerResult ?? defaultCandidates(kind)
-            )
-            let built = ApproximateIndex(info: info, scan: PQFastScan.build(index, subDimension: s))
+                kind: kind, factory: PQFastScan.factory(dimension: index.dimension, subDimension: s, bits: bits), rows: index.count,
+                dimension: index.dimension, checksum: String(checksum, radix: 16),
+                candidatesPerResult: candidatesPerResult ?? defaultCandidates(kind, bits: bits))
+            let built = ApproximateIndex(info: info, scan: PQFastScan.build(index, subDimension: s, bits: bits))
             built.info.buildSeconds = seconds()
             return built
         }
@@ -430,20 +445,20 @@ extension EmbeddingIndex {
         return results
     }
 
-    /// The k best of `rows` by exact cosine with one query (ties: the earlier row). Each row is
-    /// scored where it lies (a BLAS dot product), into a running best k: pq-scan re-scores
-    /// thousands of scattered candidates a query, and a copy or a sort of them would cost more.
+    /// The k best of `rows` by exact cosine with one query (ties: the earlier row). The rows are
+    /// scored where they lie (`mmfs_dots`, prefetching ahead): pq-scan re-scores hundreds of
+    /// scattered candidates a query.
     private func rescore(_ query: UnsafePointer<Float>, _ rows: [Int], k: Int) -> [Match] {
         guard !rows.isEmpty else { return [] }
         let k = min(k, rows.count)
-        var best = [Float](repeating: 0, count: k), at = [Int](repeating: 0, count: k), filled = 0
-        withRows { all in
-            for r in rows {
-                precondition(r >= 0 && r < count, "row out of range")
-                var score = sdot(dimension, query, all + r * dimension)
-                keepBest(&score, count: 1, first: r, k: k, best: &best, at: &at, filled: &filled)
-            }
+        let which = rows.map { r -> Int64 in
+            precondition(r >= 0 && r < count, "row out of range")
+            return Int64(r)
         }
+        var scores = [Float](repeating: 0, count: rows.count)
+        var best = [Float](repeating: 0, count: k), at = [Int](repeating: 0, count: k), filled = 0
+        withRows { all in mmfs_dots(query, all, Int64(dimension), which, Int32(which.count), &scores) }
+        keepBest(scores, count: scores.count, rows: which, k: k, best: &best, at: &at, filled: &filled)
         return (0..<filled).map { j in Match(index: at[j], id: ids[at[j]], name: names[at[j]], score: best[j]) }
     }
 }

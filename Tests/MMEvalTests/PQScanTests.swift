@@ -5,29 +5,37 @@ import MMTensor
 import MMTestSupport
 import Testing
 
-/// Random 4-bit codes of `rows` rows and `subquantizers` sub-quantisers, random 8-bit tables of
-/// `tables` queries (values ≤ 63, fastscan.h), and the codes packed into fastscan.h's block layout (written here from the
-/// header's description, independently of the index's encoder).
+/// Random `bits`-bit codes (4 or 6) of `rows` rows and `subquantizers` sub-quantisers, random
+/// 8-bit tables of `tables` queries (values ≤ 63 for 4 bits, ≤ 31 for 6, fastscan.h), and both
+/// packed into fastscan.h's block layouts (written here from the header's description,
+/// independently of the index's encoder).
 private struct Codes {
-    let rows: Int, subquantizers: Int
+    let rows: Int, subquantizers: Int, bits: Int
     let codes: [[UInt8]]  // [row][sub-quantiser]
-    let tables: [[[UInt8]]]  // [query][sub-quantiser][16]
-    var pairs: Int { (subquantizers + 1) / 2 }
-    var blocks: Int { (rows + 31) / 32 }
+    let tables: [[[UInt8]]]  // [query][sub-quantiser][centroid]
+    var groups: Int { bits == 6 ? subquantizers : (subquantizers + 1) / 2 }
+    var blockRows: Int { bits == 6 ? 64 : 32 }
+    var blocks: Int { (rows + blockRows - 1) / blockRows }
+    var blockBytes: Int { groups * (bits == 6 ? 64 : 32) }
 
-    init(rows: Int, subquantizers: Int, tables queries: Int, seed: UInt64) {
+    init(rows: Int, subquantizers: Int, tables queries: Int, bits: Int = 4, seed: UInt64) {
         var g = SeededGenerator(seed: seed)
-        self.rows = rows
-        self.subquantizers = subquantizers
-        codes = (0..<rows).map { _ in (0..<subquantizers).map { _ in UInt8.random(in: 0...15, using: &g) } }
-        tables = (0..<queries).map { _ in (0..<subquantizers).map { _ in (0..<16).map { _ in UInt8.random(in: 0...63, using: &g) } } }
+        (self.rows, self.subquantizers, self.bits) = (rows, subquantizers, bits)
+        let top: UInt8 = bits == 6 ? 63 : 15, most: UInt8 = bits == 6 ? 31 : 63
+        codes = (0..<rows).map { _ in (0..<subquantizers).map { _ in UInt8.random(in: 0...top, using: &g) } }
+        tables = (0..<queries).map { _ in (0..<subquantizers).map { _ in (0...Int(top)).map { _ in UInt8.random(in: 0...most, using: &g) } } }
     }
 
     var packed: [UInt8] {
-        var out = [UInt8](repeating: 0, count: blocks * pairs * 32)
+        var out = [UInt8](repeating: 0, count: blocks * blockBytes)
         for r in 0..<rows {
             for m in 0..<subquantizers {
-                let byte = (r / 32) * pairs * 32 + (m / 2) * 32 + (m % 2) * 16 + r % 16
+                if bits == 6 {
+                    // The two bits above a code are not read: set them to prove it.
+                    out[(r / 64) * blockBytes + m * 64 + r % 64] = codes[r][m] | 0xC0
+                    continue
+                }
+                let byte = (r / 32) * blockBytes + (m / 2) * 32 + (m % 2) * 16 + r % 16
                 out[byte] |= r % 32 < 16 ? codes[r][m] : codes[r][m] << 4
             }
         }
@@ -36,8 +44,10 @@ private struct Codes {
 
     /// Query q's table in the block layout (a missing odd sub-quantiser's values stay 0).
     func packedTable(_ q: Int) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: pairs * 32)
-        for m in 0..<subquantizers { for c in 0..<16 { out[(m / 2) * 32 + (m % 2) * 16 + c] = tables[q][m][c] } }
+        var out = [UInt8](repeating: 0, count: blockBytes)
+        for m in 0..<subquantizers {
+            for (c, value) in tables[q][m].enumerated() { out[bits == 6 ? m * 64 + c : (m / 2) * 32 + (m % 2) * 16 + c] = value }
+        }
         return out
     }
 
@@ -48,9 +58,10 @@ private struct Codes {
 /// Every query's sums by the kernels of `level` (fastscan.h): [query][row].
 private func sums(_ c: Codes, level: Int32) -> [[UInt16]] {
     let q = c.tables.count
-    var out = [UInt16](repeating: 0, count: q * c.blocks * 32)
-    mmfs_sums(c.packed, Int64(c.blocks), Int32(c.pairs), (0..<q).flatMap { c.packedTable($0) }, Int32(q), &out, level)
-    return (0..<q).map { Array(out[($0 * c.blocks * 32)..<($0 * c.blocks * 32 + c.rows)]) }
+    let stride = c.blocks * c.blockRows
+    var out = [UInt16](repeating: 0, count: q * stride)
+    mmfs_sums(c.packed, Int64(c.blocks), Int32(c.groups), (0..<q).flatMap { c.packedTable($0) }, Int32(q), &out, Int32(c.bits), level)
+    return (0..<q).map { Array(out[($0 * stride)..<($0 * stride + c.rows)]) }
 }
 
 /// The kept rows of `mmfs_scan` for every query, sorted by (sum descending, row); with `split`,
@@ -63,9 +74,10 @@ private func scan(_ c: Codes, keep: Int, level: Int32, split: Int? = nil) -> [[I
     kept.withUnsafeMutableBufferPointer { k in
         count.withUnsafeMutableBufferPointer { n in
             let (k, n) = (k.baseAddress!, n.baseAddress!)
-            mmfs_scan(codes, 0, middle, Int64(c.rows), Int32(c.pairs), tables, Int32(q), Int32(keep), k, n, &above, level)
+            let (groups, bits) = (Int32(c.groups), Int32(c.bits))
+            mmfs_scan(codes, 0, middle, Int64(c.rows), groups, tables, Int32(q), Int32(keep), k, n, &above, bits, level)
             let other = k + q * 2 * keep
-            mmfs_scan(codes, middle, end, Int64(c.rows), Int32(c.pairs), tables, Int32(q), Int32(keep), other, n + q, &above, level)
+            mmfs_scan(codes, middle, end, Int64(c.rows), groups, tables, Int32(q), Int32(keep), other, n + q, &above, bits, level)
             for i in 0..<q { mmfs_merge(k + i * 2 * keep, n + i, Int32(keep), other + i * 2 * keep, n[q + i]) }
         }
     }
@@ -98,10 +110,12 @@ private func clustered(rows n: Int, queries: Int, dimension d: Int, seed: UInt64
 
 @Suite struct PQScanTests {
     /// mm is built for Haswell and later (Package.swift), so the AVX2 kernels are the ones compared;
-    /// this machine also has AVX-512VL, which the four-query kernel needs.
+    /// this machine also has AVX-512VL, which the four-query kernel needs, and VBMI, which the
+    /// 6-bit kernel needs.
     @Test func simdAndPortableKernelsEqualTheNaiveSum() {
         #expect(mmfs_has_avx2() == 1)
         #expect(mmfs_has_avx512vl() == 1)
+        #expect(mmfs_has_vbmi() == 1)
         // 128 sub-quantisers (512-d) and odd counts (a pair padded, a last group of fewer than four
         // pairs); 6 queries: one group of four, then two alone.
         for (rows, subquantizers) in [(200, 128), (32, 4), (45, 7), (1, 1), (70, 256)] {
@@ -111,17 +125,30 @@ private func clustered(rows n: Int, queries: Int, dimension d: Int, seed: UInt64
             #expect(sums(c, level: 1) == portable, "\(rows) rows × \(subquantizers)")
             #expect(sums(c, level: 2) == portable, "\(rows) rows × \(subquantizers)")
         }
+        // 6 bits: 5 queries (two pairs, then one alone); blocks in fours and a tail (9 blocks; 11
+        // blocks of 256 sub-quantisers in chunks of 8 and 3); lookups in eights and a remainder.
+        for (rows, subquantizers) in [(200, 128), (576, 9), (704, 256), (45, 7), (1, 1)] {
+            let c = Codes(rows: rows, subquantizers: subquantizers, tables: 5, bits: 6, seed: UInt64(rows))
+            let portable = sums(c, level: 0)
+            #expect(portable == (0..<5).map { q in (0..<rows).map { UInt16(c.naive(q, row: $0)) } }, "6 bits, \(rows) rows × \(subquantizers)")
+            #expect(sums(c, level: 2) == portable, "6 bits, \(rows) rows × \(subquantizers)")
+        }
     }
 
-    /// The scan keeps each query's best rows by sum (ties: the earlier row), with either kernel,
-    /// and two scans of halves merged keep the same rows as one scan of all.
+    /// The scan keeps each query's best rows by sum (ties: the earlier row), with every kernel of
+    /// both code widths, and two scans of halves merged keep the same rows as one scan of all.
     @Test func scanKeepsTheBestRowsAndMergesHalves() {
-        let c = Codes(rows: 1_000, subquantizers: 6, tables: 5, seed: 3)  // small sums: many ties
-        let keep = 50
-        let expected: [[Int]] = (0..<5).map { q in Array(ranked((0..<c.rows).map { (sum: c.naive(q, row: $0), row: $0) }).prefix(keep)) }
-        for level: Int32 in [0, 1, 2] {
-            #expect(scan(c, keep: keep, level: level) == expected, "level \(level)")
-            #expect(scan(c, keep: keep, level: level, split: 13) == expected, "level \(level)")
+        // Small sums (many ties), and sums over several high bytes (the trims' histograms).
+        let cases = [
+            (Codes(rows: 1_000, subquantizers: 6, tables: 5, seed: 3), 50), (Codes(rows: 1_000, subquantizers: 6, tables: 5, bits: 6, seed: 3), 50),
+            (Codes(rows: 3_000, subquantizers: 64, tables: 3, bits: 6, seed: 5), 300)
+        ]
+        for (c, keep) in cases {
+            let expected = (0..<c.tables.count).map { q in Array(ranked((0..<c.rows).map { (sum: c.naive(q, row: $0), row: $0) }).prefix(keep)) }
+            for level: Int32 in [0, 1, 2] {
+                #expect(scan(c, keep: keep, level: level) == expected, "\(c.bits) bits, level \(level)")
+                #expect(scan(c, keep: keep, level: level, split: 13) == expected, "\(c.bits) bits, level \(level)")
+            }
         }
         // More kept than rows: every row.
         #expect(scan(Codes(rows: 40, subquantizers: 3, tables: 1, seed: 4), keep: 64, level: 2)[0].count == 40)
@@ -139,25 +166,28 @@ private func clustered(rows n: Int, queries: Int, dimension d: Int, seed: UInt64
         defer { for f in [url.path, url.path + ".ann", url.path + ".ann.json"] { try? FileManager.default.removeItem(atPath: f) } }
         try index.save(to: url)
         let saved = try EmbeddingIndex.load(from: url)
-        let built = try ApproximateIndex.build(saved, kind: .pqScan)
-        #expect(built.info.factory == "PQ32x4fs" && built.info.candidatesPerResult == ApproximateIndex.defaultScanCandidatesPerResult)
-        try built.save(beside: url)
-        let loaded = try #require(try ApproximateIndex.load(beside: saved))
-        #expect(loaded.info == built.info)
-        let exact = saved.search(queries, k: 10)
-        let found = try saved.search(queries, k: 10, approximate: loaded)
-        #expect(try saved.search(queries, k: 10, approximate: built).map { $0.map(\.index) } == found.map { $0.map(\.index) })
-        let hits = zip(exact, found).map { e, f in Set(e.map(\.index)).intersection(f.map(\.index)).count }.reduce(0, +)
-        #expect(Double(hits) / 500 >= 0.95, "recall@10 \(Double(hits) / 500)")
-        for (i, matches) in found.enumerated() {
-            let rows = saved.embeddings(rows: matches.map(\.index))
-            for (j, match) in matches.enumerated() {
-                let cosine = (0..<d).reduce(Float(0)) { $0 + queries.data[i * d + $1] * rows.data[j * d + $1] }
-                #expect(abs(cosine - match.score) < 1e-5)
+        // This CPU's default (6 bits: the kernel test checks it has VBMI), then 4 bits.
+        for (bits, factory) in [(nil, "PQ16x6fs"), (4, "PQ32x4fs")] as [(Int?, String)] {
+            let built = try ApproximateIndex.build(saved, kind: .pqScan, pqBits: bits)
+            #expect(built.info.factory == factory && built.info.candidatesPerResult == ApproximateIndex.defaultScanCandidates(bits: bits ?? 6))
+            try built.save(beside: url)
+            let loaded = try #require(try ApproximateIndex.load(beside: saved))
+            #expect(loaded.info == built.info)
+            let exact = saved.search(queries, k: 10)
+            let found = try saved.search(queries, k: 10, approximate: loaded)
+            #expect(try saved.search(queries, k: 10, approximate: built).map { $0.map(\.index) } == found.map { $0.map(\.index) })
+            let hits = zip(exact, found).map { e, f in Set(e.map(\.index)).intersection(f.map(\.index)).count }.reduce(0, +)
+            #expect(Double(hits) / 500 >= 0.95, "\(factory): recall@10 \(Double(hits) / 500)")
+            for (i, matches) in found.enumerated() {
+                let rows = saved.embeddings(rows: matches.map(\.index))
+                for (j, match) in matches.enumerated() {
+                    let cosine = (0..<d).reduce(Float(0)) { $0 + queries.data[i * d + $1] * rows.data[j * d + $1] }
+                    #expect(abs(cosine - match.score) < 1e-5)
+                }
             }
+            let textsOnly = try saved.search(queries, k: 10, kind: .text, approximate: loaded)
+            #expect(textsOnly.allSatisfy { $0.count == 10 && $0.allSatisfy { saved.kinds[$0.index] == .text } })
         }
-        let textsOnly = try saved.search(queries, k: 10, kind: .text, approximate: loaded)
-        #expect(textsOnly.allSatisfy { $0.count == 10 && $0.allSatisfy { saved.kinds[$0.index] == .text } })
     }
 
     /// A truncated, tampered or mislabelled `.ann` is one clear error naming the file and what is
@@ -193,6 +223,7 @@ private func clustered(rows n: Int, queries: Int, dimension d: Int, seed: UInt64
         try refused(patched(16, 0), "dimensions per sub-quantiser 0")
         try refused(patched(16, 8), "file size")  // a valid field that sizes the file otherwise
         try refused(patched(20, 256), "centroids per sub-quantiser 256")
+        try refused(patched(20, 16), "file size")  // 6-bit codes read as 4-bit ones
         try refused(patched(24, 7), "rows 7")
         var flipped = good
         flipped[good.count / 2] ^= 0x10
