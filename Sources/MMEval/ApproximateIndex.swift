@@ -424,13 +424,13 @@ extension EmbeddingIndex {
     public func search(_ queries: Tensor, k: Int, kind: RowKind? = nil, approximate: ApproximateIndex?) throws -> [[Match]] {
         guard let approximate, count >= ApproximateIndex.exactBelowRows, k > 0 else { return search(queries, k: k, kind: kind) }
         if approximate.info.kind == .ivf {
-            let allowed: [Bool]? = kind.flatMap { kind in kinds.allSatisfy { $0 == kind } ? nil : kinds.map { $0 == kind } }
+            let allowed: [Bool]? = kind.flatMap { kind in presentKinds == [kind] ? nil : kinds.map { $0 == kind } }
             return approximate.searchLists(queries, k: min(k, count), allowed: allowed).map { found in
                 found.map { Match(index: $0.row, id: ids[$0.row], name: names[$0.row], score: $0.score) }
             }
         }
         // Rows of the other kind take candidate slots: ask for more when the index mixes kinds.
-        let mixed = kind != nil && Set(kinds).count > 1
+        let mixed = kind != nil && presentKinds.count > 1
         let wanted = min(count, k * approximate.info.candidatesPerResult * (mixed ? 4 : 1))
         let lists = try approximate.candidates(queries, count: wanted)
         var results = [[Match]](repeating: [], count: lists.count)
