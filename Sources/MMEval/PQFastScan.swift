@@ -35,12 +35,15 @@ final class PQFastScan: @unchecked Sendable {
     let centroids: [Float]
     var centroidCount: Int { 1 << bits }
     var subquantizers: Int { (dimension + subDimension - 1) / subDimension }
-    /// Groups of a block and of a table (fastscan.h): pairs of sub-quantisers for 4 bits, one each for 6.
-    var groups: Int { bits == 6 ? subquantizers : (subquantizers + 1) / 2 }
+    var groups: Int { Self.groups(subquantizers: subquantizers, bits: bits) }
     var groupBytes: Int { Int(mmfs_group_bytes(Int32(bits))) }
-    var blockRows: Int { Int(mmfs_block_rows(Int32(bits))) }
-    var blocks: Int { (rows + blockRows - 1) / blockRows }
-    var codeBytes: Int { blocks * groups * groupBytes }
+    /// Bytes of a query's look-up table (one block's worth of groups).
+    var tableBytes: Int { groups * groupBytes }
+    var blocks: Int {
+        let blockRows = Int(mmfs_block_rows(Int32(bits)))
+        return (rows + blockRows - 1) / blockRows
+    }
+    var codeBytes: Int { Self.codeBytes(rows: rows, subquantizers: subquantizers, bits: bits) }
     /// The codes: in memory after a build, in the mapped file after a load (never both).
     private let codes: UnsafeRawPointer
     private let allocated: UnsafeMutableRawPointer?
@@ -95,10 +98,13 @@ final class PQFastScan: @unchecked Sendable {
         return scan
     }
 
+    /// Groups of a block and of a table (fastscan.h): pairs of sub-quantisers for 4 bits, one each for 6.
+    static func groups(subquantizers m: Int, bits: Int) -> Int { bits == 6 ? m : (m + 1) / 2 }
+
     /// Bytes of the codes of `rows` rows (whole blocks).
     static func codeBytes(rows: Int, subquantizers m: Int, bits: Int) -> Int {
-        let blockRows = Int(mmfs_block_rows(Int32(bits))), groups = bits == 6 ? m : (m + 1) / 2
-        return (rows + blockRows - 1) / blockRows * groups * Int(mmfs_group_bytes(Int32(bits)))
+        let blockRows = Int(mmfs_block_rows(Int32(bits)))
+        return (rows + blockRows - 1) / blockRows * groups(subquantizers: m, bits: bits) * Int(mmfs_group_bytes(Int32(bits)))
     }
 
     /// Lloyd's k-means of one sub-space: `count` points of `width` floats, `stride` apart, into `k`
@@ -188,11 +194,11 @@ final class PQFastScan: @unchecked Sendable {
 
     // MARK: Searching
 
-    /// Each query's look-up table [Q, groups × group bytes] (fastscan.h layout): the inner products
-    /// of its sub-vectors with the centroids (one BLAS product per sub-space), minus each
-    /// sub-quantiser's smallest, times one scale for the whole table, rounded to integers 0…63 for
-    /// 4 bits, 0…31 for 6 (fewer when the largest possible sum would reach 2¹⁶). The sum over a row's codes is then an increasing affine
-    /// function of the row's approximate inner product, up to the rounding.
+    /// Each query's look-up table [Q, tableBytes] (fastscan.h layout): the inner products of its
+    /// sub-vectors with the centroids (one BLAS product per sub-space), minus each sub-quantiser's
+    /// smallest, times one scale for the whole table, rounded to integers 0…63 for 4 bits, 0…31 for
+    /// 6 (fewer when the largest possible sum would reach 2¹⁶). The sum over a row's codes is then
+    /// an increasing affine function of the row's approximate inner product, up to the rounding.
     func tables(_ queries: Tensor) -> [UInt8] {
         let q = queries.shape[0], d = dimension, s = subDimension, k = centroidCount, m = subquantizers
         let products = Tensor.zeros([q, m * k])
@@ -203,7 +209,7 @@ final class PQFastScan: @unchecked Sendable {
                     ldb: s, c: products.data + j * k, ldc: m * k, parallel: false)
             }
         }
-        let levels = Float(min(bits == 6 ? 31 : 63, 65_535 / m)), tableBytes = groups * groupBytes
+        let levels = Float(min(bits == 6 ? 31 : 63, 65_535 / m)), tableBytes = tableBytes
         var tables = [UInt8](repeating: 0, count: q * tableBytes)
         for i in 0..<q {
             let row = products.data + i * m * k
@@ -232,7 +238,7 @@ final class PQFastScan: @unchecked Sendable {
     func candidates(_ queries: Tensor, count: Int) -> [[Int]] {
         let q = queries.shape[0], keep = min(count, rows)
         guard q > 0, keep > 0 else { return Array(repeating: [], count: q) }
-        let tables = tables(queries), tableBytes = groups * groupBytes
+        let tables = tables(queries), tableBytes = tableBytes
         let workers = max(1, min(Threads.count, blocks))
         // Queries per pass: the buffers (2 × keep keys a query and worker) stay within 32 MB.
         let batch = max(1, min(q, (1 << 21) / (keep * workers)))

@@ -154,6 +154,23 @@ private func clustered(rows n: Int, queries: Int, dimension d: Int, seed: UInt64
         #expect(scan(Codes(rows: 40, subquantizers: 3, tables: 1, seed: 4), keep: 64, level: 2)[0].count == 40)
     }
 
+    /// The re-scoring's dot products equal a plain sum for every tail of the vector loop (lengths
+    /// not a multiple of 32 or 8), in any row order and with repeated rows.
+    @Test func rescoringDotsEqualAPlainSum() {
+        var g = SeededGenerator(seed: 8)
+        for dimension in [1, 7, 8, 13, 40, 64, 77] {
+            let rows = (0..<(20 * dimension)).map { _ in Float.random(in: -1...1, using: &g) }
+            let query = (0..<dimension).map { _ in Float.random(in: -1...1, using: &g) }
+            let which: [Int64] = [19, 0, 7, 7, 3]
+            var out = [Float](repeating: .nan, count: which.count)
+            mmfs_dots(query, rows, Int64(dimension), which, Int32(which.count), &out)
+            for (i, r) in which.enumerated() {
+                let plain = (0..<dimension).reduce(Float(0)) { $0 + query[$1] * rows[Int(r) * dimension + $1] }
+                #expect(abs(out[i] - plain) <= 1e-5 * Float(dimension), "dimension \(dimension), row \(r)")
+            }
+        }
+    }
+
     /// On clustered data pq-scan finds exact search's top 10 (recall@10 ≥ 0.95), every score is
     /// the exact cosine, a search of one row kind returns only that kind, and the saved file
     /// loads to the same results.
