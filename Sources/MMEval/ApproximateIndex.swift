@@ -27,8 +27,8 @@ public final class ApproximateIndex: @unchecked Sendable {
         /// No partition: every row's product-quantised codes (6 bits per 4 dimensions where the
         /// CPU has AVX-512 VBMI, else 4 bits per 2: 128 bytes a 512-d row) are scanned with byte
         /// permutes or shuffles, and the best `candidatesPerResult` per result re-scored
-        /// (`PQFastScan`). The kind for data without
-        /// neighbourhoods, where IVF and HNSW cannot prune.
+        /// (`PQFastScan`). The kind for data without neighbourhoods, where IVF and HNSW cannot
+        /// prune.
         case pqScan = "pq-scan"
         /// An index another tool wrote over the same rows (clip-retrieval's `image.index`, built
         /// by autofaiss), adopted as it is: its own search settings, candidates re-scored.
