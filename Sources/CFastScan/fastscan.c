@@ -252,7 +252,8 @@ typedef void (*visitor)(void *context, int32_t query, int64_t block, const uint1
 static void each_block(kernels k, const uint8_t *codes, int64_t first_block, int64_t end_block, int32_t groups,
                        int32_t group_bytes, const uint8_t *tables, int32_t queries, void *context, visitor visit) {
     const int64_t block_bytes = (int64_t)groups * group_bytes;
-    int64_t chunk = (128 << 10) / block_bytes;
+    // (Whole runs of the kernel's blocks, so that only the scan's last chunk has a shorter one.)
+    int64_t chunk = (128 << 10) / block_bytes / k.blocks * k.blocks;
     if (chunk < 4) chunk = 4;
     uint16_t sums[2 * 4 * 64];  // the widest kernel's: GROUP × 32, 2 × 4 × 64
     for (int64_t start = first_block; start < end_block; start += chunk) {
@@ -436,7 +437,8 @@ static void prefetch_row(const float *row, int64_t dimension) {
 }
 
 void mmfs_dots(const float *query, const float *rows, int64_t dimension, const int64_t *which, int32_t n, float *out) {
-    float (*dot)(const float *, const float *, int64_t) = mmfs_has_avx2() ? dot_avx2 : dot_portable;
+    float (*dot)(const float *, const float *, int64_t) =
+        mmfs_has_avx2() && __builtin_cpu_supports("fma") ? dot_avx2 : dot_portable;
     for (int32_t i = 0; i < n && i < AHEAD; i++) prefetch_row(rows + which[i] * dimension, dimension);
     for (int32_t i = 0; i < n; i++) {
         if (i + AHEAD < n) prefetch_row(rows + which[i + AHEAD] * dimension, dimension);

@@ -142,6 +142,7 @@ func buildApproximate(_ url: URL, kind: ApproximateIndex.Kind, nprobe: Int?, efS
     let built = try ApproximateIndex.build(
         index, kind: kind, nprobe: nprobe, efSearch: efSearch, candidatesPerResult: candidates, pqBits: pqBits)
     try built.save(beside: url)
+    if let reason = built.slowScanReason { warn("\(url.path).ann: \(reason)") }
     let note = index.count < ApproximateIndex.exactBelowRows ? " (searches stay exact below \(ApproximateIndex.exactBelowRows) rows)" : ""
     warn(
         "approximate index \(built.info.factory) over \(index.count) rows in \(String(format: "%.1f", built.info.buildSeconds ?? 0)) s → \(url.path).ann\(note)"
@@ -506,6 +507,7 @@ struct SearchCommand: ParsableCommand {
     func run() throws {
         let gallery = try EmbeddingIndex.load(from: URL(fileURLWithPath: index))
         let approximate = exact ? nil : try ApproximateIndex.load(beside: gallery)
+        if let reason = approximate?.slowScanReason { warn("\(index).ann: \(reason)") }
         let embedder = try modelOptions.embedder()
         let results =
             try text.map { try embedder.search(gallery, text: $0, k: k, kind: modality, approximate: approximate) }

@@ -69,6 +69,7 @@ struct ServeCommand: ParsableCommand {
         for spec in specs {
             let s = try ServedIndex.load(name: spec.name, path: spec.path)
             warn("index \(s.name): \(s.index.count) rows from \(spec.path)\(s.approximate.map { ", approximate \($0.info.factory)" } ?? "")")
+            if let reason = s.approximate?.slowScanReason { warn("index \(s.name): \(reason)") }
             served.append(s)
         }
         var limits = RetrievalService.Limits()

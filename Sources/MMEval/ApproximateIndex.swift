@@ -58,6 +58,17 @@ public final class ApproximateIndex: @unchecked Sendable {
         public var scanBits: Int? { kind == .pqScan ? (factory.hasSuffix("x6fs") ? 6 : 4) : nil }
     }
 
+    /// Why this CPU scans a `pq-scan` index slowly (its codes' SIMD kernel is missing, so a
+    /// portable loop scans them), else nil: an index built elsewhere is correct here, only slower.
+    public var slowScanReason: String? {
+        switch info.scanBits {
+        case 6 where mmfs_has_vbmi() == 0:
+            return "its 6-bit codes are scanned by a portable loop on this CPU (no AVX-512 VBMI); rebuild with --pq-bits 4"
+        case 4 where mmfs_has_avx2() == 0: return "its codes are scanned by a portable loop on this CPU (no AVX2)"
+        default: return nil
+        }
+    }
+
     public private(set) var info: Info
     /// faiss's index (nil for `pq-scan`).
     private let handle: OpaquePointer?
@@ -191,7 +202,9 @@ public final class ApproximateIndex: @unchecked Sendable {
                 throw EvalError.badIndex(file: index.file ?? "index", reason: "pq-scan holds at most 2³²−1 rows")
             }
             let bits = pqBits ?? PQFastScan.defaultBits
-            guard bits == 4 || bits == 6 else { throw EvalError.faiss(file: index.file, reason: "pq-scan codes have 4 or 6 bits, not \(bits)") }
+            guard bits == 4 || bits == 6 else {
+                throw EvalError.badIndex(file: index.file ?? "index", reason: "pq-scan codes have 4 or 6 bits, not \(bits)")
+            }
             let s = min(max(1, pqDimensions ?? PQFastScan.defaultSubDimension(bits: bits)), index.dimension)
             let info = Info(
                 kind: kind, factory: PQFastScan.factory(dimension: index.dimension, subDimension: s, bits: bits), rows: index.count,

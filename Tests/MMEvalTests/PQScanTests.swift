@@ -161,7 +161,7 @@ private func clustered(rows n: Int, queries: Int, dimension d: Int, seed: UInt64
         for dimension in [1, 7, 8, 13, 40, 64, 77] {
             let rows = (0..<(20 * dimension)).map { _ in Float.random(in: -1...1, using: &g) }
             let query = (0..<dimension).map { _ in Float.random(in: -1...1, using: &g) }
-            let which: [Int64] = [19, 0, 7, 7, 3]
+            let which: [Int64] = [19, 0, 7, 7, 3, 12, 5, 18, 1, 9, 9, 4]  // more than the rows prefetched ahead
             var out = [Float](repeating: .nan, count: which.count)
             mmfs_dots(query, rows, Int64(dimension), which, Int32(which.count), &out)
             for (i, r) in which.enumerated() {
@@ -216,42 +216,44 @@ private func clustered(rows n: Int, queries: Int, dimension d: Int, seed: UInt64
         defer { for f in [url.path, ann, url.path + ".ann.json"] { try? FileManager.default.removeItem(atPath: f) } }
         try index.save(to: url)
         let saved = try EmbeddingIndex.load(from: url)
-        try ApproximateIndex.build(saved, kind: .pqScan).save(beside: url)
-        let good = try Data(contentsOf: URL(fileURLWithPath: ann))
-        func refused(_ bytes: Data, _ reason: String) throws {
-            try bytes.write(to: URL(fileURLWithPath: ann))
-            do {
-                _ = try ApproximateIndex.load(beside: saved)
-                Issue.record("accepted: expected \(reason)")
-            } catch let error as EvalError {
-                #expect("\(error)".hasPrefix(ann + ": ") && "\(error)".contains(reason), "\(error)")
+        for bits in [4, 6] {
+            try ApproximateIndex.build(saved, kind: .pqScan, pqBits: bits).save(beside: url)
+            let good = try Data(contentsOf: URL(fileURLWithPath: ann))
+            func refused(_ bytes: Data, _ reason: String) throws {
+                try bytes.write(to: URL(fileURLWithPath: ann))
+                do {
+                    _ = try ApproximateIndex.load(beside: saved)
+                    Issue.record("accepted: expected \(reason)")
+                } catch let error as EvalError {
+                    #expect("\(error)".hasPrefix(ann + ": ") && "\(error)".contains(reason), "\(error)")
+                }
             }
+            func patched(_ offset: Int, _ value: UInt32) -> Data {
+                var d = good
+                withUnsafeBytes(of: value.littleEndian) { d.replaceSubrange(offset..<(offset + 4), with: $0) }
+                return d
+            }
+            try refused(good.prefix(good.count - 1), "file size")
+            try refused(good.prefix(20), "no MMPQSCAN magic")
+            try refused(Data(), "no MMPQSCAN magic")
+            try refused(patched(8, 9), "version 9")
+            try refused(patched(12, 1 << 30), "dimension")
+            try refused(patched(16, 0), "dimensions per sub-quantiser 0")
+            try refused(patched(16, 8), "file size")  // a valid field that sizes the file otherwise
+            try refused(patched(20, 256), "centroids per sub-quantiser 256")
+            try refused(patched(20, bits == 6 ? 16 : 64), "file size")  // codes read as the other width
+            try refused(patched(24, 7), "rows 7")
+            var flipped = good
+            flipped[good.count / 2] ^= 0x10
+            try refused(flipped, "checksum mismatch")
+            // A centroid of NaN with a matching checksum (a file written wrongly, not damaged).
+            var nan = patched(32, Float.nan.bitPattern)
+            var sum: UInt64 = fnv(nan.prefix(nan.count - 8))
+            nan.replaceSubrange((nan.count - 8)..<nan.count, with: Data(bytes: &sum, count: 8))
+            try refused(nan, "not finite")
+            try good.write(to: URL(fileURLWithPath: ann))
+            #expect(try ApproximateIndex.load(beside: saved) != nil)
         }
-        func patched(_ offset: Int, _ value: UInt32) -> Data {
-            var d = good
-            withUnsafeBytes(of: value.littleEndian) { d.replaceSubrange(offset..<(offset + 4), with: $0) }
-            return d
-        }
-        try refused(good.prefix(good.count - 1), "file size")
-        try refused(good.prefix(20), "no MMPQSCAN magic")
-        try refused(Data(), "no MMPQSCAN magic")
-        try refused(patched(8, 9), "version 9")
-        try refused(patched(12, 1 << 30), "dimension")
-        try refused(patched(16, 0), "dimensions per sub-quantiser 0")
-        try refused(patched(16, 8), "file size")  // a valid field that sizes the file otherwise
-        try refused(patched(20, 256), "centroids per sub-quantiser 256")
-        try refused(patched(20, 16), "file size")  // 6-bit codes read as 4-bit ones
-        try refused(patched(24, 7), "rows 7")
-        var flipped = good
-        flipped[good.count / 2] ^= 0x10
-        try refused(flipped, "checksum mismatch")
-        // A centroid of NaN with a matching checksum (a file written wrongly, not damaged).
-        var nan = patched(32, Float.nan.bitPattern)
-        var sum: UInt64 = fnv(nan.prefix(nan.count - 8))
-        nan.replaceSubrange((nan.count - 8)..<nan.count, with: Data(bytes: &sum, count: 8))
-        try refused(nan, "not finite")
-        try good.write(to: URL(fileURLWithPath: ann))
-        #expect(try ApproximateIndex.load(beside: saved) != nil)
         // Other contents saved over the index: the pq-scan file beside it is stale.
         var changed = saved
         changed.add(names: ["extra"], embeddings: Tensor(shape: [1, 16], values: Array(repeating: 0.25, count: 16)))
