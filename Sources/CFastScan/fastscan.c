@@ -156,6 +156,7 @@ static void sums64_portable(const uint8_t *codes, int64_t block_bytes, int32_t g
                 for (int j = 0; j < 64; j++) sums[(q * nb + b) * 64 + j] += t[c[j] & 63];
             }
 }
+
 // The rows (bit j) of a block whose sum exceeds `above` (−1: every row).
 __attribute__((target("avx2"))) static uint64_t over_avx2(const uint16_t *sums, int32_t above) {
     if (above < 0) return 0xFFFFFFFFu;
