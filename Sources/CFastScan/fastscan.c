@@ -63,10 +63,9 @@ __attribute__((target("avx2"))) static void block_avx2(const uint8_t *codes, int
 // Four queries at once: each pair's codes are loaded and split into nibbles once for all four
 // (AVX-512VL only for its 32 registers: the vectors stay 256 bits wide).
 #define GROUP 4
-__attribute__((target("avx2,avx512vl,avx512bw"))) static void block_group(const uint8_t *codes, int64_t block_bytes,
-                                                                          int32_t pairs, const uint8_t *tables,
-                                                                          int64_t stride, uint16_t *sums) {
-    (void)block_bytes;  // one block at a time
+__attribute__((target("avx2,avx512vl,avx512bw"))) static void block_group(const uint8_t *codes, int32_t pairs,
+                                                                          const uint8_t *tables, int64_t stride,
+                                                                          uint16_t *sums) {
     const __m256i nibble = _mm256_set1_epi8(15);
     __m256i low_words[GROUP], low_odd[GROUP], high_words[GROUP], high_odd[GROUP];
     for (int q = 0; q < GROUP; q++) low_words[q] = low_odd[q] = high_words[q] = high_odd[q] = _mm256_setzero_si256();
@@ -223,7 +222,7 @@ __attribute__((target("avx2,avx512vl,avx512bw"))) static void sums32_group(const
                                                                           int32_t pairs, const uint8_t *tables,
                                                                           int64_t stride, int nq, int nb,
                                                                           uint16_t *sums) {
-    if (nq == GROUP) return block_group(codes, block_bytes, pairs, tables, stride, sums);
+    if (nq == GROUP) return block_group(codes, pairs, tables, stride, sums);
     sums32_avx2(codes, block_bytes, pairs, tables, stride, nq, nb, sums);
 }
 
